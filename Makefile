@@ -1,0 +1,31 @@
+# near-failover: `make demo` runs the main job, `make test` the tests, on a fresh Debian machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages the tests start for real: an OpenSSH server on loopback.
+DEBIAN_PACKAGES := openssh-server openssh-client
+
+.PHONY: install system-packages test demo bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+system-packages:
+	scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
+
+test: install system-packages
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/near-failover demo
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
