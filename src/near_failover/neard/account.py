@@ -13,7 +13,7 @@ def account_id_problem(account_id: str) -> str | None:
     """Why `account_id` is not a valid NEAR account id, or None if it is."""
     if not 2 <= len(account_id) <= 64:
         return f"{account_id!r} must be 2 to 64 characters long"
-    if not _ACCOUNT_ID.match(account_id):
+    if not _ACCOUNT_ID.fullmatch(account_id):
         return (
             f"{account_id!r} is not a NEAR account id: lowercase letters and digits, "
             "separated by single '.', '-' or '_'"
