@@ -1,0 +1,143 @@
+"""neard as a systemd unit: systemctl through the Host, so the same code works over SSH."""
+
+from __future__ import annotations
+
+import asyncio
+
+from near_failover.control.base import (
+    ControlError,
+    Masked,
+    NeardControl,
+    NotRunning,
+    StopFailed,
+    StopOutcome,
+)
+from near_failover.hosts.base import CommandResult, CommandTimeout, Host
+
+
+class SystemdControl(NeardControl):
+    """``systemctl stop|start|restart|is-active|mask|unmask|show``; SIGHUP via ``systemctl kill``."""
+
+    def __init__(
+        self,
+        node_name: str,
+        host: Host,
+        unit: str,
+        command_timeout: float = 30.0,
+        kill_grace: float = 10.0,
+    ) -> None:
+        super().__init__(node_name, host)
+        self.unit = unit
+        self.command_timeout = command_timeout
+        self.kill_grace = kill_grace
+
+    async def _systemctl(self, *args: str, timeout: float | None = None) -> CommandResult:
+        return await self.host.run(["systemctl", *args], timeout=timeout or self.command_timeout)
+
+    def _failed(self, action: str, result: CommandResult) -> ControlError:
+        detail = (result.stderr or result.stdout).strip() or f"exit code {result.exit_code}"
+        return ControlError(
+            self.node_name,
+            f"systemctl {action} {self.unit} failed: {detail}; see `journalctl -u {self.unit}`",
+        )
+
+    async def _show(self, prop: str) -> str:
+        result = await self._systemctl("show", "-p", prop, "--value", self.unit)
+        if not result.ok:
+            raise self._failed(f"show -p {prop}", result)
+        return result.stdout.strip()
+
+    async def main_pid(self) -> int | None:
+        value = await self._show("MainPID")
+        if not value.isdigit():
+            raise ControlError(self.node_name, f"systemctl show -p MainPID gave {value!r}, not a pid")
+        return int(value) or None
+
+    async def is_active(self) -> bool:
+        return (await self._systemctl("is-active", "--quiet", self.unit)).ok
+
+    async def is_masked(self) -> bool:
+        return await self._show("LoadState") == "masked"
+
+    async def stop(self, timeout: float = 30.0) -> StopOutcome:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        pid = await self.main_pid()
+        was_running = pid is not None or await self.is_active()
+        try:
+            result = await self._systemctl("stop", self.unit, timeout=timeout + 5)
+            if not result.ok and await self.is_active():
+                raise self._failed("stop", result)
+        except CommandTimeout:
+            pass  # systemd is still stopping it; SIGKILL below if it outlives the deadline
+        gone = await self._wait_stopped(pid, began + timeout)
+        killed = False
+        if not gone:
+            killed = True
+            await self._systemctl("kill", "-s", "KILL", self.unit)
+            gone = await self._wait_stopped(pid, loop.time() + self.kill_grace)
+        if not gone:
+            raise StopFailed(
+                self.node_name,
+                f"{self.unit} still runs after `systemctl stop`, {timeout:g}s and SIGKILL"
+                + (f" (pid {pid})" if pid else "")
+                + f"; check `systemctl status {self.unit}`",
+            )
+        return StopOutcome(pid=pid, was_running=was_running, killed=killed, seconds=loop.time() - began)
+
+    async def _wait_stopped(self, pid: int | None, deadline: float) -> bool:
+        """The unit is inactive and its former main process is gone."""
+        loop = asyncio.get_running_loop()
+        while True:
+            active = await self.is_active()
+            alive = pid is not None and await self.host.pid_alive(pid)
+            if not active and not alive:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
+
+    async def start(self) -> int | None:
+        if await self.is_masked():
+            raise Masked(
+                self.node_name,
+                f"{self.unit} is masked, so it is not started: this node was fenced. Unmask it "
+                f"(systemctl unmask {self.unit}) only once its validator key is out of its home",
+            )
+        result = await self._systemctl("start", self.unit)
+        if not result.ok:
+            raise self._failed("start", result)
+        return await self.main_pid()
+
+    async def restart(self, timeout: float = 30.0) -> int | None:
+        if await self.is_masked():
+            raise Masked(self.node_name, f"{self.unit} is masked; refusing to restart it")
+        result = await self._systemctl("restart", self.unit, timeout=timeout + self.command_timeout)
+        if not result.ok:
+            raise self._failed("restart", result)
+        return await self.main_pid()
+
+    async def reload(self) -> None:
+        if not await self.is_active():
+            raise NotRunning(self.node_name, f"cannot send SIGHUP: {self.unit} is not active")
+        result = await self._systemctl("kill", "-s", "HUP", self.unit)
+        if not result.ok:
+            raise self._failed("kill -s HUP", result)
+
+    async def mask(self) -> None:
+        result = await self._systemctl("mask", self.unit)
+        if not result.ok:
+            error = self._failed("mask", result)
+            if "exists" in (result.stderr + result.stdout):
+                error = ControlError(
+                    self.node_name,
+                    f"systemctl mask {self.unit} failed: the unit file is in /etc/systemd/system, "
+                    "where the mask link must go; install the unit under /lib/systemd/system (keep "
+                    f"overrides in drop-ins) so it can be masked. systemctl said: {result.stderr.strip()}",
+                )
+            raise error
+
+    async def unmask(self) -> None:
+        result = await self._systemctl("unmask", self.unit)
+        if not result.ok:
+            raise self._failed("unmask", result)

@@ -1,0 +1,554 @@
+"""The inventory: one TOML file that describes a validator pool and the nodes that may sign for it.
+
+Every mistake in it is reported with the file, the key (``node[1].control``) and what was
+expected, because an operator reads these errors at the worst moment: in the middle of an outage.
+Paths are resolved once, here, so nothing downstream has to guess what a relative path meant.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from near_failover.neard.account import account_id_problem
+
+DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+_NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_CONTROL_EXPECTED = 'expected "systemd:<unit>", "pidfile:<path>" or "command"'
+_HOST_EXPECTED = 'expected "local" or "ssh://[user@]host[:port]"'
+
+
+class InventoryError(Exception):
+    """A problem with the inventory; the message names the file, the key and the fix."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class UnknownNode(InventoryError):
+    """A node name that the inventory does not define."""
+
+
+# --- parsed forms of the compact string fields ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Where a node's machine is: this machine, or an SSH endpoint."""
+
+    kind: Literal["local", "ssh"]
+    hostname: str | None = None
+    port: int = 22
+    user: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "local":
+            return "local"
+        user = f"{self.user}@" if self.user else ""
+        host = f"[{self.hostname}]" if self.hostname and ":" in self.hostname else self.hostname
+        return f"ssh://{user}{host}:{self.port}"
+
+
+def parse_host(value: str) -> HostSpec:
+    """Parse ``local`` or ``ssh://[user@]host[:port]``; raises ValueError with what is expected."""
+    if value == "local":
+        return HostSpec(kind="local")
+    if not value.startswith("ssh://"):
+        raise ValueError(f"{_HOST_EXPECTED}, got {value!r}")
+    parts = urlsplit(value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"{_HOST_EXPECTED} with no path or query, got {value!r}")
+    if parts.password is not None:
+        raise ValueError(
+            f"{value!r} contains a password; passwords are not accepted: use a key or an agent"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {value!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"{_HOST_EXPECTED}, the host name is missing in {value!r}")
+    if port == 0:
+        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {value!r}")
+    return HostSpec(kind="ssh", hostname=parts.hostname, port=port or 22, user=parts.username)
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """How neard is stopped and started on a node."""
+
+    kind: Literal["systemd", "pidfile", "command"]
+    unit: str | None = None
+    pidfile: PurePosixPath | None = None
+
+
+def parse_control(value: str) -> ControlSpec:
+    """Parse the ``control`` field (paths must already be absolute)."""
+    if value == "command":
+        return ControlSpec(kind="command")
+    kind, sep, rest = value.partition(":")
+    if sep and kind == "systemd" and rest.strip():
+        return ControlSpec(kind="systemd", unit=rest.strip())
+    if sep and kind == "pidfile" and rest.strip():
+        return ControlSpec(kind="pidfile", pidfile=PurePosixPath(rest.strip()))
+    raise ValueError(f"{_CONTROL_EXPECTED}, got {value!r}")
+
+
+# --- path resolution -----------------------------------------------------------------------------
+
+
+def _resolve_path(value: str, info: ValidationInfo, remote: bool) -> str:
+    """Resolve ``value`` as the inventory documents: ``~`` expanded, relative to the file's folder.
+
+    On an SSH node neither makes sense (it would be this machine's folder and home), so such a path
+    must be absolute.
+    """
+    if not value:
+        raise ValueError("expected a path, got an empty string")
+    if remote:
+        if not value.startswith("/"):
+            raise ValueError(
+                f"expected an absolute path on the SSH host, got {value!r} "
+                "(relative and ~ paths are resolved on this machine, not on the node)"
+            )
+        return value
+    expanded = os.path.expanduser(value)
+    base = (info.context or {}).get("base_dir")
+    path = Path(expanded)
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    return os.path.normpath(path)
+
+
+def _argv(value: Any, what: str) -> list[str]:
+    """An argv from a list of strings, or from a string split like a shell would (no shell runs)."""
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"{what}: cannot split {value!r} into arguments: {exc}") from None
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        argv = list(value)
+    else:
+        raise ValueError(f"{what}: expected a list of strings (argv) or a string, got {value!r}")
+    if not argv or not argv[0]:
+        raise ValueError(f"{what}: expected a non-empty command")
+    return argv
+
+
+# --- models --------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Validator(_Strict):
+    """The pool the nodes sign for."""
+
+    account_id: str
+    chain_id: str
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        problem = account_id_problem(value)
+        if problem:
+            raise ValueError(f"expected the pool's account id: {problem}")
+        return value
+
+    @field_validator("chain_id")
+    @classmethod
+    def _chain_id(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError('expected a chain id such as "mainnet", "testnet" or "localnet"')
+        return value
+
+
+class JournalSettings(_Strict):
+    """Where runs and steps are recorded (a local SQLite file)."""
+
+    path: Path = Field(default=Path(DEFAULT_JOURNAL_PATH), validate_default=True)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (str, Path)):
+            return _resolve_path(str(value), info, remote=False)
+        return value
+
+
+class SshSettings(_Strict):
+    """How SSH nodes are reached. Host keys are always checked; there is no switch to disable it."""
+
+    known_hosts: Path = Field(default=Path(DEFAULT_KNOWN_HOSTS), validate_default=True)
+    identity: list[Path] | None = None
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("known_hosts", mode="before")
+    @classmethod
+    def _known_hosts(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (str, Path)):
+            return _resolve_path(str(value), info, remote=False)
+        return value
+
+    @field_validator("identity", mode="before")
+    @classmethod
+    def _identity(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (str, Path)):
+            value = [value]
+        if isinstance(value, list):
+            return [
+                _resolve_path(str(v), info, remote=False) if isinstance(v, (str, Path)) else v
+                for v in value
+            ]
+        return value
+
+
+class NodeCommands(_Strict):
+    """User-given commands for ``control = "command"``; each an argv (a string is split, no shell).
+
+    ``is_active`` exits 0 when neard runs. ``main_pid`` prints the pid; ``mask``/``unmask`` keep
+    neard from being started again and ``is_masked`` exits 0 while masked; ``restart`` defaults to
+    stop then start.
+    """
+
+    start: list[str] | None = None
+    stop: list[str] | None = None
+    reload: list[str] | None = None
+    is_active: list[str] | None = None
+    restart: list[str] | None = None
+    mask: list[str] | None = None
+    unmask: list[str] | None = None
+    is_masked: list[str] | None = None
+    main_pid: list[str] | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _command(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return None
+        return _argv(value, "command")
+
+
+class Node(_Strict):
+    """One machine running neard that may sign for the pool."""
+
+    name: str
+    host: str = "local"
+    home: PurePosixPath
+    rpc: str
+    control: str
+    start: list[str] | None = None
+    commands: NodeCommands | None = None
+    key_store: PurePosixPath
+    standby: Literal["hot-swap", "rpc"]
+    priority: int = Field(default=100, ge=0)
+    ssh: SshSettings | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NODE_NAME.match(value):
+            raise ValueError(
+                "expected a node name of letters, digits, '.', '_' or '-' "
+                f"(1 to 63 characters, starting with a letter or digit), got {value!r}"
+            )
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return str(parse_host(value))
+
+    @field_validator("rpc")
+    @classmethod
+    def _rpc(cls, value: str) -> str:
+        parts = urlsplit(value)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ValueError(f'expected neard\'s RPC URL such as "http://127.0.0.1:3030", got {value!r}')
+        return value.rstrip("/")
+
+    @field_validator("home", "key_store", mode="before")
+    @classmethod
+    def _node_path(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (str, PurePosixPath)):
+            return _resolve_path(str(value), info, remote=_is_remote(info))
+        return value
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, value: str, info: ValidationInfo) -> str:
+        spec = parse_control(value)
+        if spec.kind == "pidfile":
+            assert spec.pidfile is not None
+            return "pidfile:" + _resolve_path(str(spec.pidfile), info, remote=_is_remote(info))
+        return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _start(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return _argv(value, "start")
+
+    @model_validator(mode="after")
+    def _control_needs(self) -> Node:
+        spec = self.control_spec
+        if spec.kind == "pidfile" and not self.start:
+            raise ValueError(
+                'control = "pidfile:..." needs start = [argv that runs neard in the foreground], '
+                'e.g. start = ["neard", "--home", "<home>", "run"]'
+            )
+        if spec.kind == "command":
+            needed = ["start", "stop", "is_active"] + (["reload"] if self.standby == "hot-swap" else [])
+            missing = [c for c in needed if self.commands is None or getattr(self.commands, c) is None]
+            if missing:
+                raise ValueError(
+                    'control = "command" needs [node.commands] with '
+                    + ", ".join(needed)
+                    + " (reload because standby is hot-swap)" * (self.standby == "hot-swap")
+                    + "; missing: "
+                    + ", ".join(missing)
+                )
+        if self.commands is not None and spec.kind != "command":
+            raise ValueError('[node.commands] is used only with control = "command"')
+        if self.home == self.key_store or self.home in self.key_store.parents:
+            raise ValueError(
+                f"key_store {self.key_store} must be outside neard's home {self.home}: "
+                "neard would load a key staged inside its home"
+            )
+        return self
+
+    @property
+    def host_spec(self) -> HostSpec:
+        return parse_host(self.host)
+
+    @property
+    def control_spec(self) -> ControlSpec:
+        return parse_control(self.control)
+
+    @property
+    def is_remote(self) -> bool:
+        return self.host != "local"
+
+    @property
+    def validator_key_path(self) -> PurePosixPath:
+        """Where neard loads the validator key from (its home)."""
+        return self.home / "validator_key.json"
+
+    @property
+    def config_path(self) -> PurePosixPath:
+        return self.home / "config.json"
+
+    @property
+    def log_path(self) -> PurePosixPath:
+        """Where pid-file control appends neard's output."""
+        return self.home / "neard.log"
+
+
+def _is_remote(info: ValidationInfo) -> bool:
+    host = info.data.get("host") if info.data else None
+    return isinstance(host, str) and host != "local"
+
+
+class LeaseSettings(_Strict):
+    """The lease store of the automatic mode (``[lease]``)."""
+
+    store: Literal["etcd", "sqlite"]
+    endpoints: list[str] = Field(default_factory=list)
+    path: Path | None = None
+    ttl: float = Field(default=10.0, gt=0)
+    # Patroni's timings: the agent acts every loop_wait seconds and gives up on a store request
+    # after retry_timeout; a leader that could not renew fences itself before the ttl runs out.
+    loop_wait: float = Field(default=1.0, gt=0)
+    retry_timeout: float = Field(default=2.0, gt=0)
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, (str, Path)):
+            return _resolve_path(str(value), info, remote=False)
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for endpoint in value:
+            parts = urlsplit(endpoint)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f'expected etcd URLs such as "http://10.0.0.21:2379", got {endpoint!r}')
+        return value
+
+    @model_validator(mode="after")
+    def _store_needs(self) -> LeaseSettings:
+        if self.store == "etcd" and not self.endpoints:
+            raise ValueError('store = "etcd" needs endpoints = ["http://host:2379", ...]')
+        if self.loop_wait + 2 * self.retry_timeout >= self.ttl:
+            raise ValueError(
+                f"loop_wait + 2 * retry_timeout must be less than ttl, got {self.loop_wait:g} + "
+                f"2 * {self.retry_timeout:g} >= {self.ttl:g}: a leader that cannot renew must be "
+                "able to fence itself before its lease expires; raise ttl or lower the others"
+            )
+        if self.store == "etcd" and self.ttl < 2:
+            raise ValueError(
+                f"ttl = {self.ttl:g} is below etcd's minimum lease TTL (about 2 s with etcd's "
+                "default election timeout); use ttl >= 2"
+            )
+        return self
+
+
+class Inventory(_Strict):
+    """The whole file. ``node`` is the TOML array-of-tables name; ``nodes`` reads better in code."""
+
+    validator: Validator
+    journal: JournalSettings = Field(default_factory=JournalSettings)
+    ssh: SshSettings = Field(default_factory=SshSettings)
+    nodes: list[Node] = Field(alias="node", min_length=1)
+    lease: LeaseSettings | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("journal", mode="before")
+    @classmethod
+    def _journal_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Inventory:
+        seen: dict[str, int] = {}
+        for index, node in enumerate(self.nodes):
+            if node.name in seen:
+                raise ValueError(
+                    f"node[{index}].name: duplicate node name {node.name!r} "
+                    f"(also node[{seen[node.name]}]); expected a unique name per node"
+                )
+            seen[node.name] = index
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this inventory was loaded from."""
+        return self._source
+
+    @property
+    def names(self) -> list[str]:
+        return [n.name for n in self.nodes]
+
+    def node(self, name: str) -> Node:
+        """The node called ``name``; the error lists the names that exist."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        where = f"{self._source}: " if self._source else ""
+        raise UnknownNode(f"{where}no node named {name!r}; known nodes: {', '.join(self.names)}")
+
+    def ssh_for(self, node: Node) -> SshSettings:
+        """The node's own ``[node.ssh]`` table, else the file's ``[ssh]`` table."""
+        return node.ssh or self.ssh
+
+    def by_priority(self) -> list[Node]:
+        """Nodes from the most preferred (highest priority) to the least; ties keep file order."""
+        return sorted(self.nodes, key=lambda n: -n.priority)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+def _loc_text(loc: tuple[int | str, ...], data: dict[str, Any]) -> str:
+    """``('node', 1, 'control')`` -> ``node[1].control`` (with the node's name when known)."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part:  # pydantic's validator tags, not keys of the file
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    if len(loc) >= 2 and loc[0] == "node" and isinstance(loc[1], int):
+        nodes = data.get("node")
+        if isinstance(nodes, list) and loc[1] < len(nodes) and isinstance(nodes[loc[1]], dict):
+            name = nodes[loc[1]].get("name")
+            if isinstance(name, str):
+                out += f' (node "{name}")'
+    return out or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    """A pydantic error as 'expected ...' wording."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind == "missing":
+        return "missing; this key is required"
+    if kind == "extra_forbidden":
+        return "unknown key (a typo?); remove it or check the inventory format"
+    if kind == "literal_error":
+        return f"expected one of {ctx.get('expected')}, got {error.get('input')!r}"
+    if kind == "too_short" and error["loc"] == ("node",):
+        return "expected at least one [[node]] table"
+    return f"{error['msg']}, got {error.get('input')!r}"
+
+
+def parse_inventory(text: str, source: Path) -> Inventory:
+    """Parse inventory text; ``source`` names the file in errors and anchors relative paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{source}: not valid TOML: {exc}") from None
+    if isinstance(data.get("node"), dict):
+        raise InventoryError(f"{source}: node: expected [[node]] tables (an array), got one [node] table")
+    try:
+        inventory = Inventory.model_validate(
+            data, context={"base_dir": str(Path(source).resolve().parent)}
+        )
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = _describe(error)
+            loc = _loc_text(error["loc"], data)
+            if message.startswith("node[") and loc == "(top level)":
+                problems.append(f"{source}: {message}")
+            else:
+                problems.append(f"{source}: {loc}: {message}")
+        raise InventoryError("\n".join(problems), problems) from None
+    inventory._source = Path(source)
+    return inventory
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Read and validate the inventory file at ``path``."""
+    path = Path(os.path.expanduser(str(path)))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: inventory file not found; pass the path with -c") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
+    return parse_inventory(text, path)

@@ -1,0 +1,241 @@
+"""The inventory: what it accepts, how it resolves paths, and that every error names file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from near_failover.inventory import (
+    InventoryError,
+    UnknownNode,
+    load_inventory,
+    parse_host,
+)
+
+HEADER = """
+[validator]
+account_id = "pool.poolv1.near"
+chain_id = "localnet"
+"""
+
+NODE_A = """
+[[node]]
+name = "val-a"
+host = "local"
+home = "val-a"
+rpc = "http://127.0.0.1:3030"
+control = "pidfile:val-a/neard.pid"
+start = ["near-failover", "localnet", "node", "--home", "val-a"]
+key_store = "keys/val-a/validator_key.json"
+standby = "hot-swap"
+priority = 100
+"""
+
+NODE_B = """
+[[node]]
+name = "val-b"
+host = "ssh://near@10.0.0.12"
+home = "/home/near/.near"
+rpc = "http://10.0.0.12:3030"
+control = "systemd:neard.service"
+key_store = "/etc/near-failover/validator_key.json"
+standby = "rpc"
+priority = 50
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "inventory.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path)
+    message = str(err.value)
+    assert str(path) in message, f"the error does not name the file: {message}"
+    return message
+
+
+def test_loads_the_agreed_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths follow the file, not the working folder
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    inventory = load_inventory(write(tmp_path, HEADER + '[journal]\npath = "~/j.sqlite"\n' + NODE_A + NODE_B))
+    assert inventory.validator.account_id == "pool.poolv1.near"
+    assert inventory.journal.path == tmp_path / "home" / "j.sqlite"
+    assert inventory.source == tmp_path / "inventory.toml"
+    a, b = inventory.node("val-a"), inventory.node("val-b")
+    assert a.home == PurePosixPath(tmp_path / "val-a")
+    assert a.key_store == PurePosixPath(tmp_path / "keys/val-a/validator_key.json")
+    assert a.control == f"pidfile:{tmp_path / 'val-a' / 'neard.pid'}"
+    assert a.control_spec.kind == "pidfile" and a.control_spec.pidfile == PurePosixPath(tmp_path / "val-a/neard.pid")
+    assert a.start == ["near-failover", "localnet", "node", "--home", "val-a"]  # argv is not rewritten
+    assert a.validator_key_path == PurePosixPath(tmp_path / "val-a" / "validator_key.json")
+    assert a.log_path == PurePosixPath(tmp_path / "val-a" / "neard.log")
+    assert not a.is_remote and b.is_remote
+    assert b.host_spec.user == "near" and b.host_spec.hostname == "10.0.0.12" and b.host_spec.port == 22
+    assert b.control_spec.unit == "neard.service"
+    assert [n.name for n in inventory.by_priority()] == ["val-a", "val-b"]
+    assert inventory.lease is None
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_B))
+    assert inventory.journal.path == tmp_path / "h" / ".local/state/near-failover/journal.sqlite"
+    assert inventory.ssh.known_hosts == tmp_path / "h" / ".ssh/known_hosts"
+    assert inventory.ssh_for(inventory.nodes[0]) is inventory.ssh
+
+
+def test_ssh_settings_per_file_and_per_node(tmp_path: Path) -> None:
+    text = (
+        HEADER
+        + '[ssh]\nknown_hosts = "ssh/known_hosts"\nidentity = ["ssh/id_ed25519"]\nconnect_timeout = 3\n'
+        + NODE_B
+        + '[node.ssh]\nknown_hosts = "/etc/ssh/ssh_known_hosts"\n'
+    )
+    inventory = load_inventory(write(tmp_path, text))
+    assert inventory.ssh.known_hosts == tmp_path / "ssh/known_hosts"
+    assert inventory.ssh.identity == [tmp_path / "ssh/id_ed25519"]
+    node = inventory.nodes[0]
+    assert inventory.ssh_for(node).known_hosts == Path("/etc/ssh/ssh_known_hosts")
+
+
+@pytest.mark.parametrize(
+    ("value", "user", "hostname", "port"),
+    [
+        ("ssh://near@10.0.0.12:2222", "near", "10.0.0.12", 2222),
+        ("ssh://host.example", None, "host.example", 22),
+        ("ssh://u@[::1]:22", "u", "::1", 22),
+    ],
+)
+def test_parse_host(value: str, user: str | None, hostname: str, port: int) -> None:
+    spec = parse_host(value)
+    assert (spec.kind, spec.user, spec.hostname, spec.port) == ("ssh", user, hostname, port)
+    assert parse_host(str(spec)) == spec
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["ssh://", "ssh://h:0", "ssh://h:99999", "ssh://h:port", "http://h", "h:22", "ssh://h/path", "ssh://u:pw@h", "LOCAL"],
+)
+def test_bad_host_urls(tmp_path: Path, bad: str) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace('"ssh://near@10.0.0.12"', f'"{bad}"'))
+    assert 'node[0].host (node "val-b")' in message
+    assert 'expected "local" or "ssh://[user@]host[:port]"' in message or "password" in message
+
+
+def test_bad_control(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_A + NODE_B.replace("systemd:neard.service", "sysv:neard"))
+    assert 'node[1].control (node "val-b")' in message
+    assert 'expected "systemd:<unit>", "pidfile:<path>" or "command", got \'sysv:neard\'' in message
+    for empty in ("systemd:", "pidfile:"):
+        assert "node[0].control" in error_of(tmp_path, HEADER + NODE_B.replace("systemd:neard.service", empty))
+
+
+def test_duplicate_node_names(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_A + NODE_B.replace('"val-b"', '"val-a"'))
+    assert "node[1].name: duplicate node name 'val-a' (also node[0])" in message
+
+
+def test_unknown_standby_mode(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace('standby = "rpc"', 'standby = "hotswap"'))
+    assert 'node[0].standby (node "val-b")' in message and "'hot-swap' or 'rpc'" in message and "hotswap" in message
+
+
+def test_pidfile_control_needs_start(tmp_path: Path) -> None:
+    text = HEADER + NODE_A.replace('start = ["near-failover", "localnet", "node", "--home", "val-a"]\n', "")
+    message = error_of(tmp_path, text)
+    assert 'node[0] (node "val-a")' in message and "needs start = [argv" in message
+
+
+def test_command_control_needs_its_commands(tmp_path: Path) -> None:
+    base = NODE_B.replace('"systemd:neard.service"', '"command"')
+    message = error_of(tmp_path, HEADER + base)
+    assert "node[0]" in message and "missing: start, stop, is_active" in message
+    hot = base.replace('standby = "rpc"', 'standby = "hot-swap"')
+    message = error_of(tmp_path, HEADER + hot + '[node.commands]\nstart = "a"\nstop = "b"\nis_active = "c"\n')
+    assert "missing: reload" in message
+    ok = load_inventory(write(tmp_path, HEADER + base + '[node.commands]\nstart = "docker start \'my neard\'"\nstop = ["x"]\nis_active = "c"\n'))
+    assert ok.nodes[0].commands is not None and ok.nodes[0].commands.start == ["docker", "start", "my neard"]
+    message = error_of(tmp_path, HEADER + NODE_B + '[node.commands]\nstart = "a"\n')
+    assert 'only with control = "command"' in message
+    message = error_of(tmp_path, HEADER + base + '[node.commands]\nstart = "a \'b"\nstop = "b"\nis_active = "c"\n')
+    assert "node[0].commands.start" in message and "cannot split" in message
+
+
+def test_missing_and_unknown_keys(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace('rpc = "http://10.0.0.12:3030"\n', "") + "\n")
+    assert 'node[0].rpc (node "val-b"): missing' in message
+    message = error_of(tmp_path, HEADER + NODE_B.replace("priority = 50", "priorty = 50"))
+    assert 'node[0].priorty (node "val-b"): unknown key' in message
+    message = error_of(tmp_path, NODE_B)
+    assert "validator: missing" in message
+    message = error_of(tmp_path, HEADER)
+    assert "node: missing" in message
+    message = error_of(tmp_path, "node = []\n" + HEADER)
+    assert "at least one [[node]]" in message
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    text = HEADER.replace("pool.poolv1.near", "Pool") + NODE_B.replace("rpc = ", "rpc = 'x' #").replace('"rpc"', '"warm"')
+    path = write(tmp_path, text)
+    with pytest.raises(InventoryError) as err:
+        load_inventory(path)
+    assert len(err.value.problems) == 3
+    assert any("validator.account_id" in p and "not a NEAR account id" in p for p in err.value.problems)
+    assert any("node[0].rpc" in p for p in err.value.problems)
+    assert any("node[0].standby" in p for p in err.value.problems)
+
+
+def test_bad_rpc_url(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace("http://10.0.0.12:3030", "10.0.0.12:3030"))
+    assert 'node[0].rpc (node "val-b"): expected neard\'s RPC URL' in message
+
+
+def test_ssh_node_paths_must_be_absolute(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace('"/home/near/.near"', '"~/.near"'))
+    assert "node[0].home" in message and "absolute path on the SSH host" in message
+
+
+def test_key_store_must_be_outside_home(tmp_path: Path) -> None:
+    text = HEADER + NODE_B.replace("/etc/near-failover/validator_key.json", "/home/near/.near/staged/key.json")
+    message = error_of(tmp_path, text)
+    assert "must be outside neard's home" in message
+
+
+def test_lease_settings(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B + '[lease]\nstore = "etcd"\n')
+    assert "lease" in message and "needs endpoints" in message
+    message = error_of(tmp_path, HEADER + NODE_B + '[lease]\nstore = "zookeeper"\n')
+    assert "lease.store" in message
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_B + '[lease]\nstore = "sqlite"\npath = "lease.sqlite"\nttl = 8\n'))
+    assert inventory.lease is not None and inventory.lease.path == tmp_path / "lease.sqlite"
+
+
+def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + "[[node]\nname = 'x'\n")
+    assert "not valid TOML" in message and "line" in message
+    with pytest.raises(InventoryError) as err:
+        load_inventory(tmp_path / "absent.toml")
+    assert "absent.toml" in str(err.value) and "not found" in str(err.value)
+    message = error_of(tmp_path, HEADER + "[node]\nname = 'x'\n")
+    assert "expected [[node]] tables" in message
+
+
+def test_unknown_node_lists_the_known_names(tmp_path: Path) -> None:
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_A + NODE_B))
+    with pytest.raises(UnknownNode) as err:
+        inventory.node("val-z")
+    assert "'val-z'" in str(err.value) and "known nodes: val-a, val-b" in str(err.value)
+    assert "inventory.toml" in str(err.value)
+
+
+def test_bad_node_name(tmp_path: Path) -> None:
+    message = error_of(tmp_path, HEADER + NODE_B.replace('"val-b"', '"val b; rm"'))
+    assert "node[0].name" in message and "expected a node name" in message
