@@ -265,3 +265,256 @@ def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role
         out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
         out.print(f"  why: {f.why}", highlight=False, soft_wrap=True)
         out.print(f"  fix: {f.fix}", highlight=False, soft_wrap=True)
+
+
+# --- switchover, failover, keys stage, status, history ---------------------------------------
+
+InventoryOption = typer.Option(..., "-c", "--inventory", help="The inventory TOML (validator, nodes, journal).", dir_okay=False)
+
+
+class MoveMode(str, Enum):
+    hot_swap = "hot-swap"
+    rpc = "rpc"
+
+
+def load_inventory_or_fail(path: Path) -> Any:
+    from near_failover.inventory import InventoryError, load_inventory
+
+    try:
+        return load_inventory(path)
+    except InventoryError as exc:
+        fail(str(exc))
+
+
+def _journal(inventory: Any) -> Any:
+    from near_failover.procedures.journal import Journal
+
+    path = Path(inventory.journal.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Journal(path)
+
+
+def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in_window: bool, dry_run: bool, yes: bool, force: bool, as_json: bool) -> None:
+    from near_failover.procedures.journal import JournalError
+    from near_failover.procedures.move import Move
+    from near_failover.procedures.nodes import open_nodes
+
+    inventory = load_inventory_or_fail(inventory_path)
+    try:
+        target = inventory.node(to)
+    except Exception as exc:  # UnknownNode names the known nodes
+        fail(str(exc))
+    chosen = mode.value if mode else target.standby
+    pool = inventory.validator.account_id
+    if not dry_run and not yes:
+        if not sys.stdin.isatty():
+            fail(f"refusing to {kind} without confirmation: pass --yes (or --dry-run to see the plan)")
+        typer.confirm(f"{kind} {pool} to {to} ({chosen})?", abort=True)
+    if force and not dry_run:
+        err.print(f"--force skips the proof that the old signer is silent. If it still signs, {pool} double signs.")
+        typed = typer.prompt("Type the pool id to confirm") if sys.stdin.isatty() else sys.stdin.readline().strip()
+        if typed != pool:
+            fail(f"confirmation {typed!r} does not match {pool}; nothing changed", EXIT_REFUSED)
+
+    async def go() -> Any:
+        async with open_nodes(inventory) as nodes:
+            with _journal(inventory) as journal:
+                move = Move(inventory, nodes, kind, chosen, to, journal, force=force, in_window=in_window,  # type: ignore[arg-type]
+                            progress=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
+                return await move.run(dry_run=dry_run)
+
+    try:
+        result = asyncio.run(go())
+    except JournalError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        _print_move(result)
+    if not result.ok:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def _print_move(result: Any) -> None:
+    if result.plan is not None and result.outcome == "dry-run":
+        out.print(f"plan: {result.kind} ({result.mode}) {result.source or '?'} -> {result.target}")
+        for i, step in enumerate(result.plan.steps, 1):
+            out.print(f"  {i}. {step.name} (deadline {step.deadline:.0f}s): {step.does}", highlight=False, soft_wrap=True)
+        out.print("preflight checks:")
+        for name, value in result.checks.items():
+            out.print(f"  {name}: {json.dumps(value)}", highlight=False, soft_wrap=True)
+    colour = "green" if result.ok else "red"
+    out.print(f"[{colour}]{result.outcome}[/]: {result.kind} ({result.mode}) {result.source or '?'} -> {result.target}" + (f": {result.message}" if result.message else ""), highlight=False, soft_wrap=True)
+    if result.seconds:
+        out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
+    if result.missed is not None:
+        out.print("  missed duties: " + ", ".join(f"{k} {v}" for k, v in result.missed.items()))
+    if result.ok and result.mode == "rpc" and result.outcome == "ok":
+        out.print(f"  note: {result.target} can no longer go back to tracking all shards (guide, Option 1).")
+    for name, state in result.node_states.items():
+        out.print(f"  {name}: {json.dumps(state)}", highlight=False)
+    for what, commands in result.recovery.items():
+        out.print(f"  to {what}:")
+        for c in commands:
+            out.print(f"    {c}", highlight=False, soft_wrap=True)
+
+
+@app.command("switchover")
+def switchover(
+    inventory: Path = InventoryOption,
+    to: str = typer.Option(..., "--to", help="The node that takes over signing."),
+    mode: Optional[MoveMode] = typer.Option(None, "--mode", help="hot-swap (Option 2, SIGHUP) or rpc (Option 1, restart). Default: the node's standby mode."),
+    in_window: bool = typer.Option(False, "--in-window", help="Wait (bounded) for a gap in the pool's duties long enough for the swap."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the preflight results; change nothing."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Planned move: the primary is alive and healthy (otherwise use `failover`)."""
+    _move("switchover", inventory, to, mode, in_window, dry_run, yes, False, as_json)
+
+
+@app.command("failover")
+def failover(
+    inventory: Path = InventoryOption,
+    to: str = typer.Option(..., "--to", help="The node that takes over signing."),
+    mode: Optional[MoveMode] = typer.Option(None, "--mode", help="hot-swap (Option 2, SIGHUP) or rpc (Option 1, restart). Default: the node's standby mode."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the preflight results; change nothing."),
+    yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    force: bool = typer.Option(False, "--force", help="Skip the chain-silence proof for an unreachable primary; asks you to type the pool id."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Unplanned move: the primary is broken or unreachable. Needs a proven fence: a stopped
+    primary, or the chain showing the pool silent while duties were expected."""
+    _move("failover", inventory, to, mode, False, dry_run, yes, force, as_json)
+
+
+@keys_app.command("stage")
+def keys_stage(
+    inventory: Path = InventoryOption,
+    to: str = typer.Option(..., "--to", help="The node whose key_store receives the key."),
+    from_file: Optional[Path] = typer.Option(None, "--from", help="The key file (default: a copy found on another node)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Put the pool key in a node's key_store (0600, outside neard's home) after checking it
+    against the on-chain key, so a failover works when the primary is gone."""
+    from near_failover.procedures.errors import Refused
+    from near_failover.procedures.keystage import stage_key
+    from near_failover.procedures.nodes import open_nodes
+
+    inv = load_inventory_or_fail(inventory)
+
+    async def go() -> dict[str, Any]:
+        async with open_nodes(inv) as nodes:
+            return await stage_key(inv, nodes, to, from_file)
+
+    try:
+        report = asyncio.run(go())
+    except Refused as exc:
+        fail(str(exc), EXIT_REFUSED)
+    if as_json:
+        print_json(report)
+    else:
+        out.print(f"staged {report['public_key']} at {report['node']}:{report['key_store']} (mode 0600), matches the on-chain key", highlight=False, soft_wrap=True)
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    table = Table(title=f"{view['validator']} on {view['chain_id']}")
+    for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
+        table.add_column(col)
+    for n in view["nodes"]:
+        table.add_row(n["name"], n["role"], str(n.get("key_loaded") or "-"), str(n.get("head", "-")), str(n.get("lag", "-")),
+                      str(n.get("syncing", "-")), json.dumps(n.get("tracking")), str(n.get("memtries", "-")), str(n.get("version", "-")))
+    out.print(table)
+    p = view["production"]
+    if p:
+        for kind in ("blocks", "chunks", "endorsements"):
+            k = p[kind]
+            pct = f"{k['percent']:.1f}%" if k["percent"] is not None else "-"
+            flag = " [red]below kickout threshold[/]" if k["at_risk"] else ""
+            out.print(f"{kind}: {k['produced']}/{k['expected']} {pct} (kickout < {k['kickout_threshold']}%){flag}")
+        out.print(f"online: {p['online_percent']}% (rewards zero below 90%, full from 99%)")
+    if view["double_signer_risk"]:
+        out.print(f"[bold red]several nodes have the pool's key loaded: {', '.join(view['signers'])}[/]")
+
+
+@app.command("status")
+def status(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
+    """Per node: role, key loaded, head and lag, syncing, tracking, memtries, version; and the
+    pool's epoch production against the kickout (80/80/70) and reward (90/99) thresholds."""
+    from near_failover.procedures.nodes import open_nodes
+    from near_failover.procedures.status import cluster_status
+
+    inv = load_inventory_or_fail(inventory)
+
+    async def go() -> dict[str, Any]:
+        async with open_nodes(inv) as nodes:
+            return await cluster_status(inv, nodes)
+
+    view = asyncio.run(go())
+    if as_json:
+        print_json(view)
+    else:
+        _print_status(view)
+    if view["double_signer_risk"]:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def _print_history(runs: list[dict[str, Any]]) -> None:
+    for run in runs:
+        colour = "green" if run["state"] == "ok" else "red"
+        out.print(f"[{colour}]run {run['id']}[/] {run['started']} {run['kind']} ({run['mode']}) {run['from']} -> {run['to']}: {run['state']}", highlight=False)
+        for s in run["steps"]:
+            out.print(f"  {s['name']}: {s['outcome'] or 'did not finish'}", highlight=False)
+        if run["state"] != "ok" and run["detail"].get("recovery"):
+            for what, commands in run["detail"]["recovery"].items():
+                out.print(f"  to {what}:")
+                for c in commands:
+                    out.print(f"    {c}", highlight=False, soft_wrap=True)
+
+
+@app.command("history")
+def history(inventory: Path = InventoryOption, limit: int = typer.Option(20, "--limit"), as_json: bool = JsonOption) -> None:
+    """Past and interrupted runs with their steps, evidence and, where a run did not finish,
+    the commands that finish or revert it."""
+    inv = load_inventory_or_fail(inventory)
+    with _journal(inv) as journal:
+        runs = [{**run.to_json(), "steps": [s.to_json() for s in journal.steps(run.id)]} for run in journal.runs(inv.validator.account_id, limit)]
+    if as_json:
+        print_json(runs)
+        return
+    _print_history(runs)
+
+
+# --- demo ---------------------------------------------------------------------------------
+
+
+@app.command("demo")
+def demo(
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the localnet here (default: a temporary folder, removed after)."),
+    block_time: float = typer.Option(0.3, "--block-time", help="Seconds per block of the localnet."),
+    memtrie_load: float = typer.Option(3.0, "--memtrie-load", help="Seconds an Option 1 restart spends loading memtries."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Start a localnet, switch over val-a -> val-b by hot swap, kill val-b, fail over to val-c
+    by restart, show status and history, stop the localnet, and print a summary."""
+    from near_failover.demo import run_demo
+
+    say = (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)) if as_json else (lambda msg: out.print(f"[cyan]>[/] {msg}", highlight=False))
+    report = asyncio.run(run_demo(directory, block_time, memtrie_load, say))
+    summary = {"moves": report["moves"], "double_signs": report["double_signs"]}
+    if as_json:
+        print_json(summary)
+    else:
+        _print_status(report["status"])
+        _print_history(report["history"])
+        table = Table(title="moves")
+        for col in ("kind", "mode", "from", "to", "ok", "fence s", "activate s", "verify s", "total s", "missed b/c/e"):
+            table.add_column(col)
+        for m in report["moves"]:
+            s, x = m["seconds"], m["missed"]
+            table.add_row(m["kind"], m["mode"], str(m["from"]), m["to"], str(m["ok"]), f"{s['fence']:.2f}", f"{s['activate']:.2f}", f"{s['verify']:.2f}", f"{s['total']:.2f}", f"{x['blocks']}/{x['chunks']}/{x['endorsements']}")
+        out.print(table)
+        colour = "green" if report["double_signs"] == 0 else "red"
+        out.print(f"[{colour}]double signs in the chain's ledger: {report['double_signs']}[/]")
+    if report["double_signs"] or not all(m["ok"] for m in report["moves"]):
+        raise typer.Exit(EXIT_REFUSED)

@@ -1,0 +1,133 @@
+"""Give the target the key (after the fence), confirm it signs, or take the key back.
+
+Option 2 (hot-swap): key into home + SIGHUP; neard hot-loads it (neard-behaviour §2.2).
+Option 1 (rpc): config.json to NoShards + memtries, key into home, restart, wait through the
+memtrie load (§2.3: tracking and memtries change only at restart; §6: RPC refuses meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from near_failover.neard.config import as_validator, dumps_config, parse_config_text
+from near_failover.neard.keys import KeyFile
+from near_failover.neard.rpc import RpcError
+from near_failover.procedures.chain_view import Production, production_of
+from near_failover.procedures.errors import StepFailed
+from near_failover.procedures.nodes import NodeAccess
+
+
+@dataclass
+class Activation:
+    mode: str
+    config_backup: str | None = None
+
+    def evidence(self) -> dict[str, Any]:
+        return {"mode": self.mode, "config_backup": self.config_backup}
+
+
+async def install_key(node: NodeAccess) -> None:
+    """Copy the staged key (outside home) into neard's home, 0600 from the first byte."""
+    data = await node.host.read_bytes(node.spec.key_store)
+    await node.host.write_atomic(node.spec.validator_key_path, data, 0o600)
+
+
+async def edit_config_to_validator(node: NodeAccess) -> str:
+    """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup path."""
+    path = node.spec.config_path
+    text = await node.host.read_text(path)
+    edited = as_validator(parse_config_text(text, source=f"{node.name}:{path}"))
+    mode = await node.host.stat_mode(path)
+    backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.bak")
+    await node.host.write_atomic(backup, text, mode)
+    await node.host.write_atomic(path, dumps_config(edited), mode)
+    return str(backup)
+
+
+async def activate(node: NodeAccess, mode: str, restart_timeout: float) -> Activation:
+    if mode == "hot-swap":
+        await install_key(node)
+        await node.control.reload()
+        return Activation(mode)
+    backup = await edit_config_to_validator(node)
+    await install_key(node)
+    await node.control.restart(timeout=restart_timeout)
+    return Activation(mode, backup)
+
+
+async def wait_rpc(node: NodeAccess, deadline: float) -> None:
+    """Wait until the node's RPC answers again (after a restart it loads memtries first)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while loop.time() < end:
+        if await node.status_or_none() is not None:
+            return
+        await asyncio.sleep(0.2)
+    raise StepFailed(f"{node.name}: RPC did not answer within {deadline:.0f}s after the restart", known=False)
+
+
+async def wait_key_loaded(node: NodeAccess, key: KeyFile, deadline: float) -> dict[str, Any]:
+    """Until status shows the pool's account and key. Known failure if neard rejected the key."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    last: Any = None
+    while loop.time() < end:
+        status = await node.status_or_none()
+        if status is not None:
+            last = status
+            if status.validator_account_id == key.account_id and status.validator_public_key == key.public_key:
+                return {"validator_account_id": status.validator_account_id, "validator_public_key": status.validator_public_key, "height": status.sync_info.latest_block_height}
+            if await _reload_rejected(node):
+                raise StepFailed(
+                    f"{node.name} rejected the key file on reload (near_config_correct = 0): it kept no signer",
+                    known=True,
+                )
+        await asyncio.sleep(0.1)
+    if last is not None and last.validator_account_id is None:
+        raise StepFailed(f"{node.name} did not load the key within {deadline:.0f}s (status shows no validator key)", known=True)
+    raise StepFailed(f"{node.name}: cannot confirm whether the key is loaded (RPC not answering)", known=False)
+
+
+async def _reload_rejected(node: NodeAccess) -> bool:
+    try:
+        metrics = await node.rpc.metrics()
+    except RpcError:
+        return False
+    return metrics.value("near_config_correct") == 0
+
+
+async def wait_producing(node: NodeAccess, account_id: str, baseline: Production | None, deadline: float) -> dict[str, Any]:
+    """Until the chain, as the target sees it, shows the pool producing again."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while loop.time() < end:
+        try:
+            status = await node.rpc.status()
+            snap = production_of(await node.rpc.validators(), account_id, status.sync_info.latest_block_height)
+        except RpcError:
+            snap = None
+        if snap is not None and not status.sync_info.syncing:
+            new_epoch = baseline is None or snap.epoch_start_height != baseline.epoch_start_height
+            if (new_epoch and snap.produced > 0) or (not new_epoch and snap.produced > baseline.produced):  # type: ignore[union-attr]
+                return {"producing_at": snap.height, "production": snap.to_json()}
+        await asyncio.sleep(0.1)
+    raise StepFailed(
+        f"{node.name} holds the key but the chain shows no production by {account_id} within {deadline:.0f}s",
+        known=False,
+    )
+
+
+async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, restart_timeout: float) -> dict[str, Any]:
+    """Undo an activation that provably never took: key out of home (the staged copy stays), and
+    for Option 1 the old config back, so the node is the standby it was."""
+    await node.host.remove(node.spec.validator_key_path, missing_ok=True)
+    if mode == "rpc" and config_backup:
+        path = node.spec.config_path
+        await node.host.write_atomic(path, await node.host.read_bytes(config_backup), await node.host.stat_mode(path))
+        await node.control.restart(timeout=restart_timeout)
+    else:
+        await node.control.reload()
+    return {"node": node.name, "key_in_home": await node.key_in_home()}

@@ -1,0 +1,128 @@
+"""Fence the old signer, and prove it, before any node is given the key.
+
+Two proofs (DESIGN, procedures step 3):
+- reachable primary: its key is out of its home, its process is confirmed gone, its neard is
+  masked so nothing restarts it with the key;
+- unreachable primary: the target's own chain view shows the pool produced no block, chunk or
+  endorsement for N consecutive blocks while duties were expected.
+neard-behaviour §7: nothing in neard stops a second node from signing, so this is the only guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from near_failover.control.base import ControlError
+from near_failover.hosts import HostError
+from near_failover.procedures.chain_view import SilenceWatch, production_of
+from near_failover.procedures.errors import Refused, StepFailed
+from near_failover.procedures.nodes import NodeAccess
+from near_failover.neard.rpc import RpcError
+
+
+@dataclass
+class FenceProof:
+    kind: str  # "stopped" | "chain-silence" | "forced"
+    evidence: dict[str, Any] = field(default_factory=dict)
+    # Where the old primary's key copy now lives, so a rollback can put it back.
+    parked_key: str | None = None
+
+
+async def park_key(node: NodeAccess) -> str | None:
+    """Take the key out of neard's home without ever deleting the last copy.
+
+    The home copy is removed only when an identical copy already sits in the node's key_store;
+    otherwise it is moved there (or beside it, if the key_store holds a different key).
+    Returns where a copy of the key now is, or None if the home held no key.
+    """
+    home_key = node.spec.validator_key_path
+    if not await node.host.exists(home_key):
+        return None
+    store = node.spec.key_store
+    data = await node.host.read_bytes(home_key)
+    if await node.host.exists(store):
+        if await node.host.read_bytes(store) == data:
+            await node.host.remove(home_key)
+            return str(store)
+        store = store.with_name(f"{store.name}.parked-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
+    else:
+        await node.host.mkdir(store.parent)
+    await node.host.move(home_key, store)
+    return str(store)
+
+
+async def fence_reachable(source: NodeAccess, stop_timeout: float) -> FenceProof:
+    """Key out of home first (a restart can then never load it), then stop, confirm, mask."""
+    parked = await park_key(source)
+    try:
+        stopped = await source.control.stop(timeout=stop_timeout)
+    except ControlError as exc:
+        # neard may still hold the key in memory; put the file back so nothing changed.
+        if parked:
+            await source.host.write_atomic(source.spec.validator_key_path, await source.host.read_bytes(parked), 0o600)
+        raise Refused(f"could not stop neard on {source.name}: {exc}; its key is back in its home") from exc
+    masked = False
+    if source.control.supports_mask:
+        await source.control.mask()
+        masked = True
+    if await source.control.is_active():
+        raise StepFailed(f"{source.name}: neard is active again after stop and mask", known=False)
+    if await source.key_in_home():
+        raise StepFailed(f"{source.name}: a validator key reappeared in {source.spec.home}", known=False)
+    return FenceProof(
+        "stopped",
+        {"node": source.name, "stop": stopped.evidence(), "key_in_home": False, "masked": masked, "key_parked_at": parked},
+        parked_key=parked,
+    )
+
+
+async def prove_chain_silence(target: NodeAccess, account_id: str, blocks: int, deadline: float, block_time: float) -> FenceProof:
+    """Watch the pool's counters through the target's RPC until they prove silence or signing."""
+    watch = SilenceWatch(blocks)
+    poll = max(0.05, block_time / 2)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while loop.time() < end:
+        try:
+            status = await target.rpc.status()
+            snap = production_of(await target.rpc.validators(), account_id, status.sync_info.latest_block_height)
+        except RpcError as exc:
+            raise Refused(f"cannot read the chain through {target.name} to prove the old signer is silent: {exc}") from exc
+        if snap is None:
+            raise Refused(f"{account_id} is not a current validator in {target.name}'s view: no duties, so silence proves nothing")
+        verdict = watch.add(snap)
+        if verdict == "signing":
+            raise Refused(
+                f"{account_id} is still signing (produced {watch.first.produced} -> {snap.produced} "  # type: ignore[union-attr]
+                f"between heights {watch.first.height} and {snap.height}): the old primary is alive "  # type: ignore[union-attr]
+                "somewhere. Fence it (stop neard, remove its key) before failing over."
+            )
+        if verdict == "silent":
+            return FenceProof("chain-silence", watch.evidence())
+        await asyncio.sleep(poll)
+    raise Refused(
+        f"no proof of silence within {deadline:.0f}s: the pool had no duties long enough, or the chain did "
+        f"not advance {blocks} blocks in {target.name}'s view"
+    )
+
+
+async def confirm_no_other_signer(nodes: dict[str, NodeAccess], account_id: str, exclude: set[str]) -> dict[str, Any]:
+    """Every other reachable node: no key loaded for the pool. Unreachable ones are reported."""
+    seen: dict[str, Any] = {}
+    for name, node in nodes.items():
+        if name in exclude:
+            continue
+        status = await node.status_or_none()
+        if status is None:
+            seen[name] = "rpc unreachable"
+            continue
+        if status.validator_account_id == account_id:
+            raise Refused(f"{name} also has the pool's key loaded: fence it first")
+        seen[name] = "no key loaded"
+    return seen
+
+
+__all__ = ["FenceProof", "HostError", "confirm_no_other_signer", "fence_reachable", "park_key", "prove_chain_silence"]

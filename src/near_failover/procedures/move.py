@@ -1,0 +1,419 @@
+"""Switchover and failover: the guide's procedure as one journaled run of bounded steps.
+
+Order (DESIGN, procedures): preflight, stage, fence (proven), activate, verify, settle. No step
+that gives the target the key runs before the fence has returned its proof. Rollback is
+automatic only when the outcome is known; otherwise the run stops with each node's state and
+the exact commands to finish or revert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from near_failover.hosts import HostError
+from near_failover.inventory import Inventory
+from near_failover.neard.config import memtries_enabled, parse_config_text, semantic_errors, ConfigError
+from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
+from near_failover.neard.rpc import RpcError
+from near_failover.control.base import ControlError
+from near_failover.procedures import recovery
+from near_failover.procedures.activate import activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
+from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
+from near_failover.procedures.errors import Refused, StepFailed
+from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
+from near_failover.procedures.journal import Journal
+from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_plan
+
+T = TypeVar("T")
+Progress = Callable[[str], None]
+
+
+@dataclass
+class MoveResult:
+    kind: Kind
+    mode: Mode
+    source: str | None
+    target: str
+    ok: bool
+    outcome: str  # "ok" | "refused" | "rolled-back" | "stopped" | "dry-run"
+    message: str = ""
+    run_id: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+    missed: dict[str, int] | None = None
+    checks: dict[str, Any] = field(default_factory=dict)
+    recovery: dict[str, list[str]] = field(default_factory=dict)
+    node_states: dict[str, Any] = field(default_factory=dict)
+    plan: Plan | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "mode": self.mode,
+            "from": self.source,
+            "to": self.target,
+            "ok": self.ok,
+            "outcome": self.outcome,
+            "message": self.message,
+            "run_id": self.run_id,
+            "seconds": self.seconds,
+            "missed": self.missed,
+            "checks": self.checks,
+            "recovery": self.recovery,
+            "node_states": self.node_states,
+        }
+
+
+class Move:
+    """One switchover or failover of the inventory's validator to `target`."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        nodes: dict[str, NodeAccess],
+        kind: Kind,
+        mode: Mode,
+        target: str,
+        journal: Journal,
+        settings: MoveSettings | None = None,
+        source: str | None = None,
+        force: bool = False,
+        in_window: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.inv = inventory
+        self.nodes = nodes
+        self.kind = kind
+        self.mode = mode
+        self.target = nodes[inventory.node(target).name]
+        self.source_name = source
+        self.journal = journal
+        self.settings = settings or MoveSettings()
+        self.force = force
+        self.in_window = in_window
+        self.say = progress or (lambda _msg: None)
+        self.pool = inventory.validator.account_id
+        self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
+        self.key: KeyFile | None = None
+        self.block_time = 0.6
+        self.baseline: Production | None = None
+        self.proof: FenceProof | None = None
+        self.source: NodeAccess | None = None
+        self.source_reachable = False
+
+    # --- the run -----------------------------------------------------------------------------
+
+    async def run(self, dry_run: bool = False) -> MoveResult:
+        result = MoveResult(self.kind, self.mode, self.source_name, self.target.name, ok=False, outcome="refused")
+        try:
+            await self._find_source(result)
+            result.plan = make_plan(self.kind, self.mode, result.source, self.target.name, self.settings, self.source_reachable)
+            if dry_run:
+                result.checks = await self._preflight(result)
+                result.ok, result.outcome = True, "dry-run"
+                result.message = "preflight passed; nothing changed"
+                return result
+        except Refused as exc:
+            result.message = str(exc)
+            return result
+        result.run_id = self.journal.start_run(self.pool, self.kind, self.mode, result.source, self.target.name)
+        try:
+            await self._steps(result)
+            result.ok, result.outcome = True, "ok"
+        except Refused as exc:
+            result.outcome, result.message = "refused", str(exc)
+        except StepFailed as exc:
+            result.message = str(exc)
+            if exc.known:
+                await self._rollback(result)
+            else:
+                result.outcome = "stopped"
+        except (RpcError, HostError, ControlError, asyncio.TimeoutError) as exc:
+            result.outcome = "stopped"
+            result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
+        if result.outcome == "stopped":
+            result.node_states = await self._node_states()
+        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery})
+        return result
+
+    async def _steps(self, result: MoveResult) -> None:
+        result.checks = await self._step(result, "preflight", lambda: self._preflight(result))
+        await self._step(result, "stage", self._stage)
+        self._record_recovery(result, "fence")
+        self.proof = await self._step(result, "fence", self._fence)
+        self._record_recovery(result, "activate")
+        self.activation = await self._step(result, "activate", lambda: activate(self.target, self.mode, self.settings.activate_rpc))
+        await self._step(result, "verify", self._verify)
+        await self._step(result, "settle", lambda: self._settle(result))
+
+    async def _step(self, result: MoveResult, name: str, action: Callable[[], Awaitable[T]]) -> T:
+        deadline = self.settings.deadline(name, self.mode)
+        self.say(f"{name}...")
+        started = time.monotonic()
+        with self.journal.step(result.run_id, name, {"deadline": deadline}) as rec:  # type: ignore[arg-type]
+            try:
+                value = await asyncio.wait_for(action(), deadline)
+            except asyncio.TimeoutError:
+                known = name in ("preflight", "stage")
+                if known:
+                    raise Refused(f"{name} did not finish within its {deadline:.0f}s deadline") from None
+                raise StepFailed(f"{name} did not finish within its {deadline:.0f}s deadline", known=False) from None
+            finally:
+                result.seconds[name] = round(time.monotonic() - started, 3)
+            rec.add(**_evidence(value))
+        self.say(f"{name}: done in {result.seconds[name]:.2f}s")
+        return value
+
+    def _record_recovery(self, result: MoveResult, before: str) -> None:
+        source = self.source.spec if self.source else None
+        parked = self.proof.parked_key if self.proof else None
+        if before == "fence":
+            # Until the fence ends, the old primary may already have lost its key: same as after it.
+            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None)
+        else:
+            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked)
+        result.recovery = cmds
+        self.journal.update_run(result.run_id, {"recovery": cmds, "phase": before})  # type: ignore[arg-type]
+
+    # --- who signs now ---------------------------------------------------------------------
+
+    async def _find_source(self, result: MoveResult) -> None:
+        """The current signer: named by --from, else the node whose status shows the pool's key,
+        else the node whose home holds the key file."""
+        others = [n for n in self.nodes.values() if n.name != self.target.name]
+        if self.source_name:
+            self.source = self.nodes[self.inv.node(self.source_name).name]
+        else:
+            statuses = await asyncio.gather(*(n.status_or_none() for n in others))
+            signing = [n for n, s in zip(others, statuses) if s is not None and s.validator_account_id == self.pool]
+            if len(signing) > 1:
+                raise Refused(f"{', '.join(n.name for n in signing)} all have the pool's key loaded: fence all but one by hand first")
+            if signing:
+                self.source = signing[0]
+            else:
+                for n in others:
+                    try:
+                        if await n.key_in_home():
+                            self.source = n
+                            break
+                    except HostError:
+                        continue
+        if self.source is not None:
+            result.source = self.source.name
+            self.source_reachable = await self._reachable(self.source)
+
+    async def _reachable(self, node: NodeAccess) -> bool:
+        """Whether the node's machine answers, so its neard can be stopped and its key moved."""
+        try:
+            await asyncio.wait_for(node.host.exists(node.spec.home), 10)
+            return True
+        except (HostError, asyncio.TimeoutError, OSError):
+            return False
+
+    # --- steps -------------------------------------------------------------------------------
+
+    async def _preflight(self, result: MoveResult) -> dict[str, Any]:
+        t = self.target
+        checks: dict[str, Any] = {}
+        try:
+            status = await t.rpc.status()
+        except RpcError as exc:
+            raise Refused(f"target {t.name} does not answer: {exc}") from exc
+        if status.chain_id != self.inv.validator.chain_id:
+            raise Refused(f"target {t.name} is on chain {status.chain_id}, the inventory says {self.inv.validator.chain_id}")
+        if status.sync_info.syncing:
+            raise Refused(f"target {t.name} is syncing (head {status.sync_info.latest_block_height}); wait until it is synced")
+        if status.validator_account_id:
+            raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
+        if await t.key_in_home():
+            raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
+        checks["target_head"] = status.sync_info.latest_block_height
+        checks["target_synced"] = True
+
+        cfg_text = await t.host.read_text(t.spec.config_path)
+        try:
+            cfg = parse_config_text(cfg_text, source=f"{t.name}:{t.spec.config_path}")
+        except ConfigError as exc:
+            raise Refused(str(exc)) from exc
+        if errors := semantic_errors(cfg):
+            raise Refused(f"{t.name}:{t.spec.config_path} fails neard's checks: {'; '.join(errors)}")
+        try:
+            running = (await t.rpc.client_config()).get("tracked_shards_config")
+        except RpcError as exc:
+            raise Refused(f"cannot read {t.name}'s running tracking (client_config): {exc}") from exc
+        checks["target_tracking"] = running
+        if self.mode == "hot-swap":
+            if running != {"ShadowValidator": self.pool}:
+                raise Refused(
+                    f"{t.name} runs with tracking {running}, not {{'ShadowValidator': '{self.pool}'}}: a hot swap "
+                    "would leave it without the pool's shards. Use --mode rpc, or prepare it with "
+                    f"`near-failover config standby --mode hot-swap --validator-id {self.pool}` and restart it"
+                )
+            if not memtries_enabled(cfg):
+                raise Refused(f"{t.name} has memtries off: a hot-swapped validator would fall behind on chunks")
+        checks["target_memtries"] = memtries_enabled(cfg)
+
+        self.key = await self._staged_key(t)
+        validators = await t.rpc.validators()
+        on_chain = on_chain_public_key(validators, self.pool)
+        if on_chain is None:
+            raise Refused(f"{self.pool} is not in the current or next validator set in {t.name}'s view")
+        if on_chain != self.key.public_key:
+            raise Refused(f"the staged key {self.key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
+        checks["staged_key"] = {"public_key": self.key.public_key, "matches_on_chain": True}
+        self.baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
+        self.block_time = await self._measure_block_time(t, status)
+        checks["block_time"] = round(self.block_time, 3)
+
+        src = self.source
+        src_status = await src.status_or_none() if src else None
+        checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
+        if self.kind == "switchover":
+            if src is None or src_status is None or src_status.validator_account_id != self.pool:
+                raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
+            if src_status.sync_info.syncing:
+                raise Refused(f"primary {src.name} is syncing: use `failover`")
+            lag = src_status.sync_info.latest_block_height - status.sync_info.latest_block_height
+            if lag > self.settings.max_lag_blocks:
+                raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
+            checks["lag_blocks"] = lag
+        elif src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
+            raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
+        checks["other_nodes"] = await confirm_no_other_signer(
+            self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
+        )
+        if self.in_window:
+            checks["window"] = await self._wait_for_window(t)
+        return checks
+
+    async def _staged_key(self, t: NodeAccess) -> KeyFile:
+        where = f"{t.name}:{t.spec.key_store}"
+        try:
+            text = await t.host.read_text(t.spec.key_store)
+        except HostError as exc:
+            raise Refused(f"no staged key at {where}: run `near-failover keys stage -c {self.inventory_path} --to {t.name}` ({exc})") from exc
+        try:
+            key = parse_key_file(text, source=where)
+        except KeyFileError as exc:
+            raise Refused(f"the staged key is invalid: {exc}") from exc
+        if key.account_id != self.pool:
+            raise Refused(f"the staged key {where} is for {key.account_id}, not {self.pool}")
+        if await t.host.stat_mode(t.spec.key_store) & 0o077:
+            raise Refused(f"the staged key {where} is readable by others: chmod 600 it")
+        return key
+
+    async def _measure_block_time(self, t: NodeAccess, first: Any) -> float:
+        """Seconds per block from two status calls; the chain-silence and window waits use it."""
+        start_h, start_t = first.sync_info.latest_block_height, time.monotonic()
+        for _ in range(40):
+            await asyncio.sleep(0.1)
+            status = await t.rpc.status()
+            if status.sync_info.latest_block_height >= start_h + 2:
+                return (time.monotonic() - start_t) / (status.sync_info.latest_block_height - start_h)
+        return 0.6
+
+    async def _wait_for_window(self, t: NodeAccess) -> dict[str, Any]:
+        """Wait (bounded) for a gap in the pool's duties long enough for fence + activate."""
+        needed = max(2, int((1.0 + self.settings.activate_hot_swap / 10) / self.block_time) + 2) if self.mode == "hot-swap" else 0
+        if self.mode == "rpc":
+            raise Refused("--in-window needs --mode hot-swap: a restart through the memtrie load outlasts any duty gap")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.settings.window_wait
+        while loop.time() < end:
+            head = (await t.rpc.status()).sync_info.latest_block_height
+            for start, stop in await t.rpc.maintenance_windows(self.pool):
+                if start <= head + 1 and stop - max(start, head + 1) >= needed:
+                    return {"window": [start, stop], "head": head, "blocks_needed": needed, "expected_missed": 0}
+            await asyncio.sleep(self.block_time / 2)
+        raise Refused(f"no gap of {needed} blocks in {self.pool}'s duties within {self.settings.window_wait:.0f}s; run without --in-window to accept missed duties")
+
+    async def _stage(self) -> dict[str, Any]:
+        # Preflight read and validated the staged key; here it is confirmed still in place, outside home.
+        assert self.key is not None
+        return {"key_store": str(self.target.spec.key_store), "public_key": self.key.public_key, "outside_home": True}
+
+    async def _fence(self) -> FenceProof:
+        if self.source is not None and self.source_reachable:
+            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
+        elif self.force:
+            proof = FenceProof("forced", {"confirmed_by_operator": True})
+        else:
+            proof = await prove_chain_silence(
+                self.target, self.pool, self.settings.silence_blocks, self.settings.fence, self.block_time
+            )
+        self.say(f"fence proven ({proof.kind})")
+        return proof
+
+    async def _verify(self) -> dict[str, Any]:
+        assert self.key is not None
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.settings.verify
+        if self.mode == "rpc":
+            await wait_rpc(self.target, end - loop.time())
+        loaded = await wait_key_loaded(self.target, self.key, end - loop.time())
+        producing = await wait_producing(self.target, self.pool, self.baseline, max(1.0, end - loop.time()))
+        return {**loaded, **producing}
+
+    async def _settle(self, result: MoveResult) -> dict[str, Any]:
+        status = await self.target.rpc.status()
+        now = production_of(await self.target.rpc.validators(), self.pool, status.sync_info.latest_block_height)
+        if now and self.baseline and now.epoch_start_height == self.baseline.epoch_start_height:
+            result.missed = now.minus(self.baseline)
+        result.recovery = {}
+        notes = []
+        if self.mode == "rpc":
+            notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
+        if self.source is not None and self.source_reachable:
+            notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
+        return {"signer": self.target.name, "missed": result.missed, "notes": notes}
+
+    # --- when things go wrong -----------------------------------------------------------
+
+    async def _rollback(self, result: MoveResult) -> None:
+        """The target provably never loaded the key: take it back and restore the old primary."""
+        self.say("rolling back: the target never loaded the key")
+        with self.journal.step(result.run_id, "rollback") as rec:  # type: ignore[arg-type]
+            rec.add(target=await withdraw_key(self.target, self.mode, getattr(self, "activation", None) and self.activation.config_backup, self.settings.activate_rpc))
+            if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
+                src = self.source
+                await src.control.unmask()
+                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
+                await src.control.start()
+                assert self.key is not None
+                await wait_rpc(src, self.settings.activate_rpc)
+                rec.add(source=await wait_key_loaded(src, self.key, self.settings.verify))
+                result.outcome = "rolled-back"
+                result.message += f"; rolled back: {src.name} signs again"
+            else:
+                result.outcome = "stopped"
+                result.message += "; the target holds no key; the old primary was not fenced by this run, so it is not restarted"
+        result.recovery = {}
+
+    async def _node_states(self) -> dict[str, Any]:
+        states: dict[str, Any] = {}
+        for name, node in self.nodes.items():
+            status = await node.status_or_none()
+            try:
+                key_file = await node.key_in_home()
+            except HostError:
+                key_file = "host unreachable"
+            states[name] = {
+                "rpc": status is not None,
+                "key_loaded": status.validator_account_id if status else None,
+                "key_in_home": key_file,
+                "head": status.sync_info.latest_block_height if status else None,
+            }
+        return states
+
+
+def _evidence(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, FenceProof):
+        return {"proof": value.kind, **value.evidence}
+    if hasattr(value, "evidence"):
+        return value.evidence()
+    return {}
