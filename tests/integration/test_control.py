@@ -272,6 +272,10 @@ async def test_pidfile_masked_start_is_refused(tmp_path: Path, fake_neard: Path,
     pid = await control.start()
     reaper.append(pid)
     assert alive(pid)
+    await control.mask()
+    with pytest.raises(Masked):
+        await control.restart(timeout=10)  # refused before stopping: it keeps running
+    assert alive(pid)
     await control.stop(timeout=10)
 
 

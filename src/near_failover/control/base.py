@@ -76,9 +76,18 @@ class NeardControl(ABC):
         """Start neard (Masked if masked); returns its pid when known."""
 
     async def restart(self, timeout: float = 30.0) -> int | None:
-        """Stop (confirmed) then start."""
+        """Stop (confirmed) then start; a masked node is refused before it is stopped."""
+        await self._refuse_if_masked("restart")
         await self.stop(timeout)
         return await self.start()
+
+    async def _refuse_if_masked(self, action: str) -> None:
+        try:
+            masked = await self.is_masked()
+        except NotSupported:
+            return
+        if masked:
+            raise Masked(self.node_name, f"neard is masked on this node; refusing to {action} it")
 
     @abstractmethod
     async def reload(self) -> None:

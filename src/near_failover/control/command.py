@@ -115,8 +115,7 @@ class CommandControl(NeardControl):
     async def restart(self, timeout: float = 30.0) -> int | None:
         if self.commands.restart is None:
             return await super().restart(timeout)
-        if self.commands.is_masked is not None and await self.is_masked():
-            raise Masked(self.node_name, "neard is masked (`is_masked` exits 0); refusing to restart it")
+        await self._refuse_if_masked("restart")
         await self._run_checked("restart", timeout=timeout + self.command_timeout)
         return await self.main_pid()
 
@@ -130,4 +129,5 @@ class CommandControl(NeardControl):
         await self._run_checked("unmask")
 
     async def is_masked(self) -> bool:
+        """NotSupported when no ``is_masked`` command is configured."""
         return (await self._run("is_masked")).ok

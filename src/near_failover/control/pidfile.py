@@ -40,6 +40,7 @@ class PidfileControl(NeardControl):
         log_path: PurePosixPath | str | None = None,
         kill_grace: float = 10.0,
         start_check: float = 0.3,
+        cwd: PurePosixPath | str | None = None,
     ) -> None:
         super().__init__(node_name, host)
         self.pidfile = PurePosixPath(pidfile)
@@ -49,6 +50,9 @@ class PidfileControl(NeardControl):
         self.log_path = PurePosixPath(log_path) if log_path else self.home / "neard.log"
         self.kill_grace = kill_grace
         self.start_check = start_check
+        # `start` runs in neard's home unless told otherwise: relative paths in its argv are
+        # relative to home (the inventory resolves only its own path fields).
+        self.cwd = PurePosixPath(cwd) if cwd else self.home
 
     async def _read_pid(self) -> int | None:
         try:
@@ -123,7 +127,7 @@ class PidfileControl(NeardControl):
         if running is not None:
             raise ControlError(self.node_name, f"neard already runs (pid {running} in {self.pidfile})")
         await self.host.mkdir(self.pidfile.parent, mode=0o755)
-        pid = await self.host.spawn_detached(self.start_argv, log=self.log_path, cwd=self.home)
+        pid = await self.host.spawn_detached(self.start_argv, log=self.log_path, cwd=self.cwd)
         await self.host.write_atomic(self.pidfile, f"{pid}\n", mode=0o644)
         # A start that fails at once (bad argv, missing binary) is reported here, with its log.
         loop = asyncio.get_running_loop()

@@ -225,7 +225,11 @@ class Host(ABC):
         try:
             text = await self.read_text(f"/proc/{pid}/stat")
         except HostFileNotFound:
-            return False
+            if await self.exists("/proc/self/stat"):
+                return False
+            # No /proc on this host: never conclude "gone" from a missing file; ask kill(1).
+            result = await self.run(["kill", "-0", str(pid)], timeout=30)
+            return result.ok or "not permitted" in result.stderr.lower()
         state, _ = parse_proc_stat(text)
         return state not in ("Z", "X", "x")
 
