@@ -1,5 +1,156 @@
 """`near-failover localnet ...`: start, inspect and stop an emulated localnet."""
 
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(help="An emulated NEAR localnet: chain, neard-like nodes, double-sign ledger.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+DirOption = typer.Option(..., "--dir", help="The localnet's folder (homes, keys, logs, inventory.toml).")
+JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command("up")
+def up_command(
+    directory: Path = DirOption,
+    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block (0.05 or more)."),
+    chain_id: str = typer.Option("localnet", "--chain-id", help="localnet, testnet or mainnet (mainnet/testnet enable neard's public-chain checks)."),
+    memtrie_load: float = typer.Option(1.0, "--memtrie-load", help="Seconds a node with memtries spends loading them at start (RPC closed meanwhile)."),
+    epoch_length: int = typer.Option(300, "--epoch-length", help="Blocks per epoch."),
+    seed: Optional[str] = typer.Option(None, "--seed", help="Seed of the duty schedule (default: random); same seed, same duties."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for every node to be ready (plus the memtrie load)."),
+    reset: bool = typer.Option(False, "--reset", help="Delete a stopped localnet already in --dir and start a new one."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create the homes and start the chain and three nodes: val-a (validator, holds the pool key),
+    val-b (Option 2 hot-swap standby), val-c (Option 1 rpc standby). Returns when all are ready."""
+    from near_failover.localnet.supervisor import LocalnetError, up
+
+    if chain_id not in ("localnet", "testnet", "mainnet"):
+        _fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
+    say = (lambda m: err.print(f"[dim]{m}[/]", highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {m}", highlight=False))
+    try:
+        result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say)
+    except LocalnetError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(result)
+    else:
+        _print_status(result)
+        out.print(f"inventory: {directory.resolve() / 'inventory.toml'}")
+
+
+@app.command("status")
+def status_command(directory: Path = DirOption, as_json: bool = JsonOption) -> None:
+    """Chain url, pid and height; each node's home, RPC, pid and whether it runs."""
+    from near_failover.localnet.supervisor import LocalnetError, status
+
+    try:
+        result = status(directory)
+    except LocalnetError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(result)
+    else:
+        _print_status(result)
+
+
+@app.command("ledger")
+def ledger_command(
+    directory: Path = DirOption,
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="Epoch index (default: the current one)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """The chain's ledger: produced/expected per account this epoch, double signs, rejections."""
+    from near_failover.localnet.supervisor import LocalnetError, ledger
+
+    try:
+        book = ledger(directory, epoch)
+    except LocalnetError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(book)
+        return
+    table = Table(title=f"epoch {book['epoch_height']} from height {book['epoch_start_height']}, at height {book['height']}")
+    for col in ("account", "blocks", "chunks", "endorsements"):
+        table.add_column(col)
+    for account, row in book["accounts"].items():
+        cells = [f"{row[k]['produced']}/{row[k]['expected']}" for k in ("blocks", "chunks", "endorsements")]
+        table.add_row(account + (" *" if row.get("external") else ""), *cells)
+    out.print(table)
+    colour = "green" if book["double_signs"] == 0 else "red"
+    out.print(f"[{colour}]double signs: {book['double_signs']}[/]")
+    for event in book["double_sign_events"]:
+        nodes = ", ".join(n["name"] for n in event["nodes"])
+        out.print(f"  [red]{event['account_id']} {event['kind']} shard {event['shard']} at height {event['height']}: {nodes}[/]")
+    for account, reasons in book["rejected"].items():
+        out.print(f"rejected signatures for {account}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+
+
+@app.command("down")
+def down_command(
+    directory: Path = DirOption,
+    timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each process after SIGTERM before SIGKILL."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Stop the nodes and the chain this localnet started (pids from its own files), and wait."""
+    from near_failover.localnet.supervisor import LocalnetError, down
+
+    try:
+        report = down(directory, timeout)
+    except LocalnetError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        _print_json(report)
+    else:
+        for name, entry in report.items():
+            out.print(f"{name}: {entry['result']}" + (f" (pid {entry['pid']})" if entry["pid"] else ""))
+
+
+@app.command("node")
+def node_command(home: Path = typer.Option(..., "--home", help="The neard home: config.json, node_key.json, genesis.json.")) -> None:
+    """Run one emulated neard in the foreground (what the inventory's `start` runs)."""
+    from near_failover.localnet.node import run_node
+
+    raise typer.Exit(run_node(home))
+
+
+@app.command("chain", hidden=True)
+def chain_command(directory: Path = DirOption) -> None:
+    """Run the chain process in the foreground (started by `up`)."""
+    from near_failover.localnet.chain_server import run_chain
+
+    raise typer.Exit(run_chain(directory))
+
+
+def _print_status(result: dict) -> None:
+    chain = result["chain"]
+    out.print(f"chain: {chain['url']} pid {chain['pid']} height {chain['height']}")
+    table = Table()
+    for col in ("node", "rpc", "pid", "alive", "home"):
+        table.add_column(col)
+    for n in result["nodes"]:
+        table.add_row(n["name"], n["rpc"], str(n["pid"]), "[green]yes[/]" if n["alive"] else "[red]no[/]", n["home"])
+    out.print(table)
