@@ -272,6 +272,12 @@ def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role
 InventoryOption = typer.Option(..., "-c", "--inventory", help="The inventory TOML (validator, nodes, journal).", dir_okay=False)
 
 
+TakeOverOption = typer.Option(
+    False, "--take-over-interrupted",
+    help="Start even though an earlier run was interrupted (after you checked each node with `status` and `history`).",
+)
+
+
 class MoveMode(str, Enum):
     hot_swap = "hot-swap"
     rpc = "rpc"
@@ -294,7 +300,7 @@ def _journal(inventory: Any) -> Any:
     return Journal(path)
 
 
-def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in_window: bool, dry_run: bool, yes: bool, force: bool, as_json: bool) -> None:
+def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in_window: bool, dry_run: bool, yes: bool, force: bool, as_json: bool, take_over: bool) -> None:
     from near_failover.procedures.journal import JournalError
     from near_failover.procedures.move import Move
     from near_failover.procedures.nodes import open_nodes
@@ -319,7 +325,7 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
     async def go() -> Any:
         async with open_nodes(inventory) as nodes:
             with _journal(inventory) as journal:
-                move = Move(inventory, nodes, kind, chosen, to, journal, force=force, in_window=in_window,  # type: ignore[arg-type]
+                move = Move(inventory, nodes, kind, chosen, to, journal, force=force, in_window=in_window, take_over_interrupted=take_over,  # type: ignore[arg-type]
                             progress=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
                 return await move.run(dry_run=dry_run)
 
@@ -367,10 +373,11 @@ def switchover(
     in_window: bool = typer.Option(False, "--in-window", help="Wait (bounded) for a gap in the pool's duties long enough for the swap."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the preflight results; change nothing."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
+    take_over: bool = TakeOverOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Planned move: the primary is alive and healthy (otherwise use `failover`)."""
-    _move("switchover", inventory, to, mode, in_window, dry_run, yes, False, as_json)
+    _move("switchover", inventory, to, mode, in_window, dry_run, yes, False, as_json, take_over)
 
 
 @app.command("failover")
@@ -381,11 +388,12 @@ def failover(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan and the preflight results; change nothing."),
     yes: bool = typer.Option(False, "--yes", help="Do not ask for confirmation."),
     force: bool = typer.Option(False, "--force", help="Skip the chain-silence proof for an unreachable primary; asks you to type the pool id."),
+    take_over: bool = TakeOverOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Unplanned move: the primary is broken or unreachable. Needs a proven fence: a stopped
     primary, or the chain showing the pool silent while duties were expected."""
-    _move("failover", inventory, to, mode, False, dry_run, yes, force, as_json)
+    _move("failover", inventory, to, mode, False, dry_run, yes, force, as_json, take_over)
 
 
 @keys_app.command("stage")

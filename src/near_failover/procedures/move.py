@@ -83,6 +83,7 @@ class Move:
         force: bool = False,
         in_window: bool = False,
         progress: Progress | None = None,
+        take_over_interrupted: bool = False,
     ) -> None:
         self.inv = inventory
         self.nodes = nodes
@@ -94,6 +95,7 @@ class Move:
         self.settings = settings or MoveSettings()
         self.force = force
         self.in_window = in_window
+        self.take_over_interrupted = take_over_interrupted
         self.say = progress or (lambda _msg: None)
         self.pool = inventory.validator.account_id
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
@@ -101,6 +103,7 @@ class Move:
         self.block_time = 0.6
         self.baseline: Production | None = None
         self.proof: FenceProof | None = None
+        self.fenced_at: Production | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
 
@@ -119,7 +122,9 @@ class Move:
         except Refused as exc:
             result.message = str(exc)
             return result
-        result.run_id = self.journal.start_run(self.pool, self.kind, self.mode, result.source, self.target.name)
+        result.run_id = self.journal.start_run(
+            self.pool, self.kind, self.mode, result.source, self.target.name, take_over_interrupted=self.take_over_interrupted
+        )
         try:
             await self._steps(result)
             result.ok, result.outcome = True, "ok"
@@ -151,9 +156,9 @@ class Move:
 
     async def _step(self, result: MoveResult, name: str, action: Callable[[], Awaitable[T]]) -> T:
         deadline = self.settings.deadline(name, self.mode)
-        self.say(f"{name}...")
         started = time.monotonic()
         with self.journal.step(result.run_id, name, {"deadline": deadline}) as rec:  # type: ignore[arg-type]
+            self.say(f"{name}...")
             try:
                 value = await asyncio.wait_for(action(), deadline)
             except asyncio.TimeoutError:
@@ -345,7 +350,13 @@ class Move:
                 self.target, self.pool, self.settings.silence_blocks, self.settings.fence, self.block_time
             )
         self.say(f"fence proven ({proof.kind})")
+        # Production counted from here on can only come from the target: verify compares with this.
+        self.fenced_at = await self._production()
         return proof
+
+    async def _production(self) -> Production | None:
+        status = await self.target.rpc.status()
+        return production_of(await self.target.rpc.validators(), self.pool, status.sync_info.latest_block_height)
 
     async def _verify(self) -> dict[str, Any]:
         assert self.key is not None
@@ -354,12 +365,11 @@ class Move:
         if self.mode == "rpc":
             await wait_rpc(self.target, end - loop.time())
         loaded = await wait_key_loaded(self.target, self.key, end - loop.time())
-        producing = await wait_producing(self.target, self.pool, self.baseline, max(1.0, end - loop.time()))
+        producing = await wait_producing(self.target, self.pool, self.fenced_at, max(1.0, end - loop.time()))
         return {**loaded, **producing}
 
     async def _settle(self, result: MoveResult) -> dict[str, Any]:
-        status = await self.target.rpc.status()
-        now = production_of(await self.target.rpc.validators(), self.pool, status.sync_info.latest_block_height)
+        now = await self._production()
         if now and self.baseline and now.epoch_start_height == self.baseline.epoch_start_height:
             result.missed = now.minus(self.baseline)
         result.recovery = {}

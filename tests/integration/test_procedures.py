@@ -1,0 +1,205 @@
+"""Switchover and failover end to end on an emulated localnet, checked against the chain's ledger.
+
+Every test asserts zero double signs and a bound on the pool's missed duties. The bounds are
+stated in blocks of the localnet (0.2 s here): a hot swap costs the fence (SIGTERM) plus one
+SIGHUP; a failover adds the detection the test itself does (a kill, an unreachable host).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.localnet_harness import CLI, Localnet, cli, start_localnet, stop_localnet
+
+# Missed duties allowed per move, in the localnet's blocks/chunks/endorsements.
+HOT_SWAP_BOUND = {"blocks": 4, "chunks": 12, "endorsements": 40}
+
+
+@pytest.fixture
+def net(tmp_path: Path):
+    net = start_localnet(tmp_path / "net")
+    try:
+        yield net
+    finally:
+        stop_localnet(net)
+
+
+def move(net: Localnet, kind: str, to: str, *extra: str, check: bool = True, input: str | None = None) -> dict:
+    done = cli(kind, "-c", net.inventory, "--to", to, "--yes", "--json", *extra, check=False, input=input)
+    report = json.loads(done.stdout) if done.stdout.strip() else {}
+    if check:
+        assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    report["_exit"] = done.returncode
+    report["_stderr"] = done.stderr
+    return report
+
+
+def assert_missed_within(report: dict, bound: dict[str, int]) -> None:
+    missed = report["missed"]
+    assert missed is not None
+    for kind, limit in bound.items():
+        assert missed[kind] <= limit, (kind, missed)
+
+
+def assert_signer(net: Localnet, name: str) -> None:
+    status = net.rpc_status(name)
+    assert status["validator_account_id"] == net.pool()
+
+
+def test_switchover_hot_swap(net: Localnet):
+    report = move(net, "switchover", "val-b", "--mode", "hot-swap")
+    assert report["ok"] and report["from"] == "val-a"
+    assert_signer(net, "val-b")
+    assert not (net.directory / "val-a" / "validator_key.json").exists()
+    net.wait_height(5)
+    assert_missed_within(report, HOT_SWAP_BOUND)
+    net.assert_no_double_sign()
+
+
+def test_switchover_rpc_restarts_through_memtrie_load(net: Localnet):
+    pid_before = net.pid("val-c")
+    report = move(net, "switchover", "val-c", "--mode", "rpc")
+    assert report["ok"]
+    assert net.pid("val-c") != pid_before  # Option 1 restarts neard (tracking changes only at start)
+    config = json.loads((net.directory / "val-c" / "config.json").read_text())
+    assert config["tracked_shards_config"] == "NoShards"
+    assert config["store"]["load_mem_tries_for_tracked_shards"] is True
+    assert list((net.directory / "val-c").glob("config.json.*.bak"))
+    assert_signer(net, "val-c")
+    net.wait_height(5)
+    net.assert_no_double_sign()
+
+
+def test_failover_hot_swap_after_primary_killed(net: Localnet):
+    net.signal("val-a", signal.SIGKILL)
+    report = move(net, "failover", "val-b")
+    assert report["ok"] and report["from"] == "val-a"
+    assert_signer(net, "val-b")
+    net.wait_height(5)
+    net.assert_no_double_sign()
+
+
+def _unreachable_host(net: Localnet, node: str, rpc: str | None = None) -> None:
+    """Rewrite the inventory as if `node`'s machine were cut off: its SSH port refuses and,
+    optionally, its RPC URL points at `rpc`."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    closed_port = sock.getsockname()[1]
+    sock.close()
+    lines, out, inside = net.inventory.read_text().splitlines(), [], False
+    for line in lines:
+        if line.strip() == "[[node]]":
+            inside = False
+        if line.strip() == f'name = "{node}"':
+            inside = True
+        if inside and line.strip().startswith("host ="):
+            line = f'host = "ssh://near@127.0.0.1:{closed_port}"'
+        if inside and rpc and line.strip().startswith("rpc ="):
+            line = f'rpc = "{rpc}"'
+        out.append(line)
+    net.inventory.write_text("\n".join(out) + "\n")
+
+
+class BlackHole:
+    """A TCP port that accepts connections and never answers: an RPC blocked by a firewall."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+def test_failover_with_unreachable_primary_proceeds_on_chain_silence(net: Localnet):
+    net.signal("val-a", signal.SIGSTOP)  # frozen: its RPC hangs, it signs nothing
+    _unreachable_host(net, "val-a")
+    try:
+        report = move(net, "failover", "val-b")
+        assert report["ok"], report
+        assert report["checks"]["source"]["reachable"] is False
+        history = json.loads(cli("history", "-c", net.inventory, "--json").stdout)
+        fence = next(s for s in history[0]["steps"] if s["name"] == "fence")
+        assert fence["evidence"]["proof"] == "chain-silence"
+        assert_signer(net, "val-b")
+        net.wait_height(5)
+        net.assert_no_double_sign()
+    finally:
+        net.signal("val-a", signal.SIGKILL)  # it still holds the key: never let it wake up
+
+
+def test_failover_refused_while_unreachable_primary_still_signs(net: Localnet):
+    hole = BlackHole()
+    try:
+        _unreachable_host(net, "val-a", rpc=hole.url)
+        report = move(net, "failover", "val-b", check=False)
+        assert report["_exit"] == 1
+        assert report["outcome"] == "refused" and "still signing" in report["message"]
+        assert net.rpc_status("val-b")["validator_account_id"] is None
+        assert not (net.directory / "val-b" / "validator_key.json").exists()
+        assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
+        net.assert_no_double_sign()
+    finally:
+        hole.close()
+
+
+def test_switchover_refused_when_primary_is_down(net: Localnet):
+    net.signal("val-a", signal.SIGKILL)
+    report = move(net, "switchover", "val-b", check=False)
+    assert report["_exit"] == 1 and "failover" in report["message"]
+    assert net.rpc_status("val-b")["validator_account_id"] is None
+
+
+def test_dry_run_changes_nothing(net: Localnet):
+    report = move(net, "switchover", "val-b", "--dry-run")
+    assert report["outcome"] == "dry-run"
+    assert report["checks"]["staged_key"]["matches_on_chain"] is True
+    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
+    assert net.rpc_status("val-b")["validator_account_id"] is None
+    assert json.loads(cli("history", "-c", net.inventory, "--json").stdout) == []
+
+
+def test_tool_killed_mid_run_leaves_history_with_recovery_commands(net: Localnet):
+    proc = subprocess.Popen([*CLI, "switchover", "-c", str(net.inventory), "--to", "val-c", "--mode", "rpc", "--yes"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stderr:
+        if line.strip().startswith("activate..."):
+            break
+        assert time.monotonic() < deadline
+    proc.kill()
+    proc.wait(10)
+    history = json.loads(cli("history", "-c", net.inventory, "--json").stdout)
+    run = history[0]
+    assert run["state"] == "interrupted"
+    assert run["steps"][-1]["name"] in ("activate", "verify")
+    assert run["detail"]["recovery"]["revert"] and run["detail"]["recovery"]["finish"]
+    text = cli("history", "-c", net.inventory).stdout
+    assert "interrupted" in text and "to revert:" in text
+    # A new run is refused until the operator has looked at the interrupted one.
+    again = move(net, "switchover", "val-b", check=False)
+    assert again["_exit"] == 1
+    net.assert_no_double_sign()
