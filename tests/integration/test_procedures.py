@@ -203,3 +203,61 @@ def test_tool_killed_mid_run_leaves_history_with_recovery_commands(net: Localnet
     again = move(net, "switchover", "val-b", check=False)
     assert again["_exit"] == 1
     net.assert_no_double_sign()
+
+
+async def _move_with_hook(net: Localnet, to: str, mode: str, on_activate) -> tuple:
+    """Run a switchover in-process; `on_activate` runs when the activate step begins, after the
+    fence (it stands for whatever breaks between the checks and the key's arrival)."""
+    from near_failover.inventory import load_inventory
+    from near_failover.procedures.journal import Journal
+    from near_failover.procedures.move import Move
+    from near_failover.procedures.nodes import open_nodes
+
+    inventory = load_inventory(net.inventory)
+
+    def progress(message: str) -> None:
+        if message == "activate...":
+            on_activate()
+
+    async with open_nodes(inventory) as nodes:
+        with Journal(Path(inventory.journal.path)) as journal:
+            result = await Move(inventory, nodes, "switchover", mode, to, journal, progress=progress).run()
+            steps = journal.steps(result.run_id)
+    return result, steps
+
+
+async def test_rollback_when_the_staged_key_breaks_after_preflight(net: Localnet):
+    store = net.directory / "keys" / "val-b" / "validator_key.json"
+
+    def corrupt() -> None:
+        store.write_text(store.read_text().replace('"secret_key": "ed25519:', '"secret_key": "ed25519:0'))
+
+    result, steps = await _move_with_hook(net, "val-b", "hot-swap", corrupt)
+    assert not result.ok and result.outcome == "rolled-back", result.message
+    assert [s.name for s in steps][-2:] == ["activate", "rollback"]
+    assert steps[-2].outcome == "failed" and "invalid" in steps[-2].evidence["error"]
+    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()  # the old primary signs again
+    assert net.rpc_status("val-b")["validator_account_id"] is None
+    assert not (net.directory / "val-b" / "validator_key.json").exists()
+    net.wait_height(5)
+    net.assert_no_double_sign()
+    secret = json.loads((net.directory / "keys" / "val-a" / "validator_key.json").read_text())["secret_key"]
+    assert secret.split(":")[1][:20] not in json.dumps([s.to_json() for s in steps])
+
+
+async def test_rollback_when_neard_rejects_the_reload(net: Localnet):
+    config = net.directory / "val-b" / "config.json"
+
+    def break_config() -> None:
+        # A semantic error neard checks on every SIGHUP: the whole reload fails, no key is loaded.
+        cfg = json.loads(config.read_text())
+        cfg["tracked_shards"] = [0]
+        config.write_text(json.dumps(cfg, indent=2))
+
+    result, steps = await _move_with_hook(net, "val-b", "hot-swap", break_config)
+    assert result.outcome == "rolled-back", result.message
+    assert "near_config_correct" in steps[-2].evidence["error"]
+    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
+    assert net.rpc_status("val-b")["validator_account_id"] is None
+    net.wait_height(5)
+    net.assert_no_double_sign()

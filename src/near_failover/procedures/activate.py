@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from near_failover.neard.config import as_validator, dumps_config, parse_config_text
-from near_failover.neard.keys import KeyFile
+from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import StepFailed
@@ -29,10 +29,21 @@ class Activation:
         return {"mode": self.mode, "config_backup": self.config_backup}
 
 
-async def install_key(node: NodeAccess) -> None:
-    """Copy the staged key (outside home) into neard's home, 0600 from the first byte."""
-    data = await node.host.read_bytes(node.spec.key_store)
-    await node.host.write_atomic(node.spec.validator_key_path, data, 0o600)
+async def install_key(node: NodeAccess, expected: KeyFile) -> None:
+    """Copy the staged key (outside home) into neard's home, 0600 from the first byte.
+
+    The staged file is read again and checked against the key preflight validated: a file that
+    changed or broke since then is never handed to neard (the target provably has no key, so the
+    move can be rolled back)."""
+    where = f"{node.name}:{node.spec.key_store}"
+    text = await node.host.read_text(node.spec.key_store)
+    try:
+        key = parse_key_file(text, source=where)
+    except KeyFileError as exc:
+        raise StepFailed(f"the staged key became invalid after preflight: {exc}", known=True) from None
+    if key.public_key != expected.public_key or key.account_id != expected.account_id:
+        raise StepFailed(f"the staged key {where} changed after preflight", known=True)
+    await node.host.write_atomic(node.spec.validator_key_path, text, 0o600)
 
 
 async def edit_config_to_validator(node: NodeAccess) -> str:
@@ -47,13 +58,13 @@ async def edit_config_to_validator(node: NodeAccess) -> str:
     return str(backup)
 
 
-async def activate(node: NodeAccess, mode: str, restart_timeout: float) -> Activation:
+async def activate(node: NodeAccess, mode: str, key: KeyFile, restart_timeout: float) -> Activation:
     if mode == "hot-swap":
-        await install_key(node)
+        await install_key(node, key)
         await node.control.reload()
         return Activation(mode)
+    await install_key(node, key)  # first: a bad staged key fails before config.json is touched
     backup = await edit_config_to_validator(node)
-    await install_key(node)
     await node.control.restart(timeout=restart_timeout)
     return Activation(mode, backup)
 

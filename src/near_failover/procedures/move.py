@@ -9,6 +9,7 @@ the exact commands to finish or revert.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
@@ -20,7 +21,7 @@ from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.control.base import ControlError
 from near_failover.procedures import recovery
-from near_failover.procedures.activate import activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
+from near_failover.procedures.activate import Activation, activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
 from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
@@ -104,6 +105,7 @@ class Move:
         self.baseline: Production | None = None
         self.proof: FenceProof | None = None
         self.fenced_at: Production | None = None
+        self.activation: Activation | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
 
@@ -150,7 +152,7 @@ class Move:
         self._record_recovery(result, "fence")
         self.proof = await self._step(result, "fence", self._fence)
         self._record_recovery(result, "activate")
-        self.activation = await self._step(result, "activate", lambda: activate(self.target, self.mode, self.settings.activate_rpc))
+        await self._step(result, "activate", self._activate)
         await self._step(result, "verify", self._verify)
         await self._step(result, "settle", lambda: self._settle(result))
 
@@ -245,6 +247,7 @@ class Move:
             raise Refused(str(exc)) from exc
         if errors := semantic_errors(cfg):
             raise Refused(f"{t.name}:{t.spec.config_path} fails neard's checks: {'; '.join(errors)}")
+        await self._check_log_config(t)
         try:
             running = (await t.rpc.client_config()).get("tracked_shards_config")
         except RpcError as exc:
@@ -293,6 +296,18 @@ class Move:
         if self.in_window:
             checks["window"] = await self._wait_for_window(t)
         return checks
+
+    async def _check_log_config(self, t: NodeAccess) -> None:
+        """neard-behaviour §2.1: a SIGHUP that finds log_config.json unparsable applies nothing,
+        not even the key, so a hot swap onto such a node would silently not happen."""
+        path = t.spec.home / "log_config.json"
+        if not await t.host.exists(path):
+            return
+        try:
+            if not isinstance(json.loads(await t.host.read_text(path)), dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise Refused(f"{t.name}:{path} is not valid JSON ({exc}): neard's SIGHUP reload would fail as a whole; fix or remove it") from None
 
     async def _staged_key(self, t: NodeAccess) -> KeyFile:
         where = f"{t.name}:{t.spec.key_store}"
@@ -358,6 +373,12 @@ class Move:
         status = await self.target.rpc.status()
         return production_of(await self.target.rpc.validators(), self.pool, status.sync_info.latest_block_height)
 
+    async def _activate(self) -> Activation:
+        assert self.key is not None
+        self.activation = Activation(self.mode)  # a rollback must know the mode even if this fails midway
+        self.activation = await activate(self.target, self.mode, self.key, self.settings.activate_rpc)
+        return self.activation
+
     async def _verify(self) -> dict[str, Any]:
         assert self.key is not None
         loop = asyncio.get_running_loop()
@@ -386,7 +407,8 @@ class Move:
         """The target provably never loaded the key: take it back and restore the old primary."""
         self.say("rolling back: the target never loaded the key")
         with self.journal.step(result.run_id, "rollback") as rec:  # type: ignore[arg-type]
-            rec.add(target=await withdraw_key(self.target, self.mode, getattr(self, "activation", None) and self.activation.config_backup, self.settings.activate_rpc))
+            backup = self.activation.config_backup if self.activation else None
+            rec.add(target=await withdraw_key(self.target, self.mode, backup, self.settings.activate_rpc))
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
