@@ -339,8 +339,8 @@ class Chain:
 
     @property
     def epoch(self) -> int:
-        """The epoch of the head block (what a node at the head calls current)."""
-        return self.params.epoch_of(self.head.height)
+        """The epoch of the last closed height (nodes name theirs by their head block)."""
+        return self.params.epoch_of(self.tick)
 
     def validators_of(self, epoch: int) -> tuple[Validator, ...] | None:
         return self.sets.get(epoch)
