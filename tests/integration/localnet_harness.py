@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tomli_w
+import tomllib
 
 CLI = [sys.executable, "-m", "near_failover"]
 # Short blocks keep the suite fast; long epochs keep every test inside one epoch, so the
@@ -67,6 +69,13 @@ class Localnet:
             if line.strip().startswith("account_id"):
                 return line.split("=", 1)[1].strip().strip('"')
         raise AssertionError("no account_id in the inventory")
+
+    def edit_inventory(self, node: str | None = None, **fields: Any) -> None:
+        """Change fields of one node (or, with node=None, top-level tables) in inventory.toml."""
+        data = tomllib.loads(self.inventory.read_text())
+        target = next(n for n in data["node"] if n["name"] == node) if node else data
+        target.update(fields)
+        self.inventory.write_text(tomli_w.dumps(data))
 
     def assert_no_double_sign(self) -> dict[str, Any]:
         book = self.ledger()

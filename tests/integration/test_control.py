@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.fake_systemd import define_unit, install_fake_systemctl
+
 from near_failover.control import (
     CommandControl,
     ControlError,
@@ -56,117 +58,6 @@ FAKE_NEARD = textwrap.dedent(
         time.sleep(0.05)
     """
 )
-
-# The fake systemctl: unit state in files under $FAKE_SYSTEMD_DIR, a real process per unit.
-# <unit>.json holds {"exec": argv, "kill_mode": "control-group"|"none", "timeout_stop": secs,
-# "unit_in_etc": bool}.
-FAKE_SYSTEMCTL = textwrap.dedent(
-    """
-    import json, os, signal, subprocess, sys, time
-    from pathlib import Path
-
-    state = Path(os.environ["FAKE_SYSTEMD_DIR"])
-    args = [a for a in sys.argv[1:] if a not in ("--quiet", "--value")]
-    quiet = "--quiet" in sys.argv
-    with open(state / "calls.log", "a") as f:
-        f.write(" ".join(sys.argv[1:]) + "\\n")
-
-    def unit_conf(unit):
-        path = state / f"{unit}.json"
-        return json.loads(path.read_text()) if path.exists() else None
-
-    def main_pid(unit):
-        path = state / f"{unit}.pid"
-        if not path.exists():
-            return 0
-        pid = int(path.read_text())
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return 0
-        return 0 if stat[stat.rindex(")") + 2] in "ZX" else pid
-
-    def masked(unit):
-        return (state / f"{unit}.masked").exists()
-
-    def wait_gone(pid, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if main_pid_alive(pid) is False:
-                return True
-            time.sleep(0.05)
-        return main_pid_alive(pid) is False
-
-    def main_pid_alive(pid):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return False
-        return stat[stat.rindex(")") + 2] not in "ZX"
-
-    def start(unit):
-        conf = unit_conf(unit)
-        if conf is None:
-            print(f"Failed to start {unit}: Unit {unit} not found.", file=sys.stderr); sys.exit(5)
-        if masked(unit):
-            print(f"Failed to start {unit}: Unit {unit} is masked.", file=sys.stderr); sys.exit(1)
-        if main_pid(unit):
-            return
-        log = open(state / f"{unit}.log", "ab")
-        proc = subprocess.Popen(conf["exec"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-        (state / f"{unit}.pid").write_text(str(proc.pid))
-
-    def stop(unit):
-        conf = unit_conf(unit) or {}
-        pid = main_pid(unit)
-        if pid and conf.get("kill_mode", "control-group") != "none":
-            os.kill(pid, signal.SIGTERM)
-            if not wait_gone(pid, conf.get("timeout_stop", 5)):
-                os.kill(pid, signal.SIGKILL)
-                wait_gone(pid, 5)
-        if conf.get("kill_mode", "control-group") != "none":
-            (state / f"{unit}.pid").unlink(missing_ok=True)
-
-    cmd, unit = args[0], args[-1]
-    if cmd == "start":
-        start(unit)
-    elif cmd == "stop":
-        stop(unit)
-    elif cmd == "restart":
-        if masked(unit):
-            print(f"Failed to restart {unit}: Unit {unit} is masked.", file=sys.stderr); sys.exit(1)
-        stop(unit); start(unit)
-    elif cmd == "is-active":
-        active = bool(main_pid(unit))
-        if not quiet:
-            print("active" if active else "inactive")
-        sys.exit(0 if active else 3)
-    elif cmd == "show":
-        prop = args[args.index("-p") + 1]
-        if prop == "MainPID":
-            print(main_pid(unit))
-        elif prop == "LoadState":
-            print("masked" if masked(unit) else ("loaded" if unit_conf(unit) else "not-found"))
-    elif cmd == "kill":
-        sig = args[args.index("-s") + 1]
-        pid = main_pid(unit)
-        if not pid:
-            print(f"Failed to kill unit {unit}: No main process to kill", file=sys.stderr); sys.exit(1)
-        os.kill(pid, getattr(signal, "SIG" + sig))
-    elif cmd == "mask":
-        if (unit_conf(unit) or {}).get("unit_in_etc"):
-            print(f"Failed to mask unit: File /etc/systemd/system/{unit} already exists.", file=sys.stderr)
-            sys.exit(1)
-        (state / f"{unit}.masked").write_text("")
-        print(f"Created symlink /etc/systemd/system/{unit} -> /dev/null.", file=sys.stderr)
-    elif cmd == "unmask":
-        (state / f"{unit}.masked").unlink(missing_ok=True)
-    else:
-        print(f"fake systemctl: unsupported {args}", file=sys.stderr); sys.exit(64)
-    """
-)
-
 
 @pytest.fixture
 def fake_neard(tmp_path: Path) -> Path:
@@ -353,20 +244,10 @@ async def _pidfile_over_ssh(sshd: SshdServer, tmp_path: Path, fake_neard: Path, 
 
 @pytest.fixture
 def fake_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_neard: Path) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    systemctl = bin_dir / "systemctl"
-    systemctl.write_text(f"#!{sys.executable}\n{FAKE_SYSTEMCTL}")
-    systemctl.chmod(0o755)
-    state = tmp_path / "systemd"
-    state.mkdir()
+    bin_dir, state = install_fake_systemctl(tmp_path)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SYSTEMD_DIR", str(state))
     return state
-
-
-def define_unit(state: Path, unit: str, argv: list[str], **conf: object) -> None:
-    (state / f"{unit}.json").write_text(json.dumps({"exec": argv, **conf}))
 
 
 def unit_pid(state: Path, unit: str) -> int:

@@ -94,18 +94,7 @@ def _unreachable_host(net: Localnet, node: str, rpc: str | None = None) -> None:
     sock.bind(("127.0.0.1", 0))
     closed_port = sock.getsockname()[1]
     sock.close()
-    lines, out, inside = net.inventory.read_text().splitlines(), [], False
-    for line in lines:
-        if line.strip() == "[[node]]":
-            inside = False
-        if line.strip() == f'name = "{node}"':
-            inside = True
-        if inside and line.strip().startswith("host ="):
-            line = f'host = "ssh://near@127.0.0.1:{closed_port}"'
-        if inside and rpc and line.strip().startswith("rpc ="):
-            line = f'rpc = "{rpc}"'
-        out.append(line)
-    net.inventory.write_text("\n".join(out) + "\n")
+    net.edit_inventory(node, host=f"ssh://near@127.0.0.1:{closed_port}", **({"rpc": rpc} if rpc else {}))
 
 
 class BlackHole:
