@@ -90,6 +90,20 @@ def test_sighup_with_corrupt_key_keeps_signer_and_removing_the_key_stops_signing
         net.wait_blocks(8)
         assert net.signer_stats("val-a")["last_height"] <= stopped_at + 1
         assert net.produced("val-a") == produced
+
+        # all or nothing: a broken log_config.json blocks the valid key from loading too
+        log_config = net.home("val-a") / "log_config.json"
+        log_config.write_text("{ not json")
+        key_path.write_text(good)
+        key_path.chmod(0o600)
+        net.signal("val-a", signal.SIGHUP)
+        wait_for(lambda: net.metrics("val-a").value("near_config_correct") == 0, 10, "the failed reload")
+        assert net.status("val-a")["validator_account_id"] is None
+        log_config.write_text('{"rust_log": null, "verbose_module": null, "opentelemetry": null, "expensive_metrics": null}')
+        net.signal("val-a", signal.SIGHUP)
+        wait_for(lambda: net.status("val-a")["validator_account_id"] == POOL, 10, "the key to load with a valid log_config.json")
+        assert net.metrics("val-a").value("near_config_reloads_total") == 3
+        assert "updated the logging layer according to log_config.json" in net.log("val-a")
         assert net.ledger()["double_signs"] == 0
 
 

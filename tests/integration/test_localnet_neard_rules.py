@@ -80,3 +80,32 @@ def test_rpc_port_refuses_connections_during_the_memtrie_load(tmp_path):
         assert status["node_public_key"] == net.nodes["val-b"]["peer_id"]
         assert net.metrics("val-b").value("near_memtrie_background_load_status", shard_uid="s0.v3") is not None
         assert net.ledger()["double_signs"] == 0
+
+
+def test_a_validator_without_memtries_misses_its_chunks(tmp_path):
+    from near_failover.neard.config import dumps_config, load_config
+
+    from .localnet_support import POOL
+
+    with running_localnet(tmp_path, "--block-time", "0.1", "--epoch-length", "300", "--memtrie-load", "0.1") as net:
+        net.stop("val-a")
+        config_path = net.home("val-a") / "config.json"
+        cfg = load_config(config_path)
+        cfg["store"]["load_mem_tries_for_tracked_shards"] = False
+        config_path.write_text(dumps_config(cfg))
+        emulator = net.home("val-a") / "emulator.json"
+        emulator.write_text(json.dumps({**json.loads(emulator.read_text()), "chunk_miss_share_without_memtries": 1.0}))
+        net.start("val-a")
+        wait_for(lambda: net.status("val-a")["validator_account_id"] == POOL and not net.status("val-a")["sync_info"]["syncing"], 20, "val-a back")
+        assert "loading tries to memory" not in net.log("val-a").rsplit("starting the emulated neard", 1)[-1]
+
+        def pool() -> dict:
+            return next(v for v in net.result("val-c", "validators", [None])["current_validators"] if v["account_id"] == POOL)
+
+        first = pool()
+        wait_for(lambda: pool()["num_expected_chunks"] >= first["num_expected_chunks"] + 3, 20, "three more chunk duties for the pool")
+        later = pool()
+        assert later["num_produced_chunks"] == first["num_produced_chunks"]
+        assert later["num_produced_endorsements"] > first["num_produced_endorsements"]
+        assert net.metrics("val-a").value("near_chunk_produced_total") == 0
+        assert net.ledger()["double_signs"] == 0

@@ -239,8 +239,8 @@ class ChainServer:
         for v in sorted(self.chain.validators_of(epoch) or (), key=lambda v: v.account_id):
             if v.account_id in self.params.external_accounts:
                 peer = self.producers.get(v.account_id)
-                if peer is None:
-                    continue
+                if peer is None or (peer not in live and peer != peer_id):
+                    continue  # a silent node's route expires
                 producers.append({"account_id": v.account_id, "addr": self.peers.get(peer, {}).get("addr"), "peer_id": peer})
             else:
                 sim = simulated_peer_id(self.params.seed, v.account_id)

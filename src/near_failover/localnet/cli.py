@@ -38,6 +38,7 @@ def up_command(
     seed: Optional[str] = typer.Option(None, "--seed", help="Seed of the duty schedule (default: random); same seed, same duties."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for every node to be ready (plus the memtrie load)."),
     reset: bool = typer.Option(False, "--reset", help="Delete a stopped localnet already in --dir and start a new one."),
+    kickout: str = typer.Option("80,80,70", "--kickout-thresholds", help="Block, chunk and chunk-validator-only kickout thresholds in percent (mainnet: 80,80,70)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create the homes and start the chain and three nodes: val-a (validator, holds the pool key),
@@ -46,9 +47,14 @@ def up_command(
 
     if chain_id not in ("localnet", "testnet", "mainnet"):
         _fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
+    try:
+        b, c, e = (int(x) for x in kickout.split(","))
+    except ValueError:
+        _fail(f"--kickout-thresholds {kickout!r}: expected three percentages such as 80,80,70", 2)
+        return
     say = (lambda m: err.print(f"[dim]{m}[/]", highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {m}", highlight=False))
     try:
-        result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say)
+        result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
     except LocalnetError as exc:
         _fail(str(exc))
         return

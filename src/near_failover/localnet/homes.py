@@ -136,6 +136,7 @@ def create_localnet(
     epoch_length: int = 300,
     memtrie_load: float = 1.0,
     seed: str | None = None,
+    thresholds: tuple[int, int, int] = (80, 80, 70),
 ) -> dict:
     """Write genesis, homes, staged keys and the manifest; return the manifest."""
     directory = directory.resolve()
@@ -143,7 +144,7 @@ def create_localnet(
     seed = seed or hashlib.sha256(f"{directory}|{time.time_ns()}".encode()).hexdigest()[:16]
     now_ns = time.time_ns()
     pool_key = KeyFile.generate(POOL_ACCOUNT)
-    genesis = genesis_document(chain_id, seed, epoch_length, pool_key.public_key, now_ns)
+    genesis = genesis_document(chain_id, seed, epoch_length, pool_key.public_key, now_ns, thresholds)
     genesis_text = dumps_config(genesis)
     _write_text(directory / "genesis.json", genesis_text)
     chain_port = free_port()

@@ -177,6 +177,7 @@ def up(
     timeout: float = 60.0,
     reset: bool = False,
     progress: Progress = lambda msg: None,
+    thresholds: tuple[int, int, int] = (80, 80, 70),
 ) -> dict:
     """Create and start the localnet; return `status()` once every node is ready."""
     directory = directory.resolve()
@@ -193,7 +194,9 @@ def up(
             raise LocalnetError(f"{directory} already holds a (stopped) localnet; use another --dir, or --reset to delete it and start a new one")
         _reset(directory, old)
     progress(f"creating homes in {directory}")
-    manifest = create_localnet(directory, chain_id, block_time, epoch_length, memtrie_load, seed)
+    if not all(0 <= t <= 100 for t in thresholds):
+        raise LocalnetError(f"kickout thresholds {thresholds} must be percentages (0-100)")
+    manifest = create_localnet(directory, chain_id, block_time, epoch_length, memtrie_load, seed, thresholds)
     started: list[str] = []
     try:
         chain_pid = spawn_detached(chain_argv(directory), directory / CHAIN_LOG, directory)
