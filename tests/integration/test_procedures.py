@@ -250,3 +250,42 @@ async def test_rollback_when_neard_rejects_the_reload(net: Localnet):
     assert net.rpc_status("val-b")["validator_account_id"] is None
     net.wait_height(5)
     net.assert_no_double_sign()
+
+
+def test_switchover_in_window_misses_no_block_or_chunk(net: Localnet):
+    report = move(net, "switchover", "val-b", "--in-window")
+    assert report["ok"], report
+    window = report["checks"]["window"]
+    assert window["window"][0] <= window["head"] + 1 and window["expected_missed"] == 0
+    assert report["missed"]["blocks"] == 0 and report["missed"]["chunks"] == 0
+    net.assert_no_double_sign()
+
+
+def test_keys_stage_checks_the_on_chain_key(net: Localnet, tmp_path: Path):
+    store = net.directory / "keys" / "val-c" / "validator_key.json"
+    store.unlink()
+    refused = move(net, "failover", "val-c", "--dry-run", check=False)
+    assert refused["_exit"] == 1 and "keys stage" in refused["message"]
+    wrong = tmp_path / "wrong.json"
+    from near_failover.neard.keys import KeyFile, write_key_file
+
+    write_key_file(wrong, KeyFile.generate(net.pool()))
+    bad = cli("keys", "stage", "-c", net.inventory, "--to", "val-c", "--from", wrong, check=False)
+    assert bad.returncode == 1 and "chain expects" in bad.stderr and not store.exists()
+    staged = json.loads(cli("keys", "stage", "-c", net.inventory, "--to", "val-c", "--json").stdout)
+    assert staged["matches_on_chain"] and staged["from"].startswith("val-")
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert "secret" not in json.dumps(staged)
+
+
+def test_status_shows_roles_and_production(net: Localnet):
+    view = json.loads(cli("status", "-c", net.inventory, "--json").stdout)
+    roles = {n["name"]: n["role"] for n in view["nodes"]}
+    assert roles == {"val-a": "signer", "val-b": "hot-swap standby", "val-c": "rpc standby"}
+    b = next(n for n in view["nodes"] if n["name"] == "val-b")
+    assert b["tracking"] == {"ShadowValidator": net.pool()} and b["memtries"] is True and b["key_staged"] and not b["key_in_home"]
+    production = view["production"]
+    assert production["blocks"]["kickout_threshold"] == 80 and production["endorsements"]["kickout_threshold"] == 70
+    assert production["blocks"]["expected"] >= production["blocks"]["produced"] >= 0
+    text = cli("status", "-c", net.inventory).stdout
+    assert "signer" in text and "kickout" in text

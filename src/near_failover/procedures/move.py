@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
@@ -18,7 +19,7 @@ from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
 from near_failover.neard.config import memtries_enabled, parse_config_text, semantic_errors, ConfigError
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
-from near_failover.neard.rpc import RpcError
+from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
 from near_failover.control.base import ControlError
 from near_failover.procedures import recovery
 from near_failover.procedures.activate import Activation, activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
@@ -30,6 +31,10 @@ from near_failover.procedures.nodes import NodeAccess
 from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_plan
 
 T = TypeVar("T")
+DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
+# What a hot swap takes, for choosing a duty gap: the fence (SIGTERM of the primary, about
+# 0.5 s) plus neard applying the SIGHUP (within about 1 s, neard-behaviour §2.1).
+HOT_SWAP_SECONDS = 1.5
 Progress = Callable[[str], None]
 
 
@@ -101,7 +106,7 @@ class Move:
         self.pool = inventory.validator.account_id
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
         self.key: KeyFile | None = None
-        self.block_time = 0.6
+        self.block_time = DEFAULT_BLOCK_TIME
         self.baseline: Production | None = None
         self.proof: FenceProof | None = None
         self.fenced_at: Production | None = None
@@ -273,7 +278,7 @@ class Move:
             raise Refused(f"the staged key {self.key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
         checks["staged_key"] = {"public_key": self.key.public_key, "matches_on_chain": True}
         self.baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
-        self.block_time = await self._measure_block_time(t, status)
+        self.block_time = self._block_time(status)
         checks["block_time"] = round(self.block_time, 3)
 
         src = self.source
@@ -325,21 +330,23 @@ class Move:
             raise Refused(f"the staged key {where} is readable by others: chmod 600 it")
         return key
 
-    async def _measure_block_time(self, t: NodeAccess, first: Any) -> float:
-        """Seconds per block from two status calls; the chain-silence and window waits use it."""
-        start_h, start_t = first.sync_info.latest_block_height, time.monotonic()
-        for _ in range(40):
-            await asyncio.sleep(0.1)
-            status = await t.rpc.status()
-            if status.sync_info.latest_block_height >= start_h + 2:
-                return (time.monotonic() - start_t) / (status.sync_info.latest_block_height - start_h)
-        return 0.6
+    @staticmethod
+    def _block_time(status: Any) -> float:
+        """Seconds per block from one status: the span between the earliest kept block and the
+        head. It needs no waiting, so preflight stays well under one block."""
+        info = status.sync_info
+        try:
+            span_ns = info.latest_block_time_ns - parse_rfc3339_ns(info.earliest_block_time)
+            blocks = info.latest_block_height - info.earliest_block_height
+        except (TypeError, ValueError):
+            return DEFAULT_BLOCK_TIME
+        return span_ns / 1e9 / blocks if blocks > 0 and span_ns > 0 else DEFAULT_BLOCK_TIME
 
     async def _wait_for_window(self, t: NodeAccess) -> dict[str, Any]:
         """Wait (bounded) for a gap in the pool's duties long enough for fence + activate."""
-        needed = max(2, int((1.0 + self.settings.activate_hot_swap / 10) / self.block_time) + 2) if self.mode == "hot-swap" else 0
         if self.mode == "rpc":
             raise Refused("--in-window needs --mode hot-swap: a restart through the memtrie load outlasts any duty gap")
+        needed = math.ceil(HOT_SWAP_SECONDS / self.block_time) + 1
         loop = asyncio.get_running_loop()
         end = loop.time() + self.settings.window_wait
         while loop.time() < end:
