@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real: an OpenSSH server on loopback.
-DEBIAN_PACKAGES := openssh-server openssh-client
+DEBIAN_PACKAGES := openssh-server openssh-client etcd-server
 
 .PHONY: install system-packages test demo bench clean
 

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
 
 DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
@@ -430,6 +431,7 @@ class Inventory(_Strict):
     ssh: SshSettings = Field(default_factory=SshSettings)
     nodes: list[Node] = Field(alias="node", min_length=1)
     lease: LeaseSettings | None = None
+    alerts: list[AlertTarget] = Field(default_factory=list, alias="alert")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _source: Path | None = PrivateAttr(default=None)

@@ -1,0 +1,398 @@
+"""The etcd lease store, through etcd's v3 JSON gateway (``/v3/...``, etcd >= 3.4) with httpx.
+
+Keys, per validator account (one pool = one prefix)::
+
+    /near-failover/<account>/leader          {"member": ..., "ttl": ...}, attached to the leader's lease
+    /near-failover/<account>/members/<name>  a MemberRecord, attached to that member's own lease
+    /near-failover/<account>/pause           present while automatic decisions are paused
+
+The leader key is created in a transaction whose only compare is ``create_revision == 0`` (the key
+is absent); its create revision is the **fencing generation**: etcd's revision only grows, so a
+later leader always has a larger generation. Renewing keeps the lease alive *and* checks, in a
+transaction, that the key still exists with our lease and our create revision: a live lease whose
+key was deleted or taken over is not leadership.
+
+Every request has a timeout, and the endpoints are tried in order (starting from the last one that
+answered) within one budget, ``operation_timeout`` (the inventory's ``retry_timeout``). Only
+answers that say "this member cannot serve now" (no leader, timeout, unreachable) move on to the
+next endpoint; any other error from etcd is a LeaseStoreError, never "lost the race".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import time
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import ValidationError
+
+from near_failover.ha.lease import (
+    LeaderInfo,
+    LeaderLease,
+    LeaseStore,
+    LeaseStoreError,
+    LeaseStoreUnavailable,
+    MemberRecord,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PREFIX = "/near-failover"
+# gRPC codes the gateway returns when a member cannot serve right now (retry on another member):
+# UNKNOWN (2, e.g. "raft: stopped"), DEADLINE_EXCEEDED (4), RESOURCE_EXHAUSTED (8), UNAVAILABLE (14).
+_RETRY_ELSEWHERE = {2, 4, 8, 14}
+_NOT_FOUND = 5
+# Never give one endpoint less than this, however many endpoints share the budget.
+_MIN_ATTEMPT_TIMEOUT = 0.3
+
+
+class EtcdRequestError(LeaseStoreError):
+    """etcd refused a request (``code`` is the gRPC status code)."""
+
+    def __init__(self, endpoint: str, path: str, code: int | None, message: str) -> None:
+        self.endpoint = endpoint
+        self.code = code
+        super().__init__(f"etcd at {endpoint} refused {path}: {message} (code {code})")
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def _prefix_end(key: str) -> str:
+    """The range end that selects every key starting with ``key`` (etcd's prefix convention)."""
+    raw = bytearray(key.encode())
+    while raw and raw[-1] == 0xFF:
+        raw.pop()
+    if not raw:
+        return _b64("\0")
+    raw[-1] += 1
+    return base64.b64encode(bytes(raw)).decode("ascii")
+
+
+class EtcdLeaseStore(LeaseStore):
+    """The production lease store: an etcd cluster (three members recommended)."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        account_id: str,
+        *,
+        operation_timeout: float = 2.0,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        if not endpoints:
+            raise LeaseStoreError("the etcd lease store needs at least one endpoint URL")
+        if operation_timeout <= 0:
+            raise LeaseStoreError(f"operation_timeout must be positive, got {operation_timeout}")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.account_id = account_id
+        self.operation_timeout = operation_timeout
+        self._prefix = f"{prefix.rstrip('/')}/{account_id}/"
+        self._preferred = 0
+        # Proxies from the environment must not sit between an agent and its lease store.
+        self._client = httpx.AsyncClient(trust_env=False)
+        self._member_leases: dict[str, tuple[str, int]] = {}
+
+    # --- keys ------------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return ", ".join(self.endpoints)
+
+    @property
+    def leader_key(self) -> str:
+        return self._prefix + "leader"
+
+    @property
+    def pause_key(self) -> str:
+        return self._prefix + "pause"
+
+    def member_key(self, name: str) -> str:
+        return self._prefix + "members/" + name
+
+    # --- transport -------------------------------------------------------------------------------
+
+    async def _request(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST ``body`` to the first endpoint that can serve it, within operation_timeout."""
+        deadline = time.monotonic() + self.operation_timeout
+        count = len(self.endpoints)
+        share = max(self.operation_timeout / count, _MIN_ATTEMPT_TIMEOUT)
+        failures: list[str] = []
+        for step in range(count):
+            index = (self._preferred + step) % count
+            endpoint = self.endpoints[index]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                failures.append(f"{endpoint}: not tried, the {self.operation_timeout:g}s budget was spent")
+                continue
+            attempt = min(share, remaining)
+            try:
+                response = await self._client.post(endpoint + path, json=body, timeout=attempt)
+            except httpx.TimeoutException:
+                failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
+                continue
+            except httpx.TransportError as exc:
+                failures.append(f"{endpoint}: {_transport_cause(exc)}")
+                continue
+            data = self._decode(endpoint, path, response)
+            error = data.get("error")
+            if response.status_code == 200 and error is None:
+                self._preferred = index
+                return data
+            code, message = _error_of(data)
+            if code in _RETRY_ELSEWHERE or (code is None and response.status_code >= 500):
+                failures.append(f"{endpoint}: {message}")
+                continue
+            raise EtcdRequestError(endpoint, path, code, message)
+        raise LeaseStoreUnavailable(self.endpoints, "; ".join(failures))
+
+    @staticmethod
+    def _decode(endpoint: str, path: str, response: httpx.Response) -> dict[str, Any]:
+        # Stream endpoints (keepalive) answer newline-delimited JSON; one request, one line.
+        text = response.text.strip().splitlines()[0] if response.text.strip() else ""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            if response.status_code >= 500:
+                return {"error": f"HTTP {response.status_code}"}
+            raise LeaseStoreError(
+                f"{endpoint}{path} answered HTTP {response.status_code} with no etcd JSON "
+                f"({text[:120]!r}); is this etcd >= 3.4 with its v3 gateway on this port?"
+            )
+        return data
+
+    # --- leases ----------------------------------------------------------------------------------
+
+    async def _grant(self, ttl: float) -> tuple[str, int]:
+        answer = await self._request("/v3/lease/grant", {"TTL": max(1, math.ceil(ttl))})
+        if answer.get("error") or "ID" not in answer:
+            raise LeaseStoreError(f"etcd did not grant a lease: {answer.get('error') or answer}")
+        return str(answer["ID"]), int(answer.get("TTL", 0))
+
+    async def _keepalive(self, lease_id: str) -> int:
+        """The lease's new TTL, 0 when it no longer exists."""
+        answer = await self._request("/v3/lease/keepalive", {"ID": lease_id})
+        result = answer.get("result", answer)
+        return int(result.get("TTL", 0))
+
+    async def _revoke_quietly(self, lease_id: str) -> None:
+        """Revoke a lease we no longer need; failing is harmless (it expires by itself)."""
+        try:
+            await self._request("/v3/lease/revoke", {"ID": lease_id})
+        except EtcdRequestError as exc:
+            if exc.code != _NOT_FOUND:
+                log.warning("lease revoke refused", lease=lease_id, error=str(exc))
+        except LeaseStoreError as exc:
+            log.warning("lease revoke failed; it will expire by itself", lease=lease_id, error=str(exc))
+
+    # --- leader ----------------------------------------------------------------------------------
+
+    async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
+        sent = time.monotonic()
+        lease_id, granted = await self._grant(ttl)
+        key = _b64(self.leader_key)
+        value = _b64(json.dumps({"member": member, "ttl": granted, "acquired_at": time.time()}))
+        txn = {
+            "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+            "success": [
+                {"request_put": {"key": key, "value": value, "lease": lease_id}},
+                {"request_range": {"key": key}},
+            ],
+            "failure": [{"request_range": {"key": key}}],
+        }
+        try:
+            answer = await self._request("/v3/kv/txn", txn)
+        except LeaseStoreError:
+            # The txn may or may not have been applied; revoking the lease deletes the key if it was.
+            await self._revoke_quietly(lease_id)
+            raise
+        kv = _range_kv(answer["responses"][-1] if answer.get("responses") else {})
+        # A retried txn that had already succeeded on the first attempt shows our own lease.
+        if kv is not None and str(kv.get("lease")) == lease_id:
+            generation = int(kv["create_revision"])
+            log.info("leader lease acquired", member=member, generation=generation, ttl=granted)
+            return LeaderLease(member, generation, float(granted), sent + granted, lease_id)
+        await self._revoke_quietly(lease_id)
+        return None
+
+    async def renew(self, lease: LeaderLease) -> bool:
+        sent = time.monotonic()
+        ttl = await self._keepalive(lease.token)
+        if ttl <= 0:
+            return False
+        key = _b64(self.leader_key)
+        answer = await self._request(
+            "/v3/kv/txn",
+            {
+                "compare": [
+                    {"key": key, "target": "LEASE", "result": "EQUAL", "lease": lease.token},
+                    {"key": key, "target": "CREATE", "result": "EQUAL",
+                     "create_revision": str(lease.generation)},
+                ],
+                "success": [],
+                "failure": [],
+            },
+        )
+        if not answer.get("succeeded"):
+            # Our lease is alive but the key is gone or someone else's: we are not the leader.
+            await self._revoke_quietly(lease.token)
+            return False
+        lease.ttl = float(ttl)
+        lease.valid_until = sent + ttl
+        return True
+
+    async def release(self, lease: LeaderLease) -> None:
+        key = _b64(self.leader_key)
+        await self._request(
+            "/v3/kv/txn",
+            {
+                "compare": [
+                    {"key": key, "target": "LEASE", "result": "EQUAL", "lease": lease.token},
+                    {"key": key, "target": "CREATE", "result": "EQUAL",
+                     "create_revision": str(lease.generation)},
+                ],
+                "success": [{"request_delete_range": {"key": key}}],
+                "failure": [],
+            },
+        )
+        await self._revoke_quietly(lease.token)
+        lease.valid_until = time.monotonic()
+
+    async def leader(self) -> LeaderInfo | None:
+        answer = await self._request("/v3/kv/range", {"key": _b64(self.leader_key)})
+        kv = _range_kv(answer)
+        if kv is None:
+            return None
+        try:
+            value = json.loads(_unb64(kv.get("value", "")))
+            member = str(value["member"])
+        except (ValueError, KeyError, TypeError):
+            raise LeaseStoreError(
+                f"etcd ({self.where}): the leader key {self.leader_key} holds no near-failover "
+                "leader record; delete it if nothing else owns this prefix"
+            ) from None
+        ttl_left: float | None = None
+        lease_id = kv.get("lease")
+        if lease_id:
+            ttl_answer = await self._request("/v3/lease/timetolive", {"ID": str(lease_id)})
+            # -1 when the lease has just expired and the key is about to be deleted.
+            ttl_left = max(0.0, float(ttl_answer.get("TTL", -1)))
+        return LeaderInfo(
+            member=member,
+            generation=int(kv["create_revision"]),
+            ttl_left=ttl_left,
+            ttl=float(value["ttl"]) if isinstance(value.get("ttl"), (int, float)) else None,
+            extra={"lease": str(lease_id) if lease_id else None},
+        )
+
+    # --- members ---------------------------------------------------------------------------------
+
+    async def put_member(self, record: MemberRecord, ttl: float | None) -> None:
+        key = _b64(self.member_key(record.name))
+        value = _b64(record.model_dump_json())
+        if ttl is None:
+            cached = self._member_leases.pop(record.name, None)
+            await self._request("/v3/kv/put", {"key": key, "value": value})
+            if cached:
+                await self._revoke_quietly(cached[0])
+            return
+        wanted = max(1, math.ceil(ttl))
+        for _attempt in range(2):
+            lease_id = await self._member_lease(record.name, wanted)
+            try:
+                await self._request("/v3/kv/put", {"key": key, "value": value, "lease": lease_id})
+                return
+            except EtcdRequestError as exc:
+                if exc.code != _NOT_FOUND:  # the lease expired between keepalive and put
+                    raise
+                self._member_leases.pop(record.name, None)
+        raise LeaseStoreError(f"etcd ({self.where}): the lease for member {record.name} kept expiring")
+
+    async def _member_lease(self, name: str, ttl: int) -> str:
+        """This member's lease, kept alive; a new one if it expired or its TTL changed."""
+        cached = self._member_leases.get(name)
+        if cached and cached[1] == ttl and await self._keepalive(cached[0]) > 0:
+            return cached[0]
+        if cached:
+            await self._revoke_quietly(cached[0])
+        lease_id, _granted = await self._grant(ttl)
+        self._member_leases[name] = (lease_id, ttl)
+        return lease_id
+
+    async def delete_member(self, name: str) -> None:
+        await self._request("/v3/kv/deleterange", {"key": _b64(self.member_key(name))})
+        cached = self._member_leases.pop(name, None)
+        if cached:
+            await self._revoke_quietly(cached[0])
+
+    async def members(self) -> list[MemberRecord]:
+        start = self.member_key("")
+        answer = await self._request(
+            "/v3/kv/range", {"key": _b64(start), "range_end": _prefix_end(start)}
+        )
+        records = []
+        for kv in answer.get("kvs", []):
+            key = _unb64(kv["key"])
+            try:
+                records.append(MemberRecord.model_validate_json(_unb64(kv.get("value", ""))))
+            except (ValidationError, ValueError) as exc:
+                log.warning("unreadable member record skipped", key=key, error=str(exc))
+        return sorted(records, key=lambda r: r.name)
+
+    # --- pause -----------------------------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> None:
+        key = _b64(self.pause_key)
+        if paused:
+            value = _b64(json.dumps({"paused": True, "at": time.time()}))
+            await self._request("/v3/kv/put", {"key": key, "value": value})
+        else:
+            await self._request("/v3/kv/deleterange", {"key": key})
+
+    async def paused(self) -> bool:
+        answer = await self._request("/v3/kv/range", {"key": _b64(self.pause_key), "count_only": True})
+        return int(answer.get("count", 0)) > 0
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _transport_cause(exc: BaseException) -> str:
+    """The OS error under httpx's wrapping ("connection refused"), else httpx's own text."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno:
+            return f"{os.strerror(seen.errno).lower()} ({type(exc).__name__})"
+        seen = seen.__cause__ or seen.__context__
+    return str(exc) or type(exc).__name__
+
+
+def _error_of(data: dict[str, Any]) -> tuple[int | None, str]:
+    """(gRPC code, message) of a gateway error body; stream errors nest it under "error"."""
+    error = data.get("error")
+    if isinstance(error, dict):
+        return error.get("grpc_code", error.get("code")), str(error.get("message", error))
+    code = data.get("code")
+    return (int(code) if isinstance(code, (int, str)) and str(code).isdigit() else None,
+            str(data.get("message") or error or data))
+
+
+def _range_kv(range_answer: dict[str, Any]) -> dict[str, Any] | None:
+    """The first key of a range answer (or of a txn's response_range), None when absent."""
+    inner = range_answer.get("response_range", range_answer)
+    kvs = inner.get("kvs") or []
+    return kvs[0] if kvs else None

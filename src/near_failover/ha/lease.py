@@ -1,0 +1,193 @@
+"""The lease store: the one place where agents agree on which node may sign (Patroni's ``dcs/``).
+
+Every store gives the same guarantees, so the agent loop is written once:
+
+- the leader key is created only if absent, atomically, and carries a **fencing generation** that
+  only ever grows: a node acting for generation N can be told apart from one acting for N+1;
+- a lease that is not renewed expires after its TTL, on the store's clock, never sooner than the
+  holder's own estimate (``LeaderLease.valid_until``), so the holder can fence itself in time;
+- "the store cannot be reached" (``LeaseStoreUnavailable``) is never confused with "someone else
+  holds the lease" (``acquire_leader`` returning None, ``renew`` returning False): the first means
+  *nobody may promote*, the second means *someone else is the leader*.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from near_failover.inventory import Inventory
+
+
+class LeaseStoreError(Exception):
+    """The store answered something this tool cannot use (a bug, a bad configuration)."""
+
+
+class LeaseConfigError(LeaseStoreError):
+    """The inventory asks for a store that cannot work as configured (the message says the fix)."""
+
+
+class LeaseStoreUnavailable(LeaseStoreError):
+    """No endpoint of the store answered in time; nobody may promote while this lasts.
+
+    ``endpoints`` are the store's addresses (etcd URLs or the sqlite file), ``cause`` says what
+    failed for each, so an operator reading the journal knows which machine to look at.
+    """
+
+    def __init__(self, endpoints: list[str] | tuple[str, ...], cause: str) -> None:
+        self.endpoints = tuple(endpoints)
+        self.cause = cause
+        super().__init__(f"lease store unavailable ({', '.join(self.endpoints)}): {cause}")
+
+
+class MemberRole:
+    """The usual values of ``MemberRecord.role`` (a plain string, so new roles need no migration)."""
+
+    LEADER = "leader"
+    STANDBY = "standby"
+    FENCED = "fenced"
+    STARTING = "starting"
+
+
+class MemberRecord(BaseModel):
+    """What one agent publishes about itself: its role and health, kept alive by its own lease.
+
+    ``fenced_generation`` is the agent's own statement that it fenced its neard for that lease
+    generation: one of the fence proofs a standby may use before promoting.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    role: str = MemberRole.STANDBY
+    healthy: bool = False
+    problems: list[str] = Field(default_factory=list)
+    priority: int = 0
+    generation: int | None = None
+    fenced_generation: int | None = None
+    head_height: int | None = None
+    api_url: str | None = None
+    updated_at: float = Field(default_factory=time.time)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        # The name is the last part of a store key: a "/" would put it under another prefix.
+        if not value or "/" in value or value != value.strip():
+            raise ValueError(f"expected a node name without '/' or surrounding spaces, got {value!r}")
+        return value
+
+
+@dataclass
+class LeaderLease:
+    """The leader key as held by this process.
+
+    ``valid_until`` is a ``time.monotonic()`` instant taken *before* the request that created or
+    last renewed the lease was sent, plus the TTL the store granted: the store cannot expire the
+    lease earlier, so fencing before ``valid_until`` is always in time. ``renew`` moves it forward.
+    ``token`` is the store's own handle (etcd's lease id; the generation for sqlite).
+    """
+
+    member: str
+    generation: int
+    ttl: float
+    valid_until: float
+    token: str
+
+    def remaining(self) -> float:
+        """Seconds left before the lease may have expired on the store (negative once past)."""
+        return self.valid_until - time.monotonic()
+
+
+@dataclass(frozen=True)
+class LeaderInfo:
+    """The leader as anyone can see it; ``ttl_left`` is None when the store cannot tell."""
+
+    member: str
+    generation: int
+    ttl_left: float | None = None
+    ttl: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class LeaseStore(abc.ABC):
+    """One store of leases for one validator account. All methods may raise LeaseStoreUnavailable."""
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """The store's address(es) for messages: etcd URLs or the sqlite file."""
+
+    @abc.abstractmethod
+    async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
+        """Create the leader key for ``member`` if and only if there is none; None if taken."""
+
+    @abc.abstractmethod
+    async def renew(self, lease: LeaderLease) -> bool:
+        """Extend ``lease`` if the leader key is still this very lease; False if it was lost."""
+
+    @abc.abstractmethod
+    async def release(self, lease: LeaderLease) -> None:
+        """Delete the leader key if it is still ``lease`` (a planned step-down); else do nothing."""
+
+    @abc.abstractmethod
+    async def leader(self) -> LeaderInfo | None:
+        """The current leader, or None when the key is absent (or expired)."""
+
+    @abc.abstractmethod
+    async def put_member(self, record: MemberRecord, ttl: float | None) -> None:
+        """Publish ``record``; it disappears ``ttl`` seconds after the last put (None: never)."""
+
+    @abc.abstractmethod
+    async def delete_member(self, name: str) -> None:
+        """Remove a member's record (an agent that stops cleanly)."""
+
+    @abc.abstractmethod
+    async def members(self) -> list[MemberRecord]:
+        """Every live member record, sorted by name."""
+
+    @abc.abstractmethod
+    async def set_paused(self, paused: bool) -> None:
+        """Stop (True) or restart (False) automatic decisions for the whole pool."""
+
+    @abc.abstractmethod
+    async def paused(self) -> bool:
+        """Whether automatic decisions are paused."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections; leases held stay until they expire or are released."""
+
+    async def __aenter__(self) -> LeaseStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def default_sqlite_path(account_id: str) -> Path:
+    """Where the embedded store lives when ``[lease] path`` is not set: one file per pool."""
+    return Path("~/.local/state/near-failover").expanduser() / f"lease-{account_id}.sqlite"
+
+
+def open_lease_store(inventory: Inventory) -> LeaseStore:
+    """The store the inventory's ``[lease]`` table names; without one, the embedded sqlite store."""
+    settings = inventory.lease
+    if settings is not None and settings.store == "etcd":
+        from near_failover.ha.etcd import EtcdLeaseStore
+
+        return EtcdLeaseStore(
+            settings.endpoints,
+            inventory.validator.account_id,
+            operation_timeout=settings.retry_timeout,
+        )
+    from near_failover.ha.sqlite_lease import SqliteLeaseStore
+
+    return SqliteLeaseStore.for_inventory(inventory)

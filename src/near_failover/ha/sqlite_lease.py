@@ -1,0 +1,317 @@
+"""The embedded lease store: the etcd store's semantics in one SQLite file, for agents on one host.
+
+Every decision (is the key absent? is it still mine?) is read and written inside one
+``BEGIN IMMEDIATE`` transaction, so two processes can never both see "absent" and both create the
+key. The generation is a counter in the file that only grows.
+
+Expiry uses the host's boot-time clock (``CLOCK_BOOTTIME``), not the wall clock: an NTP step of
+the wall clock forward would make a standby take a lease the leader still believes it holds (two
+signers), a step back would keep a dead leader's lease. CLOCK_BOOTTIME is one clock for every
+process on the host and never jumps; the file records the kernel's boot id, and leases written
+during an earlier boot count as expired. Only agents on this one host can share this clock, which
+is why ``for_inventory`` refuses nodes on several hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+from pydantic import ValidationError
+
+from near_failover.ha.lease import (
+    LeaderInfo,
+    LeaderLease,
+    LeaseConfigError,
+    LeaseStore,
+    LeaseStoreUnavailable,
+    MemberRecord,
+    default_sqlite_path,
+)
+
+if TYPE_CHECKING:
+    from near_failover.inventory import Inventory
+
+log = structlog.get_logger(__name__)
+
+_T = TypeVar("_T")
+_BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lease_meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL,
+    boot_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leader (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    member TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    ttl REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL,
+    expires_at REAL
+);
+CREATE TABLE IF NOT EXISTS flags (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+def boot_clock() -> float:
+    """Seconds since this host booted, including suspend; the same for every process."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+def current_boot_id() -> str:
+    try:
+        return _BOOT_ID_FILE.read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def host_identity(host: str) -> str:
+    """``local`` for this machine (``local`` or an SSH loopback address), else the host name."""
+    if host == "local":
+        return "local"
+    from near_failover.inventory import parse_host
+
+    spec = parse_host(host)
+    name = (spec.hostname or "").lower()
+    return "local" if name in _LOOPBACK_NAMES else name
+
+
+class SqliteLeaseStore(LeaseStore):
+    """Agents on one host sharing one file; ``busy_timeout`` bounds every wait for the file lock."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        busy_timeout: float = 2.0,
+        clock: Callable[[], float] = boot_clock,
+        boot_id: Callable[[], str] = current_boot_id,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self._clock = clock
+        self._boot_id = boot_id
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    @classmethod
+    def for_inventory(cls, inventory: Inventory) -> SqliteLeaseStore:
+        """The store for ``inventory``; refuses nodes on several hosts (one file, one clock)."""
+        where = f"{inventory.source}: " if inventory.source else ""
+        settings = inventory.lease
+        if settings is not None and settings.store != "sqlite":
+            raise LeaseConfigError(f'{where}[lease] store is "{settings.store}", not "sqlite"')
+        hosts: dict[str, list[str]] = {}
+        for node in inventory.nodes:
+            hosts.setdefault(host_identity(node.host), []).append(f"{node.name} ({node.host})")
+        if len(hosts) > 1:
+            listing = "; ".join(f"{host}: {', '.join(names)}" for host, names in hosts.items())
+            raise LeaseConfigError(
+                f'{where}the sqlite lease store keeps the lease in one file on one host, but the '
+                f"nodes are on {len(hosts)} hosts ({listing}); agents on different hosts cannot "
+                'share it: set [lease] store = "etcd" with endpoints = ["http://host:2379", ...]'
+            )
+        path = settings.path if settings is not None and settings.path else None
+        account = inventory.validator.account_id
+        timeout = settings.retry_timeout if settings is not None else 2.0
+        return cls(path or default_sqlite_path(account), busy_timeout=timeout)
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                # A generation must never be handed out twice, even after a power cut.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            except sqlite3.Error:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def _transaction(self, body: Callable[[sqlite3.Connection, float], _T]) -> _T:
+        """Run ``body(conn, now)`` inside BEGIN IMMEDIATE; sqlite errors become Unavailable."""
+        with self._lock:
+            try:
+                conn = self._connect()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    now = self._clock()
+                    self._forget_earlier_boot(conn)
+                    result = body(conn, now)
+                    conn.execute("COMMIT")
+                    return result
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                cause = str(exc)
+                if "locked" in cause or "busy" in cause:
+                    cause = f"{cause} (held by another process for over {self.busy_timeout:g}s)"
+                raise LeaseStoreUnavailable([str(self.path)], cause) from None
+            except sqlite3.DatabaseError as exc:
+                raise LeaseStoreUnavailable([str(self.path)], f"{type(exc).__name__}: {exc}") from None
+            except OSError as exc:
+                raise LeaseStoreUnavailable([str(self.path)], f"cannot open the file: {exc}") from None
+
+    async def _run(self, body: Callable[[sqlite3.Connection, float], _T]) -> _T:
+        return await asyncio.to_thread(self._transaction, body)
+
+    def _forget_earlier_boot(self, conn: sqlite3.Connection) -> None:
+        """Leases are timed on this boot's clock: those from an earlier boot have expired."""
+        boot = self._boot_id()
+        row = conn.execute("SELECT boot_id FROM lease_meta WHERE id = 1").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO lease_meta (id, generation, boot_id) VALUES (1, 0, ?)", (boot,))
+        elif row[0] != boot:
+            conn.execute("DELETE FROM leader")
+            conn.execute("DELETE FROM members WHERE expires_at IS NOT NULL")
+            conn.execute("UPDATE lease_meta SET boot_id = ? WHERE id = 1", (boot,))
+
+    @staticmethod
+    def _live_leader(conn: sqlite3.Connection, now: float) -> tuple[Any, ...] | None:
+        row = conn.execute(
+            "SELECT member, generation, ttl, expires_at FROM leader WHERE id = 1"
+        ).fetchone()
+        return row if row is not None and row[3] > now else None
+
+    # --- leader ----------------------------------------------------------------------------------
+
+    async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        sent = time.monotonic()
+
+        def body(conn: sqlite3.Connection, now: float) -> int | None:
+            if self._live_leader(conn, now) is not None:
+                return None
+            conn.execute("UPDATE lease_meta SET generation = generation + 1 WHERE id = 1")
+            (generation,) = conn.execute("SELECT generation FROM lease_meta WHERE id = 1").fetchone()
+            conn.execute(
+                "INSERT OR REPLACE INTO leader (id, member, generation, ttl, expires_at) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (member, generation, ttl, now + ttl),
+            )
+            return int(generation)
+
+        generation = await self._run(body)
+        if generation is None:
+            return None
+        log.info("leader lease acquired", member=member, generation=generation, ttl=ttl)
+        return LeaderLease(member, generation, float(ttl), sent + ttl, str(generation))
+
+    async def renew(self, lease: LeaderLease) -> bool:
+        sent = time.monotonic()
+
+        def body(conn: sqlite3.Connection, now: float) -> bool:
+            row = self._live_leader(conn, now)
+            if row is None or row[0] != lease.member or row[1] != lease.generation:
+                return False
+            conn.execute("UPDATE leader SET expires_at = ? WHERE id = 1", (now + lease.ttl,))
+            return True
+
+        if not await self._run(body):
+            return False
+        lease.valid_until = sent + lease.ttl
+        return True
+
+    async def release(self, lease: LeaderLease) -> None:
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            conn.execute(
+                "DELETE FROM leader WHERE id = 1 AND member = ? AND generation = ?",
+                (lease.member, lease.generation),
+            )
+
+        await self._run(body)
+        lease.valid_until = time.monotonic()
+
+    async def leader(self) -> LeaderInfo | None:
+        def body(conn: sqlite3.Connection, now: float) -> LeaderInfo | None:
+            row = self._live_leader(conn, now)
+            if row is None:
+                return None
+            member, generation, ttl, expires_at = row
+            return LeaderInfo(member, int(generation), ttl_left=expires_at - now, ttl=float(ttl))
+
+        return await self._run(body)
+
+    # --- members ---------------------------------------------------------------------------------
+
+    async def put_member(self, record: MemberRecord, ttl: float | None) -> None:
+        text = record.model_dump_json()
+
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            expires = None if ttl is None else now + ttl
+            conn.execute(
+                "INSERT OR REPLACE INTO members (name, record, expires_at) VALUES (?, ?, ?)",
+                (record.name, text, expires),
+            )
+
+        await self._run(body)
+
+    async def delete_member(self, name: str) -> None:
+        await self._run(lambda conn, now: conn.execute("DELETE FROM members WHERE name = ?", (name,)))
+
+    async def members(self) -> list[MemberRecord]:
+        def body(conn: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
+            conn.execute("DELETE FROM members WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+            return conn.execute("SELECT name, record FROM members ORDER BY name").fetchall()
+
+        records = []
+        for name, text in await self._run(body):
+            try:
+                records.append(MemberRecord.model_validate_json(text))
+            except ValidationError as exc:
+                log.warning("unreadable member record skipped", member=name, file=str(self.path),
+                            error=str(exc))
+        return records
+
+    # --- pause -----------------------------------------------------------------------------------
+
+    async def set_paused(self, paused: bool) -> None:
+        def body(conn: sqlite3.Connection, now: float) -> None:
+            if paused:
+                conn.execute("INSERT OR REPLACE INTO flags (name, value) VALUES ('paused', '1')")
+            else:
+                conn.execute("DELETE FROM flags WHERE name = 'paused'")
+
+        await self._run(body)
+
+    async def paused(self) -> bool:
+        def body(conn: sqlite3.Connection, now: float) -> bool:
+            return conn.execute("SELECT 1 FROM flags WHERE name = 'paused'").fetchone() is not None
+
+        return await self._run(body)
+
+    async def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

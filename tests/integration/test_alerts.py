@@ -1,0 +1,213 @@
+"""Webhook alerts received by a real HTTP server on 127.0.0.1, in each format."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+from near_failover.ha.alerts import AlertEvent, AlertSender, AlertTarget, send_alert
+from near_failover.inventory import InventoryError, parse_inventory
+from near_failover.neard.keys import KeyFile
+from tests.integration.etcd_server import free_port
+
+pytestmark = pytest.mark.integration
+
+BOT_TOKEN = "123456:AAE-secret-bot-token"
+ACCOUNT = "pool.poolv1.near"
+
+
+@dataclass
+class Received:
+    path: str
+    content_type: str
+    body: bytes
+
+    def json(self) -> dict:  # type: ignore[type-arg]
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+    def form(self) -> dict[str, str]:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class WebhookServer:
+    port: int
+    received: list[Received] = field(default_factory=list)
+    release_hang: threading.Event = field(default_factory=threading.Event)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def _handler(state: WebhookServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
+            if self.path.startswith("/hang"):
+                state.release_hang.wait(timeout=10)
+                return
+            if self.path.startswith("/fail"):
+                self._answer(500, b"internal error", "text/plain")
+            elif self.path.startswith("/tg-refuse"):
+                self._answer(400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}')
+            elif "/bot" in self.path:
+                self._answer(200, b'{"ok":true,"result":{}}')
+            else:
+                self._answer(200, b"ok", "text/plain")
+
+        def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+            return
+
+    return Handler
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookServer]:
+    state = WebhookServer(port=0)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+    server.daemon_threads = True
+    server.block_on_close = False  # type: ignore[attr-defined]
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release_hang.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def role_change() -> AlertEvent:
+    return AlertEvent.role_change(
+        ACCOUNT, "node-b", "standby", "leader", reason="node-a's neard stopped answering", generation=42,
+        details={"fence_proof": "node-a fenced itself"},
+    )
+
+
+async def test_generic_json_body(webhook: WebhookServer) -> None:
+    results = await send_alert([AlertTarget(kind="json", url=webhook.url("/hook"))], role_change())
+    assert [r.ok for r in results] == [True] and results[0].status == 200
+    (got,) = webhook.received
+    assert got.path == "/hook" and got.content_type.startswith("application/json")
+    body = got.json()
+    assert body["source"] == "near-failover" and body["event"] == "role_change"
+    assert (body["account_id"], body["node"], body["old_role"], body["new_role"], body["generation"]) == (
+        ACCOUNT, "node-b", "standby", "leader", 42)
+    assert body["reason"] == "node-a's neard stopped answering"
+    assert body["details"] == {"fence_proof": "node-a fenced itself"}
+    assert "role standby -> leader (lease generation 42)" in body["text"]
+    assert "fence_proof: node-a fenced itself" in body["text"]
+
+
+async def test_slack_message(webhook: WebhookServer) -> None:
+    event = AlertEvent.self_fence(ACCOUNT, "node-a", reason="could not renew the lease for 6.0 s",
+                                  generation=41)
+    results = await send_alert([AlertTarget(kind="slack", url=webhook.url("/services/T0/B0/x"))], event)
+    assert results[0].ok
+    (got,) = webhook.received
+    body = got.json()
+    assert list(body) == ["text"]
+    assert body["text"].startswith(f"near-failover: {ACCOUNT}: node node-a: fenced itself (lease generation 41)")
+    assert "reason: could not renew the lease for 6.0 s" in body["text"]
+
+
+async def test_telegram_send_message_form(webhook: WebhookServer) -> None:
+    target = AlertTarget(kind="telegram", url=webhook.url(f"/bot{BOT_TOKEN}"), chat_id=-1001234)
+    event = AlertEvent.promotion_refused(ACCOUNT, "node-c", reason="no fence proof for node-a")
+    results = await send_alert([target], event)
+    assert results[0].ok, results
+    (got,) = webhook.received
+    assert got.path == f"/bot{BOT_TOKEN}/sendMessage"
+    assert got.content_type.startswith("application/x-www-form-urlencoded")
+    form = got.form()
+    assert form["chat_id"] == "-1001234"
+    assert form["text"].startswith(f"near-failover: {ACCOUNT}: node node-c: promotion refused")
+    assert "no fence proof for node-a" in form["text"]
+
+
+async def test_key_material_never_leaves(webhook: WebhookServer) -> None:
+    key = KeyFile.generate(ACCOUNT)
+    secret = key.secret_key_text()
+    secret_body = secret.split(":", 1)[1]
+    event = AlertEvent.role_change(
+        ACCOUNT, "node-b", "standby", "leader",
+        reason=f"activated with {key.public_key} (debug: {secret})",
+        details={"secret_key": secret, "private_key": "anything", "nested": {"k": [secret_body]}},
+    )
+    targets = [
+        AlertTarget(kind="json", url=webhook.url("/hook")),
+        AlertTarget(kind="slack", url=webhook.url("/slack")),
+        AlertTarget(kind="telegram", url=webhook.url(f"/bot{BOT_TOKEN}/sendMessage"), chat_id="@ops"),
+    ]
+    results = await send_alert(targets, event)
+    assert all(r.ok for r in results), results
+    assert len(webhook.received) == 3
+    for got in webhook.received:
+        assert secret_body.encode() not in got.body
+        assert secret_body[:40].encode() not in got.body
+    # The public key is not a secret and helps the operator: it stays.
+    assert key.public_key in webhook.received[0].json()["text"]
+
+
+async def test_failures_are_returned_never_raised(webhook: WebhookServer, capsys: pytest.CaptureFixture[str]) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/bot{BOT_TOKEN}/sendMessage"
+    targets = [
+        AlertTarget(kind="json", url=webhook.url("/fail")),
+        AlertTarget(kind="slack", url=webhook.url("/hang"), timeout=0.3),
+        AlertTarget(kind="telegram", url=dead, chat_id="1"),
+        AlertTarget(kind="telegram", url=webhook.url(f"/tg-refuse/bot{BOT_TOKEN}"), chat_id="1"),
+        AlertTarget(kind="json", url=webhook.url("/fine")),
+    ]
+    async with AlertSender(targets) as sender:
+        results = await sender.notify(role_change())
+    assert [r.ok for r in results] == [False, False, False, False, True]
+    assert results[0].status == 500 and "HTTP 500" in (results[0].error or "")
+    assert "no answer within 0.3s" in (results[1].error or "")
+    assert results[2].status is None and "ConnectError: connection refused" in (results[2].error or "")
+    assert "Bad Request: chat not found" in (results[3].error or "")
+    assert results[2].target == f"telegram http://127.0.0.1:{dead.split(':')[2].split('/')[0]}"
+    logged = capsys.readouterr()
+    assert "alert not delivered" in logged.out + logged.err
+    # Slack and Telegram put their credential in the URL: it is in no result and no log line.
+    for text in [logged.out, logged.err] + [repr(r) for r in results] + [repr(t) for t in targets]:
+        assert BOT_TOKEN not in text and "/bot" not in text
+
+
+def test_alert_tables_in_the_inventory(tmp_path: Path) -> None:
+    head = '[validator]\naccount_id = "pool.poolv1.near"\nchain_id = "localnet"\n'
+    node = ('[[node]]\nname = "a"\nhome = "/srv/a/home"\nrpc = "http://127.0.0.1:3030"\n'
+            'control = "systemd:neard"\nkey_store = "/srv/a/keys"\nstandby = "hot-swap"\n')
+    source = tmp_path / "inventory.toml"
+    ok = parse_inventory(
+        head + node + '[[alert]]\nkind = "slack"\nurl = "https://hooks.slack.com/services/T/B/s3cr3t"\n'
+        '[[alert]]\nkind = "telegram"\nurl = "https://api.telegram.org/bot1:x"\nchat_id = -100\n',
+        source,
+    )
+    assert [a.kind for a in ok.alerts] == ["slack", "telegram"] and ok.alerts[1].chat_id == "-100"
+    assert parse_inventory(head + node, source).alerts == []
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(head + node + '[[alert]]\nkind = "telegram"\nurl = "https://api.telegram.org/bot1:x"\n', source)
+    assert "alert[0]" in str(caught.value) and "needs chat_id" in str(caught.value)
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(head + node + '[[alert]]\nkind = "json"\nurl = "ftp://host/tok3n"\n', source)
+    assert "alert[0].url" in str(caught.value) and "tok3n" not in str(caught.value)
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(head + node + '[[alert]]\nkind = "pager"\nurl = "https://x"\n', source)
+    assert "alert[0].kind" in str(caught.value)

@@ -1,0 +1,166 @@
+"""The behaviour every lease store must have; run against sqlite (unit) and a real etcd (integration).
+
+``open_store()`` returns a new store object on the same backend and pool each time, standing for
+another agent; ``delete_leader()`` removes the leader key behind the stores' backs, as an
+operator (``etcdctl del``) or a bug could.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from near_failover.ha.lease import LeaderLease, LeaseStore, MemberRecord, MemberRole
+
+OpenStore = Callable[[], LeaseStore]
+DeleteLeader = Callable[[], Awaitable[None]]
+
+
+async def poll_until(check: Callable[[], Awaitable[object]], timeout: float) -> object:
+    """The first truthy result of ``check`` within ``timeout`` seconds (None if none)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def only_one_of_concurrent_acquirers_wins(open_store: OpenStore, contenders: int = 5) -> None:
+    stores = [open_store() for _ in range(contenders)]
+    try:
+        results = await asyncio.gather(
+            *(s.acquire_leader(f"node-{i}", 5) for i, s in enumerate(stores))
+        )
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1, results
+        winner = winners[0]
+        info = await stores[0].leader()
+        assert info is not None
+        assert (info.member, info.generation) == (winner.member, winner.generation)
+        assert info.ttl_left is not None and 0 < info.ttl_left <= 5
+        # Asking again while it is held changes nothing.
+        assert await stores[1].acquire_leader("node-1", 5) is None
+        other_view = await stores[2].leader()
+        assert other_view is not None and other_view.generation == winner.generation
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def generation_grows_across_leaders(open_store: OpenStore) -> None:
+    a, b = open_store(), open_store()
+    try:
+        first = await a.acquire_leader("a", 5)
+        assert first is not None
+        await a.release(first)
+        assert await a.leader() is None
+        assert not await a.renew(first), "a released lease must not renew"
+        second = await b.acquire_leader("b", 5)
+        assert second is not None and second.generation > first.generation
+        await b.release(second)
+        third = await a.acquire_leader("a", 5)
+        assert third is not None and third.generation > second.generation
+        await a.release(third)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def unrenewed_lease_expires_then_another_acquires(open_store: OpenStore, ttl: float) -> None:
+    a, b = open_store(), open_store()
+    try:
+        held = await a.acquire_leader("a", ttl)
+        assert held is not None
+        assert await b.acquire_leader("b", ttl) is None
+        taken = await poll_until(lambda: b.acquire_leader("b", ttl), timeout=ttl + 10)
+        got_at = time.monotonic()
+        assert isinstance(taken, LeaderLease), f"the lease did not expire within {ttl + 10}s"
+        # Safety, not speed: the store never handed the lease over while a could still believe in it.
+        assert got_at >= held.valid_until
+        assert taken.generation > held.generation
+        assert not await a.renew(held)
+        info = await a.leader()
+        assert info is not None and info.member == "b"
+        await b.release(taken)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def renew_checks_the_key_not_only_the_lease(
+    open_store: OpenStore, delete_leader: DeleteLeader
+) -> None:
+    a, b = open_store(), open_store()
+    try:
+        held = await a.acquire_leader("a", 5)
+        assert held is not None
+        before = held.valid_until
+        await asyncio.sleep(0.05)
+        assert await a.renew(held)
+        assert held.valid_until > before
+        await delete_leader()
+        assert not await a.renew(held), "renew succeeded although the leader key was deleted"
+        taken = await b.acquire_leader("b", 5)
+        assert taken is not None and taken.generation > held.generation
+        assert not await a.renew(held), "renew succeeded although b holds the key"
+        # A stale holder's release must not delete the new leader's key.
+        await a.release(held)
+        info = await b.leader()
+        assert info is not None and (info.member, info.generation) == ("b", taken.generation)
+        assert await b.renew(taken)
+
+        # Taken over while the old lease is still alive (no renew failure in between).
+        await delete_leader()
+        again = await a.acquire_leader("a", 5)
+        assert again is not None and again.generation > taken.generation
+        assert not await b.renew(taken)
+        await a.release(again)
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def member_records_expire_with_their_lease(open_store: OpenStore, ttl: float) -> None:
+    a, b = open_store(), open_store()
+    try:
+        await a.put_member(MemberRecord(name="a", role=MemberRole.LEADER, healthy=True,
+                                        generation=7, problems=[]), ttl)
+        await b.put_member(MemberRecord(name="b", healthy=False, problems=["syncing"],
+                                        priority=50), None)
+        seen = {r.name: r for r in await a.members()}
+        assert set(seen) == {"a", "b"}
+        assert seen["a"].role == "leader" and seen["a"].generation == 7 and seen["a"].healthy
+        assert seen["b"].problems == ["syncing"] and seen["b"].priority == 50
+        # A put refreshes the record and its lease.
+        await a.put_member(MemberRecord(name="a", role=MemberRole.FENCED, fenced_generation=7), ttl)
+        seen = {r.name: r for r in await b.members()}
+        assert seen["a"].role == "fenced" and seen["a"].fenced_generation == 7
+
+        async def a_gone() -> bool:
+            return "a" not in {r.name for r in await b.members()}
+
+        assert await poll_until(a_gone, timeout=ttl + 10), "a's record outlived its lease"
+        assert [r.name for r in await b.members()] == ["b"], "a record without ttl must stay"
+        await b.delete_member("b")
+        assert await b.members() == []
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def pause_flag(open_store: OpenStore) -> None:
+    a, b = open_store(), open_store()
+    try:
+        assert not await b.paused()
+        await a.set_paused(True)
+        assert await b.paused()
+        await a.set_paused(True)
+        assert await b.paused()
+        await b.set_paused(False)
+        assert not await a.paused()
+    finally:
+        await a.close()
+        await b.close()
