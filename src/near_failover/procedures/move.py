@@ -163,6 +163,8 @@ class Move:
 
     async def _step(self, result: MoveResult, name: str, action: Callable[[], Awaitable[T]]) -> T:
         deadline = self.settings.deadline(name, self.mode)
+        if name == "preflight" and self.in_window:
+            deadline += self.settings.window_wait  # waiting for the duty gap is part of preflight
         started = time.monotonic()
         with self.journal.step(result.run_id, name, {"deadline": deadline}) as rec:  # type: ignore[arg-type]
             self.say(f"{name}...")

@@ -1,0 +1,170 @@
+"""Our hot-swap switchover against the guide's bare manual sequence, on one localnet in one run.
+
+Three moves of the pool between val-a and val-b (both Option 2 standbys when not signing):
+1. bare: the guide by hand, no checks: copy the key into the standby's home, SIGTERM the
+   primary, SIGHUP the standby;
+2. ours: `switchover --mode hot-swap` (preflight, fence with proof, activate, verify, settle);
+3. ours with `--in-window`: the same, placed in a gap of the pool's duties.
+Between moves the old primary is prepared again as a hot-swap standby (untimed).
+
+Each move's time by phase and missed duties (the chain's produced/expected counters from before
+the move until the new signer has produced) are printed side by side, and the ledger's double
+signs at the end. Targets (issue 4): ours misses no more than bare and adds at most one block
+time; in-window misses no block or chunk. Prints figures; asserts nothing.
+
+Usage: python bench/switchover.py [--block-time 0.6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from near_failover.inventory import Inventory, load_inventory
+from near_failover.neard.config import as_hot_swap_standby, dumps_config, load_config
+from near_failover.neard.rpc import NeardRpc
+from near_failover.procedures.chain_view import Production, production_of
+from near_failover.procedures.journal import Journal
+from near_failover.procedures.move import Move
+from near_failover.procedures.nodes import open_nodes
+
+CLI = [sys.executable, "-m", "near_failover"]
+
+
+def cli(*args: str) -> str:
+    done = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise SystemExit(f"near-failover {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+async def production(rpc: NeardRpc, pool: str) -> Production:
+    status = await rpc.status()
+    snap = production_of(await rpc.validators(), pool, status.sync_info.latest_block_height)
+    assert snap is not None
+    return snap
+
+
+async def until(predicate: Any, timeout: float = 60.0, poll: float = 0.02) -> None:
+    end = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("benchmark move did not complete")
+        await asyncio.sleep(poll)
+
+
+async def bare_sequence(inv: Inventory, source: str, target: str) -> dict[str, Any]:
+    """The guide, typed by an operator who checks nothing."""
+    pool = inv.validator.account_id
+    src, dst = inv.node(source), inv.node(target)
+    async with NeardRpc(dst.rpc, timeout=2) as rpc:
+        before = await production(rpc, pool)
+        t0 = time.monotonic()
+        shutil.copyfile(dst.key_store, dst.validator_key_path)  # copy validator_key.json
+        os.chmod(dst.validator_key_path, 0o600)
+        t1 = time.monotonic()
+        os.kill(int(Path(str(src.control_spec.pidfile)).read_text()), signal.SIGTERM)  # stop the primary
+        os.kill(int(Path(str(dst.control_spec.pidfile)).read_text()), signal.SIGHUP)  # SIGHUP the standby
+        t2 = time.monotonic()
+
+        async def loaded() -> bool:
+            return (await rpc.status()).validator_account_id == pool
+
+        await until(loaded)
+        t3 = time.monotonic()
+
+        async def producing() -> bool:
+            return (await production(rpc, pool)).produced > before.produced
+
+        await until(producing)
+        t4 = time.monotonic()
+        after = await production(rpc, pool)
+    os.remove(src.validator_key_path)  # the bare sequence leaves the old key behind; tidy for the next move
+    return {
+        "seconds": {"fence": t2 - t1, "activate": t3 - t2, "verify": t4 - t3, "total": t4 - t0},
+        "missed": after.minus(before),
+    }
+
+
+async def our_switchover(inv: Inventory, target: str, in_window: bool) -> dict[str, Any]:
+    async with open_nodes(inv) as nodes:
+        with Journal(Path(inv.journal.path)) as journal:
+            started = time.monotonic()
+            result = await Move(inv, nodes, "switchover", "hot-swap", target, journal, in_window=in_window).run()
+            total = time.monotonic() - started
+    if not result.ok:
+        raise RuntimeError(result.message)
+    waited = 0.0
+    if in_window:  # time spent waiting for the gap is scheduling, not switchover time
+        waited = result.seconds.get("preflight", 0.0)
+    s = result.seconds
+    return {
+        "seconds": {"fence": s["fence"], "activate": s["activate"], "verify": s["verify"], "total": total - waited},
+        "missed": result.missed,
+    }
+
+
+async def prepare_standby(inv: Inventory, name: str, wait_ready: float = 60.0) -> None:
+    """Make a fenced old primary a hot-swap standby again: ShadowValidator config, no key, unmask, start."""
+    node = inv.node(name)
+    cfg = as_hot_swap_standby(load_config(Path(str(node.config_path))), inv.validator.account_id)
+    Path(str(node.config_path)).write_text(dumps_config(cfg))
+    Path(str(node.validator_key_path)).unlink(missing_ok=True)
+    async with open_nodes(inv) as nodes:
+        control = nodes[name].control
+        await control.unmask()
+        if not await control.is_active():
+            await control.start()
+
+        async def ready() -> bool:
+            status = await nodes[name].status_or_none()
+            return status is not None and not status.sync_info.syncing
+
+        await until(ready, wait_ready, 0.2)
+
+
+def row(name: str, m: dict[str, Any]) -> str:
+    s, x = m["seconds"], m["missed"]
+    return (f"{name:<22} {s['fence']:>7.3f} {s['activate']:>9.3f} {s['verify']:>7.3f} {s['total']:>7.3f}"
+            f"   {x['blocks']:>6} {x['chunks']:>6} {x['endorsements']:>12}")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--block-time", type=float, default=0.6)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-switchover-") as tmp:
+        directory = Path(tmp) / "net"
+        cli("localnet", "up", "--dir", str(directory), "--block-time", str(args.block_time), "--epoch-length", "5000", "--seed", "11")
+        try:
+            inv = load_inventory(directory / "inventory.toml")
+            results = {}
+            results["bare (guide by hand)"] = await bare_sequence(inv, "val-a", "val-b")
+            await prepare_standby(inv, "val-a")
+            results["ours"] = await our_switchover(inv, "val-a", in_window=False)
+            await prepare_standby(inv, "val-b")
+            results["ours --in-window"] = await our_switchover(inv, "val-b", in_window=True)
+            ledger = json.loads(cli("localnet", "ledger", "--dir", str(directory), "--json"))
+        finally:
+            cli("localnet", "down", "--dir", str(directory))
+    print(f"hot-swap switchover on the localnet, {args.block_time} s blocks (one run)")
+    print(f"{'move':<22} {'fence s':>7} {'activate s':>9} {'verify s':>7} {'total s':>7}   {'missed blocks':>6} {'chunks':>6} {'endorsements':>12}")
+    for name, m in results.items():
+        print(row(name, m))
+    extra = results["ours"]["seconds"]["total"] - results["bare (guide by hand)"]["seconds"]["total"]
+    print(f"ours - bare total: {extra:+.3f} s ({extra / args.block_time:+.2f} block times)")
+    print(f"double signs in the ledger: {ledger['double_signs']}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
