@@ -120,6 +120,12 @@ class Net:
         return self.wait_height(self.chain_height() + n)
 
     def ledger(self) -> dict:
+        """The ledger as `localnet ledger --json` prints it (same function, no process spawn)."""
+        from near_failover.localnet.supervisor import ledger
+
+        return ledger(self.dir)
+
+    def ledger_cli(self) -> dict:
         done = localnet_cli("ledger", "--dir", str(self.dir), "--json", timeout=30)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)

@@ -688,6 +688,11 @@ class Node:
             now = time.monotonic()
             bps = (self.head - last_head) / max(now - last_t, 1e-6)
             last_head, last_t = self.head, now
+            try:
+                net = await self.rpc_client.get_json(f"/network?peer_id={self.peer_id}", timeout=3)
+                self.peer_count = len(net["active_peers"])
+            except HttpError:
+                pass
             role = "Validator | " if self.is_current_validator() else ""
             rss_mb = _rss_mb()
             self.log.info(

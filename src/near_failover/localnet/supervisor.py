@@ -84,7 +84,10 @@ def _ours(pid: int | None, *markers: str) -> bool:
         return False
     _reap(pid)
     argv = process_cmdline(pid)
-    return argv is not None and "near_failover.localnet" in " ".join(argv) and all(m in argv for m in markers)
+    if argv is None:
+        return False
+    ours = any("near_failover.localnet" in a or a.endswith("near-failover") or a.endswith("near_failover") for a in argv)
+    return ours and "localnet" in " ".join(argv) and all(m in argv for m in markers)
 
 
 def load_manifest(directory: Path) -> dict:
