@@ -103,7 +103,8 @@ def test_every_rpc_response_conforms_to_nearcores_openapi(tmp_path, spec):
         for params in ([None], None, [height], {"block_id": height}, {"epoch_id": epoch_id}, [status["sync_info"]["latest_block_hash"]]):
             body = net.rpc("val-a", "validators", params).json()
             conforms(spec, VALIDATORS, body)
-            assert body["result"]["epoch_start_height"] == status["sync_info"]["epoch_start_height"], params
+            if params not in ([None], None):  # "latest" may have moved on to the next epoch
+                assert body["result"]["epoch_start_height"] == status["sync_info"]["epoch_start_height"], params
         view = net.result("val-a", "validators", [None])
         assert {v["account_id"] for v in view["current_validators"]} >= {POOL}
         unknown = net.rpc("val-a", "validators", [height + 10_000])
