@@ -13,7 +13,9 @@ from pathlib import Path
 from near_failover.neard.config import effective_tracking, load_config, memtries_enabled
 from near_failover.neard.keys import load_key_file
 
-from .localnet_support import POOL, Net, localnet_cli, wait_for
+from near_failover.localnet.homes import create_localnet
+
+from .localnet_support import LOCALNET, POOL, Net, localnet_cli, wait_for
 
 
 def test_up_status_ledger_down_and_down_stops_only_its_own(tmp_path):
@@ -97,12 +99,10 @@ def test_up_status_ledger_down_and_down_stops_only_its_own(tmp_path):
 def test_node_refuses_bad_homes_with_neards_messages(tmp_path):
     """Start-up checks that need no network: config semantics, key files, comments, unknown keys."""
     directory = tmp_path / "net"
-    from near_failover.localnet.homes import create_localnet
-
     create_localnet(directory, epoch_length=20)
     home = directory / "val-c"
     original = (home / "config.json").read_text()
-    argv = [*__import__("tests.integration.localnet_support", fromlist=["LOCALNET"]).LOCALNET, "node", "--home", str(home)]
+    argv = [*LOCALNET, "node", "--home", str(home)]
 
     cfg = json.loads(original)
     cfg["tracked_shards"] = [0]

@@ -24,10 +24,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
-from near_failover.localnet.chain import KIND_BLOCK, KIND_CHUNK, KIND_ENDORSEMENT, hash_text, shard_uid, signing_message
+from near_failover.localnet.chain import KIND_BLOCK, KIND_CHUNK, hash_text, shard_uid, signing_message
 from near_failover.localnet.http import HttpClient, HttpError, start_server
 from near_failover.localnet.node_state import DATA_FORMAT, ShardBook, split_by_epoch, tracked_shards_for_epoch
-from near_failover.localnet.util import Log, read_json, rfc3339_nanos, write_json_atomic
+from near_failover.localnet.util import Log, read_json, write_json_atomic
 from near_failover.neard.config import (
     LEGACY_TRACKING_FIELDS,
     ConfigError,
@@ -836,7 +836,3 @@ def run_node(home: Path) -> int:
         return asyncio.run(main())
     except NodeExit as exc:  # a panic raised inside a task or a signal callback
         return exc.code
-
-
-def latest_block_time(node: Node) -> str:
-    return rfc3339_nanos(node.head_time_ns)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from near_failover.localnet.chain import PROTOCOL_VERSION, hash_text, shard_uid
 from near_failover.localnet.http import HttpError, Request, Response
-from near_failover.localnet.node import NEARD_VERSION, duration_ns
+from near_failover.localnet.node import NEARD_VERSION
 from near_failover.localnet.util import rfc3339_nanos
 
 if TYPE_CHECKING:
@@ -495,5 +495,3 @@ def _escape(value: str) -> str:
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
-
-__all__ = ["NodeRpc", "duration_ns"]
