@@ -213,7 +213,7 @@ def up(
             progress(f"{node['name']} started (pid {pid})")
         _wait_nodes_ready(directory, manifest, timeout + memtrie_load)
         _release_genesis(manifest)
-    except LocalnetError:
+    except BaseException:  # a failed or interrupted start leaves nothing running
         if started:
             down(directory)
         raise
