@@ -526,3 +526,112 @@ def demo(
         out.print(f"[{colour}]double signs in the chain's ledger: {report['double_signs']}[/]")
     if report["double_signs"] or not all(m["ok"] for m in report["moves"]):
         raise typer.Exit(EXIT_REFUSED)
+
+
+# --- automatic mode ---------------------------------------------------------------------------
+
+
+def _log_to_stderr() -> None:
+    import structlog
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+
+@app.command("agent")
+def agent(
+    inventory: Path = InventoryOption,
+    node: str = typer.Option(..., "--node", help="The node this agent runs beside."),
+) -> None:
+    """Run the automatic-mode agent beside one neard: renew the lease while healthy, fence itself
+    before it can expire, promote the best standby when the leader is gone. Serves its API on the
+    node's `api` address when the inventory gives one."""
+    import signal as signals
+
+    from near_failover.ha.agent import Agent, load_token
+    from near_failover.ha.lease import LeaseConfigError, open_lease_store
+
+    _log_to_stderr()
+    inv = load_inventory_or_fail(inventory)
+    try:
+        spec = inv.node(node)
+        store = open_lease_store(inv)
+    except (LeaseConfigError, Exception) as exc:  # UnknownNode, LeaseConfigError: input errors
+        fail(str(exc))
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signals.SIGTERM, signals.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with store:
+            with _journal(inv) as journal:
+                the_agent = Agent(inv, spec.name, store, journal, token=load_token(inv))
+                tasks = [asyncio.create_task(the_agent.run(stop))]
+                if spec.api:
+                    from urllib.parse import urlsplit
+
+                    from near_failover.api.app import create_app
+                    from near_failover.api.server import serve
+
+                    where = urlsplit(spec.api)
+                    tasks.append(asyncio.create_task(serve(create_app(the_agent, the_agent.token), where.hostname or "127.0.0.1", where.port or 8008)))
+                done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                stop.set()
+                for task in pending:
+                    if task is not tasks[0]:
+                        task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for task in done:
+                    task.result()
+
+    asyncio.run(go())
+
+
+def _set_paused(inventory: Path, paused: bool) -> None:
+    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+
+    inv = load_inventory_or_fail(inventory)
+
+    async def go() -> None:
+        async with open_lease_store(inv) as store:
+            await store.set_paused(paused)
+
+    try:
+        asyncio.run(go())
+    except LeaseStoreError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
+
+
+@app.command("pause")
+def pause(inventory: Path = InventoryOption) -> None:
+    """Stop automatic promotions for this validator (maintenance); leaders keep their lease."""
+    _set_paused(inventory, True)
+
+
+@app.command("resume")
+def resume(inventory: Path = InventoryOption) -> None:
+    """Restart automatic decisions after `pause`."""
+    _set_paused(inventory, False)
+
+
+@app.command("guard")
+def guard(
+    inventory: Path = InventoryOption,
+    node: str = typer.Option(..., "--node", help="The node whose neard is about to start."),
+) -> None:
+    """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
+    its home unless this node holds the lease."""
+    from near_failover.ha.guard import boot_guard
+    from near_failover.ha.lease import open_lease_store
+
+    inv = load_inventory_or_fail(inventory)
+
+    async def go() -> Any:
+        async with open_lease_store(inv) as store:
+            return await boot_guard(inv, node, store)
+
+    verdict = asyncio.run(go())
+    (out if verdict.allowed else err).print(("ok: " if verdict.allowed else "refused: ") + verdict.reason, highlight=False, soft_wrap=True)
+    if not verdict.allowed:
+        raise typer.Exit(EXIT_REFUSED)

@@ -266,6 +266,9 @@ class Node(_Strict):
     standby: Literal["hot-swap", "rpc"]
     priority: int = Field(default=100, ge=0)
     ssh: SshSettings | None = None
+    # The automatic mode's agent API on this node (`near-failover agent` listens there; other
+    # agents call it for the failsafe confirmation), e.g. "http://127.0.0.1:8008".
+    api: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -388,8 +391,12 @@ class LeaseSettings(_Strict):
     # after retry_timeout; a leader that could not renew fences itself before the ttl runs out.
     loop_wait: float = Field(default=1.0, gt=0)
     retry_timeout: float = Field(default=2.0, gt=0)
+    # Consecutive unhealthy checks before a leader steps down (hysteresis against flapping).
+    unhealthy_loops: int = Field(default=3, ge=1)
+    # A bearer token shared by the agents: their APIs' POST routes and the failsafe calls need it.
+    api_token_file: Path | None = None
 
-    @field_validator("path", mode="before")
+    @field_validator("path", "api_token_file", mode="before")
     @classmethod
     def _path(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, (str, Path)):

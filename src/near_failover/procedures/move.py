@@ -90,6 +90,8 @@ class Move:
         in_window: bool = False,
         progress: Progress | None = None,
         take_over_interrupted: bool = False,
+        proven_fence: FenceProof | None = None,
+        journal_kind: str | None = None,
     ) -> None:
         self.inv = inventory
         self.nodes = nodes
@@ -102,6 +104,10 @@ class Move:
         self.force = force
         self.in_window = in_window
         self.take_over_interrupted = take_over_interrupted
+        # A proof the caller already holds (the automatic mode: the old leader's own record that
+        # it fenced itself for the lease generation that just ended).
+        self.proven_fence = proven_fence
+        self.journal_kind = journal_kind or kind
         self.say = progress or (lambda _msg: None)
         self.pool = inventory.validator.account_id
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
@@ -130,7 +136,7 @@ class Move:
             result.message = str(exc)
             return result
         result.run_id = self.journal.start_run(
-            self.pool, self.kind, self.mode, result.source, self.target.name, take_over_interrupted=self.take_over_interrupted
+            self.pool, self.journal_kind, self.mode, result.source, self.target.name, take_over_interrupted=self.take_over_interrupted
         )
         try:
             await self._steps(result)
@@ -365,7 +371,9 @@ class Move:
         return {"key_store": str(self.target.spec.key_store), "public_key": self.key.public_key, "outside_home": True}
 
     async def _fence(self) -> FenceProof:
-        if self.source is not None and self.source_reachable:
+        if self.proven_fence is not None:
+            proof = self.proven_fence
+        elif self.source is not None and self.source_reachable:
             proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
         elif self.force:
             proof = FenceProof("forced", {"confirmed_by_operator": True})

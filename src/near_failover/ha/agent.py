@@ -1,0 +1,490 @@
+"""The agent beside each neard: renew the lease while healthy, fence itself before it can expire,
+and promote the best standby through the procedures' own fence, activate and verify steps.
+
+Invariants (DESIGN, ha/):
+- only the lease holder may have the key loaded; a node whose neard signs without holding the
+  lease fences itself at once;
+- a leader renews only while its neard is healthy, and fences itself (key out, stop, mask) when
+  it has been unhealthy for `unhealthy_loops` checks or when less than `loop_wait + retry_timeout`
+  of its lease is left, so with `loop_wait + 2 * retry_timeout < ttl` it is fenced before anyone
+  can win the lease; a watchdog process does the same if this loop stops;
+- a standby promotes only with the lease in hand and a fence proof for the old leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from near_failover.ha.alerts import AlertEvent, AlertSender
+from near_failover.ha.lease import LeaderInfo, LeaderLease, LeaseStore, LeaseStoreError, LeaseStoreUnavailable, MemberRecord, MemberRole
+from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate
+from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
+from near_failover.hosts import HostError
+from near_failover.inventory import Inventory
+from near_failover.neard.keys import KeyFileError, parse_key_file
+from near_failover.neard.rpc import RpcError
+from near_failover.procedures.chain_view import production_of
+from near_failover.procedures.fence import FenceProof, fence_reachable
+from near_failover.procedures.journal import Journal, JournalError
+from near_failover.procedures.move import Move
+from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.plan import MoveSettings
+
+log = structlog.get_logger("near_failover.agent")
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    ttl: float = 10.0
+    loop_wait: float = 1.0
+    retry_timeout: float = 2.0
+    unhealthy_loops: int = 3
+    ready_loops: int = 2
+
+    @property
+    def watchdog_timeout(self) -> float:
+        # The loop beats every loop_wait; a renew may take retry_timeout. Past this, the loop is
+        # hung, and the lease (renewed at most this long ago) still has ttl minus this left.
+        return self.loop_wait + 2 * self.retry_timeout
+
+    @property
+    def fence_margin(self) -> float:
+        return self.loop_wait + self.retry_timeout
+
+    @classmethod
+    def from_inventory(cls, inventory: Inventory) -> AgentSettings:
+        lease = inventory.lease
+        if lease is None:
+            return cls()
+        return cls(lease.ttl, lease.loop_wait, lease.retry_timeout, lease.unhealthy_loops)
+
+
+class Agent:
+    """One node's agent. Implements the API's AgentView (snapshot, cluster, history, ...)."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        node: str,
+        store: LeaseStore,
+        journal: Journal,
+        settings: AgentSettings | None = None,
+        alerts: AlertSender | None = None,
+        token: str | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.inventory = inventory
+        self.node = inventory.node(node).name
+        self.spec = inventory.node(node)
+        self.pool = inventory.validator.account_id
+        self.store = store
+        self.journal = journal
+        self.settings = settings or AgentSettings.from_inventory(inventory)
+        self.alerts = alerts or AlertSender(inventory.alerts)
+        self.token = token
+        state = state_dir or Path(inventory.journal.path).parent
+        self.heartbeat = Heartbeat(state / f"agent-{self.node}.heartbeat")
+        self.tracker = HealthTracker(self.pool)
+        self.streak = Streak()
+        self.role = MemberRole.STARTING
+        self.lease: LeaderLease | None = None
+        self.last_leader: LeaderInfo | None = None
+        self.started = time.monotonic()
+        self.problems: list[str] = []
+        self.promoting = False
+        self.paused = False
+        self.store_ok = True
+        self.confirmed_until = 0.0  # a failsafe promise: no acquisition before this (monotonic)
+        self.fenced_generation: int | None = None
+        self.failovers_total = 0
+        self.last_failover_seconds: float | None = None
+        self.production: dict[str, Any] | None = None
+        self.nodes: dict[str, NodeAccess] = {}
+        self.watchdog: Any = None
+
+    @property
+    def me(self) -> NodeAccess:
+        return self.nodes[self.node]
+
+    # --- the loop ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        async with open_nodes(self.inventory) as nodes:
+            self.nodes = nodes
+            self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
+            self.heartbeat.beat(armed=False, generation=None)
+            if self.inventory.source:
+                self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_timeout)
+            if ready:
+                ready.set()
+            try:
+                while not stop.is_set():
+                    began = time.monotonic()
+                    try:
+                        await self.tick()
+                    except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
+                        log.exception("agent loop failed", node=self.node)
+                    try:
+                        await asyncio.wait_for(stop.wait(), max(0.0, self.settings.loop_wait - (time.monotonic() - began)))
+                    except asyncio.TimeoutError:
+                        pass
+            finally:
+                await self._shutdown()
+
+    async def tick(self) -> None:
+        sample = await self._observe()
+        self.tracker.add(sample)
+        try:
+            self.paused = await asyncio.wait_for(self.store.paused(), self.settings.retry_timeout)
+            leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout)
+            self.store_ok = True
+        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+            self.store_ok, leader = False, None
+        if self.lease is not None:
+            await self._as_leader(sample)
+        else:
+            await self._as_follower(sample, leader)
+        await self._publish()
+        self.heartbeat.beat(armed=self.lease is not None, generation=self.lease.generation if self.lease else None)
+
+    async def _observe(self) -> Sample:
+        now = time.monotonic()
+        status = await self.me.status_or_none()
+        if status is None:
+            return Sample(now, rpc_ok=False)
+        produced = expected = epoch_start = None
+        try:
+            snap = production_of(await self.me.rpc.validators(), self.pool, status.sync_info.latest_block_height)
+            if snap:
+                produced, expected, epoch_start = snap.produced, snap.expected, snap.epoch_start_height
+                self.production = {
+                    k: {"produced": getattr(snap, f"{k}_produced"), "expected": getattr(snap, f"{k}_expected")}
+                    for k in ("blocks", "chunks", "endorsements")
+                }
+        except RpcError:
+            pass
+        return Sample(now, True, status.sync_info.syncing, status.sync_info.latest_block_height,
+                      status.validator_account_id, produced, expected, epoch_start)
+
+    # --- leader ------------------------------------------------------------------------
+
+    async def _as_leader(self, sample: Sample) -> None:
+        assert self.lease is not None
+        if self.promoting:  # a switchover in progress stops our neard on purpose: only renew
+            await self._renew_or_failsafe()
+            return
+        self.problems = self.tracker.problems(as_leader=True)
+        self.streak.record(not self.problems)
+        if not self.problems:
+            if not await self._renew_or_failsafe():
+                return
+        elif self.streak.bad >= self.settings.unhealthy_loops:
+            await self._self_fence(f"unhealthy for {self.streak.bad} checks: {'; '.join(self.problems)}")
+            return
+        if self.lease is not None and self.lease.remaining() < self.settings.fence_margin:
+            await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed")
+
+    async def _renew_or_failsafe(self) -> bool:
+        """Renew; False if the lease was lost (and we fenced). Store outage: Patroni's failsafe."""
+        assert self.lease is not None
+        try:
+            renewed = await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
+        except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
+            if await self._failsafe_confirmed():
+                # Every member confirmed us directly and promised not to promote for a ttl.
+                self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
+                self.problems = [f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"]
+            return True
+        if not renewed:
+            await self._self_fence("the lease was lost to another member")
+            return False
+        return True
+
+    async def _failsafe_confirmed(self) -> bool:
+        """Ask every other node's agent, directly, whether it still sees us as leader."""
+        assert self.lease is not None
+        others = [n for n in self.inventory.nodes if n.name != self.node]
+        if not others or any(n.api is None for n in others):
+            return False
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        body = {"leader": self.node, "generation": self.lease.generation}
+        async with httpx.AsyncClient(timeout=self.settings.retry_timeout, trust_env=False) as client:
+            async def ask(url: str) -> bool:
+                try:
+                    answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body, headers=headers)
+                    return answer.status_code == 200 and answer.json().get("confirmed") is True
+                except (httpx.HTTPError, ValueError):
+                    return False
+            answers = await asyncio.gather(*(ask(n.api) for n in others if n.api))
+        return all(answers)
+
+    async def _self_fence(self, reason: str) -> None:
+        """Key out of home, neard stopped and masked; then say so in the store and drop the lease."""
+        lease = self.lease
+        log.warning("self-fence", node=self.node, reason=reason)
+        evidence: dict[str, Any] = {}
+        try:
+            proof = await fence_reachable(self.me, stop_timeout=self.settings.retry_timeout * 2)
+            evidence = proof.evidence
+        except Exception as exc:  # noqa: BLE001 - a failed fence must still drop the lease and alert
+            evidence = {"error": f"{type(exc).__name__}: {exc}"}
+        self.lease = None
+        self.role = MemberRole.FENCED
+        self.problems = [reason]
+        self.heartbeat.beat(armed=False, generation=None)
+        self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
+        await self._publish()
+        if lease is not None:
+            try:
+                await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
+            except (LeaseStoreError, asyncio.TimeoutError):
+                pass  # the lease expires on its own; our record or the chain proves the fence
+        await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
+        self._journal_event("self-fence", {"reason": reason, **evidence})
+
+    # --- follower ----------------------------------------------------------------------
+
+    async def _as_follower(self, sample: Sample, leader: LeaderInfo | None) -> None:
+        if leader is not None and leader.member != self.node:
+            self.last_leader = leader
+        if sample.key_loaded == self.pool:
+            await self._signing_without_lease(leader)
+            return
+        if self.role == MemberRole.FENCED:
+            if await self._still_masked():
+                self.problems = ["fenced: neard is masked; unmask it and start it without the key to make this node a standby again"]
+                return
+            self.role = MemberRole.STANDBY  # the operator unmasked it: a standby again
+        self.role = MemberRole.STANDBY
+        self.problems = self.tracker.problems(as_leader=False) + await self._readiness()
+        self.streak.record(not self.problems)
+        if leader is not None or not self.store_ok or self.paused or self.promoting:
+            return
+        if time.monotonic() < self.confirmed_until:
+            return  # we promised a leader cut off from the store not to promote yet
+        if self.problems or self.streak.good < self.settings.ready_loops:
+            return
+        if self.last_leader is None and time.monotonic() - self.started < 2 * self.settings.ttl:
+            return  # at start, give the current signer's agent time to claim the lease
+        try:
+            members = await self.store.members()
+        except LeaseStoreError:
+            return
+        mine = self._record()
+        others = [m for m in members if m.name != self.node]
+        if best_candidate([*others, mine], max_age=3 * self.settings.loop_wait + self.settings.retry_timeout) != self.node:
+            return
+        lease = await self.store.acquire_leader(self.node, self.settings.ttl)
+        if lease is not None:
+            await self._promote(lease, members)
+
+    async def _signing_without_lease(self, leader: LeaderInfo | None) -> None:
+        """Our neard signs. With no leader it claims the lease (start-up); otherwise it must stop."""
+        if leader is None and self.store_ok and not self.paused:
+            lease = await self.store.acquire_leader(self.node, self.settings.ttl)
+            if lease is not None:
+                self.lease, self.role = lease, MemberRole.LEADER
+                await self.alerts.notify(AlertEvent.role_change(
+                    self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason="its neard signs and no one held the lease", generation=lease.generation
+                ))
+                return
+        if leader is not None and leader.member != self.node:
+            await self._self_fence(f"neard has the pool's key loaded while {leader.member} holds the lease")
+
+    async def _still_masked(self) -> bool:
+        try:
+            return await self.me.control.is_masked()
+        except Exception:  # noqa: BLE001 - unknown means masked: never leave the fenced state on doubt
+            return True
+
+    async def _readiness(self) -> list[str]:
+        """Standby-specific readiness: the staged key present and valid for the pool."""
+        try:
+            key = parse_key_file(await self.me.host.read_text(self.spec.key_store), source=f"{self.node}:{self.spec.key_store}")
+        except (HostError, KeyFileError) as exc:
+            return [f"no valid staged key: {exc}"]
+        return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
+
+    async def _promote(self, lease: LeaderLease, members: list[MemberRecord]) -> None:
+        """We hold the lease: prove the old leader fenced, then activate through a failover Move."""
+        self.promoting, self.lease = True, lease
+        self.heartbeat.beat(armed=True, generation=lease.generation)
+        started = time.monotonic()
+        old = self.last_leader.member if self.last_leader else None
+        proof = self._proof_from_record(members, self.last_leader)
+        keeper = asyncio.create_task(self._keep_lease_during_promotion())
+        try:
+            move = Move(
+                self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
+                MoveSettings(silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
+                source=old, proven_fence=proof, journal_kind="auto-failover",
+            )
+            result = await move.run()
+        except JournalError as exc:
+            result = None
+            reason = f"the journal refused the run: {exc}"
+        finally:
+            keeper.cancel()
+        if result is not None and result.ok:
+            self.role = MemberRole.LEADER
+            self.failovers_total += 1
+            self.last_failover_seconds = round(time.monotonic() - started, 3)
+            self.promoting = False
+            await self.alerts.notify(AlertEvent.role_change(
+                self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason=f"promoted after {old or 'the old leader'} was fenced", generation=lease.generation
+            ))
+            return
+        reason = result.message if result is not None else reason
+        status = await self.me.status_or_none()
+        if status is not None and status.validator_account_id == self.pool:
+            self.role, self.promoting = MemberRole.LEADER, False  # we sign: keep the lease, health decides
+            return
+        self.lease = None
+        self.promoting = False
+        self.heartbeat.beat(armed=False, generation=None)
+        try:
+            await self.store.release(lease)
+        except LeaseStoreError:
+            pass
+        await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    def _proof_from_record(self, members: list[MemberRecord], last: LeaderInfo | None) -> FenceProof | None:
+        """The old leader's own record that it fenced itself for the generation that ended."""
+        if last is None:
+            return None
+        for m in members:
+            if m.name == last.member and m.role == MemberRole.FENCED and m.fenced_generation == last.generation:
+                return FenceProof("self-fenced", {"node": m.name, "generation": last.generation, "record_at": m.updated_at})
+        return None
+
+    async def _keep_lease_during_promotion(self) -> None:
+        """An Option 1 promotion waits through a restart: the lease must outlive it."""
+        while True:
+            await asyncio.sleep(self.settings.loop_wait)
+            if self.lease is not None:
+                try:
+                    await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
+                except (LeaseStoreUnavailable, asyncio.TimeoutError):
+                    pass
+            self.heartbeat.beat(armed=True, generation=self.lease.generation if self.lease else None)
+
+    # --- records, shutdown, journal ----------------------------------------------------
+
+    def _record(self) -> MemberRecord:
+        last = self.tracker.samples[-1] if self.tracker.samples else None
+        return MemberRecord(
+            name=self.node,
+            role=self.role,
+            healthy=not self.problems,
+            problems=self.problems,
+            priority=self.spec.priority,
+            generation=self.lease.generation if self.lease else None,
+            fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
+            head_height=last.head if last else None,
+            api_url=self.spec.api,
+        )
+
+    async def _publish(self) -> None:
+        try:
+            await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), self.settings.retry_timeout)
+        except (LeaseStoreError, asyncio.TimeoutError):
+            pass
+
+    async def _shutdown(self) -> None:
+        """A clean stop: a leader hands over (fences itself, drops the lease); the watchdog is disarmed."""
+        if self.lease is not None:
+            await self._self_fence("the agent is stopping")
+        self.heartbeat.beat(armed=False, generation=None)
+        if self.watchdog is not None:
+            self.watchdog.terminate()
+        try:
+            await self.store.delete_member(self.node) if self.role != MemberRole.FENCED else None
+        except LeaseStoreError:
+            pass
+
+    def _journal_event(self, kind: str, evidence: dict[str, Any]) -> None:
+        try:
+            run = self.journal.start_run(self.pool, kind, None, self.node, None)
+        except JournalError:
+            return
+        with self.journal.step(run, kind, evidence):
+            pass
+        self.journal.finish_run(run, "ok")
+
+    # --- AgentView (the API) -----------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        last = self.tracker.samples[-1] if self.tracker.samples else None
+        return {
+            "node": self.node,
+            "role": self.role,
+            "leader": self.node if self.lease else (self.last_leader.member if self.last_leader else None),
+            "generation": self.lease.generation if self.lease else (self.last_leader.generation if self.last_leader else None),
+            "healthy": not self.problems,
+            "problems": list(self.problems),
+            "head": last.head if last else None,
+            "paused": self.paused,
+            "failovers_total": self.failovers_total,
+            "last_failover_seconds": self.last_failover_seconds,
+            "lease_remaining": round(self.lease.remaining(), 3) if self.lease else None,
+            "updated_at": time.time(),
+            "production": self.production,
+        }
+
+    async def cluster(self) -> dict[str, Any]:
+        leader = await self.store.leader()
+        return {
+            "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
+            "paused": await self.store.paused(),
+            "members": [m.model_dump() for m in await self.store.members()],
+        }
+
+    def history(self, limit: int = 20) -> list[dict[str, Any]]:
+        return [{**r.to_json(), "steps": [s.to_json() for s in self.journal.steps(r.id)]} for r in self.journal.runs(self.pool, limit)]
+
+    async def request_switchover(self, to: str, mode: str | None) -> dict[str, Any]:
+        """A planned switchover through the lease: only the leader runs it, and hands the lease over."""
+        if self.lease is None:
+            raise ValueError(f"{self.node} is not the leader; send the switchover to the leader's API")
+        target = self.inventory.node(to)
+        self.promoting = True
+        try:
+            result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
+        finally:
+            self.promoting = False
+        if result.ok:
+            # The target's agent sees its neard signing with no leader and claims the lease.
+            lease, self.lease = self.lease, None
+            self.role, self.fenced_generation = MemberRole.FENCED, lease.generation
+            await self._publish()
+            await self.store.release(lease)
+            self.heartbeat.beat(armed=False, generation=None)
+        return result.to_json()
+
+    async def set_paused(self, paused: bool) -> None:
+        await self.store.set_paused(paused)
+        self.paused = paused
+
+    async def confirm_leader(self, leader: str, generation: int) -> bool:
+        """Failsafe: confirm only a genuine store outage that we see too, for the leader we knew."""
+        if self.promoting or self.store_ok:
+            return False
+        known = self.last_leader
+        if known is None or known.member != leader or known.generation != generation:
+            return False
+        self.confirmed_until = time.monotonic() + self.settings.ttl
+        return True
+
+
+def load_token(inventory: Inventory) -> str | None:
+    path = inventory.lease.api_token_file if inventory.lease else None
+    return path.read_text().strip() if path else None
+
+
