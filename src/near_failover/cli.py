@@ -470,7 +470,9 @@ def status(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> Non
 def _print_history(runs: list[dict[str, Any]]) -> None:
     for run in runs:
         colour = "green" if run["state"] == "ok" else "red"
-        out.print(f"[{colour}]run {run['id']}[/] {run['started']} {run['kind']} ({run['mode']}) {run['from']} -> {run['to']}: {run['state']}", highlight=False)
+        mode = f" ({run['mode']})" if run["mode"] else ""
+        move = f" {run['from']} -> {run['to']}" if run["to"] else f" on {run['from']}"
+        out.print(f"[{colour}]run {run['id']}[/] {run['started']} {run['kind']}{mode}{move}: {run['state']}", highlight=False)
         for s in run["steps"]:
             out.print(f"  {s['name']}: {s['outcome'] or 'did not finish'}", highlight=False)
         if run["state"] != "ok" and run["detail"].get("recovery"):
@@ -499,16 +501,17 @@ def history(inventory: Path = InventoryOption, limit: int = typer.Option(20, "--
 @app.command("demo")
 def demo(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the localnet here (default: a temporary folder, removed after)."),
-    block_time: float = typer.Option(0.3, "--block-time", help="Seconds per block of the localnet."),
+    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block of the localnet (mainnet: 0.6)."),
     memtrie_load: float = typer.Option(3.0, "--memtrie-load", help="Seconds an Option 1 restart spends loading memtries."),
+    auto: bool = typer.Option(False, "--auto", help="The automatic mode: agents on a sqlite lease; val-a's neard is killed and val-b takes over on its own."),
     as_json: bool = JsonOption,
 ) -> None:
     """Start a localnet, switch over val-a -> val-b by hot swap, kill val-b, fail over to val-c
     by restart, show status and history, stop the localnet, and print a summary."""
-    from near_failover.demo import run_demo
+    from near_failover.demo import run_auto_demo, run_demo
 
     say = (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)) if as_json else (lambda msg: out.print(f"[cyan]>[/] {msg}", highlight=False))
-    report = asyncio.run(run_demo(directory, block_time, memtrie_load, say))
+    report = asyncio.run((run_auto_demo if auto else run_demo)(directory, block_time, memtrie_load, say))
     summary = {"moves": report["moves"], "double_signs": report["double_signs"]}
     if as_json:
         print_json(summary)

@@ -7,6 +7,7 @@ signed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from near_failover.inventory import load_inventory
+from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.move import Move, MoveResult
 from near_failover.procedures.nodes import open_nodes
@@ -39,9 +41,10 @@ def _cli(*args: str, timeout: float = 120) -> str:
 
 
 @contextmanager
-def localnet(directory: Path, block_time: float, memtrie_load: float, say: Say) -> Iterator[Path]:
+def localnet(directory: Path, block_time: float, memtrie_load: float, say: Say, epoch_length: int = 1000) -> Iterator[Path]:
     say(f"starting a localnet in {directory} (chain + val-a validator, val-b hot-swap standby, val-c rpc standby)")
-    _cli("localnet", "up", "--dir", str(directory), "--block-time", str(block_time), "--memtrie-load", str(memtrie_load))
+    _cli("localnet", "up", "--dir", str(directory), "--block-time", str(block_time), "--memtrie-load", str(memtrie_load),
+         "--epoch-length", str(epoch_length))
     try:
         yield directory / "inventory.toml"
     finally:
@@ -99,3 +102,142 @@ async def run_demo(directory: Path | None, block_time: float, memtrie_load: floa
                     ]
             book = ledger(where)
     return {"moves": moves, "double_signs": book["double_signs"], "status": status, "history": history, "ledger": book}
+
+
+# --- the automatic mode ---------------------------------------------------------------------
+
+# Timings for agents on one host: the leader steps down after 2 bad checks of 0.5 s and fences
+# itself; loop_wait + 2 * retry_timeout = 2.5 s < ttl = 6 s (Patroni's rule).
+FAST_LEASE = {"ttl": 6, "loop_wait": 0.5, "retry_timeout": 1.0, "unhealthy_loops": 2}
+
+
+def add_lease(inventory_path: Path, timings: dict[str, float], standby_mode: dict[str, str] | None = None) -> None:
+    """Give a localnet inventory a sqlite lease table (all its nodes are on this host)."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(inventory_path.read_text())
+    data["lease"] = {"store": "sqlite", "path": "lease.sqlite", **timings}
+    for node in data["node"]:
+        if standby_mode and node["name"] in standby_mode:
+            node["standby"] = standby_mode[node["name"]]
+    inventory_path.write_text(tomli_w.dumps(data))
+
+
+@contextmanager
+def agents(inventory_path: Path, names: list[str]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    procs = {}
+    try:
+        for name in names:
+            log = open(inventory_path.parent / f"agent-{name}.log", "ab")  # noqa: SIM115 - owned by the child
+            procs[name] = subprocess.Popen([sys.executable, "-m", "near_failover", "agent", "-c", str(inventory_path), "--node", name],
+                                           stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        yield procs
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float, poll: float = 0.05) -> None:
+    end = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("the localnet did not reach the expected state in time")
+        await asyncio.sleep(poll)
+
+
+async def crash_and_measure(inventory_path: Path, standby: str, timeout: float) -> dict[str, Any]:
+    """SIGKILL the signer's neard; time until `standby` signs its first duty, and what was missed.
+
+    The clock starts at the fault; "first duty" is the pool's produced counter growing in the
+    standby's own chain view after it loaded the key."""
+    inventory = load_inventory(inventory_path)
+    pool = inventory.validator.account_id
+    async with open_nodes(inventory) as nodes:
+        new = nodes[standby]
+
+        async def leader_ready() -> bool:
+            return (await nodes["val-a"].status_or_none() or _NoStatus).validator_account_id == pool and (inventory_path.parent / "lease.sqlite").exists()
+
+        await wait_for(leader_ready, 60)
+        await asyncio.sleep(3 * inventory.lease.loop_wait if inventory.lease else 1)  # the agents settle their roles
+        before = await _production(new, pool)
+        pid = await nodes["val-a"].control.main_pid()
+        fault = time.monotonic()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+
+        async def loaded() -> bool:
+            status = await new.status_or_none()
+            return status is not None and status.validator_account_id == pool
+
+        await wait_for(loaded, timeout)
+        key_loaded = time.monotonic() - fault
+
+        async def producing() -> bool:
+            snap = await _production(new, pool)
+            return snap is not None and snap.produced > before.produced  # type: ignore[union-attr]
+
+        await wait_for(producing, timeout)
+        first_duty = time.monotonic() - fault
+        after = await _production(new, pool)
+    with Journal(Path(inventory.journal.path)) as journal:
+        def promotions() -> list[Any]:
+            return [r for r in journal.runs(pool) if r.kind == "auto-failover"]
+
+        async def promotion_finished() -> bool:
+            return any(r.finished for r in promotions())
+
+        await wait_for(promotion_finished, timeout)  # the agent's own verify ends after the first duty
+        runs = promotions()
+        steps = {s.name: s for s in journal.steps(runs[0].id)}
+
+    def seconds(name: str) -> float:
+        step = steps.get(name)
+        return round((step.ended - step.started).total_seconds(), 3) if step and step.ended else 0.0
+
+    return {
+        "kind": "failover",
+        "mode": runs[0].mode if runs else None,
+        "from": "val-a",
+        "to": standby,
+        "ok": bool(runs) and runs[0].outcome == "ok",
+        "seconds": {"fence": seconds("fence"), "activate": seconds("activate"), "verify": seconds("verify"),
+                    "key_loaded": round(key_loaded, 3), "total": round(first_duty, 3)},
+        "missed": after.minus(before) if after and before and after.epoch_start_height == before.epoch_start_height else None,
+    }
+
+
+class _NoStatus:
+    validator_account_id = None
+
+
+async def _production(node: Any, pool: str) -> Any:
+    status = await node.rpc.status()
+    return production_of(await node.rpc.validators(), pool, status.sync_info.latest_block_height)
+
+
+async def run_auto_demo(directory: Path | None, block_time: float, memtrie_load: float, say: Say) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="near-failover-demo-") as tmp:
+        where = directory or Path(tmp)
+        with localnet(where, block_time, memtrie_load, say) as inventory_path:
+            add_lease(inventory_path, FAST_LEASE)
+            say("starting an agent beside each node (lease in sqlite; val-a's agent claims it)")
+            with agents(inventory_path, ["val-a", "val-b", "val-c"]):
+                say("val-a's neard is killed with SIGKILL; the agents take it from here")
+                move = await crash_and_measure(inventory_path, "val-b", timeout=60)
+                say(f"val-b signs again {move['seconds']['total']:.2f}s after the crash")
+                inventory = load_inventory(inventory_path)
+                async with open_nodes(inventory) as nodes:
+                    status = await cluster_status(inventory, nodes)
+                with Journal(Path(inventory.journal.path)) as journal:
+                    history = [{**run.to_json(), "steps": [s.to_json() for s in journal.steps(run.id)]}
+                               for run in journal.runs(inventory.validator.account_id)]
+            book = ledger(where)
+    return {"moves": [move], "double_signs": book["double_signs"], "status": status, "history": history, "ledger": book}
