@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Debian packages the tests start for real: an OpenSSH server on loopback.
+# Debian packages the tests start for real: an OpenSSH server on loopback, etcd, Chromium
+# (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server
 
 .PHONY: install system-packages test demo bench clean
