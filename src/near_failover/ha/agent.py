@@ -103,6 +103,7 @@ class Agent:
         self.store_ok = True
         self.confirmed_until = 0.0  # a failsafe promise: no acquisition before this (monotonic)
         self.fenced_generation: int | None = None
+        self.handover_to: str | None = None  # set while this leader runs a planned switchover
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
         self.production: dict[str, Any] | None = None
@@ -296,7 +297,18 @@ class Agent:
                 ))
                 return
         if leader is not None and leader.member != self.node:
+            if await self._handover_to_me(leader):
+                self.problems = [f"taking over from {leader.member} (planned switchover)"]
+                return
             await self._self_fence(f"neard has the pool's key loaded while {leader.member} holds the lease")
+
+    async def _handover_to_me(self, leader: LeaderInfo) -> bool:
+        """A planned switchover run by the leader: it gives us the key before it drops the lease."""
+        try:
+            members = await self.store.members()
+        except LeaseStoreError:
+            return False
+        return any(m.name == leader.member and m.details.get("handover_to") == self.node for m in members)
 
     async def _still_masked(self) -> bool:
         try:
@@ -389,6 +401,7 @@ class Agent:
             fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
+            details={"handover_to": self.handover_to} if self.handover_to else {},
         )
 
     async def _publish(self) -> None:
@@ -454,11 +467,12 @@ class Agent:
         if self.lease is None:
             raise ValueError(f"{self.node} is not the leader; send the switchover to the leader's API")
         target = self.inventory.node(to)
-        self.promoting = True
+        self.promoting, self.handover_to = True, target.name
+        await self._publish()  # the target's agent must know the key it is about to see is ours to give
         try:
             result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
         finally:
-            self.promoting = False
+            self.promoting, self.handover_to = False, None
         if result.ok:
             # The target's agent sees its neard signing with no leader and claims the lease.
             lease, self.lease = self.lease, None
