@@ -322,6 +322,15 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
         if typed != pool:
             fail(f"confirmation {typed!r} does not match {pool}; nothing changed", EXIT_REFUSED)
 
+    if inventory.lease is not None and not dry_run:
+        via_agent = asyncio.run(_through_the_lease(inventory, kind, to, chosen))
+        if via_agent is not None:
+            if as_json:
+                print_json(via_agent)
+            else:
+                out.print(f"{'ok' if via_agent.get('ok') else 'failed'}: run by the leader's agent: {via_agent.get('message') or via_agent.get('outcome')}")
+            raise typer.Exit(0 if via_agent.get("ok") else EXIT_REFUSED)
+
     async def go() -> Any:
         async with open_nodes(inventory) as nodes:
             with _journal(inventory) as journal:
@@ -339,6 +348,44 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
         _print_move(result)
     if not result.ok:
         raise typer.Exit(EXIT_REFUSED)
+
+
+async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> dict[str, Any] | None:
+    """With agents running, a manual move never goes around them: a switchover is run by the
+    leader's agent (which then hands the lease over); a failover is refused while a leader holds
+    the lease. Returns the agent's result, or None when the CLI may run the move itself."""
+    import httpx
+
+    from near_failover.ha.agent import load_token
+    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+
+    try:
+        async with open_lease_store(inventory) as store:
+            leader = await store.leader()
+    except LeaseStoreError as exc:
+        fail(f"the inventory has a [lease] but the lease store cannot be read ({exc}): refusing to move around the agents", EXIT_REFUSED)
+    if leader is None:
+        return None
+    if kind == "failover":
+        fail(f"{leader.member} holds the lease (generation {leader.generation}): the agents fail over on their own. "
+             "To take over by hand, stop the agents first (their leader fences itself and releases the lease)", EXIT_REFUSED)
+    api = inventory.node(leader.member).api
+    if not api:
+        fail(f"{leader.member} holds the lease but has no `api` in the inventory: run the switchover through its agent's API", EXIT_REFUSED)
+    token = load_token(inventory)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(timeout=900, trust_env=False) as client:
+        try:
+            answer = await client.post(f"{api.rstrip('/')}/switchover", json={"to": to, "mode": mode}, headers=headers)
+        except httpx.HTTPError as exc:
+            fail(f"{leader.member}'s agent API at {api} did not answer ({exc})", EXIT_REFUSED)
+    try:
+        body = answer.json()
+    except ValueError:
+        fail(f"{leader.member}'s agent API answered HTTP {answer.status_code} without JSON", EXIT_REFUSED)
+    if answer.status_code != 200:
+        fail(f"{leader.member}'s agent refused the switchover (HTTP {answer.status_code}): {body}", EXIT_REFUSED)
+    return body
 
 
 def _print_move(result: Any) -> None:

@@ -472,14 +472,15 @@ class Agent:
         try:
             result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
         finally:
-            self.promoting, self.handover_to = False, None
-        if result.ok:
+            self.promoting = False
+        if result.ok and self.lease is not None:
             # The target's agent sees its neard signing with no leader and claims the lease.
             lease, self.lease = self.lease, None
             self.role, self.fenced_generation = MemberRole.FENCED, lease.generation
             await self._publish()
             await self.store.release(lease)
             self.heartbeat.beat(armed=False, generation=None)
+        self.handover_to = None
         return result.to_json()
 
     async def set_paused(self, paused: bool) -> None:
