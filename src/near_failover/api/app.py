@@ -22,13 +22,12 @@ from typing import Any, Literal, TypeVar
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from near_failover.api.agent_view import AgentView
-from near_failover.api.metrics import agent_registry, exposition
+from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
 from near_failover.procedures.journal import scrub_secrets, scrub_text
@@ -251,7 +250,7 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - a failed scrape must say why, not dump a traceback
             log.error("API call failed: metrics: %s", describe_exception(exc))
             raise ApiError(500, "agent-error", f"could not read the agent's state for metrics: {describe_exception(exc)}") from None
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        return Response(body, media_type=CONTENT_TYPE)
 
     @app.get("/", summary="The status page", response_class=HTMLResponse)
     async def page() -> HTMLResponse:

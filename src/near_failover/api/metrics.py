@@ -20,6 +20,9 @@ from near_failover.api.agent_view import AgentView
 
 ROLES = ("leader", "standby", "fenced", "starting")
 PRODUCTION_KINDS = ("blocks", "chunks", "endorsements")
+# What generate_latest writes: the classic text format. (prometheus_client's CONTENT_TYPE_LATEST
+# now says version=1.0.0, which older Prometheus servers do not expect.)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # A problem is a sentence; very long ones (a nested exception) are cut so the label stays usable.
 MAX_PROBLEM_LABEL = 200
 

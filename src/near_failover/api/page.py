@@ -52,7 +52,7 @@ th, td { text-align:left; padding:.5rem .7rem; border-bottom:1px solid var(--lin
 th { font-size:.8rem; color:var(--muted); font-weight:600; }
 td.num { font-variant-numeric:tabular-nums; }
 tr.me td:first-child { font-weight:700; }
-.prod { display:grid; grid-template-columns:8rem 1fr 13rem; gap:.6rem 1rem; align-items:center;
+.prod { display:grid; grid-template-columns:8rem 1fr 20rem; gap:.6rem 1rem; align-items:center;
   background:var(--card); border:1px solid var(--line); border-radius:8px; padding:1rem; }
 .bar { position:relative; height:14px; background:var(--bar); border-radius:7px; overflow:visible; }
 .fill { height:100%; border-radius:7px; background:var(--ok); width:0; }
@@ -66,6 +66,7 @@ SCRIPT = """
 const THRESHOLDS = %(thresholds)s;
 const $ = (id) => document.getElementById(id);
 let lastOk = null;
+let storeAnswered = false;
 
 function text(id, value) { $(id).textContent = value; }
 function cell(row, value, cls) {
@@ -91,6 +92,12 @@ async function getJson(path) {
   } finally { clearTimeout(timer); }
 }
 
+function showLeader(name, generation, note) {
+  text("leader", name === null ? "none" : name);
+  $("leader").className = "big " + (name === null ? "bad" : "");
+  text("generation", (generation === null ? "no lease" : "generation " + generation) + (note ? " (" + note + ")" : ""));
+}
+
 function showStatus(s) {
   document.title = s.node + ": " + s.role + " | near-failover";
   text("node", s.node);
@@ -105,12 +112,14 @@ function showStatus(s) {
     const li = document.createElement("li"); li.textContent = p; return li;
   }));
   text("head", s.head === null ? "head unknown" : "head " + s.head);
-  text("leader", s.leader === null ? "none" : s.leader);
-  text("generation", s.generation === null ? "no lease" : "generation " + s.generation);
-  text("lease", s.lease_remaining === null ? "" : "lease " + s.lease_remaining.toFixed(1) + " s left");
+  // The lease store's view (showCluster) wins; this agent's own view is shown until it answers.
+  if (!storeAnswered) showLeader(s.leader, s.generation, "as this agent last saw it");
+  text("lease", s.lease_remaining === null ? "" : "this leader's lease: " + s.lease_remaining.toFixed(1) + " s left");
   const paused = $("paused");
   paused.textContent = s.paused ? "paused" : "active";
   paused.className = "big " + (s.paused ? "warn" : "ok");
+  text("paused-store", s.paused ? "no standby promotes on its own (near-failover resume)"
+    : "a healthy standby promotes if the leader fails");
   text("failovers", String(s.failovers_total));
   text("lastfailover", s.last_failover_seconds === null ? "no automatic failover yet"
     : "last took " + s.last_failover_seconds.toFixed(2) + " s");
@@ -147,7 +156,7 @@ function showProduction(prod) {
       const below = pct < limit;
       if (below) fill.classList.add("below");
       figure.textContent = c.produced + " / " + c.expected + " = " + pct.toFixed(1) + "%% "
-        + (below ? "(below " : "(threshold ") + limit + "%%)";
+        + (below ? "(BELOW the " : "(kickout below ") + limit + "%%)";
       figure.className = "num " + (below ? "bad" : "ok");
     }
     parts.push(name, bar, figure);
@@ -156,9 +165,13 @@ function showProduction(prod) {
 }
 
 function showCluster(c, s) {
-  text("paused-store", c.paused ? "(paused in the lease store)" : "");
-  if (c.leader) text("ttl", c.leader.ttl_left === null ? "" : "store ttl " + c.leader.ttl_left.toFixed(1) + " s");
-  else text("ttl", "no one holds the lease");
+  if (c.leader) {
+    showLeader(c.leader.member, c.leader.generation, "");
+    text("ttl", c.leader.ttl_left === null ? "" : "in the lease store: " + c.leader.ttl_left.toFixed(1) + " s left");
+  } else {
+    showLeader(null, null, "");
+    text("ttl", "no one holds the lease: nobody signs under it");
+  }
   const body = $("members");
   const now = s ? s.updated_at : Date.now() / 1000;
   const rows = (c.members || []).slice().sort((a, b) => a.name.localeCompare(b.name)).map((m) => {
@@ -199,8 +212,11 @@ async function poll() {
   }
   try {
     showCluster(await getJson("cluster"), status);
+    storeAnswered = true;
     text("cluster-error", "");
   } catch (err) {
+    storeAnswered = false;
+    if (status) showLeader(status.leader, status.generation, "as this agent last saw it");
     text("cluster-error", "The lease store did not answer: " + err.message);
   }
   setTimeout(poll, 1000);
@@ -217,7 +233,7 @@ BODY = """
     <div><span id="health"></span> &middot; <span id="head" class="sub"></span></div>
     <ul id="problems" class="problems"></ul></div>
   <div class="card"><h2>Leader (signs for the pool)</h2><div id="leader" class="big">&hellip;</div>
-    <div class="sub"><span id="generation"></span> <span id="lease"></span> <span id="ttl"></span></div></div>
+    <div class="sub" id="generation"></div><div class="sub" id="lease"></div><div class="sub" id="ttl"></div></div>
   <div class="card"><h2>Automatic decisions</h2><div id="paused" class="big">&hellip;</div>
     <div class="sub" id="paused-store"></div></div>
   <div class="card"><h2>Automatic failovers</h2><div id="failovers" class="big">&hellip;</div>
