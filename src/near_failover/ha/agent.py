@@ -49,10 +49,11 @@ class AgentSettings:
     ready_loops: int = 2
 
     @property
-    def watchdog_timeout(self) -> float:
-        # The loop beats every loop_wait; a renew may take retry_timeout. Past this, the loop is
-        # hung, and the lease (renewed at most this long ago) still has ttl minus this left.
-        return self.loop_wait + 2 * self.retry_timeout
+    def watchdog_reserve(self) -> float:
+        # The watchdog fences when this little of the lease is left and the loop has not renewed
+        # it: later than the loop's own fence_margin (the loop acts first when it can), early
+        # enough for a SIGTERM, half of it, then a SIGKILL.
+        return self.retry_timeout
 
     @property
     def fence_margin(self) -> float:
@@ -122,7 +123,7 @@ class Agent:
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(armed=False, generation=None)
             if self.inventory.source:
-                self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_timeout)
+                self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
             if ready:
                 ready.set()
             try:
@@ -140,20 +141,35 @@ class Agent:
                 await self._shutdown()
 
     async def tick(self) -> None:
-        sample = await self._observe()
+        # One observation takes at most retry_timeout, one renewal as much again: a leader's loop
+        # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule.
+        try:
+            sample = await asyncio.wait_for(self._observe(), self.settings.retry_timeout)
+        except asyncio.TimeoutError:
+            sample = Sample(time.monotonic(), rpc_ok=False)
         self.tracker.add(sample)
+        if self.lease is not None:
+            # Renew first: the store reads below would spend the lease's margin on a slow store.
+            await self._as_leader(sample)
+            if self.lease is not None and not self.store_ok:
+                self._beat()
+                return  # the store did not answer the renewal: the reads and the record would not either
         try:
             self.paused = await asyncio.wait_for(self.store.paused(), self.settings.retry_timeout)
-            leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout)
+            leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout) if self.lease is None else None
             self.store_ok = True
         except (LeaseStoreUnavailable, asyncio.TimeoutError):
             self.store_ok, leader = False, None
-        if self.lease is not None:
-            await self._as_leader(sample)
-        else:
+        if self.lease is None:
             await self._as_follower(sample, leader)
         await self._publish()
-        self.heartbeat.beat(armed=self.lease is not None, generation=self.lease.generation if self.lease else None)
+        self._beat()
+
+    def _beat(self) -> None:
+        """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
+        lease = self.lease
+        self.heartbeat.beat(armed=lease is not None, generation=lease.generation if lease else None,
+                            valid_until=lease.valid_until if lease else None)
 
     async def _observe(self) -> Sample:
         now = time.monotonic()
@@ -197,15 +213,19 @@ class Agent:
         assert self.lease is not None
         try:
             renewed = await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
+            self.store_ok = True
         except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
+            self.store_ok = False
             if await self._failsafe_confirmed():
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
                 self.problems = [f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"]
+                self._beat()
             return True
         if not renewed:
             await self._self_fence("the lease was lost to another member")
             return False
+        self._beat()  # the watchdog's deadline moves with the lease, not at the end of a slow loop
         return True
 
     async def _failsafe_confirmed(self) -> bool:
@@ -327,7 +347,7 @@ class Agent:
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord]) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move."""
         self.promoting, self.lease = True, lease
-        self.heartbeat.beat(armed=True, generation=lease.generation)
+        self._beat()
         started = time.monotonic()
         old = self.last_leader.member if self.last_leader else None
         proof = self._proof_from_record(members, self.last_leader)
@@ -385,7 +405,7 @@ class Agent:
                     await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
                 except (LeaseStoreUnavailable, asyncio.TimeoutError):
                     pass
-            self.heartbeat.beat(armed=True, generation=self.lease.generation if self.lease else None)
+            self._beat()
 
     # --- records, shutdown, journal ----------------------------------------------------
 

@@ -2,9 +2,15 @@
 
 Patroni arms the Linux watchdog device so a hung manager resets the machine. Here the agent arms
 a separate process (its own session, so a signal to the agent does not reach it): while armed,
-the agent rewrites a heartbeat file every loop; if the heartbeat is older than `timeout`, the
-watchdog fences neard itself (key out of home, stop, mask), well before the lease can expire
-(`timeout` < ttl), so a standby that wins the expired lease never meets a live signer.
+the agent writes into a heartbeat file how long its lease is surely valid (`valid_until`, moved
+forward by every renewal or failsafe confirmation). If that instant comes within `reserve`
+seconds and the agent has not moved it, the watchdog fences neard itself (key out of home, stop,
+SIGKILL if neard does not exit within half the reserve, mask), before the lease can expire, so a
+standby that wins the expired lease never meets a live signer.
+
+The deadline is the lease's, not the loop's speed (Patroni keeps its watchdog alive on every
+leader-lock update the same way): a loop made slow by an unreachable lease store or a frozen
+RPC is not mistaken for a hung one while its lease is still valid.
 """
 
 from __future__ import annotations
@@ -19,18 +25,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-POLL = 0.1
+from near_failover.inventory import load_inventory
+from near_failover.procedures.fence import fence_reachable
+from near_failover.procedures.nodes import open_nodes
+
+POLL = 0.05
 
 
 @dataclass
 class Heartbeat:
-    """What the agent writes each loop; `at` is CLOCK_MONOTONIC, shared by every process."""
+    """What the agent writes each loop; `at` and `valid_until` are CLOCK_MONOTONIC, shared by
+    every process on the machine. `valid_until` is the armed leader's lease end as it knows it."""
 
     path: Path
 
-    def beat(self, armed: bool, generation: int | None) -> None:
+    def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"armed": armed, "generation": generation, "at": time.monotonic(), "agent_pid": os.getpid()}))
+        tmp.write_text(json.dumps({"armed": armed, "generation": generation, "at": time.monotonic(),
+                                   "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}))
         os.replace(tmp, self.path)
 
     def read(self) -> dict | None:
@@ -44,11 +56,11 @@ class Heartbeat:
         return self.path.with_name(self.path.name + ".fenced")
 
 
-def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, timeout: float) -> subprocess.Popen[bytes]:
+def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
         [sys.executable, "-m", "near_failover.ha.watchdog", "--inventory", str(inventory), "--node", node,
-         "--heartbeat", str(heartbeat), "--timeout", str(timeout)],
+         "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
 
@@ -68,30 +80,36 @@ def _alive(pid: int) -> bool:
         return True
 
 
-async def fence_node(inventory_path: Path, node_name: str) -> dict:
-    """Fence this node's neard through its own host and control, as a switchover would."""
-    from near_failover.inventory import load_inventory
-    from near_failover.procedures.fence import fence_reachable
-    from near_failover.procedures.nodes import open_nodes
+async def fence_node(inventory_path: Path, node_name: str, stop_timeout: float) -> dict:
+    """Fence this node's neard through its own host and control, as a switchover would.
 
+    The modules are imported when the watchdog starts: an import under load can take a second,
+    which the reserve before the lease's end cannot spare."""
     inventory = load_inventory(inventory_path)
     async with open_nodes(inventory) as nodes:
-        proof = await fence_reachable(nodes[node_name], stop_timeout=5.0)
+        proof = await fence_reachable(nodes[node_name], stop_timeout=stop_timeout)
     return proof.evidence
 
 
-async def watch(inventory: Path, node: str, heartbeat: Heartbeat, timeout: float) -> int:
+async def watch(inventory: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
     while True:
         beat = heartbeat.read()
         if beat is None:
             await asyncio.sleep(POLL)
             continue
-        stale = time.monotonic() - beat["at"]
-        if beat["armed"] and stale > timeout:
-            print(f"watchdog: agent heartbeat {stale:.1f}s old (> {timeout}s) while leader: fencing {node}", flush=True)
-            evidence = await fence_node(inventory, node)
-            heartbeat.fenced_marker.write_text(json.dumps({"generation": beat["generation"], "at": time.time(), "evidence": evidence}))
-            print(f"watchdog: fenced {node}: {json.dumps(evidence)}", flush=True)
+        now = time.monotonic()
+        valid_until = beat.get("valid_until")
+        if beat["armed"] and valid_until is not None and now > valid_until - reserve:
+            stale = now - beat["at"]
+            print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
+                  f"has not renewed it (last beat {stale:.2f}s ago): fencing {node}", flush=True)
+            evidence = await fence_node(inventory, node, stop_timeout=reserve / 2)
+            done = time.monotonic()
+            heartbeat.fenced_marker.write_text(json.dumps({
+                "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
+                "last_beat": beat["at"], "evidence": evidence,
+            }))
+            print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
             return 0
         if not beat["armed"] and not _alive(beat["agent_pid"]):
             return 0  # the agent is gone and held nothing: nothing to guard
@@ -103,9 +121,9 @@ def main() -> None:
     parser.add_argument("--inventory", type=Path, required=True)
     parser.add_argument("--node", required=True)
     parser.add_argument("--heartbeat", type=Path, required=True)
-    parser.add_argument("--timeout", type=float, required=True)
+    parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
-    sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.timeout)))
+    sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
 
 
 if __name__ == "__main__":
