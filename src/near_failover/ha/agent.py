@@ -51,9 +51,9 @@ class AgentSettings:
     @property
     def watchdog_reserve(self) -> float:
         # The watchdog fences when this little of the lease is left and the loop has not renewed
-        # it: later than the loop's own fence_margin (the loop acts first when it can), early
-        # enough for a SIGTERM, half of it, then a SIGKILL.
-        return self.retry_timeout
+        # it: the loop's own check (fence_margin, once per loop) comes first even when a loop runs
+        # late, and there is still time for a SIGTERM, half of it, then a SIGKILL.
+        return self.retry_timeout / 2
 
     @property
     def fence_margin(self) -> float:
@@ -208,15 +208,24 @@ class Agent:
         if self.lease is not None and self.lease.remaining() < self.settings.fence_margin:
             await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed")
 
+    def _budget(self) -> float:
+        """How long a renewal or a failsafe round may take: retry_timeout, but never past the point
+        where this leader must fence itself (fence_margin before the lease's end), so a store
+        that stops answering cannot make the loop miss that point."""
+        assert self.lease is not None
+        return min(self.settings.retry_timeout, self.lease.remaining() - self.settings.fence_margin)
+
     async def _renew_or_failsafe(self) -> bool:
         """Renew; False if the lease was lost (and we fenced). Store outage: Patroni's failsafe."""
         assert self.lease is not None
+        if self._budget() <= 0:
+            return True  # no time left to try: the caller's margin check fences
         try:
-            renewed = await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
+            renewed = await asyncio.wait_for(self.store.renew(self.lease), self._budget())
             self.store_ok = True
         except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
             self.store_ok = False
-            if await self._failsafe_confirmed():
+            if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
                 self.problems = [f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"]
@@ -228,7 +237,7 @@ class Agent:
         self._beat()  # the watchdog's deadline moves with the lease, not at the end of a slow loop
         return True
 
-    async def _failsafe_confirmed(self) -> bool:
+    async def _failsafe_confirmed(self, timeout: float) -> bool:
         """Ask every other node's agent, directly, whether it still sees us as leader."""
         assert self.lease is not None
         others = [n for n in self.inventory.nodes if n.name != self.node]
@@ -236,14 +245,17 @@ class Agent:
             return False
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {"leader": self.node, "generation": self.lease.generation}
-        async with httpx.AsyncClient(timeout=self.settings.retry_timeout, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             async def ask(url: str) -> bool:
                 try:
                     answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body, headers=headers)
                     return answer.status_code == 200 and answer.json().get("confirmed") is True
                 except (httpx.HTTPError, ValueError):
                     return False
-            answers = await asyncio.gather(*(ask(n.api) for n in others if n.api))
+            try:
+                answers = await asyncio.wait_for(asyncio.gather(*(ask(n.api) for n in others if n.api)), timeout)
+            except asyncio.TimeoutError:
+                return False
         return all(answers)
 
     async def _self_fence(self, reason: str) -> None:
