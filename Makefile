@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real: an OpenSSH server on loopback, etcd, Chromium
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
-DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium
+DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
 .PHONY: install system-packages test demo bench clean
 

@@ -597,14 +597,14 @@ def agent(
     node's `api` address when the inventory gives one."""
     import signal as signals
 
-    from near_failover.ha.agent import Agent, load_token
+    from near_failover.ha.agent import Agent, AgentError, load_token
     from near_failover.ha.lease import LeaseConfigError, open_lease_store
 
     _log_to_stderr()
     inv = load_inventory_or_fail(inventory)
     try:
         spec = inv.node(node)
-        store = open_lease_store(inv)
+        store = open_lease_store(inv, spec.name)
     except (LeaseConfigError, Exception) as exc:  # UnknownNode, LeaseConfigError: input errors
         fail(str(exc))
 
@@ -634,7 +634,10 @@ def agent(
                 for task in done:
                     task.result()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except AgentError as exc:
+        fail(str(exc), EXIT_REFUSED)
 
 
 def _set_paused(inventory: Path, paused: bool) -> None:
@@ -674,11 +677,16 @@ def guard(
     its home unless this node holds the lease."""
     from near_failover.ha.guard import boot_guard
     from near_failover.ha.lease import open_lease_store
+    from near_failover.inventory import InventoryError
 
     inv = load_inventory_or_fail(inventory)
+    try:
+        node = inv.node(node).name
+    except InventoryError as exc:  # UnknownNode names the known nodes
+        fail(str(exc))
 
     async def go() -> Any:
-        async with open_lease_store(inv) as store:
+        async with open_lease_store(inv, node) as store:
             return await boot_guard(inv, node, store)
 
     verdict = asyncio.run(go())

@@ -7,6 +7,7 @@ Paths are resolved once, here, so nothing downstream has to guess what a relativ
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shlex
@@ -269,6 +270,9 @@ class Node(_Strict):
     # The automatic mode's agent API on this node (`near-failover agent` listens there; other
     # agents call it for the failsafe confirmation), e.g. "http://127.0.0.1:8008".
     api: str | None = None
+    # The local IP address this node's agent sends its lease-store (etcd) requests from, when the
+    # machine has several and the route to etcd must use one of them, e.g. "10.0.0.11".
+    lease_source_address: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -284,6 +288,18 @@ class Node(_Strict):
     @classmethod
     def _host(cls, value: str) -> str:
         return str(parse_host(value))
+
+    @field_validator("lease_source_address")
+    @classmethod
+    def _lease_source_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise ValueError(
+                f'expected an IP address of the agent\'s machine for its etcd requests, such as "10.0.0.11", got {value!r}'
+            ) from None
 
     @field_validator("rpc")
     @classmethod

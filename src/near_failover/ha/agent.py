@@ -14,6 +14,7 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,11 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
+WATCHDOG_START_TIMEOUT = 60.0
+
+
+class AgentError(Exception):
+    """The agent cannot run safely (the message names the node and what to look at)."""
 
 
 @dataclass(frozen=True)
@@ -123,10 +129,13 @@ class Agent:
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(armed=False, generation=None)
             if self.inventory.source:
+                self.heartbeat.watching_marker.unlink(missing_ok=True)
                 self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
-            if ready:
-                ready.set()
             try:
+                if self.watchdog is not None:
+                    await self._wait_watchdog()
+                if ready:
+                    ready.set()
                 while not stop.is_set():
                     began = time.monotonic()
                     try:
@@ -139,6 +148,17 @@ class Agent:
                         pass
             finally:
                 await self._shutdown()
+
+    async def _wait_watchdog(self) -> None:
+        """No lease before the watchdog watches: a leader whose loop hangs while its watchdog is
+        still starting (a loaded machine can take seconds to import it) would keep signing."""
+        deadline = time.monotonic() + WATCHDOG_START_TIMEOUT
+        while not self.heartbeat.watching_marker.exists():
+            if self.watchdog.poll() is not None or time.monotonic() > deadline:
+                log_path = self.heartbeat.path.with_name(self.heartbeat.path.name + ".log")
+                what = f"exited with {self.watchdog.returncode}" if self.watchdog.poll() is not None else f"did not start within {WATCHDOG_START_TIMEOUT:g}s"
+                raise AgentError(f"{self.node}: the agent's watchdog {what} (see {log_path}); without it this agent must not lead")
+            await asyncio.sleep(0.05)
 
     async def tick(self) -> None:
         # One observation takes at most retry_timeout, one renewal as much again: a leader's loop
@@ -263,8 +283,12 @@ class Agent:
         lease = self.lease
         log.warning("self-fence", node=self.node, reason=reason)
         evidence: dict[str, Any] = {}
+        # SIGTERM, then SIGKILL in time: a neard slow to exit must not outlive the lease.
+        stop_timeout = self.settings.retry_timeout * 2
+        if lease is not None:
+            stop_timeout = max(0.1, min(stop_timeout, lease.remaining() - self.settings.watchdog_reserve))
         try:
-            proof = await fence_reachable(self.me, stop_timeout=self.settings.retry_timeout * 2)
+            proof = await fence_reachable(self.me, stop_timeout=stop_timeout)
             evidence = proof.evidence
         except Exception as exc:  # noqa: BLE001 - a failed fence must still drop the lease and alert
             evidence = {"error": f"{type(exc).__name__}: {exc}"}
@@ -273,6 +297,8 @@ class Agent:
         self.problems = [reason]
         self.heartbeat.beat(armed=False, generation=None)
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
+        # The journal first: it is local, the store calls below may time out (a partition).
+        self._journal_event("self-fence", {"reason": reason, **evidence})
         await self._publish()
         if lease is not None:
             try:
@@ -280,7 +306,6 @@ class Agent:
             except (LeaseStoreError, asyncio.TimeoutError):
                 pass  # the lease expires on its own; our record or the chain proves the fence
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
-        self._journal_event("self-fence", {"reason": reason, **evidence})
 
     # --- follower ----------------------------------------------------------------------
 
@@ -455,13 +480,12 @@ class Agent:
             pass
 
     def _journal_event(self, kind: str, evidence: dict[str, Any]) -> None:
+        # Not a move: recorded even while another agent's promotion is in progress in a journal
+        # shared on one host (start_run would refuse it, and an open event run would refuse the move).
         try:
-            run = self.journal.start_run(self.pool, kind, None, self.node, None)
-        except JournalError:
-            return
-        with self.journal.step(run, kind, evidence):
-            pass
-        self.journal.finish_run(run, "ok")
+            self.journal.record_event(self.pool, kind, self.node, evidence)
+        except (JournalError, sqlite3.Error) as exc:
+            log.error("could not record the event in the journal", node=self.node, kind=kind, error=str(exc))
 
     # --- AgentView (the API) -----------------------------------------------------------
 

@@ -89,6 +89,7 @@ class EtcdLeaseStore(LeaseStore):
         *,
         operation_timeout: float = 2.0,
         prefix: str = DEFAULT_PREFIX,
+        local_address: str | None = None,
     ) -> None:
         if not endpoints:
             raise LeaseStoreError("the etcd lease store needs at least one endpoint URL")
@@ -100,7 +101,9 @@ class EtcdLeaseStore(LeaseStore):
         self._prefix = f"{prefix.rstrip('/')}/{account_id}/"
         self._preferred = 0
         # Proxies from the environment must not sit between an agent and its lease store.
-        self._client = httpx.AsyncClient(trust_env=False)
+        # local_address: the source address of every request (a host with several networks).
+        transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address else None
+        self._client = httpx.AsyncClient(trust_env=False, transport=transport)
         self._member_leases: dict[str, tuple[str, int]] = {}
 
     # --- keys ------------------------------------------------------------------------------------

@@ -177,8 +177,11 @@ def default_sqlite_path(account_id: str) -> Path:
     return Path("~/.local/state/near-failover").expanduser() / f"lease-{account_id}.sqlite"
 
 
-def open_lease_store(inventory: Inventory) -> LeaseStore:
-    """The store the inventory's ``[lease]`` table names; without one, the embedded sqlite store."""
+def open_lease_store(inventory: Inventory, node: str | None = None) -> LeaseStore:
+    """The store the inventory's ``[lease]`` table names; without one, the embedded sqlite store.
+
+    ``node`` is the node this process runs for (an agent, the boot guard): its etcd requests
+    leave from that node's ``lease_source_address`` when it has one."""
     settings = inventory.lease
     if settings is not None and settings.store == "etcd":
         from near_failover.ha.etcd import EtcdLeaseStore
@@ -187,6 +190,7 @@ def open_lease_store(inventory: Inventory) -> LeaseStore:
             settings.endpoints,
             inventory.validator.account_id,
             operation_timeout=settings.retry_timeout,
+            local_address=inventory.node(node).lease_source_address if node else None,
         )
     from near_failover.ha.sqlite_lease import SqliteLeaseStore
 

@@ -55,6 +55,11 @@ class Heartbeat:
     def fenced_marker(self) -> Path:
         return self.path.with_name(self.path.name + ".fenced")
 
+    @property
+    def watching_marker(self) -> Path:
+        """Written by the watchdog (its pid) once it watches: the agent leads only after that."""
+        return self.path.with_name(self.path.name + ".watching")
+
 
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
@@ -92,6 +97,9 @@ async def fence_node(inventory_path: Path, node_name: str, stop_timeout: float) 
 
 
 async def watch(inventory: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
+    tmp = heartbeat.watching_marker.with_name(heartbeat.watching_marker.name + ".tmp")
+    tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve}))
+    os.replace(tmp, heartbeat.watching_marker)
     while True:
         beat = heartbeat.read()
         if beat is None:

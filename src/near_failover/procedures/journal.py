@@ -461,6 +461,24 @@ class Journal:
             assert cursor.lastrowid is not None
             return cursor.lastrowid
 
+    def record_event(self, validator: str, kind: str, node: str, evidence: Mapping[str, Any] | None = None) -> int:
+        """Record something that already happened on ``node`` (an agent's self-fence) as a finished
+        one-step run. It is not a move, so it neither waits for nor blocks one: an agent on a host
+        whose journal another agent is writing a promotion into still gets its event recorded."""
+        now = _now()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (validator, kind, from_node, started, ended, outcome, owner_pid, owner_host, owner_start) "
+                "VALUES (?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
+                (validator, kind, node, now, now, os.getpid(), self._host, _own_start_ticks()),
+            )
+            assert cursor.lastrowid is not None
+            db.execute(
+                "INSERT INTO steps (run_id, name, started, ended, outcome, evidence) VALUES (?, ?, ?, ?, 'ok', ?)",
+                (cursor.lastrowid, kind, now, now, _evidence_json(evidence)),
+            )
+            return cursor.lastrowid
+
     def _last_step_text(self, run_id: int) -> str:
         steps = self.steps(run_id)
         if not steps:
