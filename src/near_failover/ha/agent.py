@@ -109,6 +109,7 @@ class Agent:
         self.paused = False
         self.store_ok = True
         self.confirmed_until = 0.0  # a failsafe promise: no acquisition before this (monotonic)
+        self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
         self.fenced_generation: int | None = None
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
         self.failovers_total = 0
@@ -219,7 +220,10 @@ class Agent:
             return
         self.problems = self.tracker.problems(as_leader=True)
         self.streak.record(not self.problems)
-        if not self.problems:
+        # Shown for as long as the failsafe holds the lease, not only between a confirmation and
+        # the next check (with a store that hangs, that is a few milliseconds per loop).
+        self.problems += [self.failsafe_note] if self.failsafe_note else []
+        if not self.streak.bad:
             if not await self._renew_or_failsafe():
                 return
         elif self.streak.bad >= self.settings.unhealthy_loops:
@@ -238,18 +242,22 @@ class Agent:
     async def _renew_or_failsafe(self) -> bool:
         """Renew; False if the lease was lost (and we fenced). Store outage: Patroni's failsafe."""
         assert self.lease is not None
-        if self._budget() <= 0:
+        budget = self._budget()
+        if budget <= 0:
             return True  # no time left to try: the caller's margin check fences
         try:
-            renewed = await asyncio.wait_for(self.store.renew(self.lease), self._budget())
-            self.store_ok = True
+            renewed = await asyncio.wait_for(self.store.renew(self.lease), budget)
+            self.store_ok, self.failsafe_note = True, None
         except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
             self.store_ok = False
             if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
-                self.problems = [f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"]
+                self.failsafe_note = f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"
+                self.problems = [self.failsafe_note]
                 self._beat()
+            else:
+                self.failsafe_note = None
             return True
         if not renewed:
             await self._self_fence("the lease was lost to another member")
@@ -294,7 +302,7 @@ class Agent:
             evidence = {"error": f"{type(exc).__name__}: {exc}"}
         self.lease = None
         self.role = MemberRole.FENCED
-        self.problems = [reason]
+        self.problems, self.failsafe_note = [reason], None
         self.heartbeat.beat(armed=False, generation=None)
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
         # The journal first: it is local, the store calls below may time out (a partition).
