@@ -85,43 +85,38 @@ def _alive(pid: int) -> bool:
         return True
 
 
-async def fence_node(inventory_path: Path, node_name: str, stop_timeout: float) -> dict:
-    """Fence this node's neard through its own host and control, as a switchover would.
-
-    The modules are imported when the watchdog starts: an import under load can take a second,
-    which the reserve before the lease's end cannot spare."""
+async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
+    # Everything the fence needs is loaded and opened before the watchdog says it watches: under
+    # load, importing modules, validating the inventory and building RPC clients take a good part
+    # of a second, which the reserve before the lease's end cannot spare.
     inventory = load_inventory(inventory_path)
     async with open_nodes(inventory) as nodes:
-        proof = await fence_reachable(nodes[node_name], stop_timeout=stop_timeout)
-    return proof.evidence
-
-
-async def watch(inventory: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
-    tmp = heartbeat.watching_marker.with_name(heartbeat.watching_marker.name + ".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve}))
-    os.replace(tmp, heartbeat.watching_marker)
-    while True:
-        beat = heartbeat.read()
-        if beat is None:
+        target = nodes[inventory.node(node).name]
+        tmp = heartbeat.watching_marker.with_name(heartbeat.watching_marker.name + ".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve}))
+        os.replace(tmp, heartbeat.watching_marker)
+        while True:
+            beat = heartbeat.read()
+            if beat is None:
+                await asyncio.sleep(POLL)
+                continue
+            now = time.monotonic()
+            valid_until = beat.get("valid_until")
+            if beat["armed"] and valid_until is not None and now > valid_until - reserve:
+                stale = now - beat["at"]
+                print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
+                      f"has not renewed it (last beat {stale:.2f}s ago): fencing {node}", flush=True)
+                evidence = (await fence_reachable(target, stop_timeout=reserve / 2)).evidence
+                done = time.monotonic()
+                heartbeat.fenced_marker.write_text(json.dumps({
+                    "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
+                    "last_beat": beat["at"], "evidence": evidence,
+                }))
+                print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
+                return 0
+            if not beat["armed"] and not _alive(beat["agent_pid"]):
+                return 0  # the agent is gone and held nothing: nothing to guard
             await asyncio.sleep(POLL)
-            continue
-        now = time.monotonic()
-        valid_until = beat.get("valid_until")
-        if beat["armed"] and valid_until is not None and now > valid_until - reserve:
-            stale = now - beat["at"]
-            print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
-                  f"has not renewed it (last beat {stale:.2f}s ago): fencing {node}", flush=True)
-            evidence = await fence_node(inventory, node, stop_timeout=reserve / 2)
-            done = time.monotonic()
-            heartbeat.fenced_marker.write_text(json.dumps({
-                "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
-                "last_beat": beat["at"], "evidence": evidence,
-            }))
-            print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
-            return 0
-        if not beat["armed"] and not _alive(beat["agent_pid"]):
-            return 0  # the agent is gone and held nothing: nothing to guard
-        await asyncio.sleep(POLL)
 
 
 def main() -> None:
