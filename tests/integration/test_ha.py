@@ -1,0 +1,384 @@
+"""The automatic mode end to end: agents on a real etcd beside a localnet (issue 5 acceptance).
+
+Every test runs one `near-failover agent` process per node on a fresh localnet (0.25 s blocks)
+and a fresh etcd, breaks something with real signals (or a real network partition), and ends by
+reading the chain's ledger: zero double signs, and the pool's missed duties within the bound the
+test states. Bounds are in the localnet's duties (about 0.3 blocks, 0.4 chunks and 1.6
+endorsements per 0.25 s height for the pool with seed 7) and leave room for a loaded machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.integration.etcd_server import running_etcd
+from tests.integration.ha_harness import BLOCK_TIME, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
+from tests.integration.localnet_harness import start_localnet, stop_localnet
+
+pytestmark = pytest.mark.integration
+
+# Detection (3 bad checks of 0.4 s), self-fence and release, the standby's next check and a hot
+# swap: about 2.5 s, 10 heights (measured: at most 1 block, 3 chunks, 13 endorsements). The
+# bound is the pool's duties in about 20 heights (5 s), for a loaded machine.
+CRASH_BOUND = {"blocks": 6, "chunks": 10, "endorsements": 40}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[HaCluster]:
+    with running_etcd(tmp_path / "etcd") as etcd:
+        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
+        ha = HaCluster(net, [etcd.url], etcd)
+        try:
+            yield ha
+        finally:
+            ha.close()
+            stop_localnet(net)
+            if etcd.process.poll() is None:
+                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
+
+
+def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> None:
+    cluster.configure_lease()
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    before = cluster.ledger()
+    cluster.signal_neard("val-a", signal.SIGKILL)
+    crash_height = cluster.height()
+
+    run = cluster.wait_auto_failover()
+    assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
+    assert step(run, "fence")["evidence"]["proof"] == "self-fenced"  # val-a's agent fenced itself
+    self_fence = cluster.runs("self-fence")
+    assert [r["from"] for r in self_fence] == ["val-a"] and "neard RPC does not answer" in self_fence[0]["steps"][0]["evidence"]["reason"]
+
+    new = cluster.wait_leader("val-b")
+    assert new.generation > old.generation
+    assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None
+    wait_for(lambda: cluster.signs_after("val-b", crash_height), 15, "val-b to sign for the pool")
+    cluster.wait_blocks(4)
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-a", after)["last_height"] <= crash_height + 1  # type: ignore[index]
+    assert_missed_within(before, after, CRASH_BOUND)
+
+
+# The lease (4 s) runs out, 10 silent blocks (2.5 s) prove the frozen leader signs nothing, the
+# frozen RPC costs the preflight a 2.5 s timeout, then a hot swap: about 10 s, 40 heights
+# (measured: at most 13 blocks, 18 chunks, 63 endorsements). The bound: about 60 heights (15 s).
+FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: an SSH control channel that cannot connect."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence(cluster: HaCluster) -> None:
+    cluster.configure_lease()
+    # The standbys' view of a frozen machine: no SSH to val-a's host, so no control channel.
+    cut_off = cluster.inventory_variant("val-a-unreachable", {"val-a": {"host": f"ssh://near@127.0.0.1:{_closed_port()}"}})
+    cluster.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
+    old = cluster.wait_ready()
+    frozen = [cluster.watchdog_pid("val-a"), cluster.agent_pid("val-a"), cluster.neard_pid("val-a")]
+    before = cluster.ledger()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        freeze_height = cluster.height()
+        # Watch the lease: the last moment val-a's generation was still the leader key.
+        last_seen_old = time.time()
+        while (leader := cluster.leader()) is None or leader.member == "val-a":
+            if leader is not None and leader.generation == old.generation:
+                last_seen_old = time.time()
+            assert time.time() - last_seen_old < 30, f"the lease was not taken over:\n{cluster.logs()}"
+            time.sleep(0.05)
+        assert leader.member == "val-b" and leader.generation > old.generation
+
+        run = cluster.wait_auto_failover()
+        assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
+        fence = step(run, "fence")["evidence"]
+        assert fence["proof"] == "chain-silence", fence  # no record from the frozen agent, no SSH
+        started = datetime.fromisoformat(run["started"]).timestamp()
+        assert started > last_seen_old, "the standby promoted while the old leader's lease was alive"
+        assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None
+        wait_for(lambda: cluster.signs_after("val-b", freeze_height), 15, "val-b to sign for the pool")
+        cluster.wait_blocks(4)
+        after = cluster.assert_no_double_sign()
+        assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
+        assert_missed_within(before, after, FREEZE_BOUND)
+    finally:
+        # val-a's neard still holds the key in memory: it must never wake up.
+        os.kill(frozen[2], signal.SIGKILL)
+
+
+# Duties are lost from the watchdog's fence (half a retry_timeout before the lease's end) to the
+# standby's hot swap after the lease expired: about 2 s, 8 heights (measured: at most 3 blocks,
+# 3 chunks, 12 endorsements). The same bound as a crash: about 20 heights.
+HUNG_AGENT_BOUND = CRASH_BOUND
+
+
+def test_leader_agent_hangs_watchdog_fences_before_lease_expiry(cluster: HaCluster) -> None:
+    cluster.configure_lease()
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    watchdog = cluster.watchdog_pid("val-a")
+    agent = cluster.agent_pid("val-a")
+    neard = cluster.neard_pid("val-a")
+    before = cluster.ledger()
+    os.kill(agent, signal.SIGSTOP)  # the agent hangs; its neard keeps signing, its watchdog runs
+    try:
+        hang_height = cluster.height()
+        marker = wait_for(lambda: cluster.watchdog_marker("val-a"), 15, "val-a's watchdog to fence its neard", interval=0.02)
+        last_beat = cluster.heartbeat("val-a")
+        leader = cluster.leader()
+        # The watchdog's record: the fence was complete before the end of the lease as the hung
+        # agent last wrote it, an instant taken before the renewal was sent, so etcd's own
+        # expiry is no earlier. Nobody could have promoted yet: the old lease is still the key.
+        assert last_beat is not None and last_beat["armed"] and last_beat["generation"] == old.generation
+        assert marker["valid_until"] == last_beat["valid_until"] and marker["generation"] == old.generation
+        assert marker["fenced_at"] < marker["valid_until"], marker
+        assert leader is not None and leader.generation == old.generation, leader
+        assert "fencing val-a" in cluster.watchdog_log("val-a")
+        wait_for(lambda: not alive(watchdog), 10, "the watchdog to exit after its fence")
+        assert not (cluster.home("val-a") / "validator_key.json").exists() and marker["evidence"]["masked"]
+        assert cluster.key_loaded("val-a") is None and not alive(neard)
+
+        run = cluster.wait_auto_failover()
+        assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
+        assert datetime.fromisoformat(run["started"]).timestamp() > marker["at"]
+        assert cluster.wait_leader("val-b").generation > old.generation
+        assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None
+        wait_for(lambda: cluster.signs_after("val-b", hang_height), 15, "val-b to sign for the pool")
+        cluster.wait_blocks(4)
+        after = cluster.assert_no_double_sign()
+        assert_missed_within(before, after, HUNG_AGENT_BOUND)
+    finally:
+        os.kill(agent, signal.SIGCONT)
+
+
+# Four freezes of 1.6 s: the pool's duties in about 26 frozen heights, plus catching up
+# (measured: at most 9 blocks, 16 chunks, 52 endorsements).
+FLAP_BOUND = {"blocks": 14, "chunks": 22, "endorsements": 80}
+FLAPS = 4
+# Hysteresis of 5 checks of 0.4 s; a check waits at most retry_timeout = 0.5 s for neard's RPC.
+FLAP_TIMINGS = {"ttl": 4.0, "loop_wait": 0.4, "retry_timeout": 0.5, "unhealthy_loops": 5}
+
+
+def test_flapping_health_does_not_move_the_validator(cluster: HaCluster) -> None:
+    timings = cluster.configure_lease(**FLAP_TIMINGS)
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    before = cluster.ledger()
+    # Shorter than unhealthy_loops checks, so the leader must not step down; several times
+    # retry_timeout, so its agent sees the frozen RPC as unhealthy at each freeze.
+    freeze = 0.8 * timings["unhealthy_loops"] * timings["loop_wait"]
+    assert freeze > 3 * timings["retry_timeout"]
+    flaps_seen = 0
+    for _ in range(FLAPS):
+        cluster.signal_neard("val-a", signal.SIGSTOP)
+        seen = False
+        try:
+            end = time.monotonic() + freeze
+            while time.monotonic() < end:
+                record = cluster.members().get("val-a")
+                seen = seen or (record is not None and not record.healthy)
+                time.sleep(0.05)
+        finally:
+            cluster.signal_neard("val-a", signal.SIGCONT)
+        flaps_seen += seen
+        wait_for(lambda: (r := cluster.members().get("val-a")) is not None and r.healthy, 10, "val-a's agent to see it healthy again")
+        time.sleep(0.5)
+    assert flaps_seen == FLAPS, f"the leader's agent saw its neard unhealthy in {flaps_seen} of {FLAPS} freezes"
+    cluster.wait_blocks(8)
+    leader = cluster.leader()
+    assert leader is not None and leader.member == "val-a" and leader.generation == old.generation, leader
+    assert cluster.runs("auto-failover") == [] and cluster.runs("self-fence") == []
+    assert cluster.key_loaded("val-a") == POOL and cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
+    mark = cluster.height()
+    wait_for(lambda: cluster.signs_after("val-a", mark), 15, "val-a to keep signing")
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
+    assert_missed_within(before, after, FLAP_BOUND)
+
+
+# Nothing moves and nobody may double sign: at most the odd duty a loaded machine delays.
+STEADY_BOUND = {"blocks": 1, "chunks": 2, "endorsements": 6}
+
+
+def test_boot_guard_refuses_the_key_on_a_node_without_the_lease(cluster: HaCluster) -> None:
+    cluster.configure_lease()
+    cluster.start_agents(("val-a",))
+    leader = cluster.wait_leader("val-a")
+    before = cluster.ledger()
+
+    allowed = guard(cluster.inventory, "val-a")  # the leader, key in its home
+    assert allowed.returncode == 0, allowed.stderr
+    assert f"val-a holds the lease (generation {leader.generation})" in allowed.stdout
+
+    allowed = guard(cluster.inventory, "val-b")  # no key in its home: neard starts as a non-validator
+    assert allowed.returncode == 0, allowed.stderr
+    assert "is absent" in allowed.stdout
+
+    # An operator copies the key into val-b's home (a restored backup, a wrong runbook step).
+    key = cluster.home("val-b") / "validator_key.json"
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write((cluster.net.directory / "keys" / "val-b" / "validator_key.json").read_text())
+    try:
+        refused = guard(cluster.inventory, "val-b")
+        assert refused.returncode == 1, refused.stdout
+        message = " ".join(refused.stderr.split())
+        assert f"refused: {key} is present but val-a holds the lease" in message, message
+        assert "two signers" in message and "Move the key out of the home" in message
+        assert "secret" not in refused.stderr.lower() and "ed25519:" not in refused.stderr
+    finally:
+        key.unlink()
+
+    # The store cannot be asked: on doubt, even the leader's neard is not started with the key.
+    unreachable = cluster.inventory_variant("store-down", {})
+    text = unreachable.read_text().replace(cluster.endpoints[0], f"http://127.0.0.1:{_closed_port()}")
+    unreachable.write_text(text)
+    refused = guard(unreachable, "val-a")
+    assert refused.returncode == 1 and "lease store cannot be read" in " ".join(refused.stderr.split()), refused.stderr
+
+    assert cluster.key_loaded("val-a") == POOL and cluster.key_loaded("val-b") is None
+    mark = cluster.height()
+    wait_for(lambda: cluster.signs_after("val-a", mark), 15, "val-a to keep signing")
+    after = cluster.assert_no_double_sign()
+    assert_missed_within(before, after, STEADY_BOUND)
+
+
+@pytest.mark.parametrize("frozen_store", [False, True], ids=["etcd-stopped", "etcd-frozen"])
+def test_etcd_down_leader_signs_only_under_failsafe_confirmation(cluster: HaCluster, frozen_store: bool) -> None:
+    timings = cluster.configure_lease()
+    cluster.enable_api()
+    cluster.start_agents()
+    leader = cluster.wait_ready()
+    cluster.wait_apis()
+    for standby in ("val-b", "val-c"):  # a member confirms only the leader it knew before the outage
+        wait_for(lambda: (s := cluster.api_status(standby))["leader"] == "val-a" and s["generation"] == leader.generation, 15,
+                 f"{standby}'s agent to know val-a as the leader")
+    before = cluster.ledger()
+    assert cluster.etcd is not None
+    if frozen_store:
+        os.kill(cluster.etcd.process.pid, signal.SIGSTOP)  # requests hang instead of being refused
+    else:
+        cluster.etcd.stop()
+    down_height = cluster.height()
+
+    # Every member confirms the leader over its API: val-a keeps signing past its lease, and
+    # nobody can (or tries to) take over.
+    wait_for(lambda: any("failsafe confirmation" in p for p in cluster.api_status("val-a")["problems"]), 15,
+             "val-a's agent to keep its neard under the failsafe confirmation")
+    hold_until = time.monotonic() + 1.5 * timings["ttl"]  # past the lease it held when the store went down
+    while time.monotonic() < hold_until:
+        assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
+        assert cluster.heartbeat("val-a")["armed"], cluster.logs()  # type: ignore[index]
+        time.sleep(0.2)
+    beyond_lease = down_height + int(timings["ttl"] / BLOCK_TIME) + 4
+    wait_for(lambda: cluster.signs_after("val-a", beyond_lease), 15, "val-a to sign beyond its lease's ttl")
+    assert cluster.key_loaded("val-a") == POOL
+    assert cluster.runs("auto-failover") == [] and cluster.runs("self-fence") == []
+    assert_missed_within(before, cluster.assert_no_double_sign(), STEADY_BOUND)
+
+    # One member stops confirming (its agent is stopped): the leader must fence itself before
+    # the lease it holds by the last confirmation runs out.
+    neard = cluster.neard_pid("val-a")
+    last_armed: dict = cluster.heartbeat("val-a") or {}
+    cluster.agents["val-c"].terminate()  # its API goes away at once; its clean stop may take a while
+    deadline = time.monotonic() + 30
+    while alive(neard):
+        beat = cluster.heartbeat("val-a")
+        if beat and beat["armed"]:
+            last_armed = beat
+        assert time.monotonic() < deadline, f"val-a kept signing without confirmation:\n{cluster.logs()}"
+        time.sleep(0.02)
+    fenced_seen = time.monotonic()
+    assert last_armed["armed"] and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
+    assert cluster.agents["val-c"].wait(20) == 0
+    fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a's self-fence in the journal")
+    assert fences[0]["from"] == "val-a" and "lease about to expire" in step(fences[0], "self-fence")["evidence"]["reason"]
+    assert cluster.watchdog_marker("val-a") is None  # the agent itself, not its watchdog
+    assert not (cluster.home("val-a") / "validator_key.json").exists()
+    fence_height = cluster.height()
+    cluster.wait_blocks(8)
+    # Still no store: nobody was promoted, so nobody signs (missed duties, never a double sign).
+    assert cluster.key_loaded("val-b") is None and cluster.runs("auto-failover") == []
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-a", after)["last_height"] <= fence_height  # type: ignore[index]
+    assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
+
+
+# From the leader's own fence (about 1.4 s before its lease's end) to the standby's hot swap after
+# the lease expired: about 2.5 s (measured: at most 3 blocks, 3 chunks, 12 endorsements).
+PARTITION_BOUND = CRASH_BOUND
+
+
+def test_leader_cut_off_from_etcd_fences_itself_and_standby_promotes(tmp_path: Path) -> None:
+    """etcd runs in a network namespace of its own behind a veth link; every agent's etcd client
+    leaves from its own address (lease_source_address), and a blackhole route inside the
+    namespace cuts off only the leader's. Needs root (CAP_NET_ADMIN): fails, never skips."""
+    with etcd_in_namespace(tmp_path / "etcd-ns", sources=3) as space:
+        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
+        cluster = HaCluster(net, [space.url])
+        try:
+            timings = cluster.configure_lease()
+            token = cluster.enable_api()
+            sources = {name: space.source_address(i) for i, name in enumerate(("val-a", "val-b", "val-c"))}
+            for name, address in sources.items():
+                net.edit_inventory(name, lease_source_address=address)
+            cluster.start_agents()
+            old = cluster.wait_ready()
+            cluster.wait_apis()
+            for standby in ("val-b", "val-c"):  # so a refusal below is about the store, not an unknown leader
+                wait_for(lambda: (s := cluster.api_status(standby))["leader"] == "val-a" and s["generation"] == old.generation, 15,
+                         f"{standby}'s agent to know val-a as the leader")
+            before = cluster.ledger()
+            neard = cluster.neard_pid("val-a")
+
+            space.cut_off(sources["val-a"])  # only val-a's agent loses etcd; val-b and val-c still reach it
+            cut_height = cluster.height()
+            asked: dict[str, dict] = {}
+            last_armed: dict = {}
+            deadline = time.monotonic() + 30
+            while alive(neard):
+                beat = cluster.heartbeat("val-a")
+                if beat and beat["armed"]:
+                    last_armed = beat
+                # The others still reach etcd, so they refuse to confirm it: no failsafe.
+                assert not any("failsafe" in p for p in cluster.api_status("val-a")["problems"])
+                if not asked:
+                    asked = {n: cluster.ask_failsafe(n, token, "val-a", old.generation) for n in ("val-b", "val-c")}
+                assert time.monotonic() < deadline, f"val-a kept signing while cut off from etcd:\n{cluster.logs()}"
+                time.sleep(0.02)
+            fenced_seen = time.monotonic()
+            assert asked == {"val-b": {"confirmed": False}, "val-c": {"confirmed": False}}, asked
+            # Fenced before the end of its lease as it last knew it (etcd's own expiry is later).
+            assert last_armed and last_armed["generation"] == old.generation and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
+            assert cluster.watchdog_marker("val-a") is None  # the agent itself, not its watchdog
+
+            run = cluster.wait_auto_failover()
+            assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
+            assert cluster.wait_leader("val-b").generation > old.generation
+            fences = wait_for(lambda: cluster.runs("self-fence"), 15, "val-a's self-fence in the journal")
+            assert [r["from"] for r in fences] == ["val-a"], fences
+            assert "lease about to expire" in step(fences[0], "self-fence")["evidence"]["reason"]
+            assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None
+            wait_for(lambda: cluster.signs_after("val-b", cut_height), 15, "val-b to sign for the pool")
+            cluster.wait_blocks(4)
+            after = cluster.assert_no_double_sign()
+            assert cluster.signer_row("val-a", after)["last_height"] <= cut_height + int(timings["ttl"] / BLOCK_TIME)  # type: ignore[index]
+            assert_missed_within(before, after, PARTITION_BOUND)
+        finally:
+            cluster.close()
+            stop_localnet(net)
