@@ -13,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -30,21 +30,64 @@ def free_port() -> int:
 
 @dataclass
 class EtcdServer:
+    """One etcd member serving clients on `host`; `wrapper` runs it elsewhere (a namespace)."""
+
     directory: Path
     client_port: int
-    process: subprocess.Popen[bytes]
+    peer_port: int
+    host: str = "127.0.0.1"
+    wrapper: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] = field(init=False)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"http://{self.host}:{self.client_port}"
 
     def log(self) -> str:
         path = self.directory / "etcd.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
+    def start(self) -> None:
+        """Start etcd on this server's ports and data (a restart keeps its keys and leases) and
+        wait until it answers /health."""
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        with (self.directory / "etcd.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *self.wrapper,
+                    etcd_binary(),
+                    "--name", "test",
+                    "--data-dir", str(self.directory / "data"),
+                    "--listen-client-urls", self.url,
+                    "--advertise-client-urls", self.url,
+                    "--listen-peer-urls", peer,
+                    "--initial-advertise-peer-urls", peer,
+                    "--initial-cluster", f"test={peer}",
+                    "--initial-cluster-state", "new",
+                    # A short election makes a single member ready sooner; the minimum lease TTL
+                    # stays under 2 s (etcd's rule: 1.5 x election timeout, rounded up to a second).
+                    "--heartbeat-interval", "50",
+                    "--election-timeout", "500",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 20
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"etcd exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1, trust_env=False).json().get("health") == "true":
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"etcd did not become healthy within 20 s:\n{self.log()}")
+            time.sleep(0.05)
+
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if etcd has not exited within 10 s."""
-        if self.process.poll() is None:
+        if hasattr(self, "process") and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
@@ -62,46 +105,11 @@ def etcd_binary() -> str:
 
 @contextmanager
 def running_etcd(directory: Path) -> Iterator[EtcdServer]:
-    """Start etcd, wait until it answers /health, stop it afterwards."""
+    """Start etcd on free loopback ports, stop it afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    client_port, peer_port = free_port(), free_port()
-    peer = f"http://127.0.0.1:{peer_port}"
-    client = f"http://127.0.0.1:{client_port}"
-    log = (directory / "etcd.log").open("wb")
-    process = subprocess.Popen(
-        [
-            etcd_binary(),
-            "--name", "test",
-            "--data-dir", str(directory / "data"),
-            "--listen-client-urls", client,
-            "--advertise-client-urls", client,
-            "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"test={peer}",
-            "--initial-cluster-state", "new",
-            # A short election makes a single member ready sooner; the minimum lease TTL stays
-            # under 2 s (etcd's rule: 1.5 x election timeout, rounded up to a second).
-            "--heartbeat-interval", "50",
-            "--election-timeout", "500",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = EtcdServer(directory, client_port, process)
+    server = EtcdServer(directory, free_port(), free_port())
+    server.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"etcd exited with {process.returncode}:\n{server.log()}")
-            try:
-                if httpx.get(client + "/health", timeout=1, trust_env=False).json().get("health") == "true":
-                    break
-            except (httpx.HTTPError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"etcd did not become healthy within 20 s:\n{server.log()}")
-            time.sleep(0.05)
         yield server
     finally:
         server.stop()
-        log.close()

@@ -389,7 +389,7 @@ class EtcdNamespace:
     link: str
     subnet: int
     directory: Path
-    process: subprocess.Popen[bytes] | None = None
+    etcd: EtcdServer | None = None
 
     @property
     def etcd_address(self) -> str:
@@ -423,8 +423,6 @@ def etcd_in_namespace(directory: Path, sources: int) -> Iterator[EtcdNamespace]:
 
     If the kernel or the user's rights forbid network namespaces, this FAILS the test with the
     reason (it is never skipped: a green run must mean the partition was really tested)."""
-    from tests.integration.etcd_server import etcd_binary
-
     require_ip_command()
     tag = os.urandom(3).hex()
     in_use = _ip("-o", "addr", "show").stdout
@@ -454,30 +452,13 @@ def etcd_in_namespace(directory: Path, sources: int) -> Iterator[EtcdNamespace]:
         _ip("netns", "exec", space.name, "ip", "link", "set", ns_end, "up")
 
         directory.mkdir(parents=True, exist_ok=True)
-        peer = "http://127.0.0.1:2380"  # the namespace's own loopback
-        with open(directory / "etcd.log", "wb") as log:
-            space.process = subprocess.Popen(
-                [require_ip_command(), "netns", "exec", space.name, etcd_binary(), "--name", "ns", "--data-dir", str(directory / "data"),
-                 "--listen-client-urls", space.url, "--advertise-client-urls", space.url,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"ns={peer}",
-                 "--initial-cluster-state", "new", "--heartbeat-interval", "50", "--election-timeout", "500"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-
-        def healthy() -> bool:
-            assert space.process is not None and space.process.poll() is None, (directory / "etcd.log").read_text()[-2000:]
-            return httpx.get(space.url + "/health", timeout=1, trust_env=False).json().get("health") == "true"
-
-        wait_for(healthy, 20, f"etcd in namespace {space.name} at {space.url}", interval=0.05)
+        # Peers on the namespace's own loopback; clients on its end of the link.
+        space.etcd = EtcdServer(directory, 2379, 2380, host=space.etcd_address, wrapper=(require_ip_command(), "netns", "exec", space.name))
+        space.etcd.start()
         yield space
     finally:
-        if space.process is not None and space.process.poll() is None:
-            space.process.terminate()
-            try:
-                space.process.wait(10)
-            except subprocess.TimeoutExpired:
-                space.process.kill()
-                space.process.wait(10)
+        if space.etcd is not None:
+            space.etcd.stop()
         if created_ns:
             subprocess.run([require_ip_command(), "netns", "del", space.name], capture_output=True, timeout=20)
         # Deleting the namespace removes its end of the pair, and with it ours; make sure.

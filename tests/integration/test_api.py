@@ -141,6 +141,9 @@ def test_posts_need_the_bearer_token(cluster: AgentCluster) -> None:
     refused = cluster.post(standby, "/switchover", json={"to": standby}, headers=cluster.auth)
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"] == "refused" and "not the leader" in refused.json()["message"]
+    for target, why in (("val-z", "no node named 'val-z'"), (leader, "already holds the validator")):
+        wrong = cluster.post(leader, "/switchover", json={"to": target}, headers=cluster.auth)
+        assert wrong.status_code == 409 and wrong.json()["error"] == "refused" and why in wrong.json()["message"], wrong.text
     invalid = cluster.post(leader, "/switchover", json={"to": standby, "mode": "teleport"}, headers=cluster.auth)
     assert invalid.status_code == 422 and "mode" in invalid.json()["message"], invalid.text
     assert cluster.cluster(leader)["leader"]["member"] == leader

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.etcd_server import running_etcd
-from tests.integration.ha_harness import BLOCK_TIME, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
-from tests.integration.localnet_harness import start_localnet, stop_localnet
+from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
+from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration
 
@@ -278,8 +278,9 @@ def test_etcd_down_leader_signs_only_under_failsafe_confirmation(cluster: HaClus
 
     # Every member confirms the leader over its API: val-a keeps signing past its lease, and
     # nobody can (or tries to) take over.
-    wait_for(lambda: any("failsafe confirmation" in p for p in cluster.api_status("val-a")["problems"]), 15,
-             "val-a's agent to keep its neard under the failsafe confirmation")
+    notes = wait_for(lambda: [p for p in cluster.api_status("val-a")["problems"] if "failsafe confirmation" in p], 15,
+                     "val-a's agent to keep its neard under the failsafe confirmation")
+    assert "lease store unavailable ()" not in notes[0], notes  # a hung store is named as such, too
     hold_until = time.monotonic() + 1.5 * timings["ttl"]  # past the lease it held when the store went down
     while time.monotonic() < hold_until:
         assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
@@ -317,6 +318,49 @@ def test_etcd_down_leader_signs_only_under_failsafe_confirmation(cluster: HaClus
     after = cluster.assert_no_double_sign()
     assert cluster.signer_row("val-a", after)["last_height"] <= fence_height  # type: ignore[index]
     assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
+
+    # The store comes back: the old lease runs out (a restarted etcd gives leases their full ttl
+    # again), val-a's record says it fenced itself at that generation, and val-b promotes on it.
+    if frozen_store:
+        os.kill(cluster.etcd.process.pid, signal.SIGCONT)
+    else:
+        cluster.etcd.start()
+    back_height = cluster.height()
+    run = cluster.wait_auto_failover()
+    assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
+    assert step(run, "fence")["evidence"]["proof"] == "self-fenced"
+    assert cluster.wait_leader("val-b").generation > leader.generation
+    wait_for(lambda: cluster.signs_after("val-b", back_height), 15, "val-b to sign for the pool")
+    wait_for(lambda: cluster.api_status("val-a")["leader"] == "val-b", 10, "the fenced val-a to name the new leader")
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-a", after)["last_height"] <= fence_height  # type: ignore[index]
+
+
+def test_paused_cluster_does_not_promote_until_resumed(cluster: HaCluster) -> None:
+    cluster.configure_lease()
+    cluster.enable_api()
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    cluster.wait_apis()
+    cli("pause", "-c", cluster.inventory)
+    wait_for(lambda: all(cluster.api_status(n)["paused"] for n in NODES), 10, "every agent to see the pause")
+
+    # The leader's neard crashes: its agent still fences itself, but nobody takes over, and
+    # the standbys say that no one leads (not the fenced node they last knew).
+    cluster.signal_neard("val-a", signal.SIGKILL)
+    wait_for(lambda: cluster.runs("self-fence"), 15, "val-a's self-fence")
+    wait_for(lambda: cluster.leader() is None, 15, "val-a's lease to be gone")
+    wait_for(lambda: all(cluster.api_status(n)["leader"] is None for n in ("val-b", "val-c")), 10, "the standbys to see no leader")
+    cluster.wait_blocks(int(2 * LEASE_TIMINGS["ttl"] / BLOCK_TIME))
+    assert cluster.runs("auto-failover") == [] and cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
+
+    cli("resume", "-c", cluster.inventory)
+    run = cluster.wait_auto_failover()
+    assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
+    assert cluster.wait_leader("val-b").generation > old.generation
+    mark = cluster.height()
+    wait_for(lambda: cluster.signs_after("val-b", mark), 15, "val-b to sign for the pool")
+    cluster.assert_no_double_sign()
 
 
 # From the leader's own fence (about 1.4 s before its lease's end) to the standby's hot swap after

@@ -28,7 +28,7 @@ from near_failover.ha.lease import LeaderInfo, LeaderLease, LeaseStore, LeaseSto
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
-from near_failover.inventory import Inventory
+from near_failover.inventory import Inventory, UnknownNode
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
@@ -102,7 +102,8 @@ class Agent:
         self.streak = Streak()
         self.role = MemberRole.STARTING
         self.lease: LeaderLease | None = None
-        self.last_leader: LeaderInfo | None = None
+        self.last_leader: LeaderInfo | None = None  # the last other leader seen: whose fence to prove
+        self.store_leader: LeaderInfo | None = None  # the store's answer at the last read that worked
         self.started = time.monotonic()
         self.problems: list[str] = []
         self.promoting = False
@@ -178,7 +179,7 @@ class Agent:
         try:
             self.paused = await asyncio.wait_for(self.store.paused(), self.settings.retry_timeout)
             leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout) if self.lease is None else None
-            self.store_ok = True
+            self.store_ok, self.store_leader = True, leader
         except (LeaseStoreUnavailable, asyncio.TimeoutError):
             self.store_ok, leader = False, None
         if self.lease is None:
@@ -253,7 +254,8 @@ class Agent:
             if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
-                self.failsafe_note = f"lease store unavailable ({exc}); kept by failsafe confirmation of every member"
+                cause = str(exc) or f"no answer within {budget:.1f}s"
+                self.failsafe_note = f"lease store unavailable ({cause}); kept by failsafe confirmation of every member"
                 self.problems = [self.failsafe_note]
                 self._beat()
             else:
@@ -502,8 +504,8 @@ class Agent:
         return {
             "node": self.node,
             "role": self.role,
-            "leader": self.node if self.lease else (self.last_leader.member if self.last_leader else None),
-            "generation": self.lease.generation if self.lease else (self.last_leader.generation if self.last_leader else None),
+            "leader": self.node if self.lease else (self.store_leader.member if self.store_leader else None),
+            "generation": self.lease.generation if self.lease else (self.store_leader.generation if self.store_leader else None),
             "healthy": not self.problems,
             "problems": list(self.problems),
             "head": last.head if last else None,
@@ -530,7 +532,12 @@ class Agent:
         """A planned switchover through the lease: only the leader runs it, and hands the lease over."""
         if self.lease is None:
             raise ValueError(f"{self.node} is not the leader; send the switchover to the leader's API")
-        target = self.inventory.node(to)
+        try:
+            target = self.inventory.node(to)
+        except UnknownNode as exc:
+            raise ValueError(str(exc)) from None
+        if target.name == self.node:
+            raise ValueError(f"{self.node} already holds the validator; name a standby to switch over to")
         self.promoting, self.handover_to = True, target.name
         await self._publish()  # the target's agent must know the key it is about to see is ours to give
         try:
