@@ -14,12 +14,11 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +29,7 @@ from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaderInfo, MemberRecord
 from tests.integration.etcd_server import EtcdServer, free_port
 from tests.integration.localnet_harness import CLI, Localnet, cli
+from tests.integration.localnet_support import wait_for
 
 POOL = "pool.poolv1.near"
 BLOCK_TIME = 0.25
@@ -38,21 +38,6 @@ BLOCK_TIME = 0.25
 LEASE_TIMINGS: dict[str, Any] = {"ttl": 4.0, "loop_wait": 0.4, "retry_timeout": 1.0, "unhealthy_loops": 3}
 NODES = ("val-a", "val-b", "val-c")
 KINDS = ("blocks", "chunks", "endorsements")
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll until `predicate()` is truthy; fail naming `what` (and the last error) after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-            last_error = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
 
 
 def missed(book: dict[str, Any]) -> dict[str, int]:

@@ -37,7 +37,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
         except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
             last_error = exc
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else ""))
 
 
 class Net:

@@ -4,7 +4,6 @@ PATH that drives a real process, the one mock allowed), and user-given commands.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess

@@ -15,21 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
-from tests.integration.localnet_harness import CLI, Localnet, cli, start_localnet, stop_localnet
+from tests.integration.localnet_harness import CLI, Localnet, cli
 
 # Missed duties allowed per move, in the localnet's blocks/chunks/endorsements.
 HOT_SWAP_BOUND = {"blocks": 4, "chunks": 12, "endorsements": 40}
-
-
-@pytest.fixture
-def net(tmp_path: Path):
-    net = start_localnet(tmp_path / "net")
-    try:
-        yield net
-    finally:
-        stop_localnet(net)
 
 
 def move(net: Localnet, kind: str, to: str, *extra: str, check: bool = True, input: str | None = None) -> dict:

@@ -15,17 +15,8 @@ import httpx
 import pytest
 
 from tests.integration.fake_systemd import define_unit, install_fake_systemctl
-from tests.integration.localnet_harness import Localnet, cli, start_localnet, stop_localnet
+from tests.integration.localnet_harness import Localnet, cli
 from tests.integration.sshd_server import running_sshd
-
-
-@pytest.fixture
-def net(tmp_path: Path):
-    net = start_localnet(tmp_path / "net")
-    try:
-        yield net
-    finally:
-        stop_localnet(net)
 
 
 def test_switchover_with_every_node_reached_over_ssh(net: Localnet, tmp_path: Path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from near_failover.localnet.chain import (
@@ -182,9 +183,9 @@ def test_signatures_verify_only_with_the_signing_key():
     message = signing_message(12, KIND_CHUNK, 1, POOL)
     sig = key.sign(message)
     Ed25519PublicKey.from_public_bytes(public_key_of(key.public_key)).verify(sig, message)
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidSignature):
         Ed25519PublicKey.from_public_bytes(public_key_of(other.public_key)).verify(sig, message)
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidSignature):
         Ed25519PublicKey.from_public_bytes(public_key_of(key.public_key)).verify(sig, signing_message(13, KIND_CHUNK, 1, POOL))
 
 

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from near_failover.hosts.local import process_alive
 from near_failover.inventory import load_inventory
 from near_failover.procedures.fence import fence_reachable
 from near_failover.procedures.nodes import open_nodes
@@ -70,21 +71,6 @@ def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) 
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        text = stat.read_text()
-        return text[text.rindex(")") + 2] != "Z"
-    except (OSError, ValueError):
-        return True
-
-
 async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
     # Everything the fence needs is loaded and opened before the watchdog says it watches: under
     # load, importing modules, validating the inventory and building RPC clients take a good part
@@ -114,7 +100,7 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
                 }))
                 print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
                 return 0
-            if not beat["armed"] and not _alive(beat["agent_pid"]):
+            if not beat["armed"] and not process_alive(beat["agent_pid"]):
                 return 0  # the agent is gone and held nothing: nothing to guard
             await asyncio.sleep(POLL)
 

@@ -23,10 +23,36 @@ from near_failover.hosts.base import (
     HostPermissionDenied,
     NoSuchProcess,
     PathLike,
+    parse_proc_stat,
     signal_name,
 )
 
 T = TypeVar("T")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When ``pid`` on this machine started (clock ticks since boot); None once it has exited
+    (a zombie included: it cannot sign) or without /proc. Tells a pid from a reused one."""
+    try:
+        state, ticks = parse_proc_stat(Path(f"/proc/{pid}/stat").read_text())
+    except (OSError, ValueError, IndexError):
+        return None
+    return None if state in ("Z", "X", "x") else ticks
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this machine; without /proc (not Linux) only whether it exists."""
+    if pid <= 0:
+        return False
+    if Path("/proc/self/stat").exists():
+        return process_start_ticks(pid) is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def fsync_dir(path: Path) -> None:
@@ -199,14 +225,4 @@ class LocalHost(Host):
             ) from None
 
     async def pid_alive(self, pid: int) -> bool:
-        if pid <= 0:
-            return False
-        if Path("/proc/self/stat").exists():
-            return await super().pid_alive(pid)
-        try:  # no /proc (not Linux): existence only
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(pid)

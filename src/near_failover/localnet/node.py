@@ -232,7 +232,7 @@ class Node:
                     "neard/src/cli.rs:0:0",
                 )
         try:
-            self._read_log_config()
+            self._apply_log_config(self._read_log_config())
         except (OSError, ValueError) as exc:
             self.panic(f"Error reading dynamic configs: {exc}", "neard/src/cli.rs:0:0")
         self.emulator = {**DEFAULT_EMULATOR, **self._read_emulator()}
@@ -261,20 +261,23 @@ class Node:
         hot["max_block_production_delay_ns"] = duration_ns(cfg, "consensus", "max_block_production_delay", 2_000_000_000)
         return hot
 
-    def _read_log_config(self) -> str:
+    def _read_log_config(self) -> dict | None:
+        """log_config.json as neard reads it: None when absent, an error when not an object."""
         path = self.home / "log_config.json"
         if not path.exists():
-            return "missing"
+            return None
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
-        rust_log = data.get("rust_log")
+        return data
+
+    def _apply_log_config(self, data: dict | None) -> None:
+        rust_log = (data or {}).get("rust_log")
         if isinstance(rust_log, str) and rust_log.strip():
             level = rust_log.split(",")[0].split("=")[-1].strip().upper()
             self.log.level = {"TRACE": 4, "DEBUG": 4, "INFO": 3, "WARN": 2, "ERROR": 1}.get(level, 3)
         else:
             self.log.level = 3
-        return "loaded"
 
     def _read_emulator(self) -> dict:
         path = self.home / EMULATOR_FILE
@@ -587,11 +590,11 @@ class Node:
 
     def reload(self) -> None:
         errors: list[str] = []
-        log_state = "missing"
+        log_config: dict | None = None
         cfg: dict | None = None
         new_signer: KeyFile | None = None
         try:
-            log_state = self._peek_log_config()
+            log_config = self._read_log_config()
         except (OSError, ValueError) as exc:
             errors.append(f"LogConfigError({exc})")
         try:
@@ -613,11 +616,10 @@ class Node:
             self.log.warn("neard", "dynamically updatable configs are not valid, please fix this asap otherwise the node will be unable to restart", errors=repr(errors))
             return
         assert cfg is not None
-        if log_state == "missing":
+        self._apply_log_config(log_config)
+        if log_config is None:
             self.log.info("neard", "config file does not exist → resetting to defaults", file="log_config.json")
-            self.log.level = 3
         else:
-            self._read_log_config()
             self.log.info("neard", "updated the logging layer according to log_config.json")
         self.dyn_config_errors = []
         self.metrics.config_correct = 1
@@ -643,15 +645,6 @@ class Node:
         if changed:
             self.check_validator_tracked_shards()
             self._tasks.append(asyncio.ensure_future(self.advertise()))
-
-    def _peek_log_config(self) -> str:
-        path = self.home / "log_config.json"
-        if not path.exists():
-            return "missing"
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object")
-        return "present"
 
     def check_validator_tracked_shards(self) -> None:
         """Mainnet/testnet: a current validator must not track all shards (§1.4)."""

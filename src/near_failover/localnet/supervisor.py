@@ -322,7 +322,7 @@ def down(directory: Path, timeout: float = 15.0) -> dict:
             report[node["name"]] = {"pid": pid, "result": "not running (pid file is stale or names another process; left alone)"}
         else:
             report[node["name"]] = {"pid": pid, "result": "stopping"}
-    for name, entry in report.items():
+    for entry in report.values():
         if entry["result"] == "stopping":
             entry["result"] = _stop(entry["pid"], timeout)
     chain_pid = _read_pid(directory / CHAIN_PID)

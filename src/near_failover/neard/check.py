@@ -174,7 +174,7 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
                 f"standby home holds a validator key: {key_path}",
                 "neard loads validator_key.json at start and on every SIGHUP (§2.2): this standby "
                 "would sign beside the primary, which NEAR treats as malicious double signing (§7).",
-                f"Move it out of the home (e.g. `near-failover keys stage`), then keep it only in "
+                "Move it out of the home (e.g. `near-failover keys stage`), then keep it only in "
                 "the node's key_store outside the home.",
             )
         )

@@ -24,6 +24,8 @@ from typing import Any, Self
 
 import base58
 
+from near_failover.hosts.local import process_alive, process_start_ticks
+
 SCHEMA_VERSION = 1
 REDACTED = "<redacted: secret key>"
 SECRET_FIELD_NAMES = frozenset({"secret_key", "private_key", "secret", "seed", "secret_key_text"})
@@ -161,31 +163,7 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def _own_start_ticks() -> int | None:
-    return _start_ticks(os.getpid())
-
-
-def _start_ticks(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (None if it does not run or no /proc)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = text[text.rindex(")") + 2 :].split()
-    if rest[0] in ("Z", "X", "x"):
-        return None
-    return int(rest[19])
-
-
-def _pid_alive(pid: int) -> bool:
-    if Path("/proc/self/stat").exists():
-        return _start_ticks(pid) is not None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_start_ticks(os.getpid())
 
 
 @dataclass(frozen=True)
@@ -361,9 +339,9 @@ class Journal:
         pid, host, start = row
         if host != self._host:
             return True  # another machine's process: it cannot be checked from here; assume alive
-        if not _pid_alive(pid):
+        if not process_alive(pid):
             return False
-        return start is None or _start_ticks(pid) in (None, start)
+        return start is None or process_start_ticks(pid) in (None, start)
 
     def _run_from_row(self, row: tuple[Any, ...]) -> Run:
         (rid, validator, kind, mode, from_node, to_node, started, ended, outcome, detail, pid, host, start) = row
