@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from near_failover.console import console
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
 from near_failover.neard.account import account_id_problem
@@ -37,8 +37,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(localnet_app, name="localnet")
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 HomeOption = typer.Option(..., "--home", help="neard home directory (holds config.json).", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from near_failover.console import console
+
 app = typer.Typer(help="An emulated NEAR localnet: chain, neard-like nodes, double-sign ledger.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 DirOption = typer.Option(..., "--dir", help="The localnet's folder (homes, keys, logs, inventory.toml).")
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
