@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from near_failover.hosts.local import process_alive
-from near_failover.inventory import load_inventory
+from near_failover.inventory import InventoryError, load_inventory
 from near_failover.procedures.fence import fence_reachable
 from near_failover.procedures.nodes import open_nodes
 
@@ -112,7 +112,11 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
-    sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
+    try:
+        sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
+    except InventoryError as exc:  # the agent reports the exit and points at this log
+        print(f"watchdog: cannot start: {exc}", flush=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
