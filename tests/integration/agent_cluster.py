@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from near_failover.localnet.homes import free_port
 from tests.integration.localnet_harness import Localnet, start_localnet, stop_localnet
 from tests.integration.localnet_support import wait_for
 
@@ -25,12 +25,6 @@ AGENT = [sys.executable, "-m", "near_failover", "agent"]
 # Patroni's rule holds: loop_wait + 2 * retry_timeout = 2.5 < ttl.
 LEASE = {"ttl": 4.0, "loop_wait": 0.5, "retry_timeout": 1.0}
 TOKEN = "api-token-for-tests-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,13 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from near_failover.localnet.homes import free_port
+
 INSTALL_HINT = "`make test` installs Debian's etcd-server (or: apt-get install -y etcd-server)"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

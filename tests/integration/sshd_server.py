@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from near_failover.hosts.ssh import SshHost
+from near_failover.localnet.homes import free_port
 
 SSHD_CANDIDATES = ("/usr/sbin/sshd", "/usr/local/sbin/sshd")
 SFTP_SERVER_CANDIDATES = ("/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server")
@@ -66,12 +67,6 @@ def _require(path_candidates: tuple[str, ...], what: str) -> str:
     pytest.fail(f"{what} not found (looked in {', '.join(path_candidates)}); {INSTALL_HINT}")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _keygen(path: Path) -> None:
     ssh_keygen = shutil.which("ssh-keygen")
     if ssh_keygen is None:
@@ -108,7 +103,7 @@ def running_sshd(directory: Path, start_timeout: float = 15.0) -> Iterator[SshdS
     process: subprocess.Popen[bytes] | None = None
     port = 0
     for _attempt in range(3):  # a free port can be taken between probing and binding
-        port = _free_port()
+        port = free_port()
         config = directory / "sshd_config"
         config.write_text(
             "\n".join(

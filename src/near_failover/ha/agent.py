@@ -40,6 +40,7 @@ from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
+FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
 
 
 class AgentError(Exception):
@@ -327,7 +328,7 @@ class Agent:
             return
         if self.role == MemberRole.FENCED:
             if await self._still_masked():
-                self.problems = ["fenced: neard is masked; unmask it and start it without the key to make this node a standby again"]
+                self.problems = [FENCED_PROBLEM]
                 return
             self.role = MemberRole.STANDBY  # the operator unmasked it: a standby again
         self.role = MemberRole.STANDBY
@@ -547,7 +548,7 @@ class Agent:
         if result.ok and self.lease is not None:
             # The target's agent sees its neard signing with no leader and claims the lease.
             lease, self.lease = self.lease, None
-            self.role, self.fenced_generation = MemberRole.FENCED, lease.generation
+            self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
             await self._publish()
             await self.store.release(lease)
             self.heartbeat.beat(armed=False, generation=None)

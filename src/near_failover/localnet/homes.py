@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass
@@ -54,9 +55,30 @@ NODES = (
 )
 
 
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LISTEN_PORTS = (20000, 32767)  # below Linux's default ephemeral range (32768-60999)
+
+
 def free_port() -> int:
-    """A loopback port nothing listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A loopback port free right now for a process that binds it a moment later.
+
+    Taken at random outside the kernel's ephemeral range: every outgoing connection on this
+    machine takes its local port from that range, so a port picked there (bind to port 0) can be
+    taken by a client before the node binds it."""
+    low, high = LISTEN_PORTS
+    try:
+        eph_low, eph_high = map(int, EPHEMERAL_RANGE_FILE.read_text().split())
+    except (OSError, ValueError):
+        eph_low, eph_high = 32768, 60999
+    candidates = [p for p in (secrets.randbelow(high - low + 1) + low for _ in range(64)) if not eph_low <= p <= eph_high]
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a machine whose ephemeral range covers ours
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
