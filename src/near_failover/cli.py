@@ -598,14 +598,15 @@ def agent(
     import signal as signals
 
     from near_failover.ha.agent import Agent, AgentError, load_token
-    from near_failover.ha.lease import LeaseConfigError, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.inventory import InventoryError
 
     _log_to_stderr()
     inv = load_inventory_or_fail(inventory)
     try:
         spec = inv.node(node)
         store = open_lease_store(inv, spec.name)
-    except (LeaseConfigError, Exception) as exc:  # UnknownNode, LeaseConfigError: input errors
+    except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
 
     async def go() -> None:
@@ -676,17 +677,18 @@ def guard(
     """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
     its home unless this node holds the lease."""
     from near_failover.ha.guard import boot_guard
-    from near_failover.ha.lease import open_lease_store
+    from near_failover.ha.lease import LeaseStoreError, open_lease_store
     from near_failover.inventory import InventoryError
 
     inv = load_inventory_or_fail(inventory)
     try:
         node = inv.node(node).name
-    except InventoryError as exc:  # UnknownNode names the known nodes
+        store = open_lease_store(inv, node)
+    except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings: neard does not start
         fail(str(exc))
 
     async def go() -> Any:
-        async with open_lease_store(inv, node) as store:
+        async with store:
             return await boot_guard(inv, node, store)
 
     verdict = asyncio.run(go())

@@ -411,8 +411,13 @@ class LeaseSettings(_Strict):
     unhealthy_loops: int = Field(default=3, ge=1)
     # A bearer token shared by the agents: their APIs' POST routes and the failsafe calls need it.
     api_token_file: Path | None = None
+    # etcd over TLS (https:// endpoints): the CA that signed etcd's certificate (default: the
+    # system's), and a client certificate for etcd's --client-cert-auth.
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
-    @field_validator("path", "api_token_file", mode="before")
+    @field_validator("path", "api_token_file", "ca_file", "cert_file", "key_file", mode="before")
     @classmethod
     def _path(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, (str, Path)):
@@ -432,6 +437,14 @@ class LeaseSettings(_Strict):
     def _store_needs(self) -> LeaseSettings:
         if self.store == "etcd" and not self.endpoints:
             raise ValueError('store = "etcd" needs endpoints = ["http://host:2379", ...]')
+        tls_files = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
+        if tls_files and self.store != "etcd":
+            raise ValueError(f"{', '.join(tls_files)}: TLS settings are for the etcd store only")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together: the client certificate and its private key")
+        plain = [e for e in self.endpoints if urlsplit(e).scheme == "http"]
+        if tls_files and plain:
+            raise ValueError(f"{', '.join(tls_files)} set, but {', '.join(plain)} is plain http; use https:// endpoints")
         if self.loop_wait + 2 * self.retry_timeout >= self.ttl:
             raise ValueError(
                 f"loop_wait + 2 * retry_timeout must be less than ttl, got {self.loop_wait:g} + "

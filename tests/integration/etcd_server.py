@@ -6,37 +6,98 @@ it fail (never skip) when it is missing, so a green run always means etcd was re
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import signal
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from near_failover.localnet.homes import free_port
 
 INSTALL_HINT = "`make test` installs Debian's etcd-server (or: apt-get install -y etcd-server)"
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """A test CA, etcd's server certificate for 127.0.0.1, and a client certificate, all PEM."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+def make_tls(directory: Path, host: str = "127.0.0.1") -> TlsFiles:
+    """Create a CA and the server and client certificates it signs (ECDSA P-256, one day)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def issue(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+              extensions: list[tuple[x509.ExtensionType, bool]]) -> x509.Certificate:
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer[0] if issuer else name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical)
+        return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+
+    def write(name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> tuple[Path, Path]:
+        cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        key_path.chmod(0o600)
+        return cert_path, key_path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = issue("near-failover test CA", ca_key, None, [(x509.BasicConstraints(ca=True, path_length=None), True)])
+    ca_path, _ = write("ca", ca, ca_key)
+    leaf = [(x509.BasicConstraints(ca=False, path_length=None), True)]
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = issue("etcd", server_key, (ca.subject, ca_key), [
+        *leaf, (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), False),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), False),
+    ])
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = issue("near-failover agent", client_key, (ca.subject, ca_key), [*leaf, (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)])
+    return TlsFiles(ca_path, *write("server", server, server_key), *write("client", client, client_key))
+
+
 @dataclass
 class EtcdServer:
-    """One etcd member serving clients on `host`; `wrapper` runs it elsewhere (a namespace)."""
+    """One etcd member serving clients on `host`; `wrapper` runs it elsewhere (a namespace).
+    With `tls`, clients must come over https with a certificate the test CA signed."""
 
     directory: Path
     client_port: int
     peer_port: int
     host: str = "127.0.0.1"
     wrapper: tuple[str, ...] = ()
+    tls: TlsFiles | None = None
     process: subprocess.Popen[bytes] = field(init=False)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.client_port}"
 
     def log(self) -> str:
         path = self.directory / "etcd.log"
@@ -63,6 +124,7 @@ class EtcdServer:
                     # stays under 2 s (etcd's rule: 1.5 x election timeout, rounded up to a second).
                     "--heartbeat-interval", "50",
                     "--election-timeout", "500",
+                    *self._tls_args(),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -72,13 +134,20 @@ class EtcdServer:
             if self.process.poll() is not None:
                 pytest.fail(f"etcd exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/health", timeout=1, trust_env=False).json().get("health") == "true":
+                verify = self.tls.client_context() if self.tls else True
+                if httpx.get(self.url + "/health", timeout=1, trust_env=False, verify=verify).json().get("health") == "true":
                     return
             except (httpx.HTTPError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 pytest.fail(f"etcd did not become healthy within 20 s:\n{self.log()}")
             time.sleep(0.05)
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return ["--cert-file", str(self.tls.server_cert), "--key-file", str(self.tls.server_key),
+                "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if etcd has not exited within 10 s."""
@@ -99,10 +168,10 @@ def etcd_binary() -> str:
 
 
 @contextmanager
-def running_etcd(directory: Path) -> Iterator[EtcdServer]:
+def running_etcd(directory: Path, tls: TlsFiles | None = None) -> Iterator[EtcdServer]:
     """Start etcd on free loopback ports, stop it afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    server = EtcdServer(directory, free_port(), free_port())
+    server = EtcdServer(directory, free_port(), free_port(), tls=tls)
     server.start()
     try:
         yield server

@@ -21,10 +21,13 @@ next endpoint; any other error from etcd is a LeaseStoreError, never "lost the r
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import math
 import os
+import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +37,7 @@ from pydantic import ValidationError
 from near_failover.ha.lease import (
     LeaderInfo,
     LeaderLease,
+    LeaseConfigError,
     LeaseStore,
     LeaseStoreError,
     LeaseStoreUnavailable,
@@ -90,6 +94,7 @@ class EtcdLeaseStore(LeaseStore):
         operation_timeout: float = 2.0,
         prefix: str = DEFAULT_PREFIX,
         local_address: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not endpoints:
             raise LeaseStoreError("the etcd lease store needs at least one endpoint URL")
@@ -101,8 +106,9 @@ class EtcdLeaseStore(LeaseStore):
         self._prefix = f"{prefix.rstrip('/')}/{account_id}/"
         self._preferred = 0
         # Proxies from the environment must not sit between an agent and its lease store.
-        # local_address: the source address of every request (a host with several networks).
-        transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address else None
+        # local_address: the source address of every request (a host with several networks);
+        # tls: the CA and client certificate for https:// endpoints (the system's CAs without it).
+        transport = httpx.AsyncHTTPTransport(local_address=local_address, verify=tls if tls is not None else True)
         self._client = httpx.AsyncClient(trust_env=False, transport=transport)
         self._member_leases: dict[str, tuple[str, int]] = {}
 
@@ -145,7 +151,7 @@ class EtcdLeaseStore(LeaseStore):
                 failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
                 continue
             except httpx.TransportError as exc:
-                failures.append(f"{endpoint}: {_transport_cause(exc)}")
+                failures.append(f"{endpoint}: {_transport_cause(exc, tls=endpoint.startswith('https://'))}")
                 continue
             data = self._decode(endpoint, path, response)
             error = data.get("error")
@@ -372,14 +378,37 @@ class EtcdLeaseStore(LeaseStore):
         await self._client.aclose()
 
 
-def _transport_cause(exc: BaseException) -> str:
+def tls_context(ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext:
+    """The TLS settings of ``[lease]`` as one context; a file that cannot be used is named."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise LeaseConfigError(f"[lease] ca_file {ca_file}: cannot load the CA certificate ({exc}); it must be a PEM file") from None
+    if cert_file is not None and key_file is not None:
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise LeaseConfigError(
+                f"[lease] cert_file {cert_file} / key_file {key_file}: cannot load the client certificate "
+                f"({exc}); both must be PEM files and the key must match the certificate"
+            ) from None
+    return context
+
+
+def _transport_cause(exc: BaseException, tls: bool = False) -> str:
     """The OS error under httpx's wrapping ("connection refused"), else httpx's own text."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
             break
+        if isinstance(seen, ssl.SSLError):  # an OSError whose errno says nothing ("operation not permitted")
+            return f"TLS: {seen.reason or seen} (check [lease] ca_file, cert_file, key_file)"
         if isinstance(seen, OSError) and seen.errno:
-            return f"{os.strerror(seen.errno).lower()} ({type(exc).__name__})"
+            cause = f"{os.strerror(seen.errno).lower()} ({type(exc).__name__})"
+            if tls and seen.errno in (errno.EPIPE, errno.ECONNRESET):
+                # With TLS 1.3 a server that refuses our client certificate just drops the connection.
+                cause += "; over TLS this is how etcd refuses a client certificate it does not accept: check [lease] cert_file and key_file"
+            return cause
         seen = seen.__cause__ or seen.__context__
     return str(exc) or type(exc).__name__
 

@@ -184,13 +184,15 @@ def open_lease_store(inventory: Inventory, node: str | None = None) -> LeaseStor
     leave from that node's ``lease_source_address`` when it has one."""
     settings = inventory.lease
     if settings is not None and settings.store == "etcd":
-        from near_failover.ha.etcd import EtcdLeaseStore
+        from near_failover.ha.etcd import EtcdLeaseStore, tls_context
 
+        tls_files = (settings.ca_file, settings.cert_file, settings.key_file)
         return EtcdLeaseStore(
             settings.endpoints,
             inventory.validator.account_id,
             operation_timeout=settings.retry_timeout,
             local_address=inventory.node(node).lease_source_address if node else None,
+            tls=tls_context(*tls_files) if any(tls_files) else None,
         )
     from near_failover.ha.sqlite_lease import SqliteLeaseStore
 

@@ -1,0 +1,110 @@
+"""The etcd lease store over TLS, against a real etcd that demands client certificates
+(--client-cert-auth), configured as an operator would: the inventory's [lease] ca_file,
+cert_file and key_file."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+
+from near_failover.ha.lease import LeaseConfigError, LeaseStoreUnavailable, open_lease_store
+from near_failover.inventory import Inventory, InventoryError, load_inventory
+from tests.integration.etcd_server import EtcdServer, TlsFiles, make_tls, running_etcd
+from tests.integration.localnet_harness import CLI
+from tests.unit import lease_contract as contract
+
+pytestmark = pytest.mark.integration
+
+_accounts = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory, tls: TlsFiles) -> Iterator[EtcdServer]:
+    with running_etcd(tmp_path_factory.mktemp("etcd-tls"), tls=tls) as server:
+        yield server
+
+
+def inventory(tmp_path: Path, endpoint: str, **lease: Any) -> Path:
+    """A one-node inventory whose [lease] reaches etcd at `endpoint` with the given TLS settings."""
+    data = {
+        "validator": {"account_id": f"pool{next(_accounts)}.poolv1.near", "chain_id": "localnet"},
+        "node": [{
+            "name": "val-a", "host": "local", "home": str(tmp_path / "home"), "rpc": "http://127.0.0.1:3030",
+            "control": "pidfile:" + str(tmp_path / "neard.pid"), "start": ["neard", "run"],
+            "key_store": str(tmp_path / "validator_key.json"), "standby": "hot-swap",
+        }],
+        "lease": {"store": "etcd", "endpoints": [endpoint], "ttl": 4.0, "loop_wait": 0.5, "retry_timeout": 1.0,
+                  **{k: str(v) for k, v in lease.items()}},
+    }
+    path = tmp_path / f"inventory-{next(_accounts)}.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def client_files(tls: TlsFiles) -> dict[str, Path]:
+    return {"ca_file": tls.ca, "cert_file": tls.client_cert, "key_file": tls.client_key}
+
+
+async def test_the_lease_works_over_tls_with_a_client_certificate(etcd: EtcdServer, tls: TlsFiles, tmp_path: Path) -> None:
+    assert etcd.url.startswith("https://")
+    for check in (contract.only_one_of_concurrent_acquirers_wins, contract.generation_grows_across_leaders, contract.pause_flag):
+        inv: Inventory = load_inventory(inventory(tmp_path, etcd.url, **client_files(tls)))  # a pool of its own
+        await check(lambda inv=inv: open_lease_store(inv))
+
+
+@pytest.mark.parametrize("mistake", ["no client certificate", "another CA"])
+async def test_a_tls_mistake_is_named_and_reaches_no_lease(etcd: EtcdServer, tls: TlsFiles, tmp_path: Path, mistake: str) -> None:
+    if mistake == "no client certificate":
+        files: dict[str, Path] = {"ca_file": tls.ca}
+    else:
+        files = {**client_files(tls), "ca_file": make_tls(tmp_path / "other-pki").ca}
+    inv = load_inventory(inventory(tmp_path, etcd.url, **files))
+    async with open_lease_store(inv) as store:
+        with pytest.raises(LeaseStoreUnavailable) as caught:
+            await store.acquire_leader("val-a", 4)
+    message = str(caught.value)
+    assert etcd.url in message, message
+    if mistake == "another CA":
+        assert "TLS:" in message and "CERTIFICATE_VERIFY_FAILED" in message and "[lease] ca_file, cert_file, key_file" in message, message
+    else:  # a TLS alert or, as often with TLS 1.3, a dropped connection: both point at the certificate
+        assert "cert_file" in message, message
+    # Nothing was taken: with the right files, the same pool has no leader.
+    right = inv.model_copy(update={"lease": inv.lease.model_copy(update=client_files(tls))})  # type: ignore[union-attr]
+    async with open_lease_store(right) as store:
+        assert await store.leader() is None
+
+
+def test_unusable_tls_settings_are_refused_before_any_request(etcd: EtcdServer, tls: TlsFiles, tmp_path: Path) -> None:
+    plain = inventory(tmp_path, etcd.url.replace("https://", "http://"), **client_files(tls))
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(plain)
+    assert str(plain) in str(caught.value) and "use https:// endpoints" in str(caught.value)
+
+    half = inventory(tmp_path, etcd.url, cert_file=tls.client_cert)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(half)
+    assert "cert_file and key_file go together" in str(caught.value)
+
+    missing = tmp_path / "no-such-client.pem"
+    broken = inventory(tmp_path, etcd.url, ca_file=tls.ca, cert_file=missing, key_file=tls.client_key)
+    with pytest.raises(LeaseConfigError) as caught_config:
+        open_lease_store(load_inventory(broken))
+    assert str(missing) in str(caught_config.value) and "cannot load the client certificate" in str(caught_config.value)
+
+    # The commands that open the store say so and exit 2: the agent does not start, nor does
+    # neard behind the boot guard.
+    for command in (["agent"], ["guard"]):
+        done = subprocess.run([*CLI, *command, "-c", str(broken), "--node", "val-a"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert str(missing) in " ".join(done.stderr.split()) and "Traceback" not in done.stderr, done.stderr
