@@ -358,6 +358,7 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
 
     from near_failover.ha.agent import load_token
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.inventory import InventoryError
 
     try:
         async with open_lease_store(inventory) as store:
@@ -372,7 +373,10 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
     api = inventory.node(leader.member).api
     if not api:
         fail(f"{leader.member} holds the lease but has no `api` in the inventory: run the switchover through its agent's API", EXIT_REFUSED)
-    token = load_token(inventory)
+    try:
+        token = load_token(inventory)
+    except InventoryError as exc:
+        fail(str(exc))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(timeout=900, trust_env=False) as client:
         try:
@@ -606,6 +610,7 @@ def agent(
     try:
         spec = inv.node(node)
         store = open_lease_store(inv, spec.name)
+        token = load_token(inv)
     except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
 
@@ -616,7 +621,7 @@ def agent(
             loop.add_signal_handler(sig, stop.set)
         async with store:
             with _journal(inv) as journal:
-                the_agent = Agent(inv, spec.name, store, journal, token=load_token(inv))
+                the_agent = Agent(inv, spec.name, store, journal, token=token)
                 tasks = [asyncio.create_task(the_agent.run(stop))]
                 if spec.api:
                     from urllib.parse import urlsplit

@@ -416,8 +416,11 @@ class LeaseSettings(_Strict):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # etcd with authentication enabled: the user, and a file holding its password (mode 0600).
+    username: str | None = Field(default=None, min_length=1)
+    password_file: Path | None = None
 
-    @field_validator("path", "api_token_file", "ca_file", "cert_file", "key_file", mode="before")
+    @field_validator("path", "api_token_file", "ca_file", "cert_file", "key_file", "password_file", mode="before")
     @classmethod
     def _path(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, (str, Path)):
@@ -440,6 +443,10 @@ class LeaseSettings(_Strict):
         tls_files = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
         if tls_files and self.store != "etcd":
             raise ValueError(f"{', '.join(tls_files)}: TLS settings are for the etcd store only")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together: etcd's user and the file with its password")
+        if self.username is not None and self.store != "etcd":
+            raise ValueError("username and password_file are for the etcd store only")
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together: the client certificate and its private key")
         plain = [e for e in self.endpoints if urlsplit(e).scheme == "http"]
@@ -590,3 +597,18 @@ def load_inventory(path: Path | str) -> Inventory:
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
     return parse_inventory(text, path)
+
+
+def read_secret_file(path: Path, setting: str) -> str:
+    """A secret the inventory points at (API token, etcd password): one line, readable by its
+    owner only, like a key file. The error names the setting and the file, never the content."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise InventoryError(f"[lease] {setting} {path}: cannot read it ({exc.strerror or exc}); create it with the secret on one line, mode 0600") from None
+    if mode & 0o077:
+        raise InventoryError(f"[lease] {setting} {path}: readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    if not text:
+        raise InventoryError(f"[lease] {setting} {path}: the file is empty; put the secret on its first line")
+    return text

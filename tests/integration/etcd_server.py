@@ -93,6 +93,7 @@ class EtcdServer:
     host: str = "127.0.0.1"
     wrapper: tuple[str, ...] = ()
     tls: TlsFiles | None = None
+    extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] = field(init=False)
 
     @property
@@ -125,6 +126,7 @@ class EtcdServer:
                     "--heartbeat-interval", "50",
                     "--election-timeout", "500",
                     *self._tls_args(),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -168,10 +170,10 @@ def etcd_binary() -> str:
 
 
 @contextmanager
-def running_etcd(directory: Path, tls: TlsFiles | None = None) -> Iterator[EtcdServer]:
+def running_etcd(directory: Path, tls: TlsFiles | None = None, extra_args: tuple[str, ...] = ()) -> Iterator[EtcdServer]:
     """Start etcd on free loopback ports, stop it afterwards."""
     directory.mkdir(parents=True, exist_ok=True)
-    server = EtcdServer(directory, free_port(), free_port(), tls=tls)
+    server = EtcdServer(directory, free_port(), free_port(), tls=tls, extra_args=extra_args)
     server.start()
     try:
         yield server

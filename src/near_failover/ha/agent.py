@@ -28,7 +28,7 @@ from near_failover.ha.lease import LeaderInfo, LeaderLease, LeaseStore, LeaseSto
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
-from near_failover.inventory import Inventory, UnknownNode
+from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
@@ -571,7 +571,8 @@ class Agent:
 
 
 def load_token(inventory: Inventory) -> str | None:
+    """The agents' shared API token (InventoryError when its file is missing, empty or open to others)."""
     path = inventory.lease.api_token_file if inventory.lease else None
-    return path.read_text().strip() if path else None
+    return read_secret_file(path, "api_token_file") if path else None
 
 

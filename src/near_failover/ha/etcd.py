@@ -55,6 +55,10 @@ _NOT_FOUND = 5
 _MIN_ATTEMPT_TIMEOUT = 0.3
 
 
+class _TryElsewhere(Exception):
+    """This member cannot serve now (it could not authenticate us): the next endpoint may."""
+
+
 class EtcdRequestError(LeaseStoreError):
     """etcd refused a request (``code`` is the gRPC status code)."""
 
@@ -95,6 +99,7 @@ class EtcdLeaseStore(LeaseStore):
         prefix: str = DEFAULT_PREFIX,
         local_address: str | None = None,
         tls: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         if not endpoints:
             raise LeaseStoreError("the etcd lease store needs at least one endpoint URL")
@@ -110,6 +115,9 @@ class EtcdLeaseStore(LeaseStore):
         # tls: the CA and client certificate for https:// endpoints (the system's CAs without it).
         transport = httpx.AsyncHTTPTransport(local_address=local_address, verify=tls if tls is not None else True)
         self._client = httpx.AsyncClient(trust_env=False, transport=transport)
+        # etcd's authentication: (user, password) exchanged for a token, again when it expires.
+        self._credentials = credentials
+        self._token: str | None = None
         self._member_leases: dict[str, tuple[str, int]] = {}
 
     # --- keys ------------------------------------------------------------------------------------
@@ -146,7 +154,10 @@ class EtcdLeaseStore(LeaseStore):
                 continue
             attempt = min(share, remaining)
             try:
-                response = await self._client.post(endpoint + path, json=body, timeout=attempt)
+                response = await self._post(endpoint, path, body, attempt)
+            except _TryElsewhere as exc:
+                failures.append(f"{endpoint}: {exc}")
+                continue
             except httpx.TimeoutException:
                 failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
                 continue
@@ -164,6 +175,33 @@ class EtcdLeaseStore(LeaseStore):
                 continue
             raise EtcdRequestError(endpoint, path, code, message)
         raise LeaseStoreUnavailable(self.endpoints, "; ".join(failures))
+
+    async def _post(self, endpoint: str, path: str, body: dict[str, Any], timeout: float) -> httpx.Response:
+        """One POST; with credentials, under a token, fetched again once if etcd says it expired."""
+        if self._credentials is None:
+            return await self._client.post(endpoint + path, json=body, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        for renew in (False, True):
+            if self._token is None or renew:
+                self._token = await self._authenticate(endpoint, max(0.05, deadline - time.monotonic()))
+            response = await self._client.post(
+                endpoint + path, json=body, headers={"Authorization": self._token}, timeout=max(0.05, deadline - time.monotonic())
+            )
+            if response.status_code != 401:  # 401: "invalid auth token", an expired or revoked one
+                break
+        return response
+
+    async def _authenticate(self, endpoint: str, timeout: float) -> str:
+        assert self._credentials is not None
+        user, password = self._credentials
+        response = await self._client.post(endpoint + "/v3/auth/authenticate", json={"name": user, "password": password}, timeout=timeout)
+        data = self._decode(endpoint, "/v3/auth/authenticate", response)
+        if response.status_code == 200 and isinstance(data.get("token"), str):
+            return str(data["token"])
+        code, message = _error_of(data)
+        if code in _RETRY_ELSEWHERE or (code is None and response.status_code >= 500):
+            raise _TryElsewhere(f"cannot authenticate now: {message}")
+        raise EtcdRequestError(endpoint, "/v3/auth/authenticate", code, f"{message} for user {user!r}; check [lease] username and password_file")
 
     @staticmethod
     def _decode(endpoint: str, path: str, response: httpx.Response) -> dict[str, Any]:

@@ -185,14 +185,22 @@ def open_lease_store(inventory: Inventory, node: str | None = None) -> LeaseStor
     settings = inventory.lease
     if settings is not None and settings.store == "etcd":
         from near_failover.ha.etcd import EtcdLeaseStore, tls_context
+        from near_failover.inventory import InventoryError, read_secret_file
 
         tls_files = (settings.ca_file, settings.cert_file, settings.key_file)
+        credentials = None
+        if settings.username is not None and settings.password_file is not None:
+            try:
+                credentials = (settings.username, read_secret_file(settings.password_file, "password_file"))
+            except InventoryError as exc:
+                raise LeaseConfigError(str(exc)) from None
         return EtcdLeaseStore(
             settings.endpoints,
             inventory.validator.account_id,
             operation_timeout=settings.retry_timeout,
             local_address=inventory.node(node).lease_source_address if node else None,
             tls=tls_context(*tls_files) if any(tls_files) else None,
+            credentials=credentials,
         )
     from near_failover.ha.sqlite_lease import SqliteLeaseStore
 

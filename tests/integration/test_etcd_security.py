@@ -1,19 +1,23 @@
-"""The etcd lease store over TLS, against a real etcd that demands client certificates
-(--client-cert-auth), configured as an operator would: the inventory's [lease] ca_file,
-cert_file and key_file."""
+"""The etcd lease store as production etcd runs: over TLS with client certificates
+(--client-cert-auth; [lease] ca_file, cert_file, key_file) and with authentication enabled
+([lease] username, password_file), each against a real etcd configured as an operator would."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import itertools
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import tomli_w
 
-from near_failover.ha.lease import LeaseConfigError, LeaseStoreUnavailable, open_lease_store
+from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, open_lease_store
 from near_failover.inventory import Inventory, InventoryError, load_inventory
 from tests.integration.etcd_server import EtcdServer, TlsFiles, make_tls, running_etcd
 from tests.integration.localnet_harness import CLI
@@ -108,3 +112,81 @@ def test_unusable_tls_settings_are_refused_before_any_request(etcd: EtcdServer, 
         done = subprocess.run([*CLI, *command, "-c", str(broken), "--node", "val-a"], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert str(missing) in " ".join(done.stderr.split()) and "Traceback" not in done.stderr, done.stderr
+
+
+# --- authentication ------------------------------------------------------------------------------
+
+USER, PASSWORD = "near-failover", "a-password-for-tests-7f3a"
+TOKEN_TTL = 1  # seconds: etcd's simple tokens expire fast here, so the store must fetch new ones
+
+
+@pytest.fixture(scope="module")
+def etcd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """etcd with authentication on: root, and a user allowed only the /near-failover/ prefix."""
+    with running_etcd(tmp_path_factory.mktemp("etcd-auth"), extra_args=("--auth-token-ttl", str(TOKEN_TTL))) as server:
+        b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+        for path, body in [
+            ("/v3/auth/user/add", {"name": "root", "password": "root-password"}),
+            ("/v3/auth/role/add", {"name": "root"}),
+            ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+            ("/v3/auth/user/add", {"name": USER, "password": PASSWORD}),
+            ("/v3/auth/role/add", {"name": "near-failover"}),
+            ("/v3/auth/role/grant", {"name": "near-failover", "perm": {"permType": "READWRITE", "key": b64("/near-failover/"), "range_end": b64("/near-failover0")}}),
+            ("/v3/auth/user/grant", {"user": USER, "role": "near-failover"}),
+            ("/v3/auth/enable", {}),
+        ]:
+            httpx.post(server.url + path, json=body, timeout=10, trust_env=False).raise_for_status()
+        yield server
+
+
+def password_file(tmp_path: Path, password: str = PASSWORD, mode: int = 0o600) -> Path:
+    path = tmp_path / f"etcd-password-{next(_accounts)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+async def test_the_lease_works_with_etcd_authentication_across_token_expiry(etcd_auth: EtcdServer, tmp_path: Path) -> None:
+    for check in (contract.only_one_of_concurrent_acquirers_wins, contract.pause_flag):
+        inv = load_inventory(inventory(tmp_path, etcd_auth.url, username=USER, password_file=password_file(tmp_path)))
+        await check(lambda inv=inv: open_lease_store(inv))
+
+    inv = load_inventory(inventory(tmp_path, etcd_auth.url, username=USER, password_file=password_file(tmp_path)))
+    async with open_lease_store(inv) as store:
+        lease = await store.acquire_leader("val-a", 4)
+        assert lease is not None
+        for _ in range(3):  # each renewal after the token expired: a new token, the same lease
+            await asyncio.sleep(TOKEN_TTL + 1.5)
+            assert await store.renew(lease)
+        assert (await store.leader()).member == "val-a"  # type: ignore[union-attr]
+        await store.release(lease)
+
+
+async def test_a_wrong_password_is_refused_by_name_never_shown(etcd_auth: EtcdServer, tmp_path: Path) -> None:
+    wrong = "not-the-password-91c2"
+    inv = load_inventory(inventory(tmp_path, etcd_auth.url, username=USER, password_file=password_file(tmp_path, wrong)))
+    async with open_lease_store(inv) as store:
+        with pytest.raises(LeaseStoreError) as caught:
+            await store.acquire_leader("val-a", 4)
+    message = str(caught.value)
+    assert not isinstance(caught.value, LeaseStoreUnavailable)  # a configuration error, not an outage
+    assert "authentication failed" in message and repr(USER) in message and "check [lease] username and password_file" in message
+    assert wrong not in message and PASSWORD not in message
+
+    for mode, why in ((0o644, "readable by others"), (0o600, "cannot read it")):
+        path = password_file(tmp_path, mode=mode)
+        if mode == 0o600:
+            path.unlink()
+        broken = inventory(tmp_path, etcd_auth.url, username=USER, password_file=path)
+        with pytest.raises(LeaseConfigError) as refused:
+            open_lease_store(load_inventory(broken))
+        assert str(path) in str(refused.value) and why in str(refused.value)
+        done = subprocess.run([*CLI, "agent", "-c", str(broken), "--node", "val-a"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and why in " ".join(done.stderr.split()), done.stderr
+
+    half = inventory(tmp_path, etcd_auth.url, username=USER)
+    with pytest.raises(InventoryError) as caught_half:
+        load_inventory(half)
+    assert "username and password_file go together" in str(caught_half.value)
