@@ -24,6 +24,7 @@ from near_failover.neard.keys import KeyFileError, load_key_file, permission_pro
 
 EXIT_REFUSED = 1
 EXIT_INPUT = 2
+STATUS_LEASE_TIMEOUT = 10.0
 
 app = typer.Typer(
     help="Fenced, verified, journaled failover for NEAR validators.",
@@ -476,6 +477,32 @@ def keys_stage(
         out.print(f"staged {report['public_key']} at {report['node']}:{report['key_store']} (mode 0600), matches the on-chain key", highlight=False, soft_wrap=True)
 
 
+async def _lease_status(inv: Any) -> dict[str, Any]:
+    """The automatic mode's state from the lease store; an unreadable store is shown, not fatal."""
+    from near_failover.ha.lease import LeaseStoreError, cluster_view, open_lease_store
+
+    try:
+        async with open_lease_store(inv) as store:
+            return {"store": inv.lease.store, **await asyncio.wait_for(cluster_view(store), STATUS_LEASE_TIMEOUT)}
+    except asyncio.TimeoutError:
+        return {"store": inv.lease.store, "error": f"no answer within {STATUS_LEASE_TIMEOUT:g}s"}
+    except LeaseStoreError as exc:
+        return {"store": inv.lease.store, "error": str(exc)}
+
+
+def _print_lease(lease: dict[str, Any]) -> None:
+    if "error" in lease:
+        out.print(f"[red]lease ({lease['store']}): cannot be read: {lease['error']}[/]", highlight=False, soft_wrap=True)
+        return
+    leader = lease["leader"]
+    held = f"{leader['member']} holds it (generation {leader['generation']})" if leader else "[red]nobody holds it[/]"
+    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease["paused"] else "on"
+    out.print(f"lease ({lease['store']}): {held}; automatic decisions {decisions}", highlight=False)
+    for m in lease["members"]:
+        health = "healthy" if m["healthy"] else "[red]" + "; ".join(m["problems"]) + "[/]"
+        out.print(f"  agent {m['name']}: {m['role']}, {health}", highlight=False, soft_wrap=True)
+
+
 def _print_status(view: dict[str, Any]) -> None:
     table = Table(title=f"{view['validator']} on {view['chain_id']}")
     for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
@@ -492,14 +519,17 @@ def _print_status(view: dict[str, Any]) -> None:
             flag = " [red]below kickout threshold[/]" if k["at_risk"] else ""
             out.print(f"{kind}: {k['produced']}/{k['expected']} {pct} (kickout < {k['kickout_threshold']}%){flag}")
         out.print(f"online: {p['online_percent']}% (rewards zero below 90%, full from 99%)")
+    if "lease" in view:
+        _print_lease(view["lease"])
     if view["double_signer_risk"]:
         out.print(f"[bold red]several nodes have the pool's key loaded: {', '.join(view['signers'])}[/]")
 
 
 @app.command("status")
 def status(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
-    """Per node: role, key loaded, head and lag, syncing, tracking, memtries, version; and the
-    pool's epoch production against the kickout (80/80/70) and reward (90/99) thresholds."""
+    """Per node: role, key loaded, head and lag, syncing, tracking, memtries, version; the pool's
+    epoch production against the kickout (80/80/70) and reward (90/99) thresholds; and, with a
+    [lease], who holds it, whether automatic decisions are paused, and each agent's health."""
     from near_failover.procedures.nodes import open_nodes
     from near_failover.procedures.status import cluster_status
 
@@ -507,7 +537,10 @@ def status(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> Non
 
     async def go() -> dict[str, Any]:
         async with open_nodes(inv) as nodes:
-            return await cluster_status(inv, nodes)
+            view = await cluster_status(inv, nodes)
+        if inv.lease is not None:
+            view["lease"] = await _lease_status(inv)
+        return view
 
     view = asyncio.run(go())
     if as_json:

@@ -24,7 +24,16 @@ import httpx
 import structlog
 
 from near_failover.ha.alerts import AlertEvent, AlertSender
-from near_failover.ha.lease import LeaderInfo, LeaderLease, LeaseStore, LeaseStoreError, LeaseStoreUnavailable, MemberRecord, MemberRole
+from near_failover.ha.lease import (
+    LeaderInfo,
+    LeaderLease,
+    LeaseStore,
+    LeaseStoreError,
+    LeaseStoreUnavailable,
+    MemberRecord,
+    MemberRole,
+    cluster_view,
+)
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -519,12 +528,7 @@ class Agent:
         }
 
     async def cluster(self) -> dict[str, Any]:
-        leader = await self.store.leader()
-        return {
-            "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
-            "paused": await self.store.paused(),
-            "members": [m.model_dump() for m in await self.store.members()],
-        }
+        return await cluster_view(self.store)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
         return [{**r.to_json(), "steps": [s.to_json() for s in self.journal.steps(r.id)]} for r in self.journal.runs(self.pool, limit)]

@@ -172,6 +172,16 @@ class LeaseStore(abc.ABC):
         await self.close()
 
 
+async def cluster_view(store: LeaseStore) -> dict[str, Any]:
+    """The store's view of the cluster, as the API's /cluster and `status` show it."""
+    leader = await store.leader()
+    return {
+        "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
+        "paused": await store.paused(),
+        "members": [m.model_dump() for m in await store.members()],
+    }
+
+
 def default_sqlite_path(account_id: str) -> Path:
     """Where the embedded store lives when ``[lease] path`` is not set: one file per pool."""
     return Path("~/.local/state/near-failover").expanduser() / f"lease-{account_id}.sqlite"
