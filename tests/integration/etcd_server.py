@@ -6,7 +6,9 @@ it fail (never skip) when it is missing, so a green run always means etcd was re
 
 from __future__ import annotations
 
+import base64
 import ipaddress
+import os
 import shutil
 import signal
 import ssl
@@ -27,6 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from near_failover.localnet.homes import free_port
 
+ROOT_PASSWORD = "root-password-for-tests"
 INSTALL_HINT = "`make test` installs Debian's etcd-server (or: apt-get install -y etcd-server)"
 
 
@@ -179,3 +182,40 @@ def running_etcd(directory: Path, tls: TlsFiles | None = None, extra_args: tuple
         yield server
     finally:
         server.stop()
+
+
+NF_ROLE = "near-failover"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def enable_auth(server: EtcdServer, user: str, password: str) -> None:
+    """Turn etcd's authentication on: root, and `user` with read-write on /near-failover/ only."""
+    for path, body in [
+        ("/v3/auth/user/add", {"name": "root", "password": ROOT_PASSWORD}),
+        ("/v3/auth/role/add", {"name": "root"}),
+        ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+        ("/v3/auth/user/add", {"name": user, "password": password}),
+        ("/v3/auth/role/add", {"name": NF_ROLE}),
+        ("/v3/auth/role/grant", {"name": NF_ROLE, "perm": {"permType": "READWRITE", "key": _b64("/near-failover/"), "range_end": _b64("/near-failover0")}}),
+        ("/v3/auth/user/grant", {"user": user, "role": NF_ROLE}),
+        ("/v3/auth/enable", {}),
+    ]:
+        httpx.post(server.url + path, json=body, timeout=10, trust_env=False).raise_for_status()
+
+
+def revoke_access(server: EtcdServer, user: str) -> None:
+    """As root, take the near-failover role away from `user`: etcd answers it, but refuses it."""
+    token = httpx.post(server.url + "/v3/auth/authenticate", json={"name": "root", "password": ROOT_PASSWORD}, timeout=10, trust_env=False).json()["token"]
+    httpx.post(server.url + "/v3/auth/user/revoke", json={"name": user, "role": NF_ROLE}, headers={"Authorization": token},
+               timeout=10, trust_env=False).raise_for_status()
+
+
+def write_password_file(path: Path, password: str, mode: int = 0o600) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    os.chmod(path, mode)
+    return path

@@ -95,6 +95,7 @@ class HaCluster:
     net: Localnet
     endpoints: list[str]
     etcd: EtcdServer | None = None
+    credentials: tuple[str, str] | None = None  # etcd's user and password, with its authentication on
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     manifest: dict[str, Any] = field(init=False)
 
@@ -280,7 +281,7 @@ class HaCluster:
     # --- the lease, as etcd holds it ----------------------------------------------------------------
 
     def _store(self, endpoint: str | None = None) -> EtcdLeaseStore:
-        return EtcdLeaseStore([endpoint] if endpoint else self.endpoints, POOL, operation_timeout=2.0)
+        return EtcdLeaseStore([endpoint] if endpoint else self.endpoints, POOL, operation_timeout=2.0, credentials=self.credentials)
 
     def leader(self) -> LeaderInfo | None:
         async def go() -> LeaderInfo | None:

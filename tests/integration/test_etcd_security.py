@@ -5,21 +5,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import tomli_w
 
 from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, open_lease_store
 from near_failover.inventory import Inventory, InventoryError, load_inventory
-from tests.integration.etcd_server import EtcdServer, TlsFiles, make_tls, running_etcd
+from tests.integration.etcd_server import EtcdServer, TlsFiles, enable_auth, make_tls, running_etcd, write_password_file
 from tests.integration.localnet_harness import CLI
 from tests.unit import lease_contract as contract
 
@@ -122,30 +119,13 @@ TOKEN_TTL = 1  # seconds: etcd's simple tokens expire fast here, so the store mu
 
 @pytest.fixture(scope="module")
 def etcd_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
-    """etcd with authentication on: root, and a user allowed only the /near-failover/ prefix."""
     with running_etcd(tmp_path_factory.mktemp("etcd-auth"), extra_args=("--auth-token-ttl", str(TOKEN_TTL))) as server:
-        b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
-        for path, body in [
-            ("/v3/auth/user/add", {"name": "root", "password": "root-password"}),
-            ("/v3/auth/role/add", {"name": "root"}),
-            ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
-            ("/v3/auth/user/add", {"name": USER, "password": PASSWORD}),
-            ("/v3/auth/role/add", {"name": "near-failover"}),
-            ("/v3/auth/role/grant", {"name": "near-failover", "perm": {"permType": "READWRITE", "key": b64("/near-failover/"), "range_end": b64("/near-failover0")}}),
-            ("/v3/auth/user/grant", {"user": USER, "role": "near-failover"}),
-            ("/v3/auth/enable", {}),
-        ]:
-            httpx.post(server.url + path, json=body, timeout=10, trust_env=False).raise_for_status()
+        enable_auth(server, USER, PASSWORD)
         yield server
 
 
 def password_file(tmp_path: Path, password: str = PASSWORD, mode: int = 0o600) -> Path:
-    path = tmp_path / f"etcd-password-{next(_accounts)}"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "w") as out:
-        out.write(password + "\n")
-    os.chmod(path, mode)
-    return path
+    return write_password_file(tmp_path / f"etcd-password-{next(_accounts)}", password, mode)
 
 
 async def test_the_lease_works_with_etcd_authentication_across_token_expiry(etcd_auth: EtcdServer, tmp_path: Path) -> None:
@@ -174,6 +154,11 @@ async def test_a_wrong_password_is_refused_by_name_never_shown(etcd_auth: EtcdSe
     assert not isinstance(caught.value, LeaseStoreUnavailable)  # a configuration error, not an outage
     assert "authentication failed" in message and repr(USER) in message and "check [lease] username and password_file" in message
     assert wrong not in message and PASSWORD not in message
+    # The agent stops at once with that reason, rather than looping on a store that refuses it.
+    agent = subprocess.run([*CLI, "agent", "-c", str(inv.source), "--node", "val-a"], capture_output=True, text=True, timeout=60)
+    said = " ".join(agent.stderr.split())
+    assert agent.returncode == 1 and "val-a: the lease store refuses this agent" in said and "authentication failed" in said, agent.stderr
+    assert wrong not in agent.stderr + agent.stdout
 
     for mode, why in ((0o644, "readable by others"), (0o600, "cannot read it")):
         path = password_file(tmp_path, mode=mode)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.etcd_server import running_etcd
+from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
 from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
 from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
@@ -385,6 +385,52 @@ def test_paused_cluster_does_not_promote_until_resumed(cluster: HaCluster) -> No
     mark = cluster.height()
     wait_for(lambda: cluster.signs_after("val-b", mark), 15, "val-b to sign for the pool")
     assert_missed_within(resumed, cluster.assert_no_double_sign(), RESUME_BOUND)
+
+
+# Until its fence the leader signs on a lease that is still valid: nothing but the odd duty
+# around the moment neard stops.
+REFUSED_BOUND = {"blocks": 2, "chunks": 3, "endorsements": 10}
+
+
+def test_a_store_that_refuses_the_leader_makes_it_fence_itself_in_time(tmp_path: Path) -> None:
+    """etcd with authentication on answers, but no longer lets the leader's user renew (its role
+    revoked): no failsafe applies to a refusal, and the leader fences itself before its lease ends."""
+    user, password = "near-failover", "password-for-the-agents"
+    with running_etcd(tmp_path / "etcd") as etcd:
+        enable_auth(etcd, user, password)
+        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
+        cluster = HaCluster(net, [etcd.url], etcd, credentials=(user, password))
+        try:
+            cluster.configure_lease(username=user, password_file=str(write_password_file(tmp_path / "etcd-password", password)))
+            cluster.start_agents(("val-a",))
+            leader = cluster.wait_leader("val-a")
+            neard = cluster.neard_pid("val-a")
+            before = cluster.ledger()
+
+            revoke_access(etcd, user)
+            last_armed: dict = cluster.heartbeat("val-a") or {}
+            deadline = time.monotonic() + 30
+            while alive(neard):
+                beat = cluster.heartbeat("val-a")
+                if beat and beat["armed"]:
+                    last_armed = beat
+                assert time.monotonic() < deadline, f"val-a kept signing on a lease it could not renew:\n{cluster.logs()}"
+                time.sleep(0.02)
+            assert last_armed["generation"] == leader.generation and time.monotonic() < last_armed["valid_until"], last_armed
+            fence_height, at_fence = cluster.height(), cluster.ledger()
+            fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a's self-fence in the journal")
+            reason = step(fences[0], "self-fence")["evidence"]["reason"]
+            assert "lease about to expire" in reason and "the lease store refuses the renewal" in reason and "permission denied" in reason, reason
+            assert password not in json.dumps(fences)
+            assert cluster.watchdog_marker("val-a") is None  # the agent itself, not its watchdog
+            # Up to its fence the leader signed as usual; after it nobody signs (no standby here).
+            assert_missed_within(before, at_fence, REFUSED_BOUND)
+            cluster.wait_blocks(4)
+            after = cluster.assert_no_double_sign()
+            assert cluster.signer_row("val-a", after)["last_height"] <= fence_height + 1  # type: ignore[index]  # a chunk for the next height
+        finally:
+            cluster.close()
+            stop_localnet(net)
 
 
 # From the leader's own fence (about 1.4 s before its lease's end) to the standby's hot swap after

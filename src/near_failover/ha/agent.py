@@ -121,6 +121,7 @@ class Agent:
         self.store_ok = True
         self.confirmed_until = 0.0  # a failsafe promise: no acquisition before this (monotonic)
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
+        self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
         self.failovers_total = 0
@@ -136,6 +137,7 @@ class Agent:
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        await self._check_store()
         async with open_nodes(self.inventory) as nodes:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +162,16 @@ class Agent:
                         pass
             finally:
                 await self._shutdown()
+
+    async def _check_store(self) -> None:
+        """A store that refuses this agent (a wrong password, a forbidden prefix) is a mistake to
+        fix now, not a loop to repeat; a store that does not answer is an outage to wait out."""
+        try:
+            await asyncio.wait_for(self.store.leader(), 2 * self.settings.retry_timeout)
+        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+            pass
+        except LeaseStoreError as exc:
+            raise AgentError(f"{self.node}: the lease store refuses this agent: {exc}") from None
 
     async def _wait_watchdog(self) -> None:
         """No lease before the watchdog watches: a leader whose loop hangs while its watchdog is
@@ -190,7 +202,7 @@ class Agent:
             self.paused = await asyncio.wait_for(self.store.paused(), self.settings.retry_timeout)
             leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout) if self.lease is None else None
             self.store_ok, self.store_leader = True, leader
-        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+        except (LeaseStoreError, asyncio.TimeoutError):  # down, or refusing us: either way no decision on it
             self.store_ok, leader = False, None
         if self.lease is None:
             await self._as_follower(sample, leader)
@@ -241,7 +253,8 @@ class Agent:
             await self._self_fence(f"unhealthy for {self.streak.bad} checks: {'; '.join(self.problems)}")
             return
         if self.lease is not None and self.lease.remaining() < self.settings.fence_margin:
-            await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed")
+            why = f": {self.renew_error}" if self.renew_error else ""
+            await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed{why}")
 
     def _budget(self) -> float:
         """How long a renewal or a failsafe round may take: retry_timeout, but never past the point
@@ -258,18 +271,21 @@ class Agent:
             return True  # no time left to try: the caller's margin check fences
         try:
             renewed = await asyncio.wait_for(self.store.renew(self.lease), budget)
-            self.store_ok, self.failsafe_note = True, None
+            self.store_ok, self.failsafe_note, self.renew_error = True, None, None
         except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
-            self.store_ok = False
+            self.store_ok, self.renew_error = False, str(exc) or f"no answer within {budget:.1f}s"
             if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
-                cause = str(exc) or f"no answer within {budget:.1f}s"
-                self.failsafe_note = f"lease store unavailable ({cause}); kept by failsafe confirmation of every member"
+                self.failsafe_note = f"lease store unavailable ({self.renew_error}); kept by failsafe confirmation of every member"
                 self.problems = [self.failsafe_note]
                 self._beat()
             else:
                 self.failsafe_note = None
+            return True
+        except LeaseStoreError as exc:  # it answers but refuses: no failsafe; the margin check fences in time
+            self.store_ok, self.failsafe_note, self.renew_error = False, None, f"the lease store refuses the renewal: {exc}"
+            self.problems = [self.renew_error]
             return True
         if not renewed:
             await self._self_fence("the lease was lost to another member")
