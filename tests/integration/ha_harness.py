@@ -14,11 +14,12 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 import pytest
@@ -189,6 +190,22 @@ class HaCluster:
             return json.loads(self.heartbeat_path(node).read_text())
         except (OSError, ValueError):
             return None
+
+    def wait_fenced_in_lease(self, node: str, neard: int, what: str, each: Callable[[], None] = lambda: None, timeout: float = 30) -> dict[str, Any]:
+        """Wait until `node`'s neard (pid `neard`) has exited, calling `each` meanwhile; assert it
+        went before the end of the lease its agent last announced, and return that heartbeat."""
+        last_armed: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while alive(neard):
+            beat = self.heartbeat(node)
+            if beat and beat["armed"]:
+                last_armed = beat
+            each()
+            assert time.monotonic() < deadline, f"{node} {what}:\n{self.logs()}"
+            time.sleep(0.02)
+        fenced_seen = time.monotonic()
+        assert last_armed and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
+        return last_armed
 
     def watchdog_log(self, node: str) -> str:
         path = self.heartbeat_path(node).with_name(self.heartbeat_path(node).name + ".log")

@@ -304,17 +304,8 @@ def test_etcd_down_leader_signs_only_under_failsafe_confirmation(cluster: HaClus
     # One member stops confirming (its agent is stopped): the leader must fence itself before
     # the lease it holds by the last confirmation runs out.
     neard = cluster.neard_pid("val-a")
-    last_armed: dict = cluster.heartbeat("val-a") or {}
     cluster.agents["val-c"].terminate()  # its API goes away at once; its clean stop may take a while
-    deadline = time.monotonic() + 30
-    while alive(neard):
-        beat = cluster.heartbeat("val-a")
-        if beat and beat["armed"]:
-            last_armed = beat
-        assert time.monotonic() < deadline, f"val-a kept signing without confirmation:\n{cluster.logs()}"
-        time.sleep(0.02)
-    fenced_seen = time.monotonic()
-    assert last_armed["armed"] and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
+    cluster.wait_fenced_in_lease("val-a", neard, "kept signing without confirmation")
     assert cluster.agents["val-c"].wait(20) == 0
     fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a's self-fence in the journal")
     assert fences[0]["from"] == "val-a" and "lease about to expire" in step(fences[0], "self-fence")["evidence"]["reason"]
@@ -408,15 +399,8 @@ def test_a_store_that_refuses_the_leader_makes_it_fence_itself_in_time(tmp_path:
             before = cluster.ledger()
 
             revoke_access(etcd, user)
-            last_armed: dict = cluster.heartbeat("val-a") or {}
-            deadline = time.monotonic() + 30
-            while alive(neard):
-                beat = cluster.heartbeat("val-a")
-                if beat and beat["armed"]:
-                    last_armed = beat
-                assert time.monotonic() < deadline, f"val-a kept signing on a lease it could not renew:\n{cluster.logs()}"
-                time.sleep(0.02)
-            assert last_armed["generation"] == leader.generation and time.monotonic() < last_armed["valid_until"], last_armed
+            last_armed = cluster.wait_fenced_in_lease("val-a", neard, "kept signing on a lease it could not renew")
+            assert last_armed["generation"] == leader.generation, last_armed
             fence_height, at_fence = cluster.height(), cluster.ledger()
             fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a's self-fence in the journal")
             reason = step(fences[0], "self-fence")["evidence"]["reason"]
@@ -463,22 +447,17 @@ def test_leader_cut_off_from_etcd_fences_itself_and_standby_promotes(tmp_path: P
             space.cut_off(sources["val-a"])  # only val-a's agent loses etcd; val-b and val-c still reach it
             cut_height = cluster.height()
             asked: dict[str, dict] = {}
-            last_armed: dict = {}
-            deadline = time.monotonic() + 30
-            while alive(neard):
-                beat = cluster.heartbeat("val-a")
-                if beat and beat["armed"]:
-                    last_armed = beat
+
+            def no_failsafe() -> None:
                 # The others still reach etcd, so they refuse to confirm it: no failsafe.
                 assert not any("failsafe" in p for p in cluster.api_status("val-a")["problems"])
                 if not asked:
-                    asked = {n: cluster.ask_failsafe(n, token, "val-a", old.generation) for n in ("val-b", "val-c")}
-                assert time.monotonic() < deadline, f"val-a kept signing while cut off from etcd:\n{cluster.logs()}"
-                time.sleep(0.02)
-            fenced_seen = time.monotonic()
-            assert asked == {"val-b": {"confirmed": False}, "val-c": {"confirmed": False}}, asked
+                    asked.update({n: cluster.ask_failsafe(n, token, "val-a", old.generation) for n in ("val-b", "val-c")})
+
             # Fenced before the end of its lease as it last knew it (etcd's own expiry is later).
-            assert last_armed and last_armed["generation"] == old.generation and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
+            last_armed = cluster.wait_fenced_in_lease("val-a", neard, "kept signing while cut off from etcd", each=no_failsafe)
+            assert asked == {"val-b": {"confirmed": False}, "val-c": {"confirmed": False}}, asked
+            assert last_armed["generation"] == old.generation, last_armed
             assert cluster.watchdog_marker("val-a") is None  # the agent itself, not its watchdog
 
             run = cluster.wait_auto_failover()
