@@ -37,7 +37,7 @@ def _control(node: Node, action: str) -> str:
         log = shlex.quote(str(node.log_path))
         return on_host(node, ["sh", "-c", f"setsid -f sh -c 'echo $$ > {shlex.quote(pidfile)}; exec {start}' >>{log} 2>&1 </dev/null"])
     command = getattr(node.commands, {"unmask": "unmask", "start": "start", "reload": "reload", "stop": "stop"}[action], None)
-    return on_host(node, ["sh", "-c", command]) if command else f"# {action} neard on {node.name} by hand"
+    return on_host(node, command) if command else f"# {action} neard on {node.name} by hand"
 
 
 def restore_source(source: Node, parked_key: str | None) -> list[str]:
