@@ -1,3 +1,19 @@
 """near-failover: fenced, verified, journaled failover for NEAR Protocol validators."""
 
+import structlog as _structlog
+
 __version__ = "0.1.0"
+
+# structlog's default renderer prints every frame's local variables with a traceback; a password
+# (etcd), a token or a key being parsed can be among them. Every entry point (the CLI, the agent,
+# the watchdog) imports this package first, so tracebacks never show locals.
+_structlog.configure(
+    processors=[
+        _structlog.contextvars.merge_contextvars,
+        _structlog.processors.add_log_level,
+        _structlog.processors.StackInfoRenderer(),
+        _structlog.dev.set_exc_info,
+        _structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        _structlog.dev.ConsoleRenderer(exception_formatter=_structlog.dev.RichTracebackFormatter(show_locals=False)),
+    ]
+)
