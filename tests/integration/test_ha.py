@@ -122,6 +122,40 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
         os.kill(frozen[2], signal.SIGKILL)
 
 
+def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
+    """val-a's neard hangs (SIGSTOP) under a control whose stop fails: its agent cannot fence it,
+    says so, and publishes no fence record. The standby, once the lease expired, must fence val-a
+    itself; its host answers but the stop fails, so it refuses to promote. It never promotes on a
+    "self-fenced" record that would be false."""
+    neard = cluster.neard_pid("val-a")
+    cluster.net.edit_inventory("val-a", control="command", commands={
+        "start": ["true"], "stop": ["false"], "is_active": ["test", "-d", f"/proc/{neard}"], "reload": ["kill", "-HUP", str(neard)],
+    })
+    cluster.configure_lease()
+    cluster.start_agents()
+    cluster.wait_ready()
+    os.kill(neard, signal.SIGSTOP)
+    try:
+        freeze_height = cluster.height()
+        failed = wait_for(lambda: cluster.runs("self-fence-failed"), 20, "val-a's failed fence in the journal")
+        evidence = step(failed[0], "self-fence-failed")["evidence"]
+        assert "unhealthy" in evidence["reason"] and "could not stop neard on val-a" in evidence["error"], evidence
+        assert cluster.runs("self-fence") == []
+
+        run = cluster.wait_auto_failover()
+        assert (run["state"], run["from"], run["to"]) == ("refused", "val-a", "val-b"), run
+        assert "could not stop neard on val-a" in step(run, "fence")["evidence"]["error"], run
+        assert cluster.members()["val-a"].fenced_generation is None
+        assert all(r["state"] != "ok" for r in cluster.runs("auto-failover"))
+        assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
+        # Missed duties, never a second signer: val-a stopped signing when it froze.
+        after = cluster.assert_no_double_sign()
+        assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
+        assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
+    finally:
+        os.kill(neard, signal.SIGKILL)  # it still holds the key in memory: it must never wake up
+
+
 # Duties are lost from the watchdog's fence (half a retry_timeout before the lease's end) to the
 # standby's hot swap after the lease expired: about 2 s, 8 heights (measured: at most 3 blocks,
 # 3 chunks, 12 endorsements). The same bound as a crash: about 20 heights.

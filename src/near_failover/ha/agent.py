@@ -195,7 +195,9 @@ class Agent:
         if self.lease is not None:
             # Renew first: the store reads below would spend the lease's margin on a slow store.
             await self._as_leader(sample)
-            if self.lease is not None and not self.store_ok:
+            if self.lease is None:
+                return  # we fenced ourselves: this check's sample (our neard signing) is out of date
+            if not self.store_ok:
                 self._beat()
                 return  # the store did not answer the renewal: the reads and the record would not either
         try:
@@ -326,8 +328,9 @@ class Agent:
         try:
             proof = await fence_reachable(self.me, stop_timeout=stop_timeout)
             evidence = proof.evidence
-        except Exception as exc:  # noqa: BLE001 - a failed fence must still drop the lease and alert
-            evidence = {"error": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:  # noqa: BLE001 - a failed fence is reported, never recorded as a fence
+            await self._fence_failed(reason, f"{type(exc).__name__}: {exc}", lease)
+            return
         self.lease = None
         self.role = MemberRole.FENCED
         self.problems, self.failsafe_note = [reason], None
@@ -342,6 +345,18 @@ class Agent:
             except (LeaseStoreError, asyncio.TimeoutError):
                 pass  # the lease expires on its own; our record or the chain proves the fence
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
+
+    async def _fence_failed(self, reason: str, error: str, lease: LeaderLease | None) -> None:
+        """neard may still sign: publish no fence record (a standby would promote on it) and keep
+        the lease and the armed watchdog, which fences at the lease's end; the next check retries.
+        A standby then needs a fence of its own (a stop through the control channel, or chain
+        silence) before it promotes."""
+        log.error("self-fence failed", node=self.node, reason=reason, error=error)
+        self.problems = [f"{reason}; the fence FAILED ({error}): neard may still sign"]
+        self._journal_event("self-fence-failed", {"reason": reason, "error": error})
+        self._beat()
+        await self._publish()
+        await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
 
     # --- follower ----------------------------------------------------------------------
 
@@ -435,6 +450,10 @@ class Agent:
         except JournalError as exc:
             result = None
             reason = f"the journal refused the run: {exc}"
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure must not leave us "promoting" for ever
+            log.exception("promotion failed", node=self.node)
+            result = None
+            reason = f"the promotion failed: {type(exc).__name__}: {exc}"
         finally:
             keeper.cancel()
         if result is not None and result.ok:
@@ -448,8 +467,11 @@ class Agent:
             return
         reason = result.message if result is not None else reason
         status = await self.me.status_or_none()
-        if status is not None and status.validator_account_id == self.pool:
-            self.role, self.promoting = MemberRole.LEADER, False  # we sign: keep the lease, health decides
+        signs = status is not None and status.validator_account_id == self.pool
+        if signs or await self._key_in_home_or_unknown():
+            # We sign, or may once neard answers (a restart through the memtrie load): keep the
+            # lease; health decides, and a leader that stays unhealthy fences itself.
+            self.role, self.promoting = MemberRole.LEADER, False
             return
         self.lease = None
         self.promoting = False
@@ -459,6 +481,12 @@ class Agent:
         except LeaseStoreError:
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    async def _key_in_home_or_unknown(self) -> bool:
+        try:
+            return await self.me.key_in_home()
+        except Exception:  # noqa: BLE001 - unknown counts as present: never drop a lease on doubt
+            return True
 
     def _proof_from_record(self, members: list[MemberRecord], last: LeaderInfo | None) -> FenceProof | None:
         """The old leader's own record that it fenced itself for the generation that ended."""
@@ -507,6 +535,8 @@ class Agent:
         """A clean stop: a leader hands over (fences itself, drops the lease); the watchdog is disarmed."""
         if self.lease is not None:
             await self._self_fence("the agent is stopping")
+        if self.lease is not None:
+            return  # the fence failed: the armed watchdog stays behind and fences at the lease's end
         self.heartbeat.beat(armed=False, generation=None)
         if self.watchdog is not None:
             self.watchdog.terminate()
@@ -560,19 +590,18 @@ class Agent:
         if target.name == self.node:
             raise ValueError(f"{self.node} already holds the validator; name a standby to switch over to")
         self.promoting, self.handover_to = True, target.name
-        await self._publish()  # the target's agent must know the key it is about to see is ours to give
         try:
+            await self._publish()  # the target's agent must know the key it is about to see is ours to give
             result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
+            if result.ok and self.lease is not None:
+                # The target's agent sees its neard signing with no leader and claims the lease.
+                lease, self.lease = self.lease, None
+                self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
+                self.heartbeat.beat(armed=False, generation=None)
+                await self._publish()
+                await self.store.release(lease)
         finally:
-            self.promoting = False
-        if result.ok and self.lease is not None:
-            # The target's agent sees its neard signing with no leader and claims the lease.
-            lease, self.lease = self.lease, None
-            self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
-            await self._publish()
-            await self.store.release(lease)
-            self.heartbeat.beat(armed=False, generation=None)
-        self.handover_to = None
+            self.promoting, self.handover_to = False, None
         return result.to_json()
 
     async def set_paused(self, paused: bool) -> None:
