@@ -432,6 +432,9 @@ class LeaseSettings(_Strict):
     def _endpoints(cls, value: list[str]) -> list[str]:
         for endpoint in value:
             parts = urlsplit(endpoint)
+            if parts.username is not None or parts.password is not None:
+                # It would be shown wherever the endpoint is named: errors, the journal, the API.
+                raise ValueError(f"{parts.hostname}: no credentials in etcd URLs; use username and password_file")
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f'expected etcd URLs such as "http://10.0.0.21:2379", got {endpoint!r}')
         return value

@@ -214,6 +214,8 @@ def test_lease_settings(tmp_path: Path) -> None:
     assert "lease" in message and "needs endpoints" in message
     message = error_of(tmp_path, HEADER + NODE_B + '[lease]\nstore = "zookeeper"\n')
     assert "lease.store" in message
+    message = error_of(tmp_path, HEADER + NODE_B + '[lease]\nstore = "etcd"\nendpoints = ["https://nf:hunter2@10.0.0.21:2379"]\n')
+    assert "no credentials in etcd URLs; use username and password_file" in message and "hunter2" not in message
     inventory = load_inventory(write(tmp_path, HEADER + NODE_B + '[lease]\nstore = "sqlite"\npath = "lease.sqlite"\nttl = 8\n'))
     assert inventory.lease is not None and inventory.lease.path == tmp_path / "lease.sqlite"
 
