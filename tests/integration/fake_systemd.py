@@ -13,17 +13,21 @@ from pathlib import Path
 
 # The fake systemctl: unit state in files under $FAKE_SYSTEMD_DIR, a real process per unit.
 # <unit>.json holds {"exec": argv, "kill_mode": "control-group"|"none", "timeout_stop": secs,
-# "unit_in_etc": bool}.
+# "unit_in_etc": bool}. `stop --no-block` returns at once and stops the unit in a detached
+# re-run of this script (STOP_WORKER), as systemd runs the stop job after systemctl returned.
 FAKE_SYSTEMCTL = textwrap.dedent(
     """
     import json, os, signal, subprocess, sys, time
     from pathlib import Path
 
+    STOP_WORKER = "__fake-stop-job"
     state = Path(os.environ["FAKE_SYSTEMD_DIR"])
-    args = [a for a in sys.argv[1:] if a not in ("--quiet", "--value")]
+    args = [a for a in sys.argv[1:] if a not in ("--quiet", "--value", "--no-block")]
     quiet = "--quiet" in sys.argv
-    with open(state / "calls.log", "a") as f:
-        f.write(" ".join(sys.argv[1:]) + "\\n")
+    no_block = "--no-block" in sys.argv
+    if args[0] != STOP_WORKER:
+        with open(state / "calls.log", "a") as f:
+            f.write(" ".join(sys.argv[1:]) + "\\n")
 
     def unit_conf(unit):
         path = state / f"{unit}.json"
@@ -39,6 +43,18 @@ FAKE_SYSTEMCTL = textwrap.dedent(
         except OSError:
             return 0
         return 0 if stat[stat.rindex(")") + 2] in "ZX" else pid
+
+    def stop_job_running(unit):
+        path = state / f"{unit}.stopping"  # holds the pid of the process doing the stop
+        try:
+            return main_pid_alive(int(path.read_text()))
+        except (OSError, ValueError):
+            return False
+
+    def active_state(unit):
+        if not main_pid(unit):
+            return "inactive"
+        return "deactivating" if stop_job_running(unit) else "active"
 
     def masked(unit):
         return (state / f"{unit}.masked").exists()
@@ -73,33 +89,52 @@ FAKE_SYSTEMCTL = textwrap.dedent(
 
     def stop(unit):
         conf = unit_conf(unit) or {}
+        pid_file = state / f"{unit}.pid"
+        recorded = pid_file.read_text() if pid_file.exists() else None
         pid = main_pid(unit)
+        (state / f"{unit}.stopping").write_text(str(os.getpid()))
         if pid and conf.get("kill_mode", "control-group") != "none":
             os.kill(pid, signal.SIGTERM)
             if not wait_gone(pid, conf.get("timeout_stop", 5)):
                 os.kill(pid, signal.SIGKILL)
                 wait_gone(pid, 5)
         if conf.get("kill_mode", "control-group") != "none":
-            (state / f"{unit}.pid").unlink(missing_ok=True)
+            if pid_file.exists() and pid_file.read_text() == recorded:  # not one a later start wrote
+                pid_file.unlink()
+        (state / f"{unit}.stopping").unlink(missing_ok=True)
+
+    def stop_no_block(unit):
+        if stop_job_running(unit):
+            return  # systemd would merge the two stop jobs
+        job = subprocess.Popen([sys.executable, os.path.abspath(__file__), STOP_WORKER, unit],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+        (state / f"{unit}.stopping").write_text(str(job.pid))  # deactivating once systemctl returns
 
     cmd, unit = args[0], args[-1]
-    if cmd == "start":
+    if cmd == STOP_WORKER:
+        stop(unit)
+    elif cmd == "start":
         start(unit)
     elif cmd == "stop":
-        stop(unit)
+        if unit_conf(unit) is None:
+            print(f"Failed to stop {unit}: Unit {unit} not loaded.", file=sys.stderr); sys.exit(5)
+        stop_no_block(unit) if no_block else stop(unit)
     elif cmd == "restart":
         if masked(unit):
             print(f"Failed to restart {unit}: Unit {unit} is masked.", file=sys.stderr); sys.exit(1)
         stop(unit); start(unit)
     elif cmd == "is-active":
-        active = bool(main_pid(unit))
+        current = active_state(unit)
         if not quiet:
-            print("active" if active else "inactive")
-        sys.exit(0 if active else 3)
+            print(current)
+        sys.exit(0 if current == "active" else 3)
     elif cmd == "show":
         prop = args[args.index("-p") + 1]
         if prop == "MainPID":
             print(main_pid(unit))
+        elif prop == "ActiveState":
+            print(active_state(unit))
         elif prop == "LoadState":
             print("masked" if masked(unit) else ("loaded" if unit_conf(unit) else "not-found"))
     elif cmd == "kill":

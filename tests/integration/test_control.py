@@ -317,6 +317,28 @@ async def test_systemd_stop_escalates_when_the_unit_leaves_neard_running(
     assert "kill -s KILL neard.service" in (fake_systemd / "calls.log").read_text()
 
 
+async def test_systemd_stop_keeps_the_callers_deadline(
+    tmp_path: Path, fake_systemd: Path, fake_neard: Path, reaper: list[int]
+) -> None:
+    # neard ignores SIGTERM and the unit's TimeoutStopSec is long: a self-fence's stop must still
+    # end with neard gone by its deadline (+ the SIGKILL's grace), before the lease ends.
+    define_unit(
+        fake_systemd,
+        "neard.service",
+        [sys.executable, str(fake_neard), str(tmp_path / "events"), "ignore-term"],
+        timeout_stop=30,
+    )
+    control = SystemdControl("val-a", LocalHost(), "neard.service")
+    pid = await control.start()
+    assert pid is not None
+    reaper.append(pid)
+    outcome = await control.stop(timeout=1.0)
+    assert outcome.pid == pid and outcome.was_running and outcome.killed
+    assert outcome.seconds < 3.0, outcome
+    assert not alive(pid) and not await control.is_active()
+    assert "kill -s KILL neard.service" in (fake_systemd / "calls.log").read_text()
+
+
 async def test_systemd_errors_name_the_unit_and_fix(tmp_path: Path, fake_systemd: Path) -> None:
     control = SystemdControl("val-a", LocalHost(), "missing.service")
     with pytest.raises(ControlError) as err:

@@ -66,7 +66,7 @@ def test_systemd_controlled_primary_is_stopped_and_masked(net: Localnet, tmp_pat
         report = json.loads(cli("switchover", "-c", net.inventory, "--to", "val-b", "--yes", "--json").stdout)
         assert report["ok"] and report["from"] == "val-a"
         calls = (state / "calls.log").read_text()
-        assert "stop neard-val-a.service" in calls and "mask neard-val-a.service" in calls
+        assert "stop --no-block neard-val-a.service" in calls and "mask neard-val-a.service" in calls
         assert (state / "neard-val-a.service.masked").exists()
         assert net.rpc_status("val-b")["validator_account_id"] == net.pool()
         net.wait_height(5)

@@ -15,6 +15,11 @@ from near_failover.control.base import (
 from near_failover.hosts.base import CommandResult, CommandTimeout, Host
 
 
+def _left(deadline: float, loop: asyncio.AbstractEventLoop) -> float:
+    """A command's timeout within the stop's deadline (a hung systemctl must not hold it up)."""
+    return max(deadline - loop.time(), 1.0)
+
+
 class SystemdControl(NeardControl):
     """``systemctl stop|start|restart|is-active|mask|unmask|show``; SIGHUP via ``systemctl kill``."""
 
@@ -60,17 +65,21 @@ class SystemdControl(NeardControl):
         return await self._show("LoadState") == "masked"
 
     async def stop(self, timeout: float = 30.0) -> StopOutcome:
+        """Gone within ``timeout`` (+ ``kill_grace`` after a SIGKILL): a plain ``systemctl stop``
+        waits for the unit's TimeoutStopSec (90 s by default), which may outlast the caller's
+        deadline (a self-fence's lease), so the stop is only queued and the deadline is ours."""
         loop = asyncio.get_running_loop()
         began = loop.time()
+        deadline = began + timeout
         pid = await self.main_pid()
         was_running = pid is not None or await self.is_active()
         try:
-            result = await self._systemctl("stop", self.unit, timeout=timeout + 5)
+            result = await self._systemctl("stop", "--no-block", self.unit, timeout=_left(deadline, loop))
             if not result.ok and await self.is_active():
                 raise self._failed("stop", result)
         except CommandTimeout:
-            pass  # systemd is still stopping it; SIGKILL below if it outlives the deadline
-        gone = await self._wait_stopped(pid, began + timeout)
+            pass  # queued or not: SIGKILL below if it outlives the deadline
+        gone = await self._wait_stopped(pid, deadline)
         killed = False
         if not gone:
             killed = True
@@ -86,12 +95,17 @@ class SystemdControl(NeardControl):
         return StopOutcome(pid=pid, was_running=was_running, killed=killed, seconds=loop.time() - began)
 
     async def _wait_stopped(self, pid: int | None, deadline: float) -> bool:
-        """The unit is inactive and its former main process is gone."""
+        """The unit is inactive and its former main process is gone. ActiveState, not
+        ``is-active``: that is false already while the unit is still "deactivating"."""
         loop = asyncio.get_running_loop()
         while True:
-            active = await self.is_active()
+            try:
+                state = await self._systemctl("show", "-p", "ActiveState", "--value", self.unit, timeout=_left(deadline, loop))
+                inactive = state.ok and state.stdout.strip() in ("inactive", "failed")
+            except CommandTimeout:
+                inactive = False
             alive = pid is not None and await self.host.pid_alive(pid)
-            if not active and not alive:
+            if inactive and not alive:
                 return True
             if loop.time() >= deadline:
                 return False
