@@ -24,7 +24,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from near_failover.localnet.homes import free_port
@@ -206,11 +206,27 @@ def enable_auth(server: EtcdServer, user: str, password: str) -> None:
         httpx.post(server.url + path, json=body, timeout=10, trust_env=False).raise_for_status()
 
 
+def as_root(server: EtcdServer, path: str, body: dict[str, object]) -> None:
+    """One request to etcd's gateway as root (what `etcdctl --user root` would send)."""
+    token = httpx.post(server.url + "/v3/auth/authenticate", json={"name": "root", "password": ROOT_PASSWORD}, timeout=10, trust_env=False).json()["token"]
+    httpx.post(server.url + path, json=body, headers={"Authorization": token}, timeout=10, trust_env=False).raise_for_status()
+
+
 def revoke_access(server: EtcdServer, user: str) -> None:
     """As root, take the near-failover role away from `user`: etcd answers it, but refuses it."""
-    token = httpx.post(server.url + "/v3/auth/authenticate", json={"name": "root", "password": ROOT_PASSWORD}, timeout=10, trust_env=False).json()["token"]
-    httpx.post(server.url + "/v3/auth/user/revoke", json={"name": user, "role": NF_ROLE}, headers={"Authorization": token},
-               timeout=10, trust_env=False).raise_for_status()
+    as_root(server, "/v3/auth/user/revoke", {"name": user, "role": NF_ROLE})
+
+
+def jwt_token_args(directory: Path) -> tuple[str, ...]:
+    """etcd's arguments for JWT tokens (production's choice; simple tokens are for testing), signed
+    with a new RSA key in `directory`. A JWT token carries the auth store's revision it was issued at."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private, public = directory / "jwt-key.pem", directory / "jwt-pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    private.chmod(0o600)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return ("--auth-token", f"jwt,pub-key={public},priv-key={private},sign-method=RS256,ttl=10m")
 
 
 def write_password_file(path: Path, password: str, mode: int = 0o600) -> Path:

@@ -5,18 +5,21 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import tomli_w
 
-from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, open_lease_store
+from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, MemberRecord, open_lease_store
 from near_failover.inventory import Inventory, InventoryError, load_inventory
-from tests.integration.etcd_server import EtcdServer, TlsFiles, enable_auth, make_tls, running_etcd, write_password_file
+from tests.integration.etcd_server import (NF_ROLE, EtcdServer, TlsFiles, as_root, enable_auth, jwt_token_args, make_tls,
+                                          running_etcd, write_password_file)
 from tests.integration.localnet_harness import CLI
 from tests.unit import lease_contract as contract
 
@@ -142,6 +145,50 @@ async def test_the_lease_works_with_etcd_authentication_across_token_expiry(etcd
             assert await store.renew(lease)
         assert (await store.leader()).member == "val-a"  # type: ignore[union-attr]
         await store.release(lease)
+
+
+@pytest.fixture(scope="module")
+def etcd_jwt(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """etcd with authentication and JWT tokens: a token carries the auth store's revision."""
+    directory = tmp_path_factory.mktemp("etcd-jwt")
+    with running_etcd(directory / "etcd", extra_args=jwt_token_args(directory / "jwt")) as server:
+        enable_auth(server, USER, PASSWORD)
+        yield server
+
+
+AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
+
+
+async def test_a_change_to_etcds_users_or_roles_does_not_refuse_the_leader(etcd_jwt: EtcdServer, tmp_path: Path) -> None:
+    """An operator adds an unrelated user, grants a permission, changes a password: etcd then
+    refuses every token issued before (400, "revision of auth store is old"). The store takes a
+    new token and goes on; the leader must not read that as "the store refuses the renewal"."""
+    inv = load_inventory(inventory(tmp_path, etcd_jwt.url, username=USER, password_file=password_file(tmp_path)))
+    key = base64.b64encode(f"/near-failover/{inv.validator.account_id}/leader".encode()).decode()
+    changes = [
+        ("/v3/auth/user/add", {"name": "backup-operator", "password": "another-password-5d1e"}),
+        ("/v3/auth/role/add", {"name": "backup"}),
+        ("/v3/auth/role/grant", {"name": NF_ROLE, "perm": {"permType": "READ", "key": base64.b64encode(b"/other/").decode()}}),
+        ("/v3/auth/user/changepw", {"name": "backup-operator", "password": "a-new-password-0b7c"}),
+    ]
+    async with open_lease_store(inv) as store, httpx.AsyncClient(base_url=etcd_jwt.url, trust_env=False) as raw:
+        lease = await store.acquire_leader("val-a", 4)
+        assert lease is not None
+        assert await store.renew(lease)
+        await store.put_member(MemberRecord(name="val-a", role="leader", healthy=True), ttl=30)
+        for path, body in changes:
+            # A token issued now, by the same user, is refused once the change is made: the store's is too.
+            issued = (await raw.post("/v3/auth/authenticate", json={"name": USER, "password": PASSWORD})).json()["token"]
+            as_root(etcd_jwt, path, body)
+            old = await raw.post("/v3/kv/range", json={"key": key}, headers={"Authorization": issued})
+            assert old.status_code == 400 and old.json() == {"error": AUTH_OLD_REVISION, "message": AUTH_OLD_REVISION, "code": 3}, old.text
+
+            assert await store.renew(lease), path
+            info = await store.leader()
+            assert info is not None and info.member == "val-a" and info.generation == lease.generation, (path, info)
+            assert [m.name for m in await store.members()] == ["val-a"]
+        await store.release(lease)
+        assert await store.leader() is None
 
 
 async def test_a_wrong_password_is_refused_by_name_never_shown(etcd_auth: EtcdServer, tmp_path: Path) -> None:

@@ -53,6 +53,13 @@ _RETRY_ELSEWHERE = {2, 4, 8, 14}
 _NOT_FOUND = 5
 # Never give one endpoint less than this, however many endpoints share the budget.
 _MIN_ATTEMPT_TIMEOUT = 0.3
+# etcd's ErrGRPCAuthOldRevision (api/v3rpc/rpctypes): the token predates a change to etcd's auth
+# store (a user or role added, a permission granted, a password changed). The gateway answers it
+# as HTTP 400 {"error": <this>, "message": <this>, "code": 3} (gRPC InvalidArgument). A JWT
+# token carries the auth revision it was issued at, so any such change makes it old; a simple
+# token only when the change races the request. etcd's Go client authenticates again and retries
+# on it as on "invalid auth token" (client/v3 retry_interceptor.go, shouldRefreshToken).
+_AUTH_OLD_REVISION = "etcdserver: revision of auth store is old"
 
 
 class _TryElsewhere(Exception):
@@ -161,7 +168,9 @@ class EtcdLeaseStore(LeaseStore):
             except httpx.TimeoutException:
                 failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
                 continue
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, ssl.SSLError) as exc:
+                # A TLS 1.3 alert (a refused client certificate) can arrive while the answer is
+                # read, where httpx passes the bare ssl.SSLError on.
                 failures.append(f"{endpoint}: {_transport_cause(exc, tls=endpoint.startswith('https://'))}")
                 continue
             data = self._decode(endpoint, path, response)
@@ -177,7 +186,7 @@ class EtcdLeaseStore(LeaseStore):
         raise LeaseStoreUnavailable(self.endpoints, "; ".join(failures))
 
     async def _post(self, endpoint: str, path: str, body: dict[str, Any], timeout: float) -> httpx.Response:
-        """One POST; with credentials, under a token, fetched again once if etcd says it expired."""
+        """One POST; with credentials, under a token, fetched again once if etcd no longer takes it."""
         if self._credentials is None:
             return await self._client.post(endpoint + path, json=body, timeout=timeout)
         deadline = time.monotonic() + timeout
@@ -187,7 +196,7 @@ class EtcdLeaseStore(LeaseStore):
             response = await self._client.post(
                 endpoint + path, json=body, headers={"Authorization": self._token}, timeout=max(0.05, deadline - time.monotonic())
             )
-            if response.status_code != 401:  # 401: "invalid auth token", an expired or revoked one
+            if not _token_refused(response):
                 break
         return response
 
@@ -459,6 +468,24 @@ def _error_of(data: dict[str, Any]) -> tuple[int | None, str]:
     code = data.get("code")
     return (int(code) if isinstance(code, (int, str)) and str(code).isdigit() else None,
             str(data.get("message") or error or data))
+
+
+def _token_refused(response: httpx.Response) -> bool:
+    """etcd no longer takes our token: HTTP 401 "invalid auth token" (expired or revoked), or
+    HTTP 400 "revision of auth store is old" (issued before a change to etcd's auth store)."""
+    if response.status_code == 401:
+        return True
+    if response.status_code != 400:
+        return False
+    text = response.text.strip()
+    try:
+        data = json.loads(text.splitlines()[0]) if text else None
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    code, message = _error_of(data)
+    return code == 3 and _AUTH_OLD_REVISION in message
 
 
 def _range_kv(range_answer: dict[str, Any]) -> dict[str, Any] | None:
