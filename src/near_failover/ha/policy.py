@@ -4,7 +4,8 @@ Kept apart from I/O so the rules that decide who may sign can be read and tested
 - health of one neard from a short history of observations (head advancing, the pool's
   production not stalled while duties are expected);
 - hysteresis, so one bad sample neither demotes a leader nor promotes a standby;
-- which standby is the best candidate (priority, then name), among healthy eligible members.
+- which standby is the best candidate (priority, then name), among healthy eligible members;
+- whose lease ended, and whether its own record proves it fenced itself.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from near_failover.ha.lease import MemberRecord, MemberRole
+from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
+from near_failover.procedures.fence import FenceProof
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,21 @@ def best_candidate(records: list[MemberRecord], max_age: float, now: float | Non
     if not candidates:
         return None
     return min(candidates, key=lambda r: (-r.priority, r.name)).name
+
+
+def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | None) -> LeaderInfo | None:
+    """Whose lease just ended: the highest generation any other member held, as this node last
+    saw it or as the members' own records say (another may have led since this node looked)."""
+    known = [last_seen] if last_seen is not None else []
+    for m in members:
+        if m.name != me:
+            known += [LeaderInfo(m.name, g) for g in (m.generation, m.fenced_generation) if g is not None]
+    return max(known, key=lambda leader: leader.generation, default=None)
+
+
+def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> FenceProof | None:
+    """The ended leader's own record that it fenced itself for that very generation."""
+    for m in members:
+        if ended is not None and m.name == ended.member and m.role == MemberRole.FENCED and m.fenced_generation == ended.generation:
+            return FenceProof("self-fenced", {"node": m.name, "generation": ended.generation, "record_at": m.updated_at})
+    return None
