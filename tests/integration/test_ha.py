@@ -124,12 +124,19 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
 
 def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
     """val-a's neard hangs (SIGSTOP) under a control whose stop fails: its agent cannot fence it,
-    says so, and publishes no fence record. The standby, once the lease expired, must fence val-a
-    itself; its host answers but the stop fails, so it refuses to promote. It never promotes on a
-    "self-fenced" record that would be false."""
+    says so, keeps the key out of its home and publishes no fence record; its watchdog's fence at
+    the lease's end fails too, and it keeps trying. The standby, once the lease expired, must
+    fence val-a itself; its host answers but the stop fails, so it refuses to promote. It never
+    promotes on a "self-fenced" record that would be false. Once the stop works, the watchdog's
+    next try fences val-a even with its agent frozen."""
     neard = cluster.neard_pid("val-a")
+    stop_works = cluster.net.directory / "stop-works"
     cluster.net.edit_inventory("val-a", control="command", commands={
-        "start": ["true"], "stop": ["false"], "is_active": ["test", "-d", f"/proc/{neard}"], "reload": ["kill", "-HUP", str(neard)],
+        "start": ["true"],
+        "stop": ["sh", "-c", f"test -e {stop_works} && kill -KILL {neard}"],
+        # A killed neard stays a zombie until the localnet reaps it: that is not running.
+        "is_active": ["sh", "-c", f"test -e /proc/{neard} && ! grep -q ') Z' /proc/{neard}/stat"],
+        "reload": ["kill", "-HUP", str(neard)],
     })
     cluster.configure_lease()
     cluster.start_agents()
@@ -138,9 +145,12 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
     try:
         freeze_height = cluster.height()
         failed = wait_for(lambda: cluster.runs("self-fence-failed"), 20, "val-a's failed fence in the journal")
-        evidence = step(failed[0], "self-fence-failed")["evidence"]
+        evidence = step(failed[-1], "self-fence-failed")["evidence"]  # the first (history is newest first)
         assert "unhealthy" in evidence["reason"] and "could not stop neard on val-a" in evidence["error"], evidence
         assert cluster.runs("self-fence") == []
+        # The key stays out of home: a restart of the hung neard could not load it again.
+        assert "its key is parked at" in evidence["error"], evidence
+        assert not (cluster.home("val-a") / "validator_key.json").exists()
 
         run = cluster.wait_auto_failover()
         assert (run["state"], run["from"], run["to"]) == ("refused", "val-a", "val-b"), run
@@ -152,7 +162,19 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
         after = cluster.assert_no_double_sign()
         assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
         assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
+
+        # The watchdog's fence at the lease's end failed as well; it is still there, trying again.
+        watchdog = cluster.watchdog_pid("val-a")
+        wait_for(lambda: cluster.watchdog_log("val-a").count("FAILED") >= 2, 10, "val-a's watchdog to try its fence again")
+        assert alive(watchdog) and cluster.watchdog_marker("val-a") is None
+        # Freeze the agent too: only the watchdog can act on val-a now. Once the stop works, it fences.
+        os.kill(cluster.agent_pid("val-a"), signal.SIGSTOP)
+        stop_works.touch()
+        marker = wait_for(lambda: cluster.watchdog_marker("val-a"), 10, "val-a's watchdog to fence on a later try")
+        assert marker["generation"] == evidence["generation"] and not alive(neard), marker
+        assert alive(watchdog)  # its agent lives (frozen): the watch goes on
     finally:
+        os.kill(cluster.agent_pid("val-a"), signal.SIGCONT)
         os.kill(neard, signal.SIGKILL)  # it still holds the key in memory: it must never wake up
 
 
@@ -184,7 +206,7 @@ def test_leader_agent_hangs_watchdog_fences_before_lease_expiry(cluster: HaClust
         assert marker["fenced_at"] < marker["valid_until"], marker
         assert leader is not None and leader.generation == old.generation, leader
         assert "fencing val-a" in cluster.watchdog_log("val-a")
-        wait_for(lambda: not alive(watchdog), 10, "the watchdog to exit after its fence")
+        assert alive(watchdog)  # its agent lives (if hung): it may lead again, and needs a guard then
         assert not (cluster.home("val-a") / "validator_key.json").exists() and marker["evidence"]["masked"]
         assert cluster.key_loaded("val-a") is None and not alive(neard)
 
@@ -199,6 +221,116 @@ def test_leader_agent_hangs_watchdog_fences_before_lease_expiry(cluster: HaClust
         assert_missed_within(before, after, HUNG_AGENT_BOUND)
     finally:
         os.kill(agent, signal.SIGCONT)
+
+
+# The proof a standby holds when the store comes back: the old leader's own record, or, when the
+# standby reaches the store before that record does, a stop through the old leader's control.
+AFTER_STORE_OUTAGE = ("self-fenced", "stopped")
+
+# Timings where a loop that waits on everything in turn (the RPC, then the store's reads, then
+# its record: 3 x 2.5 s + 0.5 s) outlasts the 6 s lease; Patroni's rule still holds (5.5 s < 6 s).
+SLOW_CALL_TIMINGS = {"ttl": 6.0, "loop_wait": 0.5, "retry_timeout": 2.5, "unhealthy_loops": 3}
+
+
+def test_leader_fences_itself_at_its_margin_when_its_neard_and_the_store_hang(cluster: HaCluster) -> None:
+    """Every call of val-a's loop hangs until its timeout (neard and etcd frozen). Its own check
+    must still come at its fence margin (loop_wait + retry_timeout before the lease's end), with
+    time to stop neard, not leave the fence to the watchdog's last half second."""
+    timings = cluster.configure_lease(**SLOW_CALL_TIMINGS)
+    margin = timings["loop_wait"] + timings["retry_timeout"]
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    neard = cluster.neard_pid("val-a")
+    before = cluster.ledger()
+    assert cluster.etcd is not None
+    os.kill(cluster.etcd.process.pid, signal.SIGSTOP)
+    os.kill(neard, signal.SIGSTOP)
+    try:
+        freeze_height = cluster.height()
+        cluster.wait_fenced_in_lease("val-a", neard, "did not fence itself before its lease's end")
+        fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a's self-fence in the journal")
+        evidence = step(fences[0], "self-fence")["evidence"]
+        assert "lease about to expire" in evidence["reason"] and evidence["generation"] == old.generation, evidence
+        # Fenced at its margin; a little later on a loaded machine, never at the watchdog's reserve.
+        assert evidence["lease_remaining"] > margin - 0.5, evidence
+        # The SIGKILL of the frozen neard comes at the watchdog's reserve: it may look, and finds nothing to stop.
+        marker = cluster.watchdog_marker("val-a")
+        assert marker is None or not marker["evidence"]["stop"]["was_running"], marker
+    finally:
+        os.kill(cluster.etcd.process.pid, signal.SIGCONT)
+        os.kill(neard, signal.SIGKILL)
+    run = cluster.wait_auto_failover()
+    assert (run["state"], run["to"]) == ("ok", "val-b") and step(run, "fence")["evidence"]["proof"] in AFTER_STORE_OUTAGE, run
+    wait_for(lambda: cluster.signs_after("val-b", freeze_height), 15, "val-b to sign for the pool")
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
+    assert_missed_within(before, after, RECOVERY_BOUND)
+
+
+def test_a_leader_whose_watchdog_dies_fences_itself_and_starts_it_again(cluster: HaCluster) -> None:
+    """Without its watchdog, a hung agent would leave a signing neard: the leader gives up the
+    validator at once, the standby promotes, and the agent starts a new watchdog."""
+    cluster.configure_lease()
+    cluster.start_agents()
+    cluster.wait_ready()
+    watchdog = cluster.watchdog_pid("val-a")
+    before = cluster.ledger()
+    os.kill(watchdog, signal.SIGKILL)
+    kill_height = cluster.height()
+
+    fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a to fence itself without its watchdog")
+    fence_height = cluster.height()
+    assert "watchdog exited with -9" in step(fences[0], "self-fence")["evidence"]["reason"], fences[0]
+    run = cluster.wait_auto_failover()
+    assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
+    assert step(run, "fence")["evidence"]["proof"] == "self-fenced"
+    wait_for(lambda: cluster.watchdog_pids("val-a") not in ([], [watchdog]), 15, "val-a's agent to start a new watchdog")
+    assert cluster.watchdog_pid("val-a") != watchdog
+    wait_for(lambda: cluster.signs_after("val-b", kill_height), 15, "val-b to sign for the pool")
+    cluster.wait_blocks(4)
+    after = cluster.assert_no_double_sign()
+    assert cluster.signer_row("val-a", after)["last_height"] <= fence_height  # type: ignore[index]
+    assert_missed_within(before, after, CRASH_BOUND)
+
+
+# As a frozen leader (the lease runs out, 10 silent blocks), twice: the first promotion is
+# refused at its last step, the next one (by val-b or val-c) proves silence again and swaps.
+LOST_LEASE_BOUND = {"blocks": 40, "chunks": 60, "endorsements": 220}
+
+
+def test_a_standby_that_loses_the_lease_while_promoting_gives_its_neard_no_key(cluster: HaCluster) -> None:
+    """val-a freezes; the standby that takes the expired lease proves val-a's silence on the chain
+    (val-a's host cannot be reached), and meanwhile its lease is revoked (`etcdctl lease revoke`).
+    It must not give its neard the key on a lease it no longer holds."""
+    cluster.configure_lease()
+    cut_off = cluster.inventory_variant("val-a-unreachable", {"val-a": {"host": f"ssh://near@127.0.0.1:{_closed_port()}"}})
+    cluster.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
+    cluster.wait_ready()
+    frozen = [cluster.watchdog_pid("val-a"), cluster.agent_pid("val-a"), cluster.neard_pid("val-a")]
+    before = cluster.ledger()
+    try:
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        freeze_height = cluster.height()
+        taken = wait_for(lambda: (leader := cluster.leader()) is not None and leader.member != "val-a" and leader, 30,
+                         "a standby to take the expired lease", interval=0.05)
+        cluster.revoke_lease(taken.extra["lease"])
+
+        first = wait_for(lambda: [r for r in cluster.runs("auto-failover") if r["to"] == taken.member and r["state"] != "in-progress"],
+                         30, f"{taken.member}'s promotion to end", interval=0.5)[-1]
+        assert first["state"] == "refused", first
+        assert f"lost the lease of generation {taken.generation}" in step(first, "activate")["evidence"]["error"], first
+        assert cluster.signer_row(taken.member) is None
+
+        run = wait_for(lambda: [r for r in cluster.runs("auto-failover") if r["state"] == "ok"], 60, "a later promotion", interval=0.5)[0]
+        assert cluster.wait_leader(run["to"]).generation > taken.generation
+        wait_for(lambda: cluster.signs_after(run["to"], freeze_height), 15, f"{run['to']} to sign for the pool")
+        cluster.wait_blocks(4)
+        after = cluster.assert_no_double_sign()
+        assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
+        assert_missed_within(before, after, LOST_LEASE_BOUND)
+    finally:
+        os.kill(frozen[2], signal.SIGKILL)  # val-a's neard holds the key in memory: it must never wake up
 
 
 # Four freezes of 1.6 s: the pool's duties in about 26 frozen heights, plus catching up
@@ -362,7 +494,7 @@ def test_etcd_down_leader_signs_only_under_failsafe_confirmation(cluster: HaClus
     back_height, back = cluster.height(), cluster.ledger()
     run = cluster.wait_auto_failover()
     assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
-    assert step(run, "fence")["evidence"]["proof"] == "self-fenced"
+    assert step(run, "fence")["evidence"]["proof"] in AFTER_STORE_OUTAGE, run
     assert cluster.wait_leader("val-b").generation > leader.generation
     wait_for(lambda: cluster.signs_after("val-b", back_height), 15, "val-b to sign for the pool")
     wait_for(lambda: cluster.api_status("val-a")["leader"] == "val-b", 10, "the fenced val-a to name the new leader")

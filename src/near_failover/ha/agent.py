@@ -34,14 +34,15 @@ from near_failover.ha.lease import (
     MemberRole,
     cluster_view,
 )
-from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate
+from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
-from near_failover.procedures.fence import FenceProof, fence_reachable
+from near_failover.procedures.errors import Refused
+from near_failover.procedures.fence import fence_reachable
 from near_failover.procedures.journal import Journal, JournalError
 from near_failover.procedures.move import Move
 from near_failover.procedures.nodes import NodeAccess, open_nodes
@@ -129,6 +130,10 @@ class Agent:
         self.production: dict[str, Any] | None = None
         self.nodes: dict[str, NodeAccess] = {}
         self.watchdog: Any = None
+        self.watchdog_started = 0.0
+        self.lease_lost: str | None = None  # set by the lease keeper when a promotion's lease is gone
+        self.activating = False  # a promotion passed its last lease check: the key may be given
+        self.fence_tried_at = 0.0  # when the last self-fence began (monotonic)
 
     @property
     def me(self) -> NodeAccess:
@@ -137,17 +142,16 @@ class Agent:
     # --- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
+        if self.inventory.source is None:
+            raise AgentError(f"{self.node}: the agent needs its inventory as a file: its watchdog reads it")
         await self._check_store()
         async with open_nodes(self.inventory) as nodes:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(armed=False, generation=None)
-            if self.inventory.source:
-                self.heartbeat.watching_marker.unlink(missing_ok=True)
-                self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
+            self._start_watchdog()
             try:
-                if self.watchdog is not None:
-                    await self._wait_watchdog()
+                await self._wait_watchdog()
                 if ready:
                     ready.set()
                 while not stop.is_set():
@@ -157,11 +161,22 @@ class Agent:
                     except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
                         log.exception("agent loop failed", node=self.node)
                     try:
-                        await asyncio.wait_for(stop.wait(), max(0.0, self.settings.loop_wait - (time.monotonic() - began)))
+                        await asyncio.wait_for(stop.wait(), self._pause_after(began))
                     except asyncio.TimeoutError:
                         pass
             finally:
                 await self._shutdown()
+
+    def _pause_after(self, began: float) -> float:
+        """loop_wait between checks, but a leader's next check comes no later than its fence
+        margin: the check that fences must not sleep past it."""
+        pause = self.settings.loop_wait - (time.monotonic() - began)
+        if self.lease is not None and not self.promoting:
+            to_margin = self.lease.remaining() - self.settings.fence_margin
+            if to_margin > 0 or self.fence_tried_at < began:
+                pause = min(pause, to_margin)
+            # else this check tried to fence and failed: the next retries after loop_wait
+        return max(0.0, pause)
 
     async def _check_store(self) -> None:
         """A store that refuses this agent (a wrong password, a forbidden prefix) is a mistake to
@@ -173,22 +188,49 @@ class Agent:
         except LeaseStoreError as exc:
             raise AgentError(f"{self.node}: the lease store refuses this agent: {exc}") from None
 
+    def _start_watchdog(self) -> None:
+        assert self.inventory.source is not None
+        self.heartbeat.watching_marker.unlink(missing_ok=True)
+        self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
+        self.watchdog_started = time.monotonic()
+
     async def _wait_watchdog(self) -> None:
         """No lease before the watchdog watches: a leader whose loop hangs while its watchdog is
         still starting (a loaded machine can take seconds to import it) would keep signing."""
         deadline = time.monotonic() + WATCHDOG_START_TIMEOUT
-        while not self.heartbeat.watching_marker.exists():
+        while (problem := self._watchdog_problem(restart=False)) is not None:
             if self.watchdog.poll() is not None or time.monotonic() > deadline:
-                log_path = self.heartbeat.path.with_name(self.heartbeat.path.name + ".log")
-                what = f"exited with {self.watchdog.returncode}" if self.watchdog.poll() is not None else f"did not start within {WATCHDOG_START_TIMEOUT:g}s"
-                raise AgentError(f"{self.node}: the agent's watchdog {what} (see {log_path}); without it this agent must not lead")
+                what = problem if self.watchdog.poll() is not None else f"the agent's watchdog did not start within {WATCHDOG_START_TIMEOUT:g}s"
+                raise AgentError(f"{self.node}: {what}; without it this agent must not lead")
             await asyncio.sleep(0.05)
+
+    def _watchdog_problem(self, restart: bool = True) -> str | None:
+        """None while the watchdog watches; otherwise why not. One that died is started again
+        (at most once per ttl), and the agent leads only once it watches."""
+        code = self.watchdog.poll()
+        if code is None:
+            return None if self.heartbeat.watching_marker.exists() else "the agent's watchdog is still starting"
+        log_path = self.heartbeat.path.with_name(self.heartbeat.path.name + ".log")
+        problem = f"the agent's watchdog exited with {code} (see {log_path})"
+        if restart and self.lease is None and time.monotonic() - self.watchdog_started >= self.settings.ttl:
+            log.error("watchdog gone: starting it again", node=self.node, exit_code=code)
+            self._start_watchdog()
+        return problem
 
     async def tick(self) -> None:
         # One observation takes at most retry_timeout, one renewal as much again: a leader's loop
-        # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule.
+        # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule. A leader's waits also end
+        # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
+        # can carry the loop past the point where it must fence itself.
+        watchdog_problem = self._watchdog_problem()
+        if self.lease is not None and not self.promoting:
+            if watchdog_problem is not None:
+                await self._self_fence(f"{watchdog_problem}: without it this node must not lead")
+                return
+            if await self._fence_if_lease_ending():
+                return
         try:
-            sample = await asyncio.wait_for(self._observe(), self.settings.retry_timeout)
+            sample = await asyncio.wait_for(self._observe(), self._budget())
         except asyncio.TimeoutError:
             sample = Sample(time.monotonic(), rpc_ok=False)
         self.tracker.add(sample)
@@ -197,17 +239,17 @@ class Agent:
             await self._as_leader(sample)
             if self.lease is None:
                 return  # we fenced ourselves: this check's sample (our neard signing) is out of date
-            if not self.store_ok:
+            if not self.store_ok or self._budget() <= 0:
                 self._beat()
                 return  # the store did not answer the renewal: the reads and the record would not either
         try:
-            self.paused = await asyncio.wait_for(self.store.paused(), self.settings.retry_timeout)
-            leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout) if self.lease is None else None
+            self.paused = await asyncio.wait_for(self.store.paused(), self._budget())
+            leader = await asyncio.wait_for(self.store.leader(), self._budget()) if self.lease is None else None
             self.store_ok, self.store_leader = True, leader
         except (LeaseStoreError, asyncio.TimeoutError):  # down, or refusing us: either way no decision on it
             self.store_ok, leader = False, None
         if self.lease is None:
-            await self._as_follower(sample, leader)
+            await self._as_follower(sample, leader, may_lead=watchdog_problem is None)
         await self._publish()
         self._beat()
 
@@ -254,15 +296,24 @@ class Agent:
         elif self.streak.bad >= self.settings.unhealthy_loops:
             await self._self_fence(f"unhealthy for {self.streak.bad} checks: {'; '.join(self.problems)}")
             return
-        if self.lease is not None and self.lease.remaining() < self.settings.fence_margin:
-            why = f": {self.renew_error}" if self.renew_error else ""
-            await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed{why}")
+        if self.lease is not None:
+            await self._fence_if_lease_ending()
+
+    async def _fence_if_lease_ending(self) -> bool:
+        """Fence once less than fence_margin of the lease is left (True if this check tried)."""
+        assert self.lease is not None
+        if self.lease.remaining() >= self.settings.fence_margin:
+            return False
+        why = f": {self.renew_error}" if self.renew_error else ""
+        await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed{why}")
+        return True
 
     def _budget(self) -> float:
-        """How long a renewal or a failsafe round may take: retry_timeout, but never past the point
-        where this leader must fence itself (fence_margin before the lease's end), so a store
-        that stops answering cannot make the loop miss that point."""
-        assert self.lease is not None
+        """How long one RPC or store call may take: retry_timeout, and for a leader never past the
+        point where it must fence itself (fence_margin before the lease's end), so a store or a
+        neard that stops answering cannot make the loop miss that point."""
+        if self.lease is None:
+            return self.settings.retry_timeout
         return min(self.settings.retry_timeout, self.lease.remaining() - self.settings.fence_margin)
 
     async def _renew_or_failsafe(self) -> bool:
@@ -319,15 +370,18 @@ class Agent:
     async def _self_fence(self, reason: str) -> None:
         """Key out of home, neard stopped and masked; then say so in the store and drop the lease."""
         lease = self.lease
+        self.fence_tried_at = time.monotonic()
         log.warning("self-fence", node=self.node, reason=reason)
         evidence: dict[str, Any] = {}
         # SIGTERM, then SIGKILL in time: a neard slow to exit must not outlive the lease.
         stop_timeout = self.settings.retry_timeout * 2
         if lease is not None:
+            evidence.update(generation=lease.generation, lease_remaining=round(lease.remaining(), 3))
             stop_timeout = max(0.1, min(stop_timeout, lease.remaining() - self.settings.watchdog_reserve))
         try:
-            proof = await fence_reachable(self.me, stop_timeout=stop_timeout)
-            evidence = proof.evidence
+            # A stop that fails leaves the key out of home all the same: no restart may load it.
+            proof = await fence_reachable(self.me, stop_timeout=stop_timeout, restore_key_on_failure=False)
+            evidence.update(proof.evidence)
         except Exception as exc:  # noqa: BLE001 - a failed fence is reported, never recorded as a fence
             await self._fence_failed(reason, f"{type(exc).__name__}: {exc}", lease)
             return
@@ -353,18 +407,19 @@ class Agent:
         silence) before it promotes."""
         log.error("self-fence failed", node=self.node, reason=reason, error=error)
         self.problems = [f"{reason}; the fence FAILED ({error}): neard may still sign"]
-        self._journal_event("self-fence-failed", {"reason": reason, "error": error})
+        self._journal_event("self-fence-failed", {"reason": reason, "error": error, "generation": lease.generation if lease else None})
         self._beat()
-        await self._publish()
+        await self._publish(self.settings.retry_timeout)  # the watchdog keeps the lease's deadline now
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
 
     # --- follower ----------------------------------------------------------------------
 
-    async def _as_follower(self, sample: Sample, leader: LeaderInfo | None) -> None:
+    async def _as_follower(self, sample: Sample, leader: LeaderInfo | None, may_lead: bool) -> None:
+        """``may_lead`` is False while the watchdog does not watch: no lease is taken then."""
         if leader is not None and leader.member != self.node:
             self.last_leader = leader
         if sample.key_loaded == self.pool:
-            await self._signing_without_lease(leader)
+            await self._signing_without_lease(leader, may_lead)
             return
         if self.role == MemberRole.FENCED:
             if await self._still_masked():
@@ -374,7 +429,7 @@ class Agent:
         self.role = MemberRole.STANDBY
         self.problems = self.tracker.problems(as_leader=False) + await self._readiness()
         self.streak.record(not self.problems)
-        if leader is not None or not self.store_ok or self.paused or self.promoting:
+        if leader is not None or not self.store_ok or self.paused or self.promoting or not may_lead:
             return
         if time.monotonic() < self.confirmed_until:
             return  # we promised a leader cut off from the store not to promote yet
@@ -383,21 +438,28 @@ class Agent:
         if self.last_leader is None and time.monotonic() - self.started < 2 * self.settings.ttl:
             return  # at start, give the current signer's agent time to claim the lease
         try:
-            members = await self.store.members()
-        except LeaseStoreError:
+            members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
+        except (LeaseStoreError, asyncio.TimeoutError):
             return
         mine = self._record()
         others = [m for m in members if m.name != self.node]
         if best_candidate([*others, mine], max_age=3 * self.settings.loop_wait + self.settings.retry_timeout) != self.node:
             return
-        lease = await self.store.acquire_leader(self.node, self.settings.ttl)
+        lease = await self._acquire()
         if lease is not None:
             await self._promote(lease, members)
 
-    async def _signing_without_lease(self, leader: LeaderInfo | None) -> None:
+    async def _acquire(self) -> LeaderLease | None:
+        # A lease granted after the wait gave up is never renewed: it expires, our neard unchanged.
+        try:
+            return await asyncio.wait_for(self.store.acquire_leader(self.node, self.settings.ttl), self.settings.retry_timeout)
+        except (LeaseStoreError, asyncio.TimeoutError):
+            return None
+
+    async def _signing_without_lease(self, leader: LeaderInfo | None, may_lead: bool) -> None:
         """Our neard signs. With no leader it claims the lease (start-up); otherwise it must stop."""
-        if leader is None and self.store_ok and not self.paused:
-            lease = await self.store.acquire_leader(self.node, self.settings.ttl)
+        if leader is None and self.store_ok and not self.paused and may_lead:
+            lease = await self._acquire()
             if lease is not None:
                 self.lease, self.role = lease, MemberRole.LEADER
                 await self.alerts.notify(AlertEvent.role_change(
@@ -413,8 +475,8 @@ class Agent:
     async def _handover_to_me(self, leader: LeaderInfo) -> bool:
         """A planned switchover run by the leader: it gives us the key before it drops the lease."""
         try:
-            members = await self.store.members()
-        except LeaseStoreError:
+            members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
+        except (LeaseStoreError, asyncio.TimeoutError):
             return False
         return any(m.name == leader.member and m.details.get("handover_to") == self.node for m in members)
 
@@ -434,17 +496,18 @@ class Agent:
 
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord]) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move."""
-        self.promoting, self.lease = True, lease
+        self.promoting, self.lease, self.lease_lost, self.activating = True, lease, None, False
         self._beat()
         started = time.monotonic()
-        old = self.last_leader.member if self.last_leader else None
-        proof = self._proof_from_record(members, self.last_leader)
+        ended = ended_leader(self.node, members, self.last_leader)
+        old = ended.member if ended else None
+        proof = proof_from_record(members, ended)
         keeper = asyncio.create_task(self._keep_lease_during_promotion())
         try:
             move = Move(
                 self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
                 MoveSettings(silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
-                source=old, proven_fence=proof, journal_kind="auto-failover",
+                source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
             )
             result = await move.run()
         except JournalError as exc:
@@ -456,6 +519,7 @@ class Agent:
             reason = f"the promotion failed: {type(exc).__name__}: {exc}"
         finally:
             keeper.cancel()
+            self.activating = False
         if result is not None and result.ok:
             self.role = MemberRole.LEADER
             self.failovers_total += 1
@@ -477,8 +541,8 @@ class Agent:
         self.promoting = False
         self.heartbeat.beat(armed=False, generation=None)
         try:
-            await self.store.release(lease)
-        except LeaseStoreError:
+            await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
+        except (LeaseStoreError, asyncio.TimeoutError):
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
 
@@ -488,25 +552,41 @@ class Agent:
         except Exception:  # noqa: BLE001 - unknown counts as present: never drop a lease on doubt
             return True
 
-    def _proof_from_record(self, members: list[MemberRecord], last: LeaderInfo | None) -> FenceProof | None:
-        """The old leader's own record that it fenced itself for the generation that ended."""
-        if last is None:
-            return None
-        for m in members:
-            if m.name == last.member and m.role == MemberRole.FENCED and m.fenced_generation == last.generation:
-                return FenceProof("self-fenced", {"node": m.name, "generation": last.generation, "record_at": m.updated_at})
-        return None
-
     async def _keep_lease_during_promotion(self) -> None:
-        """An Option 1 promotion waits through a restart: the lease must outlive it."""
+        """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
+        meanwhile (taken, revoked, refused, run out) ends the promotion before the key is given."""
+        assert self.lease is not None
         while True:
             await asyncio.sleep(self.settings.loop_wait)
-            if self.lease is not None:
-                try:
-                    await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout)
-                except (LeaseStoreUnavailable, asyncio.TimeoutError):
-                    pass
-            self._beat()
+            try:
+                if not await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout):
+                    self.lease_lost = self.lease_lost or "the store no longer holds it for this node"
+            except (LeaseStoreUnavailable, asyncio.TimeoutError):
+                pass
+            except LeaseStoreError as exc:
+                self.lease_lost = self.lease_lost or f"the store refuses the renewal: {exc}"
+            self._lease_lost_check()
+            if self.lease_lost is not None and not self.activating:
+                # No key given, and _lease_still_ours will refuse to give it: nothing for the
+                # watchdog to guard (it would mask this standby's neard at the lease's end).
+                self.heartbeat.beat(armed=False, generation=None)
+                return
+            self._beat()  # once the key may be given, the watchdog keeps the lease's deadline
+
+    def _lease_lost_check(self) -> None:
+        assert self.lease is not None
+        remaining = self.lease.remaining()
+        if self.lease_lost is None and remaining < self.settings.fence_margin:
+            self.lease_lost = f"only {remaining:.1f}s of it left and not renewed"
+
+    async def _lease_still_ours(self) -> None:
+        """The promotion's last check before the key is given: the lease must be ours, with more
+        than the fence margin left (the leader's loop would fence at once below that)."""
+        assert self.lease is not None
+        self._lease_lost_check()
+        if self.lease_lost is not None:
+            raise Refused(f"{self.node} lost the lease of generation {self.lease.generation} during the promotion ({self.lease_lost}): the key is not given")
+        self.activating = True
 
     # --- records, shutdown, journal ----------------------------------------------------
 
@@ -525,9 +605,11 @@ class Agent:
             details={"handover_to": self.handover_to} if self.handover_to else {},
         )
 
-    async def _publish(self) -> None:
+    async def _publish(self, timeout: float | None = None) -> None:
+        """Our record, within ``timeout`` (by default the loop's budget: a leader's record waits
+        no longer than its fence margin allows)."""
         try:
-            await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), self.settings.retry_timeout)
+            await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), timeout or self._budget())
         except (LeaseStoreError, asyncio.TimeoutError):
             pass
 
@@ -540,10 +622,11 @@ class Agent:
         self.heartbeat.beat(armed=False, generation=None)
         if self.watchdog is not None:
             self.watchdog.terminate()
-        try:
-            await self.store.delete_member(self.node) if self.role != MemberRole.FENCED else None
-        except LeaseStoreError:
-            pass
+        if self.role != MemberRole.FENCED:
+            try:
+                await asyncio.wait_for(self.store.delete_member(self.node), self.settings.retry_timeout)
+            except (LeaseStoreError, asyncio.TimeoutError):
+                pass
 
     def _journal_event(self, kind: str, evidence: dict[str, Any]) -> None:
         # Not a move: recorded even while another agent's promotion is in progress in a journal
@@ -599,7 +682,7 @@ class Agent:
                 self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
-                await self.store.release(lease)
+                await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         finally:
             self.promoting, self.handover_to = False, None
         return result.to_json()

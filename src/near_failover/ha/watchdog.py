@@ -6,7 +6,8 @@ the agent writes into a heartbeat file how long its lease is surely valid (`vali
 forward by every renewal or failsafe confirmation). If that instant comes within `reserve`
 seconds and the agent has not moved it, the watchdog fences neard itself (key out of home, stop,
 SIGKILL if neard does not exit within half the reserve, mask), before the lease can expire, so a
-standby that wins the expired lease never meets a live signer.
+standby that wins the expired lease never meets a live signer. A fence that fails is retried; the
+watchdog keeps watching while its agent lives (the agent leads only while its watchdog runs).
 
 The deadline is the lease's, not the loop's speed (Patroni keeps its watchdog alive on every
 leader-lock update the same way): a loop made slow by an unreachable lease store or a frozen
@@ -28,9 +29,10 @@ from pathlib import Path
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import InventoryError, load_inventory
 from near_failover.procedures.fence import fence_reachable
-from near_failover.procedures.nodes import open_nodes
+from near_failover.procedures.nodes import NodeAccess, open_nodes
 
 POLL = 0.05
+FENCE_RETRY = 0.5
 
 
 @dataclass
@@ -81,28 +83,45 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
         tmp = heartbeat.watching_marker.with_name(heartbeat.watching_marker.name + ".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve}))
         os.replace(tmp, heartbeat.watching_marker)
+        fenced: tuple[int | None, float] | None = None  # the lease (generation, end) already fenced
         while True:
             beat = heartbeat.read()
             if beat is None:
                 await asyncio.sleep(POLL)
                 continue
-            now = time.monotonic()
             valid_until = beat.get("valid_until")
-            if beat["armed"] and valid_until is not None and now > valid_until - reserve:
-                stale = now - beat["at"]
-                print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
-                      f"has not renewed it (last beat {stale:.2f}s ago): fencing {node}", flush=True)
-                evidence = (await fence_reachable(target, stop_timeout=reserve / 2)).evidence
-                done = time.monotonic()
-                heartbeat.fenced_marker.write_text(json.dumps({
-                    "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
-                    "last_beat": beat["at"], "evidence": evidence,
-                }))
-                print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
+            lease = (beat["generation"], valid_until)
+            if beat["armed"] and valid_until is not None and time.monotonic() > valid_until - reserve and lease != fenced:
+                if not await fence(target, node, heartbeat, beat, reserve):
+                    await asyncio.sleep(max(reserve, FENCE_RETRY))  # the lease may be gone: try until it works
+                    continue
+                fenced = lease
+            # Only an agent that is gone ends the watch, and only once it left nothing signing; a
+            # live agent (even a frozen one) may lead again, and its next lease needs a guard too.
+            if not process_alive(beat["agent_pid"]) and (not beat["armed"] or lease == fenced):
                 return 0
-            if not beat["armed"] and not process_alive(beat["agent_pid"]):
-                return 0  # the agent is gone and held nothing: nothing to guard
             await asyncio.sleep(POLL)
+
+
+async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
+    """One fence of the node's neard; False (and why, in the log) if it failed."""
+    valid_until = beat["valid_until"]
+    now = time.monotonic()
+    print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
+          f"has not renewed it (last beat {now - beat['at']:.2f}s ago): fencing {node}", flush=True)
+    try:
+        # The key stays out of home even if the stop fails: no restart may load it again.
+        evidence = (await fence_reachable(target, stop_timeout=reserve / 2, restore_key_on_failure=False)).evidence
+    except Exception as exc:  # noqa: BLE001 - a failed fence is retried, never the end of the watch
+        print(f"watchdog: the fence of {node} FAILED ({type(exc).__name__}: {exc}); neard may still sign; retrying", flush=True)
+        return False
+    done = time.monotonic()
+    heartbeat.fenced_marker.write_text(json.dumps({
+        "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
+        "last_beat": beat["at"], "evidence": evidence,
+    }))
+    print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
+    return True
 
 
 def main() -> None:

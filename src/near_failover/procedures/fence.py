@@ -54,16 +54,22 @@ async def park_key(node: NodeAccess) -> str | None:
     return str(store)
 
 
-async def fence_reachable(source: NodeAccess, stop_timeout: float) -> FenceProof:
-    """Key out of home first (a restart can then never load it), then stop, confirm, mask."""
+async def fence_reachable(source: NodeAccess, stop_timeout: float, restore_key_on_failure: bool = True) -> FenceProof:
+    """Key out of home first (a restart can then never load it), then stop, confirm, mask.
+
+    When the stop fails, a move puts the key back so nothing changed (its primary keeps
+    signing); a self-fence keeps it out, so that at least no restart can load it again."""
     parked = await park_key(source)
     try:
         stopped = await source.control.stop(timeout=stop_timeout)
     except ControlError as exc:
-        # neard may still hold the key in memory; put the file back so nothing changed.
-        if parked:
+        where = "its key is out of its home"
+        if parked and restore_key_on_failure:
             await source.host.write_atomic(source.spec.validator_key_path, await source.host.read_bytes(parked), 0o600)
-        raise Refused(f"could not stop neard on {source.name}: {exc}; its key is back in its home") from exc
+            where = "its key is back in its home"
+        elif parked:
+            where = f"its key is parked at {parked}"
+        raise Refused(f"could not stop neard on {source.name}: {exc}; {where}") from exc
     masked = False
     if source.control.supports_mask:
         await source.control.mask()

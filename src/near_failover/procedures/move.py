@@ -92,6 +92,7 @@ class Move:
         take_over_interrupted: bool = False,
         proven_fence: FenceProof | None = None,
         journal_kind: str | None = None,
+        before_activate: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.inv = inventory
         self.nodes = nodes
@@ -107,6 +108,9 @@ class Move:
         # A proof the caller already holds (the automatic mode: the old leader's own record that
         # it fenced itself for the lease generation that just ended).
         self.proven_fence = proven_fence
+        # The last word before the key is given (the automatic mode: the lease is still ours); it
+        # raises Refused to stop the move with the old signer fenced and the target without a key.
+        self.before_activate = before_activate
         self.journal_kind = journal_kind or kind
         self.say = progress or (lambda _msg: None)
         self.pool = inventory.validator.account_id
@@ -392,6 +396,8 @@ class Move:
 
     async def _activate(self) -> Activation:
         assert self.key is not None
+        if self.before_activate is not None:
+            await self.before_activate()
         self.activation = Activation(self.mode)  # a rollback must know the mode even if this fails midway
         self.activation = await activate(self.target, self.mode, self.key, self.settings.activate_rpc)
         return self.activation
