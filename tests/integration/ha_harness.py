@@ -27,7 +27,7 @@ import tomli_w
 import tomllib
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import LeaderInfo, MemberRecord
+from near_failover.ha.lease import LeaderInfo, MemberRecord, lease_clock
 from tests.integration.etcd_server import EtcdServer, free_port
 from tests.integration.localnet_harness import CLI, Localnet, cli
 from tests.integration.localnet_support import wait_for
@@ -203,7 +203,7 @@ class HaCluster:
             each()
             assert time.monotonic() < deadline, f"{node} {what}:\n{self.logs()}"
             time.sleep(0.02)
-        fenced_seen = time.monotonic()
+        fenced_seen = lease_clock()
         assert last_armed and fenced_seen < last_armed["valid_until"], (fenced_seen, last_armed)
         return last_armed
 

@@ -17,7 +17,7 @@ from near_failover.ha.lease import (
     LeaseStoreUnavailable,
     open_lease_store,
 )
-from near_failover.ha.sqlite_lease import SqliteLeaseStore, boot_clock
+from near_failover.ha.sqlite_lease import SqliteLeaseStore
 from near_failover.inventory import InventoryError, parse_inventory
 from tests.unit import lease_contract as contract
 
@@ -79,7 +79,7 @@ async def test_leases_of_an_earlier_boot_have_expired(lease_file: Path) -> None:
     await before.put_member(contract.MemberRecord(name="a"), 30)
     await before.put_member(contract.MemberRecord(name="static"), None)
     await before.close()
-    after = SqliteLeaseStore(lease_file, boot_id=lambda: "boot-2", clock=boot_clock)
+    after = SqliteLeaseStore(lease_file, boot_id=lambda: "boot-2")
     assert await after.leader() is None
     assert [m.name for m in await after.members()] == ["static"]
     taken = await after.acquire_leader("b", 30)
@@ -119,6 +119,7 @@ RACER = textwrap.dedent(
     """
     import asyncio, json, sys, time
     from pathlib import Path
+    from near_failover.ha.lease import lease_clock
     from near_failover.ha.sqlite_lease import SqliteLeaseStore
 
     async def main(path, name, go, duration, ttl):
@@ -137,7 +138,7 @@ RACER = textwrap.dedent(
                 refused += 1
                 await asyncio.sleep(0.005)
                 continue
-            got_at = time.monotonic()
+            got_at = lease_clock()
             for _ in range(2):
                 await asyncio.sleep(ttl / 4)
                 if not await store.renew(lease):
@@ -181,7 +182,7 @@ def test_os_processes_racing_never_overlap(lease_file: Path, tmp_path: Path) -> 
     generations = [h["generation"] for h in held]
     assert len(held) >= 2 and refused > 0, "the processes never contended"
     assert generations == list(range(generations[0], generations[0] + len(held))), generations
-    # All processes run on one host, so time.monotonic() is one clock for all of them: each new
+    # All processes run on one host, so the lease clock is one clock for all of them: each new
     # holder got the lease only after the previous holder's own deadline had passed.
     for previous, current in zip(held, held[1:]):
         assert current["got_at"] >= previous["valid_until"], (previous, current)
@@ -257,3 +258,19 @@ def test_lease_timings_must_let_a_leader_fence_before_expiry(tmp_path: Path) -> 
         inventory(tmp_path, lease='[lease]\nstore = "etcd"\nendpoints = ["http://e:2379"]\n'
                   "ttl = 1.5\nloop_wait = 0.2\nretry_timeout = 0.3\n")
     assert "etcd's minimum lease TTL" in str(caught.value)
+
+
+async def test_a_host_that_slept_finds_its_lease_ended_as_the_store_does(lease_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suspend (a paused VM) moves CLOCK_BOOTTIME and not CLOCK_MONOTONIC; this machine cannot
+    suspend in a test, so the kernel clock's answer is shifted by the 30 s it slept. The holder's
+    own estimate must end with the store's: a leader that wakes believing it still has time
+    would sign on a lease someone else may hold."""
+    store = SqliteLeaseStore(lease_file)
+    held = await store.acquire_leader("a", 10)
+    assert held is not None and held.remaining() > 9
+    real = time.clock_gettime
+    monkeypatch.setattr(time, "clock_gettime", lambda clock: real(clock) + (30.0 if clock == time.CLOCK_BOOTTIME else 0.0))
+    assert held.remaining() < 0
+    assert not await store.renew(held)
+    assert await store.leader() is None
+    await store.close()

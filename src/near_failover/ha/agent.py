@@ -33,6 +33,7 @@ from near_failover.ha.lease import (
     MemberRecord,
     MemberRole,
     cluster_view,
+    lease_clock,
 )
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
@@ -329,7 +330,7 @@ class Agent:
             self.store_ok, self.renew_error = False, str(exc) or f"no answer within {budget:.1f}s"
             if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
-                self.lease.valid_until = max(self.lease.valid_until, time.monotonic() + self.settings.ttl - self.settings.retry_timeout)
+                self.lease.valid_until = max(self.lease.valid_until, lease_clock() + self.settings.ttl - self.settings.retry_timeout)
                 self.failsafe_note = f"lease store unavailable ({self.renew_error}); kept by failsafe confirmation of every member"
                 self.problems = [self.failsafe_note]
                 self._beat()

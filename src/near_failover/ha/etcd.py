@@ -42,6 +42,7 @@ from near_failover.ha.lease import (
     LeaseStoreError,
     LeaseStoreUnavailable,
     MemberRecord,
+    lease_clock,
 )
 
 log = structlog.get_logger(__name__)
@@ -256,7 +257,7 @@ class EtcdLeaseStore(LeaseStore):
     # --- leader ----------------------------------------------------------------------------------
 
     async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
-        sent = time.monotonic()
+        sent = lease_clock()
         lease_id, granted = await self._grant(ttl)
         key = _b64(self.leader_key)
         value = _b64(json.dumps({"member": member, "ttl": granted, "acquired_at": time.time()}))
@@ -284,7 +285,7 @@ class EtcdLeaseStore(LeaseStore):
         return None
 
     async def renew(self, lease: LeaderLease) -> bool:
-        sent = time.monotonic()
+        sent = lease_clock()
         ttl = await self._keepalive(lease.token)
         if ttl <= 0:
             return False
@@ -324,7 +325,7 @@ class EtcdLeaseStore(LeaseStore):
             },
         )
         await self._revoke_quietly(lease.token)
-        lease.valid_until = time.monotonic()
+        lease.valid_until = lease_clock()
 
     async def leader(self) -> LeaderInfo | None:
         answer = await self._request("/v3/kv/range", {"key": _b64(self.leader_key)})

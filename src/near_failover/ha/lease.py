@@ -85,11 +85,19 @@ class MemberRecord(BaseModel):
         return value
 
 
+def lease_clock() -> float:
+    """The clock of every lease deadline here: seconds since boot, suspend included
+    (CLOCK_BOOTTIME), one clock for every process on the host. CLOCK_MONOTONIC stops while the
+    host is suspended (a paused VM, a laptop lid): a leader woken after its lease ended on the
+    store (etcd on another host) would believe it still had time, and sign."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 @dataclass
 class LeaderLease:
     """The leader key as held by this process.
 
-    ``valid_until`` is a ``time.monotonic()`` instant taken *before* the request that created or
+    ``valid_until`` is a ``lease_clock()`` instant taken *before* the request that created or
     last renewed the lease was sent, plus the TTL the store granted: the store cannot expire the
     lease earlier, so fencing before ``valid_until`` is always in time. ``renew`` moves it forward.
     ``token`` is the store's own handle (etcd's lease id; the generation for sqlite).
@@ -103,7 +111,7 @@ class LeaderLease:
 
     def remaining(self) -> float:
         """Seconds left before the lease may have expired on the store (negative once past)."""
-        return self.valid_until - time.monotonic()
+        return self.valid_until - lease_clock()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ key. The generation is a counter in the file that only grows.
 Expiry uses the host's boot-time clock (``CLOCK_BOOTTIME``), not the wall clock: an NTP step of
 the wall clock forward would make a standby take a lease the leader still believes it holds (two
 signers), a step back would keep a dead leader's lease. CLOCK_BOOTTIME is one clock for every
-process on the host and never jumps; the file records the kernel's boot id, and leases written
+process on the host and never jumps (``lease_clock``, the holders' clock too); the file records the kernel's boot id, and leases written
 during an earlier boot count as expired. Only agents on this one host can share this clock, which
 is why ``for_inventory`` refuses nodes on several hosts.
 """
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -33,6 +32,7 @@ from near_failover.ha.lease import (
     LeaseStoreUnavailable,
     MemberRecord,
     default_sqlite_path,
+    lease_clock,
 )
 
 if TYPE_CHECKING:
@@ -69,11 +69,6 @@ CREATE TABLE IF NOT EXISTS flags (
 """
 
 
-def boot_clock() -> float:
-    """Seconds since this host booted, including suspend; the same for every process."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
-
-
 def current_boot_id() -> str:
     try:
         return _BOOT_ID_FILE.read_text().strip()
@@ -100,7 +95,7 @@ class SqliteLeaseStore(LeaseStore):
         path: Path | str,
         *,
         busy_timeout: float = 2.0,
-        clock: Callable[[], float] = boot_clock,
+        clock: Callable[[], float] = lease_clock,
         boot_id: Callable[[], str] = current_boot_id,
     ) -> None:
         self.path = Path(path)
@@ -207,7 +202,7 @@ class SqliteLeaseStore(LeaseStore):
     async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
         if ttl <= 0:
             raise ValueError(f"ttl must be positive, got {ttl}")
-        sent = time.monotonic()
+        sent = lease_clock()
 
         def body(conn: sqlite3.Connection, now: float) -> int | None:
             if self._live_leader(conn, now) is not None:
@@ -228,7 +223,7 @@ class SqliteLeaseStore(LeaseStore):
         return LeaderLease(member, generation, float(ttl), sent + ttl, str(generation))
 
     async def renew(self, lease: LeaderLease) -> bool:
-        sent = time.monotonic()
+        sent = lease_clock()
 
         def body(conn: sqlite3.Connection, now: float) -> bool:
             row = self._live_leader(conn, now)
@@ -250,7 +245,7 @@ class SqliteLeaseStore(LeaseStore):
             )
 
         await self._run(body)
-        lease.valid_until = time.monotonic()
+        lease.valid_until = lease_clock()
 
     async def leader(self) -> LeaderInfo | None:
         def body(conn: sqlite3.Connection, now: float) -> LeaderInfo | None:

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from near_failover.ha.lease import lease_clock
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import InventoryError, load_inventory
 from near_failover.procedures.fence import fence_reachable
@@ -37,14 +38,14 @@ FENCE_RETRY = 0.5
 
 @dataclass
 class Heartbeat:
-    """What the agent writes each loop; `at` and `valid_until` are CLOCK_MONOTONIC, shared by
-    every process on the machine. `valid_until` is the armed leader's lease end as it knows it."""
+    """What the agent writes each loop; `at` and `valid_until` are on the lease clock (since boot,
+    suspend included), shared by every process on the machine. `valid_until` is the armed leader's lease end as it knows it."""
 
     path: Path
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"armed": armed, "generation": generation, "at": time.monotonic(),
+        tmp.write_text(json.dumps({"armed": armed, "generation": generation, "at": lease_clock(),
                                    "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}))
         os.replace(tmp, self.path)
 
@@ -91,7 +92,7 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
                 continue
             valid_until = beat.get("valid_until")
             lease = (beat["generation"], valid_until)
-            if beat["armed"] and valid_until is not None and time.monotonic() > valid_until - reserve and lease != fenced:
+            if beat["armed"] and valid_until is not None and lease_clock() > valid_until - reserve and lease != fenced:
                 if not await fence(target, node, heartbeat, beat, reserve):
                     await asyncio.sleep(max(reserve, FENCE_RETRY))  # the lease may be gone: try until it works
                     continue
@@ -106,7 +107,7 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
 async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
     """One fence of the node's neard; False (and why, in the log) if it failed."""
     valid_until = beat["valid_until"]
-    now = time.monotonic()
+    now = lease_clock()
     print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
           f"has not renewed it (last beat {now - beat['at']:.2f}s ago): fencing {node}", flush=True)
     try:
@@ -115,7 +116,7 @@ async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict,
     except Exception as exc:  # noqa: BLE001 - a failed fence is retried, never the end of the watch
         print(f"watchdog: the fence of {node} FAILED ({type(exc).__name__}: {exc}); neard may still sign; retrying", flush=True)
         return False
-    done = time.monotonic()
+    done = lease_clock()
     heartbeat.fenced_marker.write_text(json.dumps({
         "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
         "last_beat": beat["at"], "evidence": evidence,
