@@ -267,26 +267,28 @@ def test_leader_fences_itself_at_its_margin_when_its_neard_and_the_store_hang(cl
     assert_missed_within(before, after, RECOVERY_BOUND)
 
 
-def test_a_leader_whose_watchdog_dies_fences_itself_and_starts_it_again(cluster: HaCluster) -> None:
-    """Without its watchdog, a hung agent would leave a signing neard: the leader gives up the
-    validator at once, the standby promotes, and the agent starts a new watchdog."""
+@pytest.mark.parametrize(("fault", "reason"), [(signal.SIGKILL, "watchdog exited with -9"), (signal.SIGSTOP, "has not run for")],
+                         ids=["watchdog-killed", "watchdog-frozen"])
+def test_a_leader_whose_watchdog_dies_fences_itself_and_gets_a_new_one(cluster: HaCluster, fault: signal.Signals, reason: str) -> None:
+    """Without a running watchdog, a hung agent would leave a signing neard: the leader gives up
+    the validator at once, the standby promotes, and the agent replaces the watchdog."""
     cluster.configure_lease()
     cluster.start_agents()
     cluster.wait_ready()
     watchdog = cluster.watchdog_pid("val-a")
     before = cluster.ledger()
-    os.kill(watchdog, signal.SIGKILL)
-    kill_height = cluster.height()
+    os.kill(watchdog, fault)
+    fault_height = cluster.height()
 
-    fences = wait_for(lambda: cluster.runs("self-fence"), 10, "val-a to fence itself without its watchdog")
+    fences = wait_for(lambda: cluster.runs("self-fence"), 15, "val-a to fence itself without its watchdog")
     fence_height = cluster.height()
-    assert "watchdog exited with -9" in step(fences[0], "self-fence")["evidence"]["reason"], fences[0]
+    assert reason in step(fences[0], "self-fence")["evidence"]["reason"], fences[0]
     run = cluster.wait_auto_failover()
     assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
     assert step(run, "fence")["evidence"]["proof"] == "self-fenced"
     wait_for(lambda: cluster.watchdog_pids("val-a") not in ([], [watchdog]), 15, "val-a's agent to start a new watchdog")
-    assert cluster.watchdog_pid("val-a") != watchdog
-    wait_for(lambda: cluster.signs_after("val-b", kill_height), 15, "val-b to sign for the pool")
+    assert cluster.watchdog_pid("val-a") != watchdog and not alive(watchdog)
+    wait_for(lambda: cluster.signs_after("val-b", fault_height), 15, "val-b to sign for the pool")
     cluster.wait_blocks(4)
     after = cluster.assert_no_double_sign()
     assert cluster.signer_row("val-a", after)["last_height"] <= fence_height  # type: ignore[index]

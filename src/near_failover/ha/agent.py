@@ -51,6 +51,7 @@ from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
+WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
 FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
 
 
@@ -206,15 +207,25 @@ class Agent:
             await asyncio.sleep(0.05)
 
     def _watchdog_problem(self, restart: bool = True) -> str | None:
-        """None while the watchdog watches; otherwise why not. One that died is started again
-        (at most once per ttl), and the agent leads only once it watches."""
+        """None while the watchdog watches; otherwise why not. One that died or stopped running
+        (SIGSTOP, a starved process) is replaced, at most once per ttl, and the agent leads
+        only once the new one watches."""
         code = self.watchdog.poll()
-        if code is None:
-            return None if self.heartbeat.watching_marker.exists() else "the agent's watchdog is still starting"
-        log_path = self.heartbeat.path.with_name(self.heartbeat.path.name + ".log")
-        problem = f"the agent's watchdog exited with {code} (see {log_path})"
+        if code is not None:
+            log_path = self.heartbeat.path.with_name(self.heartbeat.path.name + ".log")
+            problem = f"the agent's watchdog exited with {code} (see {log_path})"
+        else:
+            marker = self.heartbeat.watching()
+            if marker is None:
+                return "the agent's watchdog is still starting"
+            silent = lease_clock() - marker["at"]
+            if silent <= max(WATCHDOG_PATIENCE, self.settings.retry_timeout):
+                return None
+            problem = f"the agent's watchdog (pid {marker['pid']}) has not run for {silent:.1f}s"
         if restart and self.lease is None and time.monotonic() - self.watchdog_started >= self.settings.ttl:
-            log.error("watchdog gone: starting it again", node=self.node, exit_code=code)
+            log.error("watchdog gone or stuck: starting a new one", node=self.node, problem=problem)
+            self.watchdog.kill()
+            self.watchdog.wait()
             self._start_watchdog()
         return problem
 

@@ -34,6 +34,7 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 
 POLL = 0.05
 FENCE_RETRY = 0.5
+WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent leads only while it does)
 
 
 @dataclass
@@ -61,8 +62,20 @@ class Heartbeat:
 
     @property
     def watching_marker(self) -> Path:
-        """Written by the watchdog (its pid) once it watches: the agent leads only after that."""
+        """Written by the watchdog (its pid, and when it last ran) once it watches, and again
+        every WATCHING_EVERY: the agent leads only while it is there and fresh."""
         return self.path.with_name(self.path.name + ".watching")
+
+    def mark_watching(self, reserve: float) -> None:
+        tmp = self.watching_marker.with_name(self.watching_marker.name + ".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve, "at": lease_clock()}))
+        os.replace(tmp, self.watching_marker)
+
+    def watching(self) -> dict | None:
+        try:
+            return json.loads(self.watching_marker.read_text())
+        except (OSError, ValueError):
+            return None
 
 
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
@@ -81,11 +94,13 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
     inventory = load_inventory(inventory_path)
     async with open_nodes(inventory) as nodes:
         target = nodes[inventory.node(node).name]
-        tmp = heartbeat.watching_marker.with_name(heartbeat.watching_marker.name + ".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve}))
-        os.replace(tmp, heartbeat.watching_marker)
+        heartbeat.mark_watching(reserve)
+        marked = lease_clock()
         fenced: tuple[int | None, float] | None = None  # the lease (generation, end) already fenced
         while True:
+            if lease_clock() - marked >= WATCHING_EVERY:
+                heartbeat.mark_watching(reserve)
+                marked = lease_clock()
             beat = heartbeat.read()
             if beat is None:
                 await asyncio.sleep(POLL)
