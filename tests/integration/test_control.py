@@ -298,20 +298,21 @@ async def test_systemd_mask_blocks_start(tmp_path: Path, fake_systemd: Path, fak
     await control.stop(timeout=10)
 
 
-async def test_systemd_stop_escalates_when_the_unit_leaves_neard_running(
-    tmp_path: Path, fake_systemd: Path, fake_neard: Path, reaper: list[int]
-) -> None:
-    # KillMode=none: `systemctl stop` returns and the process lives on. The fence must notice.
-    define_unit(
-        fake_systemd,
-        "neard.service",
-        [sys.executable, str(fake_neard), str(tmp_path / "events"), "ignore-term"],
-        kill_mode="none",
-    )
+async def started_stubborn_unit(tmp_path: Path, fake_systemd: Path, fake_neard: Path, reaper: list[int], **unit: object) -> tuple[SystemdControl, int]:
+    """neard.service running a neard that ignores SIGTERM."""
+    define_unit(fake_systemd, "neard.service", [sys.executable, str(fake_neard), str(tmp_path / "events"), "ignore-term"], **unit)
     control = SystemdControl("val-a", LocalHost(), "neard.service")
     pid = await control.start()
     assert pid is not None
     reaper.append(pid)
+    return control, pid
+
+
+async def test_systemd_stop_escalates_when_the_unit_leaves_neard_running(
+    tmp_path: Path, fake_systemd: Path, fake_neard: Path, reaper: list[int]
+) -> None:
+    # KillMode=none: `systemctl stop` returns and the process lives on. The fence must notice.
+    control, pid = await started_stubborn_unit(tmp_path, fake_systemd, fake_neard, reaper, kill_mode="none")
     outcome = await control.stop(timeout=0.5)
     assert outcome.killed and not alive(pid)
     assert "kill -s KILL neard.service" in (fake_systemd / "calls.log").read_text()
@@ -322,16 +323,7 @@ async def test_systemd_stop_keeps_the_callers_deadline(
 ) -> None:
     # neard ignores SIGTERM and the unit's TimeoutStopSec is long: a self-fence's stop must still
     # end with neard gone by its deadline (+ the SIGKILL's grace), before the lease ends.
-    define_unit(
-        fake_systemd,
-        "neard.service",
-        [sys.executable, str(fake_neard), str(tmp_path / "events"), "ignore-term"],
-        timeout_stop=30,
-    )
-    control = SystemdControl("val-a", LocalHost(), "neard.service")
-    pid = await control.start()
-    assert pid is not None
-    reaper.append(pid)
+    control, pid = await started_stubborn_unit(tmp_path, fake_systemd, fake_neard, reaper, timeout_stop=30)
     outcome = await control.stop(timeout=1.0)
     assert outcome.pid == pid and outcome.was_running and outcome.killed
     assert outcome.seconds < 3.0, outcome

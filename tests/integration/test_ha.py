@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
-from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
+from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, closed_port, etcd_in_namespace, guard, step, wait_for
 from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration
@@ -75,26 +75,13 @@ def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> N
 FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on: an SSH control channel that cannot connect."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence(cluster: HaCluster) -> None:
     cluster.configure_lease()
-    # The standbys' view of a frozen machine: no SSH to val-a's host, so no control channel.
-    cut_off = cluster.inventory_variant("val-a-unreachable", {"val-a": {"host": f"ssh://near@127.0.0.1:{_closed_port()}"}})
-    cluster.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
+    cluster.start_agents_with_val_a_unreachable()
     old = cluster.wait_ready()
-    frozen = [cluster.watchdog_pid("val-a"), cluster.agent_pid("val-a"), cluster.neard_pid("val-a")]
     before = cluster.ledger()
+    frozen = cluster.freeze("val-a")
     try:
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
         freeze_height = cluster.height()
         # Watch the lease: the last moment val-a's generation was still the leader key.
         last_seen_old = time.time()
@@ -305,14 +292,11 @@ def test_a_standby_that_loses_the_lease_while_promoting_gives_its_neard_no_key(c
     (val-a's host cannot be reached), and meanwhile its lease is revoked (`etcdctl lease revoke`).
     It must not give its neard the key on a lease it no longer holds."""
     cluster.configure_lease()
-    cut_off = cluster.inventory_variant("val-a-unreachable", {"val-a": {"host": f"ssh://near@127.0.0.1:{_closed_port()}"}})
-    cluster.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
+    cluster.start_agents_with_val_a_unreachable()
     cluster.wait_ready()
-    frozen = [cluster.watchdog_pid("val-a"), cluster.agent_pid("val-a"), cluster.neard_pid("val-a")]
     before = cluster.ledger()
+    frozen = cluster.freeze("val-a")
     try:
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
         freeze_height = cluster.height()
         taken = wait_for(lambda: (leader := cluster.leader()) is not None and leader.member != "val-a" and leader, 30,
                          "a standby to take the expired lease", interval=0.05)
@@ -415,7 +399,7 @@ def test_boot_guard_refuses_the_key_on_a_node_without_the_lease(cluster: HaClust
 
     # The store cannot be asked: on doubt, even the leader's neard is not started with the key.
     unreachable = cluster.inventory_variant("store-down", {})
-    text = unreachable.read_text().replace(cluster.endpoints[0], f"http://127.0.0.1:{_closed_port()}")
+    text = unreachable.read_text().replace(cluster.endpoints[0], f"http://127.0.0.1:{closed_port()}")
     unreachable.write_text(text)
     refused = guard(unreachable, "val-a")
     assert refused.returncode == 1 and "lease store cannot be read" in " ".join(refused.stderr.split()), refused.stderr

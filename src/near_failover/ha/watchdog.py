@@ -51,10 +51,7 @@ class Heartbeat:
         os.replace(tmp, self.path)
 
     def read(self) -> dict | None:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.path)
 
     @property
     def fenced_marker(self) -> Path:
@@ -72,10 +69,15 @@ class Heartbeat:
         os.replace(tmp, self.watching_marker)
 
     def watching(self) -> dict | None:
-        try:
-            return json.loads(self.watching_marker.read_text())
-        except (OSError, ValueError):
-            return None
+        return _read_json(self.watching_marker)
+
+
+def _read_json(path: Path) -> dict | None:
+    """A file written whole by os.replace: absent or unreadable means not written yet."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
