@@ -1,9 +1,22 @@
-"""Whose fence a promoting standby must prove: the rules in ha/policy.py, alone."""
+"""The rules in ha/policy.py, alone: when neard is gone, and whose fence a promoting standby must prove."""
 
 from __future__ import annotations
 
 from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
-from near_failover.ha.policy import ended_leader, proof_from_record
+from near_failover.ha.policy import HealthTracker, Sample, ended_leader, proof_from_record
+
+POOL = "pool.poolv1.near"
+
+
+def test_a_neard_whose_process_is_gone_is_no_flap() -> None:
+    tracker = HealthTracker(POOL)
+    tracker.add(Sample(1.0, True, False, 10, POOL))
+    tracker.add(Sample(2.0, rpc_ok=False, running=True))  # frozen or slow: hysteresis decides
+    assert not tracker.gone() and tracker.problems(as_leader=True) == ["neard RPC does not answer"]
+    tracker.add(Sample(3.0, rpc_ok=False, running=None))  # its control could not tell
+    assert not tracker.gone()
+    tracker.add(Sample(4.0, rpc_ok=False, running=False))
+    assert tracker.gone() and tracker.problems(as_leader=True) == ["neard RPC does not answer", "neard is not running"]
 
 
 def fenced(name: str, generation: int) -> MemberRecord:

@@ -275,7 +275,7 @@ class Agent:
         now = time.monotonic()
         status = await self.me.status_or_none()
         if status is None:
-            return Sample(now, rpc_ok=False)
+            return Sample(now, rpc_ok=False, running=await self._running())
         produced = expected = epoch_start = None
         try:
             snap = production_of(await self.me.rpc.validators(), self.pool, status.sync_info.latest_block_height)
@@ -305,6 +305,9 @@ class Agent:
         if not self.streak.bad:
             if not await self._renew_or_failsafe():
                 return
+        elif self.tracker.gone():  # a crash: a restart (memtrie load) would cost more duties than a failover
+            await self._self_fence(f"neard is gone: {'; '.join(self.problems)}")
+            return
         elif self.streak.bad >= self.settings.unhealthy_loops:
             await self._self_fence(f"unhealthy for {self.streak.bad} checks: {'; '.join(self.problems)}")
             return
@@ -491,6 +494,12 @@ class Agent:
         except (LeaseStoreError, asyncio.TimeoutError):
             return False
         return any(m.name == leader.member and m.details.get("handover_to") == self.node for m in members)
+
+    async def _running(self) -> bool | None:
+        try:
+            return await self.me.control.is_active()
+        except Exception:  # noqa: BLE001 - unknown: health decides with its usual patience
+            return None
 
     async def _still_masked(self) -> bool:
         try:

@@ -3,7 +3,8 @@
 Kept apart from I/O so the rules that decide who may sign can be read and tested alone:
 - health of one neard from a short history of observations (head advancing, the pool's
   production not stalled while duties are expected);
-- hysteresis, so one bad sample neither demotes a leader nor promotes a standby;
+- hysteresis, so one bad sample neither demotes a leader nor promotes a standby (a neard whose
+  process is gone is no flap: the leader steps down at once);
 - which standby is the best candidate (priority, then name), among healthy eligible members;
 - whose lease ended, and whether its own record proves it fenced itself.
 """
@@ -30,6 +31,7 @@ class Sample:
     produced: int | None = None  # the pool's produced duties this epoch (blocks + chunks + endorsements)
     expected: int | None = None
     epoch_start: int | None = None
+    running: bool | None = None  # asked of the node's control when the RPC fails; None: not asked or unknown
 
 
 @dataclass
@@ -51,7 +53,7 @@ class HealthTracker:
             return ["no observation yet"]
         last = self.samples[-1]
         if not last.rpc_ok:
-            return ["neard RPC does not answer"]
+            return ["neard RPC does not answer"] + (["neard is not running"] if last.running is False else [])
         found: list[str] = []
         if last.syncing:
             found.append("neard is syncing")
@@ -66,6 +68,10 @@ class HealthTracker:
         elif last.key_loaded:
             found.append(f"a validator key is loaded on a standby ({last.key_loaded})")
         return found
+
+    def gone(self) -> bool:
+        """neard's process is gone (its control says so): a crash, not a flap to wait out."""
+        return bool(self.samples) and self.samples[-1].running is False
 
     def _stalled(self) -> bool:
         """Produced counter flat while expected grew over at least stall_blocks, within one epoch."""
