@@ -126,12 +126,14 @@ def add_lease(inventory_path: Path, timings: dict[str, float], standby_mode: dic
 
 
 @contextmanager
-def agents(inventory_path: Path, names: list[str]) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+def agents(inventory_path: Path, names: list[str], inventories: dict[str, Path] | None = None) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """One agent per name, each on the inventory (or its own, from ``inventories``)."""
     procs = {}
     try:
         for name in names:
             log = open(inventory_path.parent / f"agent-{name}.log", "ab")  # noqa: SIM115 - owned by the child
-            procs[name] = subprocess.Popen([sys.executable, "-m", "near_failover", "agent", "-c", str(inventory_path), "--node", name],
+            inventory = (inventories or {}).get(name, inventory_path)
+            procs[name] = subprocess.Popen([sys.executable, "-m", "near_failover", "agent", "-c", str(inventory), "--node", name],
                                            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         yield procs
     finally:
@@ -152,8 +154,9 @@ async def wait_for(predicate: Callable[[], Any], timeout: float, poll: float = 0
         await asyncio.sleep(poll)
 
 
-async def crash_and_measure(inventory_path: Path, standby: str, timeout: float) -> dict[str, Any]:
-    """SIGKILL the signer's neard; time until `standby` signs its first duty, and what was missed.
+async def crash_and_measure(inventory_path: Path, standby: str, timeout: float, also: Callable[[], None] | None = None) -> dict[str, Any]:
+    """SIGKILL the signer's neard (and do ``also`` at the same moment); time until `standby`
+    signs its first duty, and what was missed.
 
     The clock starts at the fault; "first duty" is the pool's produced counter growing in the
     standby's own chain view after it loaded the key."""
@@ -172,6 +175,8 @@ async def crash_and_measure(inventory_path: Path, standby: str, timeout: float) 
         fault = time.monotonic()
         if pid:
             os.kill(pid, signal.SIGKILL)
+        if also is not None:
+            also()
 
         async def loaded() -> bool:
             status = await new.status_or_none()
