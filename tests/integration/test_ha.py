@@ -25,9 +25,10 @@ from tests.integration.localnet_harness import cli, start_localnet, stop_localne
 
 pytestmark = pytest.mark.integration
 
-# Detection (3 bad checks of 0.4 s), self-fence and release, the standby's next check and a hot
-# swap: about 2.5 s, 10 heights (measured: at most 1 block, 3 chunks, 13 endorsements). The
-# bound is the pool's duties in about 20 heights (5 s), for a loaded machine.
+# Detection (the leader's next check, within 0.4 s, sees neard gone), self-fence and release, the
+# standby's next check and a hot swap: about 1.5 s, 6 heights. The bound is the pool's duties in
+# about 20 heights (5 s), for a loaded machine; the watchdog tests share it (its fence comes half a
+# retry_timeout before the lease's end, up to 2.4 s after the fault).
 CRASH_BOUND = {"blocks": 6, "chunks": 10, "endorsements": 40}
 
 
