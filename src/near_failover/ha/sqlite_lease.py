@@ -7,9 +7,9 @@ key. The generation is a counter in the file that only grows.
 Expiry uses the host's boot-time clock (``CLOCK_BOOTTIME``), not the wall clock: an NTP step of
 the wall clock forward would make a standby take a lease the leader still believes it holds (two
 signers), a step back would keep a dead leader's lease. CLOCK_BOOTTIME is one clock for every
-process on the host and never jumps (``lease_clock``, the holders' clock too); the file records the kernel's boot id, and leases written
-during an earlier boot count as expired. Only agents on this one host can share this clock, which
-is why ``for_inventory`` refuses nodes on several hosts.
+process on the host and never jumps (``lease_clock``, the holders' clock too); the file records
+the kernel's boot id, and leases written during an earlier boot count as expired. Only agents on
+this one host can share this clock, which is why ``for_inventory`` refuses nodes on several hosts.
 """
 
 from __future__ import annotations

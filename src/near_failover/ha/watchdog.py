@@ -40,7 +40,8 @@ WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent le
 @dataclass
 class Heartbeat:
     """What the agent writes each loop; `at` and `valid_until` are on the lease clock (since boot,
-    suspend included), shared by every process on the machine. `valid_until` is the armed leader's lease end as it knows it."""
+    suspend included), shared by every process on the machine. `valid_until` is the armed
+    leader's lease end as it knows it."""
 
     path: Path
 
