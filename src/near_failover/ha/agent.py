@@ -18,7 +18,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -50,6 +51,7 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
+T = TypeVar("T")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
 FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
@@ -275,7 +277,8 @@ class Agent:
         now = time.monotonic()
         status = await self.me.status_or_none()
         if status is None:
-            return Sample(now, rpc_ok=False, running=await self._running())
+            # None when the control cannot tell: health then decides with its usual patience.
+            return Sample(now, rpc_ok=False, running=await on_doubt(self.me.control.is_active(), None))
         produced = expected = epoch_start = None
         try:
             snap = production_of(await self.me.rpc.validators(), self.pool, status.sync_info.latest_block_height)
@@ -437,7 +440,7 @@ class Agent:
             await self._signing_without_lease(leader, may_lead)
             return
         if self.role == MemberRole.FENCED:
-            if await self._still_masked():
+            if await on_doubt(self.me.control.is_masked(), True):  # never leave the fenced state on doubt
                 self.problems = [FENCED_PROBLEM]
                 return
             self.role = MemberRole.STANDBY  # the operator unmasked it: a standby again
@@ -495,18 +498,6 @@ class Agent:
             return False
         return any(m.name == leader.member and m.details.get("handover_to") == self.node for m in members)
 
-    async def _running(self) -> bool | None:
-        try:
-            return await self.me.control.is_active()
-        except Exception:  # noqa: BLE001 - unknown: health decides with its usual patience
-            return None
-
-    async def _still_masked(self) -> bool:
-        try:
-            return await self.me.control.is_masked()
-        except Exception:  # noqa: BLE001 - unknown means masked: never leave the fenced state on doubt
-            return True
-
     async def _readiness(self) -> list[str]:
         """Standby-specific readiness: the staged key present and valid for the pool."""
         try:
@@ -553,7 +544,7 @@ class Agent:
         reason = result.message if result is not None else reason
         status = await self.me.status_or_none()
         signs = status is not None and status.validator_account_id == self.pool
-        if signs or await self._key_in_home_or_unknown():
+        if signs or await on_doubt(self.me.key_in_home(), True):  # never drop a lease on doubt
             # We sign, or may once neard answers (a restart through the memtrie load): keep the
             # lease; health decides, and a leader that stays unhealthy fences itself.
             self.role, self.promoting = MemberRole.LEADER, False
@@ -566,12 +557,6 @@ class Agent:
         except (LeaseStoreError, asyncio.TimeoutError):
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
-
-    async def _key_in_home_or_unknown(self) -> bool:
-        try:
-            return await self.me.key_in_home()
-        except Exception:  # noqa: BLE001 - unknown counts as present: never drop a lease on doubt
-            return True
 
     async def _keep_lease_during_promotion(self) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
@@ -729,3 +714,9 @@ def load_token(inventory: Inventory) -> str | None:
     return read_secret_file(path, "api_token_file") if path else None
 
 
+async def on_doubt(answer: Awaitable[T], doubt: T) -> T:
+    """The answer, or ``doubt`` when the question itself failed (a host or a control that errs)."""
+    try:
+        return await answer
+    except Exception:  # noqa: BLE001 - the caller chose the safe reading of "unknown"
+        return doubt
