@@ -561,17 +561,9 @@ class Agent:
     async def _keep_lease_during_promotion(self) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
         meanwhile (taken, revoked, refused, run out) ends the promotion before the key is given."""
-        assert self.lease is not None
         while True:
             await asyncio.sleep(self.settings.loop_wait)
-            try:
-                if not await asyncio.wait_for(self.store.renew(self.lease), self.settings.retry_timeout):
-                    self.lease_lost = self.lease_lost or "the store no longer holds it for this node"
-            except (LeaseStoreUnavailable, asyncio.TimeoutError):
-                pass
-            except LeaseStoreError as exc:
-                self.lease_lost = self.lease_lost or f"the store refuses the renewal: {exc}"
-            self._lease_lost_check()
+            await self._renew_promotion_lease(self.settings.retry_timeout)
             if self.lease_lost is not None and not self.activating:
                 # No key given, and _lease_still_ours will refuse to give it: nothing for the
                 # watchdog to guard (it would mask this standby's neard at the lease's end).
@@ -579,17 +571,26 @@ class Agent:
                 return
             self._beat()  # once the key may be given, the watchdog keeps the lease's deadline
 
-    def _lease_lost_check(self) -> None:
+    async def _renew_promotion_lease(self, timeout: float) -> None:
+        """Renew; note in ``lease_lost`` why the lease is no longer ours, if it is not."""
         assert self.lease is not None
+        try:
+            if not await asyncio.wait_for(self.store.renew(self.lease), timeout):
+                self.lease_lost = self.lease_lost or "the store no longer holds it for this node"
+        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+            pass  # no answer: the lease holds as long as our own estimate says (below)
+        except LeaseStoreError as exc:
+            self.lease_lost = self.lease_lost or f"the store refuses the renewal: {exc}"
         remaining = self.lease.remaining()
         if self.lease_lost is None and remaining < self.settings.fence_margin:
             self.lease_lost = f"only {remaining:.1f}s of it left and not renewed"
 
     async def _lease_still_ours(self) -> None:
         """The promotion's last check before the key is given: the lease must be ours, with more
-        than the fence margin left (the leader's loop would fence at once below that)."""
+        than the fence margin left (the leader's loop would fence at once below that). It is
+        renewed here: the keeper's last renewal can be a loop old, and the lease revoked since."""
         assert self.lease is not None
-        self._lease_lost_check()
+        await self._renew_promotion_lease(max(0.0, self._budget()))
         if self.lease_lost is not None:
             raise Refused(f"{self.node} lost the lease of generation {self.lease.generation} during the promotion ({self.lease_lost}): the key is not given")
         self.activating = True
