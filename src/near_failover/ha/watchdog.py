@@ -46,10 +46,8 @@ class Heartbeat:
     path: Path
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"armed": armed, "generation": generation, "at": lease_clock(),
-                                   "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}))
-        os.replace(tmp, self.path)
+        _write_json(self.path, {"armed": armed, "generation": generation, "at": lease_clock(),
+                                "valid_until": valid_until if armed else None, "agent_pid": os.getpid()})
 
     def read(self) -> dict | None:
         return _read_json(self.path)
@@ -65,12 +63,17 @@ class Heartbeat:
         return self.path.with_name(self.path.name + ".watching")
 
     def mark_watching(self, reserve: float) -> None:
-        tmp = self.watching_marker.with_name(self.watching_marker.name + ".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "reserve": reserve, "at": lease_clock()}))
-        os.replace(tmp, self.watching_marker)
+        _write_json(self.watching_marker, {"pid": os.getpid(), "reserve": reserve, "at": lease_clock()})
 
     def watching(self) -> dict | None:
         return _read_json(self.watching_marker)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Whole or not at all (a rename), without an fsync: these files live as long as the processes."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -135,10 +138,10 @@ async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict,
         print(f"watchdog: the fence of {node} FAILED ({type(exc).__name__}: {exc}); neard may still sign; retrying", flush=True)
         return False
     done = lease_clock()
-    heartbeat.fenced_marker.write_text(json.dumps({
+    _write_json(heartbeat.fenced_marker, {
         "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
         "last_beat": beat["at"], "evidence": evidence,
-    }))
+    })
     print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
     return True
 
