@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -178,7 +177,8 @@ class HaCluster:
 
     def start_agents_with_val_a_unreachable(self) -> None:
         """The standbys' view of a frozen machine: no SSH to val-a's host, so no control channel."""
-        cut_off = self.inventory_variant("val-a-unreachable", {"val-a": {"host": f"ssh://near@127.0.0.1:{closed_port()}"}})
+        unreachable = f"ssh://near@127.0.0.1:{free_port()}"  # nothing listens there
+        cut_off = self.inventory_variant("val-a-unreachable", {"val-a": {"host": unreachable}})
         self.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
 
     def freeze(self, node: str) -> list[int]:
@@ -370,13 +370,6 @@ class HaCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- agent {n} ---\n{self.agent_log(n)[-3000:]}\n--- watchdog {n} ---\n{self.watchdog_log(n)[-1500:]}" for n in NODES)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (an SSH host or a store that cannot be reached)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def step(run: dict[str, Any], name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import tomli_w
 
+from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, MemberRecord, open_lease_store
 from near_failover.inventory import Inventory, InventoryError, load_inventory
 from tests.integration.etcd_server import (NF_ROLE, EtcdServer, TlsFiles, as_root, enable_auth, jwt_token_args, make_tls,
@@ -164,7 +165,6 @@ async def test_a_change_to_etcds_users_or_roles_does_not_refuse_the_leader(etcd_
     refuses every token issued before (400, "revision of auth store is old"). The store takes a
     new token and goes on; the leader must not read that as "the store refuses the renewal"."""
     inv = load_inventory(inventory(tmp_path, etcd_jwt.url, username=USER, password_file=password_file(tmp_path)))
-    key = base64.b64encode(f"/near-failover/{inv.validator.account_id}/leader".encode()).decode()
     changes = [
         ("/v3/auth/user/add", {"name": "backup-operator", "password": "another-password-5d1e"}),
         ("/v3/auth/role/add", {"name": "backup"}),
@@ -172,6 +172,8 @@ async def test_a_change_to_etcds_users_or_roles_does_not_refuse_the_leader(etcd_
         ("/v3/auth/user/changepw", {"name": "backup-operator", "password": "a-new-password-0b7c"}),
     ]
     async with open_lease_store(inv) as store, httpx.AsyncClient(base_url=etcd_jwt.url, trust_env=False) as raw:
+        assert isinstance(store, EtcdLeaseStore)
+        key = base64.b64encode(store.leader_key.encode()).decode()
         lease = await store.acquire_leader("val-a", 4)
         assert lease is not None
         assert await store.renew(lease)

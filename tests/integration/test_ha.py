@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from near_failover.localnet.homes import free_port
 from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
-from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, closed_port, etcd_in_namespace, guard, step, wait_for
+from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
 from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration
@@ -402,7 +403,7 @@ def test_boot_guard_refuses_the_key_on_a_node_without_the_lease(cluster: HaClust
 
     # The store cannot be asked: on doubt, even the leader's neard is not started with the key.
     unreachable = cluster.inventory_variant("store-down", {})
-    text = unreachable.read_text().replace(cluster.endpoints[0], f"http://127.0.0.1:{closed_port()}")
+    text = unreachable.read_text().replace(cluster.endpoints[0], f"http://127.0.0.1:{free_port()}")
     unreachable.write_text(text)
     refused = guard(unreachable, "val-a")
     assert refused.returncode == 1 and "lease store cannot be read" in " ".join(refused.stderr.split()), refused.stderr
