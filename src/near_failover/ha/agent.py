@@ -395,7 +395,9 @@ class Agent:
         stop_timeout = self.settings.retry_timeout * 2
         if lease is not None:
             evidence.update(generation=lease.generation, lease_remaining=round(lease.remaining(), 3))
-            stop_timeout = max(0.1, min(stop_timeout, lease.remaining() - self.settings.watchdog_reserve))
+            # Half the time until the watchdog would act for SIGTERM: the other half is for the
+            # SIGKILL, the mask and the disarm, so this fence is done before the watchdog looks.
+            stop_timeout = max(0.1, min(stop_timeout, (lease.remaining() - self.settings.watchdog_reserve) / 2))
         try:
             # A stop that fails leaves the key out of home all the same: no restart may load it.
             proof = await fence_reachable(self.me, stop_timeout=stop_timeout, restore_key_on_failure=False)
