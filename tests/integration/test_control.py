@@ -410,6 +410,12 @@ async def test_command_control_escalates_and_reports(tmp_path: Path, fake_neard:
     assert "val-c" in str(err.value) and "is_active" in str(err.value)
     assert alive(pid)
 
+    # A `stop` that fails is not waited out: the fence learns now that neard still runs.
+    failing = CommandControl("val-c", LocalHost(), commands.model_copy(update={"main_pid": None, "stop": ["sh", "-c", "echo busy >&2; exit 1"]}))
+    with pytest.raises(StopFailed) as err:
+        await asyncio.wait_for(failing.stop(timeout=60), 10)
+    assert "`stop` exited 1: busy" in str(err.value) and alive(pid)
+
     bare = CommandControl("val-c", LocalHost(), NodeCommands(start=["true"], stop=["true"], is_active=["false"]))
     assert not bare.supports_mask
     with pytest.raises(NotSupported) as err2:

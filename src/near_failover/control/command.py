@@ -77,7 +77,10 @@ class CommandControl(NeardControl):
             stop_result = await self._run("stop", timeout=timeout)
         except CommandTimeout:
             pass  # confirmed (or not) below
-        gone = await self._wait_stopped(pid, began + timeout)
+        # A `stop` that says it failed is not waited out (as a failed `systemctl stop` is not):
+        # SIGKILL at once when the pid is known, otherwise say so now.
+        failed = stop_result is not None and not stop_result.ok
+        gone = await self._wait_stopped(pid, loop.time() if failed else began + timeout)
         killed = False
         if not gone and pid is not None:
             killed = True
