@@ -126,7 +126,9 @@ def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | N
 
 def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> FenceProof | None:
     """The ended leader's own record that it fenced itself for that very generation."""
+    if ended is None:
+        return None
     for m in members:
-        if ended is not None and m.name == ended.member and m.role == MemberRole.FENCED and m.fenced_generation == ended.generation:
+        if m.name == ended.member and m.role == MemberRole.FENCED and m.fenced_generation == ended.generation:
             return FenceProof("self-fenced", {"node": m.name, "generation": ended.generation, "record_at": m.updated_at})
     return None
