@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -151,30 +152,41 @@ class SqliteLeaseStore(LeaseStore):
         return self._conn
 
     def _transaction(self, body: Callable[[sqlite3.Connection, float], _T]) -> _T:
-        """Run ``body(conn, now)`` inside BEGIN IMMEDIATE; sqlite errors become Unavailable."""
+        """Run ``body(conn, now)`` inside BEGIN IMMEDIATE; sqlite errors become Unavailable.
+
+        "Locked" is retried until busy_timeout: sqlite's own wait does not cover every case
+        (a new file switched to WAL by several connections at once answers "locked" at once)."""
+        deadline = time.monotonic() + self.busy_timeout
         with self._lock:
-            try:
-                conn = self._connect()
-                conn.execute("BEGIN IMMEDIATE")
+            while True:
                 try:
-                    now = self._clock()
-                    self._forget_earlier_boot(conn)
-                    result = body(conn, now)
-                    conn.execute("COMMIT")
-                    return result
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.OperationalError as exc:
-                cause = str(exc)
-                if "locked" in cause or "busy" in cause:
-                    cause = f"{cause} (held by another process for over {self.busy_timeout:g}s)"
-                raise LeaseStoreUnavailable([str(self.path)], cause) from None
-            except sqlite3.DatabaseError as exc:
-                raise LeaseStoreUnavailable([str(self.path)], f"{type(exc).__name__}: {exc}") from None
-            except OSError as exc:
-                raise LeaseStoreUnavailable([str(self.path)], f"cannot open the file: {exc}") from None
+                    return self._attempt(body)
+                except sqlite3.OperationalError as exc:
+                    cause = str(exc)
+                    if "locked" not in cause and "busy" not in cause:
+                        raise LeaseStoreUnavailable([str(self.path)], cause) from None
+                    if time.monotonic() < deadline:
+                        time.sleep(0.02)
+                        continue
+                    raise LeaseStoreUnavailable([str(self.path)], f"{cause} (held by another process for over {self.busy_timeout:g}s)") from None
+                except sqlite3.DatabaseError as exc:
+                    raise LeaseStoreUnavailable([str(self.path)], f"{type(exc).__name__}: {exc}") from None
+                except OSError as exc:
+                    raise LeaseStoreUnavailable([str(self.path)], f"cannot open the file: {exc}") from None
+
+    def _attempt(self, body: Callable[[sqlite3.Connection, float], _T]) -> _T:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            now = self._clock()
+            self._forget_earlier_boot(conn)
+            result = body(conn, now)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     async def _run(self, body: Callable[[sqlite3.Connection, float], _T]) -> _T:
         return await asyncio.to_thread(self._transaction, body)
