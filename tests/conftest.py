@@ -1,8 +1,5 @@
-"""Shared test fixtures: where the nearcore fixtures live.
-
-The fixtures are not part of the repository: they sit in ../shared beside the clone, on a
-developer's machine and in CI alike.
-"""
+"""Shared test fixtures: where the nearcore fixtures live (inside the repository, so a clone
+anywhere has them)."""
 
 from __future__ import annotations
 
@@ -11,11 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "nearcore"
+FIXTURES = REPO_ROOT / "tests" / "fixtures" / "nearcore"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.fail(f"nearcore fixtures not found at {FIXTURES}: clone beside ../shared")
     return FIXTURES
