@@ -634,17 +634,20 @@ def history(
 @app.command("demo")
 def demo(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the localnet here (default: a temporary folder, removed after)."),
-    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block of the localnet (mainnet: 0.6)."),
-    memtrie_load: float = typer.Option(3.0, "--memtrie-load", help="Seconds an Option 1 restart spends loading memtries."),
+    block_time: float = typer.Option(0.6, "--block-time", min=0.05, help="Seconds per block of the localnet (mainnet: 0.6)."),
+    memtrie_load: float = typer.Option(3.0, "--memtrie-load", min=0.0, help="Seconds an Option 1 restart spends loading memtries."),
     auto: bool = typer.Option(False, "--auto", help="The automatic mode: agents on a sqlite lease; val-a's neard is killed and val-b takes over on its own."),
     as_json: bool = JsonOption,
 ) -> None:
     """Start a localnet, switch over val-a -> val-b by hot swap, kill val-b, fail over to val-c
     by restart, show status and history, stop the localnet, and print a summary."""
-    from near_failover.demo import run_auto_demo, run_demo
+    from near_failover.demo import DemoStepFailed, run_auto_demo, run_demo
 
     say = (lambda msg: err.print(plain(msg, "dim"), highlight=False)) if as_json else (lambda msg: out.print(f"[cyan]>[/] {safe(msg)}", highlight=False))
-    report = asyncio.run((run_auto_demo if auto else run_demo)(directory, block_time, memtrie_load, say))
+    try:
+        report = asyncio.run((run_auto_demo if auto else run_demo)(directory, block_time, memtrie_load, say))
+    except DemoStepFailed as exc:
+        fail(str(exc), EXIT_INPUT if exc.exit_code == EXIT_INPUT else EXIT_REFUSED)
     summary = {"moves": report["moves"], "double_signs": report["double_signs"]}
     if as_json:
         print_json(summary)

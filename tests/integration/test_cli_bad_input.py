@@ -232,6 +232,7 @@ def test_an_unknown_node_an_out_of_range_limit_and_bad_rpc_urls_are_input_errors
     home = make_home(tmp_path, fixtures_dir)
     inventory = str(write_inventory(tmp_path / "inventory.toml", "http://127.0.0.1:9"))
     assert_one_line_error(run("keys", "stage", "-c", inventory, "--to", "nope"), 2, "no node named 'nope'", "val-a")
+    assert_one_line_error(run("keys", "stage", "-c", inventory, "--to", "val-a", "--from", str(tmp_path / "none.json")), 2, "none.json: does not exist")
     assert_one_line_error(run("history", "-c", inventory, "--limit", "99999999999999999999"), 2, "--limit", "1000000", "near-failover history --help")
     for url in ("not-a-url", "http://[::1", "file://"):
         assert_one_line_error(run("check", "--home", str(home), "--role", "validator", "--rpc", url), 2, f"--rpc {url!r}", "http://127.0.0.1:3030")

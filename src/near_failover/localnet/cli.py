@@ -33,7 +33,7 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command("up")
 def up_command(
     directory: Path = DirOption,
-    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block (0.05 or more)."),
+    block_time: float = typer.Option(0.6, "--block-time", min=0.05, help="Seconds per block (0.05 or more)."),
     chain_id: str = typer.Option("localnet", "--chain-id", help="localnet, testnet or mainnet (mainnet/testnet enable neard's public-chain checks)."),
     memtrie_load: float = typer.Option(1.0, "--memtrie-load", help="Seconds a node with memtries spends loading them at start (RPC closed meanwhile)."),
     epoch_length: int = typer.Option(300, "--epoch-length", help="Blocks per epoch."),
@@ -59,6 +59,9 @@ def up_command(
         result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
     except LocalnetError as exc:
         _fail(str(exc))
+        return
+    except OSError as exc:  # --dir cannot hold the homes: not a directory, read-only, ...
+        _fail(f"--dir {directory}: cannot create the localnet there ({exc.strerror}); pass a directory this user can write", 2)
         return
     if as_json:
         _print_json(result)
