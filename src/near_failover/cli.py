@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from near_failover.cli_errors import SafeTyperGroup, print_error
+from near_failover.cli_errors import SafeTyperGroup, fail
 from near_failover.console import console, plain, safe
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
@@ -50,11 +50,6 @@ err = console(stderr=True)
 
 HomeOption = typer.Option(..., "--home", help="neard home directory (holds config.json).", file_okay=False)
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
-
-
-def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
-    print_error(message)
-    raise typer.Exit(code)
 
 
 def print_json(data: Any) -> None:

@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import typer
 from rich.text import Text
@@ -39,6 +39,12 @@ _ABORTS: Final = tuple({typer.Abort, getattr(click_exceptions, "Abort", typer.Ab
 def print_error(message: str) -> None:
     """``error: <message>`` on stderr, the message printed exactly as given (no markup), redacted."""
     console(stderr=True).print(Text.assemble(("error:", "bold red"), " ", plain(message)), highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
+    """Print ``error: <message>`` and end the command with ``code``."""
+    print_error(message)
+    raise typer.Exit(code)
 
 
 def one_line(text: str) -> str:

@@ -8,8 +8,9 @@ lines, so that a secret is kept out the same way everywhere. The rules, in order
    case) or base64 (standard or URL-safe, padded or not), whatever surrounds them. A seed has the
    shape of a hash, so only knowing it tells the two apart.
 2. **Key shapes.** Any value that decodes to 64 bytes (an ed25519 secret key, whoever's) is
-   replaced: base58 runs that decode to 64 bytes, hex runs of 128 digits or more, base64 runs of
-   86 characters or more. Signatures share the length and go too.
+   replaced: base58 runs that decode to 64 bytes (all of 87 characters or more), hex runs of 128
+   digits or more, base64 runs of 86 characters or more with both letter cases. Signatures share
+   the length and go too.
 3. **Secret context.** A value written after ``seed``, ``secret``, ``private_key`` or
    ``password`` and ``=`` or ``:`` is replaced, whatever its length.
 4. **URL credentials.** The userinfo of a URL (``ssh://near:PW@host``) becomes ``***``.
@@ -136,10 +137,16 @@ def _b58encode(data: bytes) -> str:
 
 def _holds_64_byte_base58(run: str) -> bool:
     """Whether some window of a base58 run decodes to exactly 64 bytes (the key may run straight
-    into other base58 characters, "...keyABC")."""
-    if len(run) >= 2 * _B58_MAX:
-        return True  # a blob this long of base58 is no evidence anyone needs; do not walk it
-    for start in range(len(run) - _B58_MIN + 1):
+    into other base58 characters, "...keyABC").
+
+    A 64-byte value whose first byte is not zero is at least 2^504 > 58^86: 87 characters or
+    more, and nearly every window of 87 characters decodes to 64 bytes, so such a run goes whole.
+    A shorter window holds 64 bytes only if it starts with zero bytes, written '1': only windows
+    starting at a '1' are decoded, which keeps a hostile text from costing much.
+    """
+    if len(run) >= _B58_MAX - 1:
+        return True
+    for start in (index for index, char in enumerate(run) if char == "1"):
         zeros, number = 0, 0
         for end in range(start, min(len(run), start + _B58_MAX)):
             digit = _B58_INDEX[run[end]]

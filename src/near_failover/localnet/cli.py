@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from near_failover.cli_errors import print_error
+from near_failover.cli_errors import fail
 from near_failover.console import console, plain, safe
 
 app = typer.Typer(help="An emulated NEAR localnet: chain, neard-like nodes, double-sign ledger.", no_args_is_help=True, rich_markup_mode=None)
@@ -23,11 +23,6 @@ JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
-
-
-def _fail(message: str, code: int = 1) -> None:
-    print_error(message)
-    raise typer.Exit(code)
 
 
 @app.command("up")
@@ -48,20 +43,20 @@ def up_command(
     from near_failover.localnet.supervisor import LocalnetError, up
 
     if chain_id not in ("localnet", "testnet", "mainnet"):
-        _fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
+        fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
     try:
         b, c, e = (int(x) for x in kickout.split(","))
     except ValueError:
-        _fail(f"--kickout-thresholds {kickout!r}: expected three percentages such as 80,80,70", 2)
+        fail(f"--kickout-thresholds {kickout!r}: expected three percentages such as 80,80,70", 2)
         return
     say = (lambda m: err.print(plain(m, "dim"), highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {safe(m)}", highlight=False))
     try:
         result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     except OSError as exc:  # --dir cannot hold the homes: not a directory, read-only, ...
-        _fail(f"--dir {directory}: cannot create the localnet there ({exc.strerror}); pass a directory this user can write", 2)
+        fail(f"--dir {directory}: cannot create the localnet there ({exc.strerror}); pass a directory this user can write", 2)
         return
     if as_json:
         _print_json(result)
@@ -78,7 +73,7 @@ def status_command(directory: Path = DirOption, as_json: bool = JsonOption) -> N
     try:
         result = status(directory)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(result)
@@ -98,7 +93,7 @@ def ledger_command(
     try:
         book = ledger(directory, epoch)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(book)
@@ -131,7 +126,7 @@ def down_command(
     try:
         report = down(directory, timeout)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(report)
