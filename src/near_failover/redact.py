@@ -247,6 +247,11 @@ def is_secret_field(name: str) -> bool:
     return bool(_SECRET_FIELD.search(lowered)) and not lowered.endswith(_PATH_FIELD_SUFFIXES)
 
 
+def _may_hold_a_secret(value: Any) -> bool:
+    """Under a secret's name, anything but "no value" (None, "", a flag) is taken for the secret."""
+    return value is not None and value != "" and not isinstance(value, bool)
+
+
 def redact_record(value: Any) -> Any:
     """A JSON-ready copy of ``value`` without secrets (rule 5, then rules 1 to 4 on every text).
 
@@ -267,7 +272,7 @@ def redact_record(value: Any) -> Any:
         out: dict[str, Any] = {}
         for key, item in value.items():
             name = redact_text(str(key))
-            out[name] = REDACTED if is_secret_field(name) and item not in (None, "") else redact_record(item)
+            out[name] = REDACTED if is_secret_field(name) and _may_hold_a_secret(item) else redact_record(item)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
         return [redact_record(item) for item in value]
@@ -283,7 +288,7 @@ def redact_log_event(_logger: Any, _method: str, event_dict: MutableMapping[str,
     for key, item in list(event_dict.items()):
         if key == "exc_info" and not isinstance(item, str):
             continue  # formatted (and then redacted) by a later renderer step; see __init__
-        if is_secret_field(str(key)) and item not in (None, ""):
+        if is_secret_field(str(key)) and _may_hold_a_secret(item):
             event_dict[key] = REDACTED
         elif isinstance(item, str):
             event_dict[key] = redact_text(item)
