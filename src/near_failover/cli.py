@@ -1,6 +1,7 @@
 """The `near-failover` command.
 
-Exit codes: 0 success, 1 a check failed or an operation was refused, 2 a usage or input error.
+Exit codes: 0 success, 1 a check failed or an operation was refused (or a bug: one line names its
+crash log), 2 a usage or input error (cli_errors.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from near_failover.cli_errors import SafeTyperGroup, fail
+from near_failover.cli_errors import EXIT_INPUT, EXIT_REFUSED, SafeTyperGroup, fail
 from near_failover.console import console, plain, safe
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
@@ -26,8 +27,6 @@ from near_failover.neard.check import Finding, Severity, check_home, check_runni
 from near_failover.neard.keys import KeyFileError, load_key_file, permission_problems
 from near_failover.redact import redact_record
 
-EXIT_REFUSED = 1
-EXIT_INPUT = 2
 STATUS_LEASE_TIMEOUT = 10.0
 HISTORY_LIMIT_MAX = 1_000_000
 

@@ -29,7 +29,8 @@ except ImportError:  # older typer on click itself
 from near_failover.console import console, plain
 from near_failover.redact import redact_text
 
-EXIT_CRASH: Final = 1
+EXIT_REFUSED: Final = 1
+EXIT_CRASH: Final = 1  # a bug: the crash log says where
 EXIT_INPUT: Final = 2
 CRASH_LOG_MODE: Final = 0o600
 _MESSAGE_LIMIT: Final = 300
@@ -134,9 +135,9 @@ class SafeTyperGroup(TyperGroup):
         except click_exceptions.ClickException as exc:
             print_error(one_line(exc.format_message()))
             return exc.exit_code
-        except _ABORTS:
+        except _ABORTS:  # the operator answered no, or closed the prompt
             print_error("aborted")
-            return EXIT_CRASH
+            return EXIT_REFUSED
         except Exception as exc:  # the last resort: no traceback on the terminal, ever
             if isinstance(exc, input_error_types()):
                 print_error(one_line(str(exc)))
