@@ -1,6 +1,7 @@
 """The `near-failover` command.
 
-Exit codes: 0 success, 1 a check failed or an operation was refused, 2 a usage or input error.
+Exit codes: 0 success, 1 a check failed or an operation was refused (or a bug: one line names its
+crash log), 2 a usage or input error (cli_errors.py).
 """
 
 from __future__ import annotations
@@ -8,32 +9,37 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
-from near_failover.console import console
+from near_failover.cli_errors import EXIT_INPUT, EXIT_REFUSED, SafeTyperGroup, fail
+from near_failover.console import console, plain, safe
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
 from near_failover.neard.account import account_id_problem
 from near_failover.neard.check import Finding, Severity, check_home, check_running, read_home
 from near_failover.neard.keys import KeyFileError, load_key_file, permission_problems
+from near_failover.redact import redact_record
 
-EXIT_REFUSED = 1
-EXIT_INPUT = 2
 STATUS_LEASE_TIMEOUT = 10.0
+HISTORY_LIMIT_MAX = 1_000_000
 
 app = typer.Typer(
     help="Fenced, verified, journaled failover for NEAR validators.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    cls=SafeTyperGroup,  # every failure ends in one line, never a traceback (cli_errors.py)
+    rich_markup_mode=None,  # help text is printed as written: `[lease]` stays
 )
-config_app = typer.Typer(help="Show and edit a neard config.json for a failover role.", no_args_is_help=True)
-keys_app = typer.Typer(help="Inspect and stage validator key files (secrets are never shown).", no_args_is_help=True)
+config_app = typer.Typer(help="Show and edit a neard config.json for a failover role.", no_args_is_help=True, rich_markup_mode=None)
+keys_app = typer.Typer(help="Inspect and stage validator key files (secrets are never shown).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(localnet_app, name="localnet")
@@ -45,13 +51,8 @@ HomeOption = typer.Option(..., "--home", help="neard home directory (holds confi
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-def fail(message: str, code: int = EXIT_INPUT) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(json.dumps(redact_record(data), indent=2) + "\n")
 
 
 def load_home_config(home: Path) -> dict[str, Any]:
@@ -61,6 +62,18 @@ def load_home_config(home: Path) -> dict[str, Any]:
         fail(str(exc))
 
 
+@contextmanager
+def config_errors_fail(path: Path) -> Iterator[None]:
+    """A field of config.json that neard would refuse (found while reading or editing it) is an
+    input error: one line naming the file, the field and the fix."""
+    try:
+        yield
+    except neard_config.ConfigError as exc:
+        if exc.source != neard_config.CONFIG_FILENAME:
+            fail(str(exc))  # it names its file already
+        fail(f"{path}: {exc.problem} Fix that field, or restore the latest {path.name}.*.bak beside it.")
+
+
 # --- config -------------------------------------------------------------------------------
 
 
@@ -68,27 +81,28 @@ def load_home_config(home: Path) -> dict[str, Any]:
 def config_show(home: Path = HomeOption, as_json: bool = JsonOption) -> None:
     """Effective shard tracking, memtries, the role the file matches, and legacy fields."""
     cfg = load_home_config(home)
-    tracking = neard_config.effective_tracking(cfg)
-    summary = {
-        "config": str(home / "config.json"),
-        "tracking": tracking.to_json(),
-        "tracking_source": tracking.source,
-        "memtries": neard_config.memtries_enabled(cfg),
-        "role": neard_config.classify_role(cfg).value,
-        "legacy_fields": neard_config.legacy_fields_present(cfg),
-        "semantic_errors": neard_config.semantic_errors(cfg),
-    }
+    with config_errors_fail(home / "config.json"):
+        tracking = neard_config.effective_tracking(cfg)
+        summary = {
+            "config": str(home / "config.json"),
+            "tracking": tracking.to_json(),
+            "tracking_source": tracking.source,
+            "memtries": neard_config.memtries_enabled(cfg),
+            "role": neard_config.classify_role(cfg).value,
+            "legacy_fields": neard_config.legacy_fields_present(cfg),
+            "semantic_errors": neard_config.semantic_errors(cfg),
+        }
     if as_json:
         print_json(summary)
         return
     table = Table(show_header=False, box=None)
-    table.add_row("config", summary["config"])
-    table.add_row("tracking", f"{json.dumps(summary['tracking'])}  (from {tracking.source})")
+    table.add_row("config", plain(summary["config"]))
+    table.add_row("tracking", plain(f"{json.dumps(summary['tracking'])}  (from {tracking.source})"))
     table.add_row("memtries", str(summary["memtries"]).lower())
     table.add_row("role", summary["role"])
-    table.add_row("legacy fields", ", ".join(summary["legacy_fields"]) or "none")
+    table.add_row("legacy fields", plain(", ".join(summary["legacy_fields"]) or "none"))
     for problem in summary["semantic_errors"]:
-        table.add_row("[red]neard error[/]", problem)
+        table.add_row("[red]neard error[/]", plain(problem))
     out.print(table)
 
 
@@ -129,17 +143,17 @@ def _apply_edit(home: Path, edited: dict[str, Any], original: dict[str, Any], dr
         )
         return
     if not changes:
-        out.print(f"{path} already has these settings; nothing to change.")
+        out.print(plain(f"{path} already has these settings; nothing to change."))
         return
     for field, old, new in changes:
         if old is not neard_config.MISSING:
-            out.print(f"[red]- {field}: {_show_value(old)}[/]", highlight=False)
+            out.print(plain(f"- {field}: {_show_value(old)}", "red"), highlight=False)
         if new is not neard_config.MISSING:
-            out.print(f"[green]+ {field}: {_show_value(new)}[/]", highlight=False)
+            out.print(plain(f"+ {field}: {_show_value(new)}", "green"), highlight=False)
     if dry_run:
         out.print("dry run: nothing written.")
     else:
-        out.print(f"written {path} (backup {backup})" if backup else f"written {path}")
+        out.print(plain(f"written {path} (backup {backup})" if backup else f"written {path}"))
         out.print("Shard tracking and memtries take effect at neard's next restart, not on SIGHUP.")
 
 
@@ -159,10 +173,12 @@ def config_standby(
         problem = account_id_problem(validator_id)
         if problem:
             fail(f"--validator-id: {problem}")
-        edited = neard_config.as_hot_swap_standby(cfg, validator_id)
-    else:
-        edited = neard_config.as_rpc_standby(cfg)
-    _apply_edit(home, edited, cfg, dry_run, as_json)
+    with config_errors_fail(home / "config.json"):
+        if mode == StandbyMode.hot_swap:
+            edited = neard_config.as_hot_swap_standby(cfg, validator_id)
+        else:
+            edited = neard_config.as_rpc_standby(cfg)
+        _apply_edit(home, edited, cfg, dry_run, as_json)
 
 
 @config_app.command("promote")
@@ -173,7 +189,8 @@ def config_promote(
 ) -> None:
     """Set the validator settings: tracking NoShards, memtries on (takes effect at restart)."""
     cfg = load_home_config(home)
-    _apply_edit(home, neard_config.as_validator(cfg), cfg, dry_run, as_json)
+    with config_errors_fail(home / "config.json"):
+        _apply_edit(home, neard_config.as_validator(cfg), cfg, dry_run, as_json)
     if not as_json and not dry_run:
         out.print("Once it runs as a validator, this node can no longer go back to tracking all shards.")
 
@@ -196,12 +213,12 @@ def keys_inspect(
         print_json({"file": str(file), "account_id": key.account_id, "public_key": key.public_key, "valid": True, "warnings": warnings})
     else:
         table = Table(show_header=False, box=None)
-        table.add_row("file", str(file))
-        table.add_row("account_id", key.account_id)
-        table.add_row("public_key", key.public_key)
+        table.add_row("file", plain(file))
+        table.add_row("account_id", plain(key.account_id))  # redacted: a secret pasted there is not shown
+        table.add_row("public_key", plain(key.public_key))
         table.add_row("valid", "yes: the public key matches the secret key")
         for w in warnings:
-            table.add_row("[yellow]warning[/]", f"{w} (fix: chmod 600 {file})")
+            table.add_row("[yellow]warning[/]", plain(f"{w} (fix: chmod 600 {file})"))
         out.print(table)
     raise typer.Exit(EXIT_REFUSED if warnings else 0)
 
@@ -229,11 +246,19 @@ def check(
         fail(f"{home} is not a directory: pass the neard home with --home")
     if validator_id and (problem := account_id_problem(validator_id)):
         fail(f"--validator-id: {problem}")
+    if rpc:
+        from near_failover.neard.rpc import rpc_url_problem
+
+        if problem := rpc_url_problem(rpc):
+            fail(f"--rpc {rpc!r} {problem}: pass the running node's JSON-RPC address")
     wanted = neard_config.Role(role.value)
     facts = read_home(home, chain_id)
-    findings = check_home(facts, wanted, validator_id)
-    if rpc:
-        findings += asyncio.run(_check_rpc(rpc, facts, wanted, validator_id))
+    if facts.config_error:
+        fail(facts.config_error)  # unreadable or not JSON: an input error, as for `config show`
+    with config_errors_fail(home / "config.json"):
+        findings = check_home(facts, wanted, validator_id)
+        if rpc:
+            findings += asyncio.run(_check_rpc(rpc, facts, wanted, validator_id))
     _print_findings(findings, home, wanted, as_json)
     if any(f.severity == Severity.ERROR for f in findings):
         raise typer.Exit(EXIT_REFUSED)
@@ -259,13 +284,13 @@ def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role
         print_json({"home": str(home), "role": role.value, "ok": not any(f.severity == Severity.ERROR for f in findings), "findings": [f.to_json() for f in findings]})
         return
     if not findings:
-        out.print(f"[green]ok[/]: {home} is ready as {role.value}.")
+        out.print(f"[green]ok[/]: {safe(home)} is ready as {role.value}.")
         return
     for f in findings:
         colour = "red" if f.severity == Severity.ERROR else "yellow"
-        out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
-        out.print(f"  why: {f.why}", highlight=False, soft_wrap=True)
-        out.print(f"  fix: {f.fix}", highlight=False, soft_wrap=True)
+        out.print(f"[{colour}]{f.severity.value}[/]: {safe(f.what)}", highlight=False, soft_wrap=True)
+        out.print(plain(f"  why: {f.why}"), highlight=False, soft_wrap=True)
+        out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
 
 
 # --- switchover, failover, keys stage, status, history ---------------------------------------
@@ -294,11 +319,20 @@ def load_inventory_or_fail(path: Path) -> Any:
 
 
 def _journal(inventory: Any) -> Any:
-    from near_failover.procedures.journal import Journal
+    """The inventory's journal; a path that cannot hold it (read-only, not a directory) is an
+    input error naming the file and the fix."""
+    from near_failover.procedures.journal import Journal, JournalError
 
     path = Path(inventory.journal.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Journal(path)
+    fix = "set [journal] path in the inventory to a file in a directory this user can write"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{path}: cannot create the journal's directory {path.parent} ({exc.strerror}); {fix}")
+    try:
+        return Journal(path)
+    except JournalError as exc:
+        fail(f"{exc}; {fix}")
 
 
 def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in_window: bool, dry_run: bool, yes: bool, force: bool, as_json: bool, take_over: bool) -> None:
@@ -318,7 +352,7 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             fail(f"refusing to {kind} without confirmation: pass --yes (or --dry-run to see the plan)")
         typer.confirm(f"{kind} {pool} to {to} ({chosen})?", abort=True)
     if force and not dry_run:
-        err.print(f"--force skips the proof that the old signer is silent. If it still signs, {pool} double signs.")
+        err.print(plain(f"--force skips the proof that the old signer is silent. If it still signs, {pool} double signs."))
         typed = typer.prompt("Type the pool id to confirm") if sys.stdin.isatty() else sys.stdin.readline().strip()
         if typed != pool:
             fail(f"confirmation {typed!r} does not match {pool}; nothing changed", EXIT_REFUSED)
@@ -329,14 +363,14 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             if as_json:
                 print_json(via_agent)
             else:
-                out.print(f"{'ok' if via_agent.get('ok') else 'failed'}: run by the leader's agent: {via_agent.get('message') or via_agent.get('outcome')}")
+                out.print(plain(f"{'ok' if via_agent.get('ok') else 'failed'}: run by the leader's agent: {via_agent.get('message') or via_agent.get('outcome')}"))
             raise typer.Exit(0 if via_agent.get("ok") else EXIT_REFUSED)
 
     async def go() -> Any:
         async with open_nodes(inventory) as nodes:
             with _journal(inventory) as journal:
                 move = Move(inventory, nodes, kind, chosen, to, journal, force=force, in_window=in_window, take_over_interrupted=take_over,  # type: ignore[arg-type]
-                            progress=lambda msg: err.print(f"[dim]{msg}[/]", highlight=False))
+                            progress=lambda msg: err.print(plain(msg, "dim"), highlight=False))
                 return await move.run(dry_run=dry_run)
 
     try:
@@ -394,27 +428,30 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
 
 
 def _print_move(result: Any) -> None:
+    """The move's plan, outcome and recovery; every value in it comes from nodes or the inventory,
+    so it is printed as plain text (a `[/]` in a node's answer is shown, not read as markup)."""
+    move = f"{result.kind} ({result.mode}) {result.source or '?'} -> {result.target}"
     if result.plan is not None and result.outcome == "dry-run":
-        out.print(f"plan: {result.kind} ({result.mode}) {result.source or '?'} -> {result.target}")
+        out.print(plain(f"plan: {move}"), highlight=False)
         for i, step in enumerate(result.plan.steps, 1):
-            out.print(f"  {i}. {step.name} (deadline {step.deadline:.0f}s): {step.does}", highlight=False, soft_wrap=True)
+            out.print(plain(f"  {i}. {step.name} (deadline {step.deadline:.0f}s): {step.does}"), highlight=False, soft_wrap=True)
         out.print("preflight checks:")
         for name, value in result.checks.items():
-            out.print(f"  {name}: {json.dumps(value)}", highlight=False, soft_wrap=True)
+            out.print(plain(f"  {name}: {json.dumps(value)}"), highlight=False, soft_wrap=True)
     colour = "green" if result.ok else "red"
-    out.print(f"[{colour}]{result.outcome}[/]: {result.kind} ({result.mode}) {result.source or '?'} -> {result.target}" + (f": {result.message}" if result.message else ""), highlight=False, soft_wrap=True)
+    out.print(f"[{colour}]{safe(result.outcome)}[/]: " + safe(move + (f": {result.message}" if result.message else "")), highlight=False, soft_wrap=True)
     if result.seconds:
         out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     if result.missed is not None:
-        out.print("  missed duties: " + ", ".join(f"{k} {v}" for k, v in result.missed.items()))
+        out.print(plain("  missed duties: " + ", ".join(f"{k} {v}" for k, v in result.missed.items())))
     if result.ok and result.mode == "rpc" and result.outcome == "ok":
-        out.print(f"  note: {result.target} can no longer go back to tracking all shards (guide, Option 1).")
+        out.print(plain(f"  note: {result.target} can no longer go back to tracking all shards (guide, Option 1)."))
     for name, state in result.node_states.items():
-        out.print(f"  {name}: {json.dumps(state)}", highlight=False)
+        out.print(plain(f"  {name}: {json.dumps(state)}"), highlight=False)
     for what, commands in result.recovery.items():
-        out.print(f"  to {what}:")
+        out.print(plain(f"  to {what}:"))
         for c in commands:
-            out.print(f"    {c}", highlight=False, soft_wrap=True)
+            out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
 
 @app.command("switchover")
@@ -462,6 +499,7 @@ def keys_stage(
     from near_failover.procedures.nodes import open_nodes
 
     inv = load_inventory_or_fail(inventory)
+    inv.node(to)  # an unknown --to is an input error (UnknownNode), before any node is reached
 
     async def go() -> dict[str, Any]:
         async with open_nodes(inv) as nodes:
@@ -474,7 +512,7 @@ def keys_stage(
     if as_json:
         print_json(report)
     else:
-        out.print(f"staged {report['public_key']} at {report['node']}:{report['key_store']} (mode 0600), matches the on-chain key", highlight=False, soft_wrap=True)
+        out.print(plain(f"staged {report['public_key']} at {report['node']}:{report['key_store']} (mode 0600), matches the on-chain key"), highlight=False, soft_wrap=True)
 
 
 async def _lease_status(inv: Any) -> dict[str, Any]:
@@ -492,24 +530,25 @@ async def _lease_status(inv: Any) -> dict[str, Any]:
 
 def _print_lease(lease: dict[str, Any]) -> None:
     if "error" in lease:
-        out.print(f"[red]lease ({lease['store']}): cannot be read: {lease['error']}[/]", highlight=False, soft_wrap=True)
+        out.print(plain(f"lease ({lease['store']}): cannot be read: {lease['error']}", "red"), highlight=False, soft_wrap=True)
         return
     leader = lease["leader"]
-    held = f"{leader['member']} holds it (generation {leader['generation']})" if leader else "[red]nobody holds it[/]"
+    held = safe(f"{leader['member']} holds it (generation {leader['generation']})") if leader else "[red]nobody holds it[/]"
     decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease["paused"] else "on"
-    out.print(f"lease ({lease['store']}): {held}; automatic decisions {decisions}", highlight=False)
+    out.print(f"lease ({safe(lease['store'])}): {held}; automatic decisions {decisions}", highlight=False)
     for m in lease["members"]:
-        health = "healthy" if m["healthy"] else "[red]" + "; ".join(m["problems"]) + "[/]"
-        out.print(f"  agent {m['name']}: {m['role']}, {health}", highlight=False, soft_wrap=True)
+        health = "healthy" if m["healthy"] else "[red]" + safe("; ".join(m["problems"])) + "[/]"
+        out.print(f"  agent {safe(m['name'])}: {safe(m['role'])}, {health}", highlight=False, soft_wrap=True)
 
 
 def _print_status(view: dict[str, Any]) -> None:
-    table = Table(title=f"{view['validator']} on {view['chain_id']}")
+    table = Table(title=plain(f"{view['validator']} on {view['chain_id']}"))
     for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
         table.add_column(col)
-    for n in view["nodes"]:
-        table.add_row(n["name"], n["role"], str(n.get("key_loaded") or "-"), str(n.get("head", "-")), str(n.get("lag", "-")),
-                      str(n.get("syncing", "-")), json.dumps(n.get("tracking")), str(n.get("memtries", "-")), str(n.get("version", "-")))
+    for n in view["nodes"]:  # every cell is what a node answered: plain text, never markup
+        table.add_row(*(plain(cell) for cell in (
+            n["name"], n["role"], n.get("key_loaded") or "-", n.get("head", "-"), n.get("lag", "-"),
+            n.get("syncing", "-"), json.dumps(n.get("tracking")), n.get("memtries", "-"), n.get("version", "-"))))
     out.print(table)
     p = view["production"]
     if p:
@@ -522,7 +561,7 @@ def _print_status(view: dict[str, Any]) -> None:
     if "lease" in view:
         _print_lease(view["lease"])
     if view["double_signer_risk"]:
-        out.print(f"[bold red]several nodes have the pool's key loaded: {', '.join(view['signers'])}[/]")
+        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view['signers']))}[/]")
 
 
 @app.command("status")
@@ -556,18 +595,22 @@ def _print_history(runs: list[dict[str, Any]]) -> None:
         colour = "green" if run["state"] == "ok" else "red"
         mode = f" ({run['mode']})" if run["mode"] else ""
         move = f" {run['from']} -> {run['to']}" if run["to"] else f" on {run['from']}"
-        out.print(f"[{colour}]run {run['id']}[/] {run['started']} {run['kind']}{mode}{move}: {run['state']}", highlight=False)
+        out.print(f"[{colour}]run {run['id']}[/] " + safe(f"{run['started']} {run['kind']}{mode}{move}: {run['state']}"), highlight=False)
         for s in run["steps"]:
-            out.print(f"  {s['name']}: {s['outcome'] or 'did not finish'}", highlight=False)
+            out.print(plain(f"  {s['name']}: {s['outcome'] or 'did not finish'}"), highlight=False)
         if run["state"] != "ok" and run["detail"].get("recovery"):
             for what, commands in run["detail"]["recovery"].items():
-                out.print(f"  to {what}:")
+                out.print(plain(f"  to {what}:"))
                 for c in commands:
-                    out.print(f"    {c}", highlight=False, soft_wrap=True)
+                    out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
 
 @app.command("history")
-def history(inventory: Path = InventoryOption, limit: int = typer.Option(20, "--limit"), as_json: bool = JsonOption) -> None:
+def history(
+    inventory: Path = InventoryOption,
+    limit: int = typer.Option(20, "--limit", min=1, max=HISTORY_LIMIT_MAX, help=f"How many runs, newest first (1 to {HISTORY_LIMIT_MAX})."),
+    as_json: bool = JsonOption,
+) -> None:
     """Past and interrupted runs with their steps, evidence and, where a run did not finish,
     the commands that finish or revert it."""
     inv = load_inventory_or_fail(inventory)
@@ -585,17 +628,20 @@ def history(inventory: Path = InventoryOption, limit: int = typer.Option(20, "--
 @app.command("demo")
 def demo(
     directory: Optional[Path] = typer.Option(None, "--dir", help="Keep the localnet here (default: a temporary folder, removed after)."),
-    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block of the localnet (mainnet: 0.6)."),
-    memtrie_load: float = typer.Option(3.0, "--memtrie-load", help="Seconds an Option 1 restart spends loading memtries."),
+    block_time: float = typer.Option(0.6, "--block-time", min=0.05, help="Seconds per block of the localnet (mainnet: 0.6)."),
+    memtrie_load: float = typer.Option(3.0, "--memtrie-load", min=0.0, help="Seconds an Option 1 restart spends loading memtries."),
     auto: bool = typer.Option(False, "--auto", help="The automatic mode: agents on a sqlite lease; val-a's neard is killed and val-b takes over on its own."),
     as_json: bool = JsonOption,
 ) -> None:
     """Start a localnet, switch over val-a -> val-b by hot swap, kill val-b, fail over to val-c
     by restart, show status and history, stop the localnet, and print a summary."""
-    from near_failover.demo import run_auto_demo, run_demo
+    from near_failover.demo import DemoStepFailed, run_auto_demo, run_demo
 
-    say = (lambda msg: err.print(f"[dim]{msg}[/]", highlight=False)) if as_json else (lambda msg: out.print(f"[cyan]>[/] {msg}", highlight=False))
-    report = asyncio.run((run_auto_demo if auto else run_demo)(directory, block_time, memtrie_load, say))
+    say = (lambda msg: err.print(plain(msg, "dim"), highlight=False)) if as_json else (lambda msg: out.print(f"[cyan]>[/] {safe(msg)}", highlight=False))
+    try:
+        report = asyncio.run((run_auto_demo if auto else run_demo)(directory, block_time, memtrie_load, say))
+    except DemoStepFailed as exc:
+        fail(str(exc), EXIT_INPUT if exc.exit_code == EXIT_INPUT else EXIT_REFUSED)
     summary = {"moves": report["moves"], "double_signs": report["double_signs"]}
     if as_json:
         print_json(summary)
@@ -607,7 +653,7 @@ def demo(
             table.add_column(col)
         for m in report["moves"]:
             s, x = m["seconds"], m["missed"]
-            table.add_row(m["kind"], m["mode"], str(m["from"]), m["to"], str(m["ok"]), f"{s['fence']:.2f}", f"{s['activate']:.2f}", f"{s['verify']:.2f}", f"{s['total']:.2f}", f"{x['blocks']}/{x['chunks']}/{x['endorsements']}")
+            table.add_row(plain(m["kind"]), plain(m["mode"]), plain(m["from"]), plain(m["to"]), str(m["ok"]), f"{s['fence']:.2f}", f"{s['activate']:.2f}", f"{s['verify']:.2f}", f"{s['total']:.2f}", f"{x['blocks']}/{x['chunks']}/{x['endorsements']}")
         out.print(table)
         colour = "green" if report["double_signs"] == 0 else "red"
         out.print(f"[{colour}]double signs in the chain's ledger: {report['double_signs']}[/]")
@@ -730,6 +776,6 @@ def guard(
             return await boot_guard(inv, node, store)
 
     verdict = asyncio.run(go())
-    (out if verdict.allowed else err).print(("ok: " if verdict.allowed else "refused: ") + verdict.reason, highlight=False, soft_wrap=True)
+    (out if verdict.allowed else err).print(plain(("ok: " if verdict.allowed else "refused: ") + verdict.reason), highlight=False, soft_wrap=True)
     if not verdict.allowed:
         raise typer.Exit(EXIT_REFUSED)

@@ -30,13 +30,22 @@ from near_failover.procedures.status import cluster_status
 Say = Callable[[str], None]
 
 
+class DemoStepFailed(RuntimeError):
+    """A `near-failover` child process of the demo failed; ``exit_code`` is its exit code (2: the
+    demo's own options were wrong, such as an unusable --dir)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _cli(*args: str, timeout: float = 120) -> str:
     """Run a `near-failover` subcommand in a child process (the localnet is its own world)."""
     done = subprocess.run(
         [sys.executable, "-m", "near_failover", *args], capture_output=True, text=True, timeout=timeout
     )
     if done.returncode != 0:
-        raise RuntimeError(f"near-failover {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise DemoStepFailed(f"near-failover {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}", done.returncode)
     return done.stdout
 
 

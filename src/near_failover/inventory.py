@@ -30,6 +30,7 @@ from pydantic import (
 
 from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
+from near_failover.redact import redact_url
 
 DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -75,23 +76,24 @@ def parse_host(value: str) -> HostSpec:
     """Parse ``local`` or ``ssh://[user@]host[:port]``; raises ValueError with what is expected."""
     if value == "local":
         return HostSpec(kind="local")
+    shown = redact_url(value)  # a password in the URL is refused, never echoed
     if not value.startswith("ssh://"):
-        raise ValueError(f"{_HOST_EXPECTED}, got {value!r}")
+        raise ValueError(f"{_HOST_EXPECTED}, got {shown!r}")
     parts = urlsplit(value)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f"{_HOST_EXPECTED} with no path or query, got {value!r}")
+        raise ValueError(f"{_HOST_EXPECTED} with no path or query, got {shown!r}")
     if parts.password is not None:
         raise ValueError(
-            f"{value!r} contains a password; passwords are not accepted: use a key or an agent"
+            f"{shown!r} contains a password; passwords are not accepted: use a key or an agent"
         )
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {value!r}") from None
+        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {shown!r}") from None
     if not parts.hostname:
-        raise ValueError(f"{_HOST_EXPECTED}, the host name is missing in {value!r}")
+        raise ValueError(f"{_HOST_EXPECTED}, the host name is missing in {shown!r}")
     if port == 0:
-        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {value!r}")
+        raise ValueError(f"{_HOST_EXPECTED} with a port from 1 to 65535, got {shown!r}")
     return HostSpec(kind="ssh", hostname=parts.hostname, port=port or 22, user=parts.username)
 
 
@@ -570,6 +572,8 @@ def parse_inventory(text: str, source: Path) -> Inventory:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InventoryError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or table
+        raise InventoryError(f"{source}: not valid TOML: arrays or tables nested too deeply; an inventory needs two levels") from None
     if isinstance(data.get("node"), dict):
         raise InventoryError(f"{source}: node: expected [[node]] tables (an array), got one [node] table")
     try:

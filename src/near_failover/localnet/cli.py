@@ -10,9 +10,10 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from near_failover.console import console
+from near_failover.cli_errors import fail
+from near_failover.console import console, plain, safe
 
-app = typer.Typer(help="An emulated NEAR localnet: chain, neard-like nodes, double-sign ledger.", no_args_is_help=True)
+app = typer.Typer(help="An emulated NEAR localnet: chain, neard-like nodes, double-sign ledger.", no_args_is_help=True, rich_markup_mode=None)
 out = console()
 err = console(stderr=True)
 
@@ -24,15 +25,10 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
 @app.command("up")
 def up_command(
     directory: Path = DirOption,
-    block_time: float = typer.Option(0.6, "--block-time", help="Seconds per block (0.05 or more)."),
+    block_time: float = typer.Option(0.6, "--block-time", min=0.05, help="Seconds per block (0.05 or more)."),
     chain_id: str = typer.Option("localnet", "--chain-id", help="localnet, testnet or mainnet (mainnet/testnet enable neard's public-chain checks)."),
     memtrie_load: float = typer.Option(1.0, "--memtrie-load", help="Seconds a node with memtries spends loading them at start (RPC closed meanwhile)."),
     epoch_length: int = typer.Option(300, "--epoch-length", help="Blocks per epoch."),
@@ -47,23 +43,26 @@ def up_command(
     from near_failover.localnet.supervisor import LocalnetError, up
 
     if chain_id not in ("localnet", "testnet", "mainnet"):
-        _fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
+        fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
     try:
         b, c, e = (int(x) for x in kickout.split(","))
     except ValueError:
-        _fail(f"--kickout-thresholds {kickout!r}: expected three percentages such as 80,80,70", 2)
+        fail(f"--kickout-thresholds {kickout!r}: expected three percentages such as 80,80,70", 2)
         return
-    say = (lambda m: err.print(f"[dim]{m}[/]", highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {m}", highlight=False))
+    say = (lambda m: err.print(plain(m, "dim"), highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {safe(m)}", highlight=False))
     try:
         result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
+        return
+    except OSError as exc:  # --dir cannot hold the homes: not a directory, read-only, ...
+        fail(f"--dir {directory}: cannot create the localnet there ({exc.strerror}); pass a directory this user can write", 2)
         return
     if as_json:
         _print_json(result)
     else:
         _print_status(result)
-        out.print(f"inventory: {directory.resolve() / 'inventory.toml'}")
+        out.print(plain(f"inventory: {directory.resolve() / 'inventory.toml'}"))
 
 
 @app.command("status")
@@ -74,7 +73,7 @@ def status_command(directory: Path = DirOption, as_json: bool = JsonOption) -> N
     try:
         result = status(directory)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(result)
@@ -94,7 +93,7 @@ def ledger_command(
     try:
         book = ledger(directory, epoch)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(book)
@@ -104,15 +103,15 @@ def ledger_command(
         table.add_column(col)
     for account, row in book["accounts"].items():
         cells = [f"{row[k]['produced']}/{row[k]['expected']}" for k in ("blocks", "chunks", "endorsements")]
-        table.add_row(account + (" *" if row.get("external") else ""), *cells)
+        table.add_row(plain(account + (" *" if row.get("external") else "")), *cells)
     out.print(table)
     colour = "green" if book["double_signs"] == 0 else "red"
     out.print(f"[{colour}]double signs: {book['double_signs']}[/]")
     for event in book["double_sign_events"]:
         nodes = ", ".join(n["name"] for n in event["nodes"])
-        out.print(f"  [red]{event['account_id']} {event['kind']} shard {event['shard']} at height {event['height']}: {nodes}[/]")
+        out.print(plain(f"  {event['account_id']} {event['kind']} shard {event['shard']} at height {event['height']}: {nodes}", "red"))
     for account, reasons in book["rejected"].items():
-        out.print(f"rejected signatures for {account}: " + ", ".join(f"{r} {n}" for r, n in reasons.items()))
+        out.print(plain(f"rejected signatures for {account}: " + ", ".join(f"{r} {n}" for r, n in reasons.items())))
 
 
 @app.command("down")
@@ -127,13 +126,13 @@ def down_command(
     try:
         report = down(directory, timeout)
     except LocalnetError as exc:
-        _fail(str(exc))
+        fail(str(exc), 1)
         return
     if as_json:
         _print_json(report)
     else:
         for name, entry in report.items():
-            out.print(f"{name}: {entry['result']}" + (f" (pid {entry['pid']})" if entry["pid"] else ""))
+            out.print(plain(f"{name}: {entry['result']}" + (f" (pid {entry['pid']})" if entry["pid"] else "")))
 
 
 @app.command("node")
@@ -154,10 +153,10 @@ def chain_command(directory: Path = DirOption) -> None:
 
 def _print_status(result: dict) -> None:
     chain = result["chain"]
-    out.print(f"chain: {chain['url']} pid {chain['pid']} height {chain['height']}")
+    out.print(plain(f"chain: {chain['url']} pid {chain['pid']} height {chain['height']}"))
     table = Table()
     for col in ("node", "rpc", "pid", "alive", "home"):
         table.add_column(col)
     for n in result["nodes"]:
-        table.add_row(n["name"], n["rpc"], str(n["pid"]), "[green]yes[/]" if n["alive"] else "[red]no[/]", n["home"])
+        table.add_row(plain(n["name"]), plain(n["rpc"]), str(n["pid"]), "[green]yes[/]" if n["alive"] else "[red]no[/]", plain(n["home"]))
     out.print(table)

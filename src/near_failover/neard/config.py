@@ -296,7 +296,10 @@ def _write_backup(target: Path, old_stat: os.stat_result, shown: Path) -> Path:
             continue
         except OSError as exc:
             raise ConfigError(
-                f"cannot create the backup {backup.name} ({exc.strerror}); nothing was changed.", shown
+                f"cannot create the backup {backup.name} ({exc.strerror}); nothing was changed. "
+                f"Run as a user that can write {target.parent} (on a read-only file system, remount "
+                "it read-write first).",
+                shown,
             ) from None
         with os.fdopen(fd, "wb") as handle:
             handle.write(old_bytes)

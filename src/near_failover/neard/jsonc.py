@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
+
+# serde_json refuses input nested this deep (src/de.rs: `remaining_depth: 128`, decremented by
+# each array or object, "recursion limit exceeded" when it reaches 0), so neard does too; Python's
+# parser would instead hit its own recursion limit and raise RecursionError.
+SERDE_JSON_RECURSION_LIMIT = 128
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)  # a whole string, or a bracket
+# A key name is quoted in an error only when it looks like a field name: a key file's secret
+# pasted as a name must not be echoed.
+_SHOWN_KEY = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
 class JsoncError(ValueError):
@@ -108,9 +118,24 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise JsoncError(f"duplicate key {json.dumps(key, ensure_ascii=False)} in one object")
+            shown = json.dumps(key) if _SHOWN_KEY.fullmatch(key) else f"(a {len(key)}-character name, not shown)"
+            raise JsoncError(f"duplicate key {shown} in one object")
         obj[key] = value
     return obj
+
+
+def _too_deep(text: str) -> tuple[int, int] | None:
+    """The line and column of the first array or object nested past serde_json's limit."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        char = match.group()[0]
+        if char in "[{":
+            depth += 1
+            if depth >= SERDE_JSON_RECURSION_LIMIT:
+                return _line_col(text, match.start())
+        elif char in "]}":
+            depth -= 1
+    return None
 
 
 def _reject_constant(name: str) -> Any:
@@ -150,6 +175,8 @@ def loads(text: str) -> Any:
     """Parse JSON with comments, keeping key order; raise JsoncError with a position on bad input."""
     stripped = strip_comments(text)
     problem: JsoncError | None = None
+    if (deep_at := _too_deep(stripped)) is not None:
+        raise JsoncError("recursion limit exceeded", *deep_at)
     try:
         value = json.loads(
             stripped,

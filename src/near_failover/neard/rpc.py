@@ -35,6 +35,7 @@ from pydantic import (
 )
 
 from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
+from near_failover.redact import redact_url
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -67,6 +68,7 @@ __all__ = [
     "StatusValidator",
     "SyncInfo",
     "ValidatorStake",
+    "rpc_url_problem",
     "ValidatorsResponse",
     "Version",
     "interpret_rpc_body",
@@ -669,6 +671,18 @@ def interpret_rpc_body(target: CallTarget, http_status: int, body: bytes) -> Any
 # --------------------------------------------------------------------------------------------
 
 
+def rpc_url_problem(url: object) -> str | None:
+    """What is wrong with ``url`` as a neard RPC address, or None: an http(s) URL with a host."""
+    expected = "must look like http://127.0.0.1:3030"
+    try:
+        parsed = httpx.URL(url)  # type: ignore[arg-type]
+    except (httpx.InvalidURL, TypeError) as exc:
+        return f"is invalid ({exc}); it {expected}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return expected
+    return None
+
+
 class NeardRpc:
     """One neard's RPC endpoint. Use as `async with NeardRpc(url, name) as rpc: ...`.
 
@@ -679,14 +693,9 @@ class NeardRpc:
     """
 
     def __init__(self, url: str, name: str | None = None, timeout: float = DEFAULT_TIMEOUT):
-        try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ValueError(f"RPC URL {url!r} of node {name or '?'} is invalid: {exc}") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(
-                f"RPC URL {url!r} of node {name or '?'} must look like http://127.0.0.1:3030"
-            )
+        problem = rpc_url_problem(url)
+        if problem:
+            raise ValueError(f"RPC URL {redact_url(str(url))!r} of node {name or '?'} {problem}")
         if not timeout > 0:
             raise ValueError(f"timeout for node {name or url} must be > 0 seconds, got {timeout}")
         self.url = url.rstrip("/")

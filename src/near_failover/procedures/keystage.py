@@ -37,10 +37,13 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
 async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str, from_file: Path | None) -> dict[str, Any]:
     pool = inventory.validator.account_id
     target = nodes[inventory.node(to).name]
-    try:
-        key, where = (load_key_file(from_file), str(from_file)) if from_file else await _find_key(nodes, target.name)
-    except KeyFileError as exc:
-        raise Refused(str(exc)) from exc
+    if from_file:
+        key, where = load_key_file(from_file), str(from_file)  # a bad --from file is an input error
+    else:
+        try:
+            key, where = await _find_key(nodes, target.name)
+        except KeyFileError as exc:
+            raise Refused(str(exc)) from exc
     if key.account_id != pool:
         raise Refused(f"{where} holds a key for {key.account_id}, not the inventory's validator {pool}")
     on_chain = None
