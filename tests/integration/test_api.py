@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 SNAPSHOT_KEYS = {
     "node", "role", "leader", "generation", "healthy", "problems", "head", "paused", "failovers_total",
-    "last_failover_seconds", "lease_remaining", "updated_at", "production",
+    "last_failover_seconds", "lease_remaining", "updated_at", "production", "account_id", "chain_id", "signing",
+    "store_up", "watchdog_up", "failsafe_active", "epoch",
 }
 POSTS: list[tuple[str, dict[str, Any] | None]] = [
     ("/pause", None), ("/resume", None), ("/switchover", {"to": "val-b"}), ("/failsafe", {"leader": "val-a", "generation": 1}),
@@ -91,13 +92,16 @@ def test_status_health_cluster_metrics_of_leader_and_standby(cluster: AgentClust
         assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
         values = metric_values(scrape.text)
         role = "leader" if node == leader else "standby"
-        assert values["near_failover_role"][(("node", node), ("role", role))] == 1.0
+        me = (("account_id", cluster.net.pool()), ("node", node))
+        assert values["near_failover_role"][(*me, ("role", role))] == 1.0
         assert sum(values["near_failover_role"].values()) == 1.0
-        assert values["near_failover_lease_generation"][()] == generation
-        assert values["near_failover_healthy"][()] == 1.0
-        assert values["near_failover_paused"][()] == 0.0
-        assert values["near_failover_failovers_total"][()] == 0.0
-        assert set(dict(k)["kind"] for k in values["near_failover_pool_expected"]) == {"blocks", "chunks", "endorsements"}
+        assert values["near_failover_lease_generation"][me] == generation
+        for name, value in (("healthy", 1.0), ("paused", 0.0), ("automatic_failovers_total", 0.0), ("lease_store_up", 1.0),
+                            ("watchdog_up", 1.0), ("failsafe_active", 0.0), ("neard_signing", float(node == leader))):
+            assert values[f"near_failover_{name}"][me] == value, name
+        assert values.get("near_failover_standby_ready", {}).get(me) == (None if node == leader else 1.0)
+        (info,) = values["near_failover_validator_info"]
+        assert dict(info)["chain_id"] == cluster.status(node)["chain_id"]
         assert ("near_failover_lease_remaining_seconds" in values) == (node == leader)
 
     history = cluster.get(leader, "/history?limit=5")

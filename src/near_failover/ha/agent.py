@@ -132,6 +132,8 @@ class Agent:
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
         self.production: dict[str, Any] | None = None
+        self.epoch_length: int | None = None  # from neard's client_config, asked until it answers
+        self.watchdog_ok = False
         self.nodes: dict[str, NodeAccess] = {}
         self.watchdog: Any = None
         self.watchdog_started = 0.0
@@ -237,6 +239,7 @@ class Agent:
         # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
         # can carry the loop past the point where it must fence itself.
         watchdog_problem = self._watchdog_problem()
+        self.watchdog_ok = watchdog_problem is None
         if self.lease is not None and not self.promoting:
             if watchdog_problem is not None:
                 await self._self_fence(f"{watchdog_problem}: without it this node must not lead")
@@ -288,6 +291,8 @@ class Agent:
                     k: {"produced": getattr(snap, f"{k}_produced"), "expected": getattr(snap, f"{k}_expected")}
                     for k in ("blocks", "chunks", "endorsements")
                 }
+            if self.epoch_length is None:
+                self.epoch_length = (await self.me.rpc.client_config()).epoch_length
         except RpcError:
             pass
         return Sample(now, True, status.sync_info.syncing, status.sync_info.latest_block_height,
@@ -663,6 +668,13 @@ class Agent:
             "lease_remaining": round(self.lease.remaining(), 3) if self.lease else None,
             "updated_at": time.time(),
             "production": self.production,
+            "account_id": self.pool,
+            "chain_id": self.inventory.validator.chain_id,
+            "signing": last is not None and last.key_loaded == self.pool,
+            "store_up": self.store_ok,
+            "watchdog_up": self.watchdog_ok,
+            "failsafe_active": self.failsafe_note is not None,
+            "epoch": {"start": last.epoch_start, "length": self.epoch_length} if last and last.epoch_start else None,
         }
 
     async def cluster(self) -> dict[str, Any]:
