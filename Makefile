@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real: an OpenSSH server on loopback, etcd, Chromium
-# (the status page, through Playwright), iproute2 (network namespaces for partitions).
-DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
+# (the status page, through Playwright), iproute2 (network namespaces for partitions), prometheus
+# (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
+DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
 .PHONY: install system-packages test demo bench clean
 
