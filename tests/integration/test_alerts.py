@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from near_failover.ha.alerts import AlertEvent, AlertSender, AlertTarget, send_alert
+from near_failover.ha.alerts import AlertEvent, AlertKind, AlertSender, AlertTarget, retry_delays, send_alert
 from near_failover.inventory import InventoryError, parse_inventory
 from near_failover.neard.keys import KeyFile
 from tests.integration.etcd_server import free_port
@@ -54,7 +54,9 @@ def _handler(state: WebhookServer) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/hang"):
                 state.release_hang.wait(timeout=10)
                 return
-            if self.path.startswith("/fail"):
+            if self.path.startswith("/flaky") and sum(r.path == self.path for r in state.received) <= 2:
+                self._answer(503, b"busy", "text/plain")  # the first two tries of each flaky path fail
+            elif self.path.startswith("/fail"):
                 self._answer(500, b"internal error", "text/plain")
             elif self.path.startswith("/tg-refuse"):
                 self._answer(400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}')
@@ -171,15 +173,16 @@ async def test_key_material_never_leaves(webhook: WebhookServer) -> None:
 async def test_failures_are_returned_never_raised(webhook: WebhookServer, capsys: pytest.CaptureFixture[str]) -> None:
     dead = f"http://127.0.0.1:{free_port()}/bot{BOT_TOKEN}/sendMessage"
     targets = [
-        AlertTarget(kind="json", url=webhook.url("/fail")),
-        AlertTarget(kind="slack", url=webhook.url("/hang"), timeout=0.3),
-        AlertTarget(kind="telegram", url=dead, chat_id="1"),
-        AlertTarget(kind="telegram", url=webhook.url(f"/tg-refuse/bot{BOT_TOKEN}"), chat_id="1"),
-        AlertTarget(kind="json", url=webhook.url("/fine")),
+        AlertTarget(kind="json", url=webhook.url("/fail"), backoff=0.05),
+        AlertTarget(kind="slack", url=webhook.url("/hang"), timeout=0.3, backoff=0.05),
+        AlertTarget(kind="telegram", url=dead, chat_id="1", backoff=0.05),
+        AlertTarget(kind="telegram", url=webhook.url(f"/tg-refuse/bot{BOT_TOKEN}"), chat_id="1", backoff=0.05),
+        AlertTarget(kind="json", url=webhook.url("/fine"), backoff=0.05),
     ]
     async with AlertSender(targets) as sender:
         results = await sender.notify(role_change())
     assert [r.ok for r in results] == [False, False, False, False, True]
+    assert [r.attempts for r in results] == [1] * 5  # notify waits for the first try only
     assert results[0].status == 500 and "HTTP 500" in (results[0].error or "")
     assert "no answer within 0.3s" in (results[1].error or "")
     assert results[2].status is None and "ConnectError: connection refused" in (results[2].error or "")
@@ -213,3 +216,82 @@ def test_alert_tables_in_the_inventory(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         parse_inventory(head + node + '[[alert]]\nkind = "pager"\nurl = "https://x"\n', source)
     assert "alert[0].kind" in str(caught.value)
+
+
+async def test_retries_with_backoff_for_every_kind(webhook: WebhookServer, tmp_path: Path) -> None:
+    targets = [
+        AlertTarget(kind="json", url=webhook.url("/flaky-json"), backoff=0.05),
+        AlertTarget(kind="slack", url=webhook.url("/flaky-slack"), backoff=0.05),
+        AlertTarget(kind="telegram", url=webhook.url(f"/flaky-tg/bot{BOT_TOKEN}"), chat_id="1", backoff=0.05),
+        AlertTarget(kind="apprise", url_file=apprise_file(tmp_path, f"json://127.0.0.1:{webhook.port}/flaky-apprise"), backoff=0.05),
+        AlertTarget(kind="json", url=webhook.url("/fail"), attempts=2, backoff=0.05),
+    ]
+    assert retry_delays(targets[0]) == [0.05, 0.1]
+    results = await send_alert(targets, role_change())
+    assert [(r.ok, r.attempts) for r in results] == [(True, 3), (True, 3), (True, 3), (True, 3), (False, 2)], results
+    paths = [r.path.split("/bot")[0] for r in webhook.received]
+    for path in ("/flaky-json", "/flaky-slack", "/flaky-tg", "/flaky-apprise"):
+        assert paths.count(path) == 3, (path, paths)
+    assert paths.count("/fail") == 2
+
+
+async def test_notify_retries_in_the_background(webhook: WebhookServer) -> None:
+    async with AlertSender([AlertTarget(kind="json", url=webhook.url("/flaky"), backoff=0.05)]) as sender:
+        (first,) = await sender.notify(role_change())
+        assert not first.ok and first.status == 503 and len(webhook.received) == 1
+    # Closing the sender waited for the retries: the third try got through.
+    assert [r.path for r in webhook.received] == ["/flaky"] * 3
+
+
+def apprise_file(directory: Path, *urls: str, mode: int = 0o600) -> Path:
+    path = directory / f"apprise-{len(list(directory.iterdir()))}.urls"
+    path.write_text("# apprise URLs\n" + "\n".join(urls) + "\n")
+    path.chmod(mode)
+    return path
+
+
+async def test_apprise_end_to_end_through_its_json_service(
+    webhook: WebhookServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    secret_path = "/apprise-hook-s3cr3t"
+    target = AlertTarget(kind="apprise", url_file=apprise_file(tmp_path, f"json://127.0.0.1:{webhook.port}{secret_path}"))
+    key = KeyFile.generate(ACCOUNT)
+    event = AlertEvent.condition(AlertKind.STANDBY_UNREADY, ACCOUNT, "node-c", f"no valid staged key (debug {key.secret_key_text()})")
+    (result,) = await send_alert([target], event)
+    assert result.ok, result
+    (got,) = webhook.received
+    assert got.path == secret_path and got.content_type.startswith("application/json")
+    body = got.json()
+    assert body["title"] == f"near-failover: {ACCOUNT}: node node-c: standby NOT READY to take over"
+    assert body["message"].startswith("reason: no valid staged key")
+    assert key.secret_key_text().split(":", 1)[1][:40] not in got.body.decode()
+
+    dead = AlertTarget(kind="apprise", url_file=apprise_file(tmp_path, f"json://user:pa55word@127.0.0.1:{free_port()}{secret_path}"), attempts=2, backoff=0.01, timeout=1)
+    (failed,) = await send_alert([dead], event)
+    assert not failed.ok and failed.attempts == 2 and failed.target == f"apprise {dead.url_file}"
+    logged = capsys.readouterr()
+    assert caplog.text  # apprise logged the failure, and not the URL's credentials
+    for text in (logged.out, logged.err, caplog.text, repr(failed), repr(dead)):
+        assert "s3cr3t" not in text and "pa55word" not in text
+
+
+def test_apprise_url_file_must_be_private(tmp_path: Path) -> None:
+    head = '[validator]\naccount_id = "pool.poolv1.near"\nchain_id = "localnet"\n'
+    node = ('[[node]]\nname = "a"\nhome = "/srv/a/home"\nrpc = "http://127.0.0.1:3030"\n'
+            'control = "systemd:neard"\nkey_store = "/srv/a/keys"\nstandby = "hot-swap"\n')
+    source = tmp_path / "inventory.toml"
+    private = apprise_file(tmp_path, "discord://1234/t0ken")
+    ok = parse_inventory(head + node + f'[[alert]]\nkind = "apprise"\nurl_file = "{private}"\n', source)
+    assert ok.alerts[0].url_file == private and "t0ken" not in repr(ok.alerts[0])
+    for bad, expected in (
+        (apprise_file(tmp_path, "discord://1234/t0ken", mode=0o644), "chmod 600"),
+        (tmp_path / "missing.urls", "cannot read it"),
+        (apprise_file(tmp_path), "no apprise URL"),
+    ):
+        with pytest.raises(InventoryError) as caught:
+            parse_inventory(head + node + f'[[alert]]\nkind = "apprise"\nurl_file = "{bad}"\n', source)
+        assert "alert[0]" in str(caught.value) and expected in str(caught.value) and "t0ken" not in str(caught.value)
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(head + node + '[[alert]]\nkind = "apprise"\nurl = "https://x/tok"\n', source)
+    assert "url_file" in str(caught.value)
