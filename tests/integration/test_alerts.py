@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -16,6 +15,7 @@ from near_failover.ha.alerts import AlertEvent, AlertKind, AlertSender, AlertTar
 from near_failover.inventory import InventoryError, parse_inventory
 from near_failover.neard.keys import KeyFile
 from tests.integration.etcd_server import free_port
+from tests.integration.webhook_server import WebhookServer, running_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -23,77 +23,10 @@ BOT_TOKEN = "123456:AAE-secret-bot-token"
 ACCOUNT = "pool.poolv1.near"
 
 
-@dataclass
-class Received:
-    path: str
-    content_type: str
-    body: bytes
-
-    def json(self) -> dict:  # type: ignore[type-arg]
-        return json.loads(self.body)  # type: ignore[no-any-return]
-
-    def form(self) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
-
-
-@dataclass
-class WebhookServer:
-    port: int
-    received: list[Received] = field(default_factory=list)
-    release_hang: threading.Event = field(default_factory=threading.Event)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def _handler(state: WebhookServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            state.received.append(Received(self.path, self.headers.get("Content-Type", ""), body))
-            if self.path.startswith("/hang"):
-                state.release_hang.wait(timeout=10)
-                return
-            if self.path.startswith("/flaky") and sum(r.path == self.path for r in state.received) <= 2:
-                self._answer(503, b"busy", "text/plain")  # the first two tries of each flaky path fail
-            elif self.path.startswith("/fail"):
-                self._answer(500, b"internal error", "text/plain")
-            elif self.path.startswith("/tg-refuse"):
-                self._answer(400, b'{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}')
-            elif "/bot" in self.path:
-                self._answer(200, b'{"ok":true,"result":{}}')
-            else:
-                self._answer(200, b"ok", "text/plain")
-
-        def _answer(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
-            return
-
-    return Handler
-
-
 @pytest.fixture
 def webhook() -> Iterator[WebhookServer]:
-    state = WebhookServer(port=0)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    server.daemon_threads = True
-    server.block_on_close = False  # type: ignore[attr-defined]
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release_hang.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with running_webhook() as server:
+        yield server
 
 
 def role_change() -> AlertEvent:
@@ -295,3 +228,49 @@ def test_apprise_url_file_must_be_private(tmp_path: Path) -> None:
     with pytest.raises(InventoryError) as caught:
         parse_inventory(head + node + '[[alert]]\nkind = "apprise"\nurl = "https://x/tok"\n', source)
     assert "url_file" in str(caught.value)
+
+
+INVENTORY_HEAD = (
+    '[validator]\naccount_id = "pool.poolv1.near"\nchain_id = "localnet"\n'
+    '[[node]]\nname = "a"\nhome = "/srv/a/home"\nrpc = "http://127.0.0.1:3030"\n'
+    'control = "systemd:neard"\nkey_store = "/srv/a/keys"\nstandby = "hot-swap"\n'
+)
+
+
+def alert_test(inventory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "near_failover", "alert", "test", "-c", str(inventory), "--json"],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_alert_test_command_reaches_every_target(webhook: WebhookServer, tmp_path: Path) -> None:
+    urls = apprise_file(tmp_path, f"json://127.0.0.1:{webhook.port}/apprise-s3cr3t")
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(
+        INVENTORY_HEAD
+        + f'[[alert]]\nkind = "json"\nurl = "{webhook.url("/hook")}"\n'
+        + f'[[alert]]\nkind = "telegram"\nurl = "{webhook.url(f"/bot{BOT_TOKEN}")}"\nchat_id = "@ops"\n'
+        + f'[[alert]]\nkind = "apprise"\nurl_file = "{urls}"\n'
+    )
+    done = alert_test(inventory)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["ok"] for r in json.loads(done.stdout)] == [True, True, True]
+    assert sorted(r.path.split("/bot")[0] for r in webhook.received) == ["", "/apprise-s3cr3t", "/hook"]
+    assert all("near-failover alert test" in unquote_plus(r.body.decode()) for r in webhook.received)
+
+    # One target that keeps failing: exit 1, after its retries, the others still sent.
+    webhook.received.clear()
+    inventory.write_text(
+        INVENTORY_HEAD
+        + f'[[alert]]\nkind = "json"\nurl = "{webhook.url("/hook")}"\n'
+        + f'[[alert]]\nkind = "slack"\nurl = "{webhook.url("/fail/T0/B0/s3cr3t")}"\nbackoff = 0.05\n'
+    )
+    done = alert_test(inventory)
+    assert done.returncode == 1, done.stdout + done.stderr
+    results = json.loads(done.stdout)
+    assert [(r["ok"], r["attempts"]) for r in results] == [(True, 1), (False, 3)]
+    assert "HTTP 500" in results[1]["error"] and "s3cr3t" not in done.stdout + done.stderr
+    assert [r.path for r in webhook.received].count("/fail/T0/B0/s3cr3t") == 3
+
+    inventory.write_text(INVENTORY_HEAD)
+    done = alert_test(inventory)
+    assert done.returncode == 2 and "no alert target" in done.stderr and "Traceback" not in done.stderr

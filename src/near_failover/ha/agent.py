@@ -36,6 +36,7 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
+from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -134,6 +135,8 @@ class Agent:
         self.production: dict[str, Any] | None = None
         self.epoch_length: int | None = None  # from neard's client_config, asked until it answers
         self.watchdog_ok = False
+        # A standby unready for 3 ttls, a store silent for a ttl (its leader is fenced or on the failsafe by then).
+        self.risks = RiskWatch(self.pool, self.node, unready_grace=3 * self.settings.ttl, store_grace=self.settings.ttl)
         self.nodes: dict[str, NodeAccess] = {}
         self.watchdog: Any = None
         self.watchdog_started = 0.0
@@ -166,6 +169,7 @@ class Agent:
                         await self.tick()
                     except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
                         log.exception("agent loop failed", node=self.node)
+                    self._alert_risks()
                     try:
                         await asyncio.wait_for(stop.wait(), self._pause_after(began))
                     except asyncio.TimeoutError:
@@ -269,6 +273,14 @@ class Agent:
             await self._as_follower(sample, leader, may_lead=watchdog_problem is None)
         await self._publish()
         self._beat()
+
+    def _alert_risks(self) -> None:
+        """Unready standby, kickout ahead, store down, long pause: sent in the background."""
+        last = self.tracker.samples[-1] if self.tracker.samples else None
+        check = Check(time.monotonic(), str(self.role), tuple(self.problems), self.store_ok, self.paused,
+                      last.epoch_start if last else None, self.production)
+        for event in self.risks.update(check):
+            self.alerts.post(event)
 
     def _beat(self) -> None:
         """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
@@ -697,6 +709,7 @@ class Agent:
         try:
             await self._publish()  # the target's agent must know the key it is about to see is ours to give
             result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
+            self.alerts.post(AlertEvent.move(self.pool, result.to_json()))
             if result.ok and self.lease is not None:
                 # The target's agent sees its neard signing with no leader and claims the lease.
                 lease, self.lease = self.lease, None
