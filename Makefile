@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest -q
+
+# The status page of a leader and of a fenced member, at 1400x900, from the page's own test.
+screenshots: install system-packages
+	mkdir -p docs
+	NEAR_FAILOVER_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/integration/test_status_page.py -k fenced
 
 demo: install
 	$(BIN)/near-failover demo

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.integration
 SNAPSHOT_KEYS = {
     "node", "role", "leader", "generation", "healthy", "problems", "head", "paused", "failovers_total",
     "last_failover_seconds", "lease_remaining", "updated_at", "production", "account_id", "chain_id", "signing",
-    "store_up", "watchdog_up", "failsafe_active", "epoch",
+    "store_up", "watchdog_up", "failsafe_active", "epoch", "production_at",
 }
 POSTS: list[tuple[str, dict[str, Any] | None]] = [
     ("/pause", None), ("/resume", None), ("/switchover", {"to": "val-b"}), ("/failsafe", {"leader": "val-a", "generation": 1}),
@@ -193,8 +193,9 @@ def test_health_is_503_while_the_standby_has_no_staged_key(cluster: AgentCluster
         assert body["healthy"] is False and body["role"] == "standby"
         assert any("staged key" in p for p in body["problems"]), body["problems"]
         values = metric_values(cluster.get(standby, "/metrics").text)
-        assert values["near_failover_healthy"][()] == 0.0
-        assert any("staged key" in dict(labels)["problem"] for labels in values["near_failover_health_problem"])
+        me = (("account_id", cluster.net.pool()), ("node", standby))
+        assert values["near_failover_healthy"][me] == 0.0 and values["near_failover_standby_ready"][me] == 0.0
+        assert values["near_failover_health_problem"][(*me, ("problem", "staged_key_missing"))] == 1.0
     finally:
         aside.rename(key_store)
     wait_for(lambda: cluster.get(standby, "/health").status_code == 200, 15, "the standby to be healthy again")

@@ -133,6 +133,7 @@ class Agent:
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
         self.production: dict[str, Any] | None = None
+        self.production_at: float | None = None  # unix time of the figures above: a fenced node's go stale
         self.epoch_length: int | None = None  # from neard's client_config, asked until it answers
         self.watchdog_ok = False
         # A standby unready for 3 ttls, a store silent for a ttl (its leader is fenced or on the failsafe by then).
@@ -303,6 +304,7 @@ class Agent:
                     k: {"produced": getattr(snap, f"{k}_produced"), "expected": getattr(snap, f"{k}_expected")}
                     for k in ("blocks", "chunks", "endorsements")
                 }
+                self.production_at = time.time()
             if self.epoch_length is None:
                 self.epoch_length = (await self.me.rpc.client_config()).epoch_length
         except RpcError:
@@ -628,7 +630,7 @@ class Agent:
             fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
-            details={"handover_to": self.handover_to} if self.handover_to else {},
+            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {})},
         )
 
     async def _publish(self, timeout: float | None = None) -> None:
@@ -680,6 +682,7 @@ class Agent:
             "lease_remaining": round(self.lease.remaining(), 3) if self.lease else None,
             "updated_at": time.time(),
             "production": self.production,
+            "production_at": self.production_at,
             "account_id": self.pool,
             "chain_id": self.inventory.validator.chain_id,
             "signing": last is not None and last.key_loaded == self.pool,
