@@ -64,6 +64,37 @@ PROBLEM_CODES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+# Families of one sample per agent: (name, help, snapshot field, value when the field is absent).
+# A bool default makes the family a 0/1 flag; None leaves the sample out when the value is unknown.
+ONE_SAMPLE_GAUGES: tuple[tuple[str, str, str, bool | None], ...] = (
+    ("near_failover_neard_signing",
+     "1 when this node's neard has the pool's key loaded (its status shows the pool as its "
+     "validator), else 0. Summed over the pool's nodes: 0 means nobody signs, 2 or more is a "
+     "double-sign hazard.", "signing", False),
+    ("near_failover_lease_generation",
+     "Fencing generation of the lease this agent knows (its own when leader, else the "
+     "leader's). It only grows; a change means the validator moved to another node.", "generation", None),
+    ("near_failover_healthy",
+     "1 when this node is healthy for its role (a leader's neard signs and advances, a "
+     "standby is synced with its key staged); 0 otherwise, see near_failover_health_problem.", "healthy", False),
+    ("near_failover_paused",
+     "1 while automatic decisions are paused (near-failover pause): no standby promotes on "
+     "its own, leaders keep renewing.", "paused", False),
+    ("near_failover_lease_store_up",
+     "1 when the lease store (etcd or sqlite) answered this agent's last request, 0 when it did "
+     "not or refused it: no promotion is possible while it is 0.", "store_up", True),
+    ("near_failover_watchdog_up",
+     "1 while this agent's watchdog process runs and watches (it fences neard if the agent "
+     "hangs); a leader whose watchdog is down steps down.", "watchdog_up", False),
+    ("near_failover_failsafe_active",
+     "1 while this leader keeps its lease only through every other agent's direct "
+     "confirmation because the lease store does not answer (Patroni's failsafe).", "failsafe_active", False),
+    ("near_failover_lease_remaining_seconds",
+     "Seconds before the leader's lease may expire on the store, by this leader's own "
+     "conservative estimate; it fences itself well before 0. Absent on non-leaders.", "lease_remaining", None),
+)
+
+
 def problem_code(problem: str) -> str:
     """The bounded label value for one problem sentence."""
     return next((code for code, pattern in PROBLEM_CODES if pattern.search(problem)), "other")
@@ -158,22 +189,9 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
     for name in (*ROLES, *(() if current_role in ROLES else (current_role,))):
         f.add(role, name == current_role, name)
 
-    f.add(f.gauge(
-        "near_failover_neard_signing",
-        "1 when this node's neard has the pool's key loaded (its status shows the pool as its "
-        "validator), else 0. Summed over the pool's nodes: 0 means nobody signs, 2 or more is a "
-        "double-sign hazard.",
-    ), snapshot.get("signing", False))
-    f.add(f.gauge(
-        "near_failover_lease_generation",
-        "Fencing generation of the lease this agent knows (its own when leader, else the "
-        "leader's). It only grows; a change means the validator moved to another node.",
-    ), snapshot.get("generation"))
-    f.add(f.gauge(
-        "near_failover_healthy",
-        "1 when this node is healthy for its role (a leader's neard signs and advances, a "
-        "standby is synced with its key staged); 0 otherwise, see near_failover_health_problem.",
-    ), bool(snapshot.get("healthy")))
+    for name, doc, key, default in ONE_SAMPLE_GAUGES:
+        value = snapshot.get(key, default)
+        f.add(f.gauge(name, doc), bool(value) if isinstance(default, bool) else value)
     problem = f.gauge(
         "near_failover_health_problem",
         "1 for each health check this node fails now, by problem code (rpc_down, syncing, "
@@ -190,32 +208,6 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
     )
     if current_role != "leader":
         f.add(standby_ready, current_role == "standby" and bool(snapshot.get("healthy")))
-    f.add(f.gauge(
-        "near_failover_paused",
-        "1 while automatic decisions are paused (near-failover pause): no standby promotes on "
-        "its own, leaders keep renewing.",
-    ), bool(snapshot.get("paused")))
-    f.add(f.gauge(
-        "near_failover_lease_store_up",
-        "1 when the lease store (etcd or sqlite) answered this agent's last request, 0 when it did "
-        "not or refused it: no promotion is possible while it is 0.",
-    ), bool(snapshot.get("store_up", True)))
-    f.add(f.gauge(
-        "near_failover_watchdog_up",
-        "1 while this agent's watchdog process runs and watches (it fences neard if the agent "
-        "hangs); a leader whose watchdog is down steps down.",
-    ), bool(snapshot.get("watchdog_up")))
-    f.add(f.gauge(
-        "near_failover_failsafe_active",
-        "1 while this leader keeps its lease only through every other agent's direct "
-        "confirmation because the lease store does not answer (Patroni's failsafe).",
-    ), bool(snapshot.get("failsafe_active")))
-    f.add(f.gauge(
-        "near_failover_lease_remaining_seconds",
-        "Seconds before the leader's lease may expire on the store, by this leader's own "
-        "conservative estimate; it fences itself well before 0. Absent on non-leaders.",
-    ), snapshot.get("lease_remaining"))
-
     failovers = CounterMetricFamily(
         "near_failover_automatic_failovers",
         "Automatic failovers this agent completed (it promoted its node to signer) since it started.",
