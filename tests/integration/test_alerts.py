@@ -203,7 +203,11 @@ async def test_apprise_end_to_end_through_its_json_service(
     dead = AlertTarget(kind="apprise", url_file=apprise_file(tmp_path, f"json://user:pa55word@127.0.0.1:{free_port()}{secret_path}"), attempts=2, backoff=0.01, timeout=1)
     (failed,) = await send_alert([dead], event)
     assert not failed.ok and failed.attempts == 2 and failed.target == f"apprise {dead.url_file}"
+    unknown = AlertTarget(kind="apprise", url_file=apprise_file(tmp_path, "nosuchservice://t0ken@host/s3cr3t"), attempts=1)
+    (refused,) = await send_alert([unknown], event)
+    assert not refused.ok and "accepts 0 of the 1 URLs" in (refused.error or "")
     logged = capsys.readouterr()
+    assert "could not notify" in (failed.error or "")
     assert caplog.text  # apprise logged the failure, and not the URL's credentials
     for text in (logged.out, logged.err, caplog.text, repr(failed), repr(dead)):
         assert "s3cr3t" not in text and "pa55word" not in text

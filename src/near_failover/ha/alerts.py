@@ -343,16 +343,19 @@ class AlertSender:
             return self._failed(target, event, None, str(exc))
         title, _, body = event_text(event).partition("\n")
         try:
-            sent = await asyncio.wait_for(
+            sent = await asyncio.wait_for(  # None, or why not
                 asyncio.to_thread(_apprise_notify, urls, title, body, target.timeout),
                 target.timeout * len(urls) + 1,
             )
         except asyncio.TimeoutError:
             return self._failed(target, event, None, f"no answer within {target.timeout:g}s")
         except Exception as exc:  # noqa: BLE001 - an apprise plugin that raises is a failed alert
-            return self._failed(target, event, None, redact_text(f"{type(exc).__name__}: {exc}").replace(target.url_file.name, REDACTED))
-        if not sent:
-            return self._failed(target, event, None, "apprise could not notify every URL (see its log lines above)")
+            text = str(exc)
+            for url in urls:  # each one is a credential from its scheme on
+                text = text.replace(url, REDACTED)
+            return self._failed(target, event, None, redact_text(f"{type(exc).__name__}: {text}"))
+        if sent is not None:
+            return self._failed(target, event, None, sent)
         log.info("alert sent", target=target.label(), alert=event.kind.value, node=event.node)
         return AlertResult(target.label(), True)
 
@@ -376,7 +379,8 @@ class AlertSender:
         await self.aclose()
 
 
-def _apprise_notify(urls: list[str], title: str, body: str, timeout: float) -> bool:
+def _apprise_notify(urls: list[str], title: str, body: str, timeout: float) -> str | None:
+    """Send through apprise; None when every URL was notified, else why not (without the URLs)."""
     import apprise
 
     # Apprise's and urllib3's debug lines print the service URLs, i.e. their credentials: they
@@ -389,9 +393,10 @@ def _apprise_notify(urls: list[str], title: str, body: str, timeout: float) -> b
         # cto/rto: apprise's connect and read timeouts for the HTTP-based services.
         notifier.add(url + ("&" if "?" in url else "?") + f"cto={timeout:g}&rto={timeout:g}")
     if len(notifier) != len(urls):
-        log.warning("apprise refused some URLs of the file (unknown service or malformed)", accepted=len(notifier), given=len(urls))
-        return False
-    return bool(notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
+        return f"apprise accepts {len(notifier)} of the {len(urls)} URLs in url_file: the others name no service it knows, or are malformed"
+    if not notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT):
+        return "apprise could not notify every URL (its warnings above say which service)"
+    return None
 
 
 def _safe_error(target: AlertTarget, exc: Exception) -> str:
