@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real: an OpenSSH server on loopback, etcd, Chromium
-# (the status page, through Playwright), iproute2 (network namespaces for partitions).
-DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
+# (the status page, through Playwright), iproute2 (network namespaces for partitions), prometheus
+# (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
+DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test test-long demo bench clean
+.PHONY: install system-packages test test-long demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ test: install system-packages
 # Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
 test-long: install system-packages
 	$(BIN)/pytest -q -m long
+
+# The status page of a leader and of a fenced member, at 1400x900, from the page's own test.
+screenshots: install system-packages
+	mkdir -p docs
+	NEAR_FAILOVER_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/integration/test_status_page.py -k fenced
 
 demo: install
 	$(BIN)/near-failover demo

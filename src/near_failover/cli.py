@@ -20,6 +20,7 @@ from rich.table import Table
 
 from near_failover.cli_errors import EXIT_INPUT, EXIT_REFUSED, SafeTyperGroup, fail
 from near_failover.console import console, plain, safe
+from near_failover.ha.alerts import AlertEvent, AlertKind, send_alert
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
 from near_failover.neard.account import account_id_problem
@@ -42,6 +43,8 @@ config_app = typer.Typer(help="Show and edit a neard config.json for a failover 
 keys_app = typer.Typer(help="Inspect and stage validator key files (secrets are never shown).", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
+alert_app = typer.Typer(help="Check the alert targets of an inventory.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(alert_app, name="alert")
 app.add_typer(localnet_app, name="localnet")
 
 out = console()
@@ -371,7 +374,10 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             with _journal(inventory) as journal:
                 move = Move(inventory, nodes, kind, chosen, to, journal, force=force, in_window=in_window, take_over_interrupted=take_over,  # type: ignore[arg-type]
                             progress=lambda msg: err.print(plain(msg, "dim"), highlight=False))
-                return await move.run(dry_run=dry_run)
+                result = await move.run(dry_run=dry_run)
+        if not dry_run:
+            await _alert(inventory, AlertEvent.move(pool, result.to_json()))
+        return result
 
     try:
         result = asyncio.run(go())
@@ -425,6 +431,16 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
     if answer.status_code != 200:
         fail(f"{leader.member}'s agent refused the switchover (HTTP {answer.status_code}): {body}", EXIT_REFUSED)
     return body
+
+
+async def _alert(inventory: Any, event: Any) -> list[Any]:
+    """Deliver ``event`` to the inventory's [[alert]] targets (every retry); say which failed."""
+    _log_to_stderr()  # the senders' log lines must not mix with --json on stdout
+    results = await send_alert(inventory.alerts, event)
+    for result in results:
+        if not result.ok:
+            err.print(plain(f"alert to {result.target} not delivered after {result.attempts} tries: {result.error}"), highlight=False, soft_wrap=True)
+    return results
 
 
 def _print_move(result: Any) -> None:
@@ -739,6 +755,26 @@ def _set_paused(inventory: Path, paused: bool) -> None:
     except LeaseStoreError as exc:
         fail(str(exc), EXIT_REFUSED)
     out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
+
+
+@alert_app.command("test")
+def alert_test(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
+    """Send a test message to every alert target of the inventory; exit 1 if any of them fails."""
+    import socket
+
+    inv = load_inventory_or_fail(inventory)
+    if not inv.alerts:
+        fail(f"{inventory}: no alert target: add an alert table (kind = json|slack|telegram|apprise), see deploy/inventory.example.toml")
+    event = AlertEvent.condition(AlertKind.TEST, inv.validator.account_id, socket.gethostname(),
+                                 "a test sent by `near-failover alert test`: this target receives near-failover's alerts")
+    results = asyncio.run(_alert(inv, event))
+    if as_json:
+        print_json([{"target": r.target, "ok": r.ok, "status": r.status, "error": r.error, "attempts": r.attempts} for r in results])
+    else:
+        for r in results:
+            out.print(plain(f"{'ok' if r.ok else 'FAILED'}: {r.target}" + ("" if r.ok else f" ({r.error})")), highlight=False, soft_wrap=True)
+    if not all(r.ok for r in results):
+        raise typer.Exit(EXIT_REFUSED)
 
 
 @app.command("pause")

@@ -80,9 +80,10 @@ class AgentCluster:
                 proc.wait(5)
 
 
-def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val-b")) -> AgentCluster:
-    """A localnet whose inventory keeps `nodes`, with an agent and its API on each; waits until
-    every agent is healthy in its role and all of them name the one leader."""
+def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val-b"), alerts: list[dict[str, Any]] | None = None) -> AgentCluster:
+    """A localnet whose inventory keeps `nodes` (and `alerts` as its [[alert]] tables), with an
+    agent and its API on each; waits until every agent is healthy in its role and all of them
+    name the one leader."""
     net = start_localnet(directory)
     try:
         token_file = directory / "api-token"
@@ -99,6 +100,8 @@ def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val
             node["api"] = apis[node["name"]] = f"http://127.0.0.1:{free_port()}"
         lease_file = directory / "lease.sqlite"
         data["lease"] = {"store": "sqlite", "path": str(lease_file), "api_token_file": str(token_file), **LEASE}
+        if alerts:
+            data["alert"] = alerts
         net.inventory.write_text(tomli_w.dumps(data))
 
         cluster = AgentCluster(net, apis, TOKEN, lease_file)

@@ -8,6 +8,8 @@ and last the failsafe under a lease-store outage (which may leave the cluster wi
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from near_failover.api.app import create_app
@@ -31,7 +34,8 @@ pytestmark = pytest.mark.integration
 
 SNAPSHOT_KEYS = {
     "node", "role", "leader", "generation", "healthy", "problems", "head", "paused", "failovers_total",
-    "last_failover_seconds", "lease_remaining", "updated_at", "production",
+    "last_failover_seconds", "lease_remaining", "updated_at", "production", "account_id", "chain_id", "signing",
+    "store_up", "watchdog_up", "failsafe_active", "epoch", "production_at",
 }
 POSTS: list[tuple[str, dict[str, Any] | None]] = [
     ("/pause", None), ("/resume", None), ("/switchover", {"to": "val-b"}), ("/failsafe", {"leader": "val-a", "generation": 1}),
@@ -91,13 +95,16 @@ def test_status_health_cluster_metrics_of_leader_and_standby(cluster: AgentClust
         assert scrape.status_code == 200 and scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
         values = metric_values(scrape.text)
         role = "leader" if node == leader else "standby"
-        assert values["near_failover_role"][(("node", node), ("role", role))] == 1.0
+        me = (("account_id", cluster.net.pool()), ("node", node))
+        assert values["near_failover_role"][(*me, ("role", role))] == 1.0
         assert sum(values["near_failover_role"].values()) == 1.0
-        assert values["near_failover_lease_generation"][()] == generation
-        assert values["near_failover_healthy"][()] == 1.0
-        assert values["near_failover_paused"][()] == 0.0
-        assert values["near_failover_failovers_total"][()] == 0.0
-        assert set(dict(k)["kind"] for k in values["near_failover_pool_expected"]) == {"blocks", "chunks", "endorsements"}
+        assert values["near_failover_lease_generation"][me] == generation
+        for name, value in (("healthy", 1.0), ("paused", 0.0), ("automatic_failovers_total", 0.0), ("lease_store_up", 1.0),
+                            ("watchdog_up", 1.0), ("failsafe_active", 0.0), ("neard_signing", float(node == leader))):
+            assert values[f"near_failover_{name}"][me] == value, name
+        assert values.get("near_failover_standby_ready", {}).get(me) == (None if node == leader else 1.0)
+        (info,) = values["near_failover_validator_info"]
+        assert dict(info)["chain_id"] == cluster.status(node)["chain_id"]
         assert ("near_failover_lease_remaining_seconds" in values) == (node == leader)
 
     history = cluster.get(leader, "/history?limit=5")
@@ -131,7 +138,7 @@ def test_posts_need_the_bearer_token(cluster: AgentCluster) -> None:
     for node in (leader, standby):
         assert cluster.cluster(node)["paused"] is True
         wait_for(lambda n=node: cluster.status(n)["paused"] is True, 10, f"{node} to see the pause")
-    assert metric_values(cluster.get(leader, "/metrics").text)["near_failover_paused"][()] == 1.0
+    assert metric_values(cluster.get(leader, "/metrics").text)["near_failover_paused"][(("account_id", cluster.net.pool()), ("node", leader))] == 1.0
 
     resumed = cluster.post(leader, "/resume", headers=cluster.auth)
     assert resumed.status_code == 200 and resumed.json() == {"paused": False}
@@ -189,8 +196,9 @@ def test_health_is_503_while_the_standby_has_no_staged_key(cluster: AgentCluster
         assert body["healthy"] is False and body["role"] == "standby"
         assert any("staged key" in p for p in body["problems"]), body["problems"]
         values = metric_values(cluster.get(standby, "/metrics").text)
-        assert values["near_failover_healthy"][()] == 0.0
-        assert any("staged key" in dict(labels)["problem"] for labels in values["near_failover_health_problem"])
+        me = (("account_id", cluster.net.pool()), ("node", standby))
+        assert values["near_failover_healthy"][me] == 0.0 and values["near_failover_standby_ready"][me] == 0.0
+        assert values["near_failover_health_problem"][(*me, ("problem", "staged_key_missing"))] == 1.0
     finally:
         aside.rename(key_store)
     wait_for(lambda: cluster.get(standby, "/health").status_code == 200, 15, "the standby to be healthy again")
@@ -222,8 +230,12 @@ def test_switchover_through_the_api_then_history(cluster: AgentCluster) -> None:
     assert cluster.get(new, "/history?limit=1").json()["runs"][0]["id"] == run["id"]
 
     values = metric_values(cluster.get(new, "/metrics").text)
-    assert values["near_failover_role"][(("node", new), ("role", "leader"))] == 1.0
-    assert values["near_failover_lease_generation"][()] == cluster.leader()[1]
+    me = (("account_id", cluster.net.pool()), ("node", new))
+    assert values["near_failover_role"][(*me, ("role", "leader"))] == 1.0
+    assert values["near_failover_lease_generation"][me] == cluster.leader()[1]
+    # The move just made, from the journal: how long it took and what the pool missed.
+    assert 0 < values["near_failover_last_move_duration_seconds"][tuple(sorted((*me, ("move", "switchover"))))] < 600
+    assert {dict(k)["kind"]: v for k, v in values["near_failover_last_move_missed_duties"].items()} == result["missed"]
     cluster.net.assert_no_double_sign()
 
 
@@ -262,3 +274,51 @@ def test_failsafe_confirmation(cluster: AgentCluster) -> None:
         store.execute("ROLLBACK")
         store.close()
     wait_for(lambda: cluster.get(other, "/cluster").status_code == 200, 15, "the lease store to answer again")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+METRIC_NAME = re.compile(r"\bnear_[A-Za-z0-9_:]+")
+SERIES = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*")
+
+
+def monitored_metrics() -> dict[str, set[str]]:
+    """Every metric name a dashboard panel (or annotation) or an alert rule reads -> where."""
+    used: dict[str, set[str]] = {}
+    dashboard = json.loads((ROOT / "deploy/grafana/near-failover.json").read_text())
+    exprs = [(f"panel {p['title']!r}", t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [(f"annotation {a['name']!r}", a["expr"]) for a in dashboard["annotations"]["list"] if "expr" in a]
+    exprs += [(f"variable {v['name']!r}", v["definition"]) for v in dashboard["templating"]["list"] if "definition" in v]
+    rules = [r for g in yaml.safe_load((ROOT / "deploy/prometheus/near-failover.rules.yml").read_text())["groups"] for r in g["rules"]]
+    exprs += [(f"rule {r.get('alert') or r.get('record')!r}", r["expr"]) for r in rules]
+    recorded = {r["record"] for r in rules if "record" in r}
+    for where, expr in exprs:
+        for name in METRIC_NAME.findall(expr):
+            if name not in recorded:
+                used.setdefault(name, set()).add(where)
+    return used
+
+
+def series_names(exposition: str) -> set[str]:
+    """The sample names as Prometheus stores them: the raw text's (a parser would rename
+    neard's counter near_build_info, which has no _total)."""
+    return {m.group() for line in exposition.splitlines() if not line.startswith("#") and (m := SERIES.match(line))}
+
+
+def test_every_metric_the_dashboard_and_the_rules_use_is_scraped(cluster: AgentCluster) -> None:
+    """A panel or an alert on a misspelt or vanished metric shows nothing and never fires: each
+    name must be in a scrape of a running agent or of an emulated neard (neard's own names)."""
+    used = monitored_metrics()
+    assert {"near_failover_neard_signing", "near_validators_blocks_expected", "near_block_height_head"} <= set(used)
+    scraped: set[str] = set()
+    neards = 0
+    for node in cluster.apis:
+        scraped |= series_names(cluster.get(node, "/metrics").text)
+        try:  # an earlier test fenced one node: its neard is stopped
+            neard = httpx.get(cluster.net.node(node)["rpc"] + "/metrics", timeout=10, trust_env=False)
+        except httpx.ConnectError:
+            continue
+        neards += 1
+        scraped |= series_names(neard.text)
+    assert neards
+    missing = {name: sorted(where) for name, where in used.items() if name not in scraped}
+    assert missing == {}, f"used but exported by neither the agents nor neard: {missing}"

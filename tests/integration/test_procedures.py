@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from tests.integration.localnet_harness import CLI, Localnet, cli
+from tests.integration.webhook_server import running_webhook
 
 # Missed duties allowed per move, in the localnet's blocks/chunks/endorsements.
 HOT_SWAP_BOUND = {"blocks": 4, "chunks": 12, "endorsements": 40}
@@ -45,8 +46,17 @@ def assert_signer(net: Localnet, name: str) -> None:
 
 
 def test_switchover_hot_swap(net: Localnet):
-    report = move(net, "switchover", "val-b", "--mode", "hot-swap")
-    assert report["ok"] and report["from"] == "val-a"
+    with running_webhook() as webhook:
+        net.edit_inventory(alert=[{"kind": "json", "url": webhook.url("/hook")}])
+        report = move(net, "switchover", "val-b", "--mode", "hot-swap")
+        assert report["ok"] and report["from"] == "val-a"
+        # A manual move is announced like an automatic one, once it is over.
+        (got,) = webhook.received
+        body = got.json()
+        assert (body["event"], body["node"], body["account_id"]) == ("move", "val-b", net.pool())
+        assert body["details"]["outcome"] == "ok" and body["details"]["from"] == "val-a"
+        assert body["details"]["missed"] == report["missed"]
+        assert "manual switchover done" in body["text"]
     assert_signer(net, "val-b")
     assert not (net.directory / "val-a" / "validator_key.json").exists()
     net.wait_height(5)
@@ -152,7 +162,10 @@ def test_switchover_refused_when_primary_is_down(net: Localnet):
 
 
 def test_dry_run_changes_nothing(net: Localnet):
-    report = move(net, "switchover", "val-b", "--dry-run")
+    with running_webhook() as webhook:
+        net.edit_inventory(alert=[{"kind": "json", "url": webhook.url("/hook")}])
+        report = move(net, "switchover", "val-b", "--dry-run")
+        assert webhook.received == []  # nothing happened: nothing to announce
     assert report["outcome"] == "dry-run"
     assert report["checks"]["staged_key"]["matches_on_chain"] is True
     assert net.rpc_status("val-a")["validator_account_id"] == net.pool()

@@ -19,3 +19,27 @@ def test_example_inventory_loads():
 def test_neard_unit_runs_the_boot_guard_first():
     unit = (DEPLOY / "systemd" / "neard.service").read_text()
     assert "ExecStartPre=/usr/local/bin/near-failover guard" in unit
+
+
+def test_grafana_dashboard_is_importable():
+    """Grafana imports it as is: one datasource variable, unique ids, panels inside the 24-column
+    grid without overlap, a query on every panel. (Which metrics exist is checked against a
+    running agent and neard in tests/integration/test_api.py.)"""
+    import json
+
+    dashboard = json.loads((DEPLOY / "grafana" / "near-failover.json").read_text())
+    assert dashboard["uid"] == "near-failover" and dashboard["title"]
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "account_id"]
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    cells: set[tuple[int, int]] = set()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])}
+        assert not mine & cells, f"{panel['title']} overlaps another panel"
+        cells |= mine
+        if panel["type"] != "row":
+            assert panel["description"] and panel["targets"], panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}"
+            assert all(t["expr"] and t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]

@@ -15,7 +15,9 @@ class AgentView(Protocol):
         # {"node", "role": "leader"|"standby"|"fenced"|"starting", "leader": str|None, "generation": int|None,
         #  "healthy": bool, "problems": [str], "head": int|None, "paused": bool, "failovers_total": int,
         #  "last_failover_seconds": float|None, "lease_remaining": float|None, "updated_at": float (unix),
-        #  "production": None | {"blocks": {"produced","expected"}, "chunks": {...}, "endorsements": {...}}}
+        #  "production": None | {"blocks": {"produced","expected"}, "chunks": {...}, "endorsements": {...}},
+        #  "production_at": float|None (unix, when production was read), "account_id", "chain_id": str,
+        #  "signing", "store_up", "watchdog_up", "failsafe_active": bool, "epoch": None | {"start": int, "length": int|None}}
     async def cluster(self) -> dict[str, Any]: ...   # {"leader": {"member","generation","ttl_left"}|None, "paused": bool, "members": [MemberRecord.model_dump()]}
     def history(self, limit: int = 20) -> list[dict[str, Any]]: ...  # journal runs, each Run.to_json() + "steps": [Step.to_json()]
     async def request_switchover(self, to: str, mode: str | None) -> dict[str, Any]: ...  # a MoveResult.to_json(); raises ValueError for an unknown node / not leader

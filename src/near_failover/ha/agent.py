@@ -36,6 +36,7 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
+from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -132,6 +133,11 @@ class Agent:
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
         self.production: dict[str, Any] | None = None
+        self.production_at: float | None = None  # unix time of the figures above: a fenced node's go stale
+        self.epoch_length: int | None = None  # from neard's client_config, asked until it answers
+        self.watchdog_ok = False
+        # A standby unready for 3 ttls, a store silent for a ttl (its leader is fenced or on the failsafe by then).
+        self.risks = RiskWatch(self.pool, self.node, unready_grace=3 * self.settings.ttl, store_grace=self.settings.ttl)
         self.nodes: dict[str, NodeAccess] = {}
         self.watchdog: Any = None
         self.watchdog_started = 0.0
@@ -164,6 +170,7 @@ class Agent:
                         await self.tick()
                     except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
                         log.exception("agent loop failed", node=self.node)
+                    self._alert_risks()
                     try:
                         await asyncio.wait_for(stop.wait(), self._pause_after(began))
                     except asyncio.TimeoutError:
@@ -237,6 +244,7 @@ class Agent:
         # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
         # can carry the loop past the point where it must fence itself.
         watchdog_problem = self._watchdog_problem()
+        self.watchdog_ok = watchdog_problem is None
         if self.lease is not None and not self.promoting:
             if watchdog_problem is not None:
                 await self._self_fence(f"{watchdog_problem}: without it this node must not lead")
@@ -267,6 +275,14 @@ class Agent:
         await self._publish()
         self._beat()
 
+    def _alert_risks(self) -> None:
+        """Unready standby, kickout ahead, store down, long pause: sent in the background."""
+        last = self.tracker.samples[-1] if self.tracker.samples else None
+        check = Check(time.monotonic(), str(self.role), tuple(self.problems), self.store_ok, self.paused,
+                      last.epoch_start if last else None, self.production)
+        for event in self.risks.update(check):
+            self.alerts.post(event)
+
     def _beat(self) -> None:
         """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
         lease = self.lease
@@ -288,6 +304,9 @@ class Agent:
                     k: {"produced": getattr(snap, f"{k}_produced"), "expected": getattr(snap, f"{k}_expected")}
                     for k in ("blocks", "chunks", "endorsements")
                 }
+                self.production_at = time.time()
+            if self.epoch_length is None:
+                self.epoch_length = (await self.me.rpc.client_config()).epoch_length
         except RpcError:
             pass
         return Sample(now, True, status.sync_info.syncing, status.sync_info.latest_block_height,
@@ -611,7 +630,7 @@ class Agent:
             fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
-            details={"handover_to": self.handover_to} if self.handover_to else {},
+            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {})},
         )
 
     async def _publish(self, timeout: float | None = None) -> None:
@@ -663,6 +682,14 @@ class Agent:
             "lease_remaining": round(self.lease.remaining(), 3) if self.lease else None,
             "updated_at": time.time(),
             "production": self.production,
+            "production_at": self.production_at,
+            "account_id": self.pool,
+            "chain_id": self.inventory.validator.chain_id,
+            "signing": last is not None and last.key_loaded == self.pool,
+            "store_up": self.store_ok,
+            "watchdog_up": self.watchdog_ok,
+            "failsafe_active": self.failsafe_note is not None,
+            "epoch": {"start": last.epoch_start, "length": self.epoch_length} if last and last.epoch_start else None,
         }
 
     async def cluster(self) -> dict[str, Any]:
@@ -685,6 +712,7 @@ class Agent:
         try:
             await self._publish()  # the target's agent must know the key it is about to see is ours to give
             result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
+            self.alerts.post(AlertEvent.move(self.pool, result.to_json()))
             if result.ok and self.lease is not None:
                 # The target's agent sees its neard signing with no leader and claims the lease.
                 lease, self.lease = self.lease, None

@@ -1,19 +1,25 @@
-"""Webhook notifications: every role change, refused promotion and self-fence reaches a human.
+"""Notifications: every role change, refused promotion, self-fence, manual move and risk
+(an unready standby, a kickout ahead, the lease store down, a long pause) reaches a human.
 
 An alert must never make things worse: sending never raises into the agent (failures are logged
-and returned), every request has a timeout, and nothing secret leaves the process: no key
-material in a message, and the webhook URLs themselves (Slack and Telegram put their token in
-the URL) appear in logs and errors only as scheme://host.
+and returned), every request has a timeout, a failed delivery is retried with backoff in the
+background (the agent's loop never waits for it), and nothing secret leaves the process: no key
+material in a message (``near_failover.redact``), and the URLs themselves (Slack, Telegram and
+most apprise services put their token in the URL) appear in logs and errors only as
+scheme://host, or for apprise as its scheme alone. Apprise reaches everything else (Discord,
+PagerDuty, email, ...); it is synchronous, so it runs in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -32,19 +38,27 @@ class AlertTarget(BaseModel):
     """One ``[[alert]]`` table of the inventory: where and in which format to send alerts.
 
     ``kind = "telegram"``: ``url`` is the bot's ``https://api.telegram.org/bot<token>/sendMessage``
-    (or the same without ``/sendMessage``) and ``chat_id`` is required.
+    (or the same without ``/sendMessage``) and ``chat_id`` is required. ``kind = "apprise"``:
+    ``url_file`` names a file (mode 0600) with one or more apprise URLs (``discord://...``,
+    ``pagerduty://...``, ``mailtos://...``), one per line; it is read at each send. A delivery
+    is tried ``attempts`` times, ``backoff`` seconds apart, doubling.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["json", "slack", "telegram"]
-    url: str = Field(repr=False)
+    kind: Literal["json", "slack", "telegram", "apprise"]
+    url: str | None = Field(default=None, repr=False)
+    url_file: Path | None = None
     chat_id: str | None = None
     timeout: float = Field(default=5.0, gt=0, le=60)
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff: float = Field(default=1.0, ge=0, le=60)
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             # The value itself is not echoed: a webhook URL is a credential.
@@ -58,8 +72,19 @@ class AlertTarget(BaseModel):
             return str(value)
         return value
 
+    @field_validator("url_file", mode="before")
+    @classmethod
+    def _url_file(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
     @model_validator(mode="after")
     def _kind_needs(self) -> AlertTarget:
+        if self.kind == "apprise":
+            if self.url is not None or self.url_file is None:
+                raise ValueError('kind = "apprise" takes url_file = "<file with the apprise URLs, mode 0600>", not url: an apprise URL holds its credentials')
+            apprise_urls(self.url_file)  # a missing, empty or readable-by-others file is an inventory error now
+        elif self.url is None or self.url_file is not None:
+            raise ValueError(f'kind = "{self.kind}" needs url = "https://..." (url_file is for kind = "apprise")')
         if self.kind == "telegram" and not self.chat_id:
             raise ValueError('kind = "telegram" needs chat_id = "<chat id or @channel>"')
         if self.kind != "telegram" and self.chat_id is not None:
@@ -68,11 +93,13 @@ class AlertTarget(BaseModel):
 
     @property
     def redacted_url(self) -> str:
-        """scheme://host[:port] only: what logs and errors may show of the URL."""
-        return url_origin(self.url)
+        """What logs and errors may show of the URL: scheme://host[:port], or for apprise the
+        file's name (its URLs are credentials from the scheme on)."""
+        return str(self.url_file) if self.url is None else url_origin(self.url)
 
     @property
     def post_url(self) -> str:
+        assert self.url is not None
         if self.kind == "telegram" and not self.url.rstrip("/").endswith("/sendMessage"):
             return self.url.rstrip("/") + "/sendMessage"
         return self.url
@@ -81,10 +108,44 @@ class AlertTarget(BaseModel):
         return f"{self.kind} {self.redacted_url}"
 
 
+def apprise_urls(path: Path) -> list[str]:
+    """The apprise URLs in ``path`` (one per line, # comments): ValueError naming the file and
+    the fix, never its content, when it is missing, empty or readable by others."""
+    try:
+        mode = path.stat().st_mode
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"url_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); write the apprise URLs there, one per line, mode 0600") from None
+    if mode & 0o077:
+        raise ValueError(f"url_file {path}: readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    urls = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not urls:
+        raise ValueError(f"url_file {path}: no apprise URL in it; put one per line (e.g. discord://webhook_id/webhook_token)")
+    return urls
+
+
 class AlertKind(StrEnum):
     ROLE_CHANGE = "role_change"
     PROMOTION_REFUSED = "promotion_refused"
     SELF_FENCE = "self_fence"
+    MOVE = "move"  # a switchover or failover run by hand (CLI, or POST /switchover)
+    STANDBY_UNREADY = "standby_unready"
+    KICKOUT_RISK = "kickout_risk"
+    STORE_DOWN = "lease_store_down"
+    LONG_PAUSE = "long_pause"
+    TEST = "test"  # near-failover alert test
+
+
+# How each kind reads in a message's first line (role changes and generations are added).
+_HEADLINES = {
+    AlertKind.PROMOTION_REFUSED: "promotion refused",
+    AlertKind.SELF_FENCE: "fenced itself",
+    AlertKind.STANDBY_UNREADY: "standby NOT READY to take over",
+    AlertKind.KICKOUT_RISK: "kickout ahead: production below neard's threshold",
+    AlertKind.STORE_DOWN: "the lease store does not answer",
+    AlertKind.LONG_PAUSE: "automatic failover paused for long",
+    AlertKind.TEST: "test message (near-failover alert test)",
+}
 
 
 @dataclass(frozen=True)
@@ -125,16 +186,28 @@ class AlertEvent:
         return cls(AlertKind.SELF_FENCE, account_id, node, reason, generation,
                    details=dict(details or {}))
 
+    @classmethod
+    def move(cls, account_id: str, result: Mapping[str, Any]) -> AlertEvent:
+        """A manual switchover or failover, from its ``MoveResult.to_json()``."""
+        what = f"{result.get('kind')} ({result.get('mode')}) {result.get('from') or '?'} -> {result.get('to')}: {result.get('outcome')}"
+        details = {k: result[k] for k in ("kind", "mode", "from", "outcome", "missed", "seconds") if result.get(k) is not None}
+        return cls(AlertKind.MOVE, account_id, str(result.get("to")), f"{what}. {result.get('message') or ''}".strip(), details=details)
+
+    @classmethod
+    def condition(cls, kind: AlertKind, account_id: str, node: str, reason: str, details: Mapping[str, Any] | None = None) -> AlertEvent:
+        """A risk the agent watches (standby unready, kickout ahead, store down, long pause) or a test."""
+        return cls(kind, account_id, node, reason, details=dict(details or {}))
+
 
 def event_text(event: AlertEvent) -> str:
-    """One human-readable message (Slack, Telegram, and the ``text`` of the JSON body)."""
+    """One human-readable message (Slack, Telegram, apprise, and the ``text`` of the JSON body)."""
     generation = f" (lease generation {event.generation})" if event.generation is not None else ""
     if event.kind is AlertKind.ROLE_CHANGE:
         what = f"role {event.old_role} -> {event.new_role}{generation}"
-    elif event.kind is AlertKind.PROMOTION_REFUSED:
-        what = f"promotion refused{generation}"
+    elif event.kind is AlertKind.MOVE:
+        what = f"manual {event.details.get('kind', 'move')} {'done' if event.details.get('outcome') == 'ok' else 'NOT done'}"
     else:
-        what = f"fenced itself{generation}"
+        what = _HEADLINES[event.kind] + generation
     lines = [f"near-failover: {event.account_id}: node {event.node}: {what}", f"reason: {event.reason}"]
     lines += [f"{k}: {v}" for k, v in redact_record(dict(event.details)).items()]
     lines.append(f"at: {event.at.isoformat(timespec='seconds')}")
@@ -180,10 +253,21 @@ class AlertResult:
     ok: bool
     status: int | None = None
     error: str | None = None
+    attempts: int = 1
+
+
+def retry_delays(target: AlertTarget) -> list[float]:
+    """The pauses before each retry: ``backoff``, doubling (1 s, 2 s, 4 s ... by default)."""
+    return [target.backoff * 2**n for n in range(target.attempts - 1)]
 
 
 class AlertSender:
-    """Sends each event to every target at once; never raises (an alert must not stop a fence)."""
+    """Sends each event to every target at once; never raises (an alert must not stop a fence).
+
+    ``notify`` waits for the first attempt only and retries failed targets in the background, so
+    the agent's loop is never held by a dead webhook; ``deliver`` waits for every attempt (the
+    CLI); ``post`` waits for nothing. ``aclose`` lets background retries finish.
+    """
 
     def __init__(
         self, targets: Sequence[AlertTarget], client: httpx.AsyncClient | None = None
@@ -191,13 +275,43 @@ class AlertSender:
         self.targets = list(targets)
         self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
         self._own_client = client is None
+        self._background: set[asyncio.Task[Any]] = set()
 
     async def notify(self, event: AlertEvent) -> list[AlertResult]:
-        if not self.targets:
-            return []
-        return list(await asyncio.gather(*(self._send(t, event) for t in self.targets)))
+        """First attempt of every target; failed ones are retried in the background."""
+        results = await asyncio.gather(*(self._send(t, event) for t in self.targets))
+        for target, result in zip(self.targets, results):
+            if not result.ok and target.attempts > 1:
+                self._spawn(self._retry(target, event, retry_delays(target)))
+        return list(results)
+
+    async def deliver(self, event: AlertEvent) -> list[AlertResult]:
+        """Every attempt of every target, with backoff: the final result of each."""
+        return list(await asyncio.gather(*(self._retry(t, event, [0.0, *retry_delays(t)]) for t in self.targets)))
+
+    def post(self, event: AlertEvent) -> None:
+        """Deliver in the background (an event the caller must not wait for)."""
+        if self.targets:
+            self._spawn(self.deliver(event))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _retry(self, target: AlertTarget, event: AlertEvent, delays: Sequence[float]) -> AlertResult:
+        result = AlertResult(target.label(), False, error="not sent")
+        for attempt, delay in enumerate(delays, 1):
+            await asyncio.sleep(delay)
+            result = await self._send(target, event)
+            result = AlertResult(result.target, result.ok, result.status, result.error, attempt)
+            if result.ok:
+                break
+        return result
 
     async def _send(self, target: AlertTarget, event: AlertEvent) -> AlertResult:
+        if target.kind == "apprise":
+            return await self._send_apprise(target, event)
         label = target.label()
         try:
             response = await self._client.post(
@@ -219,6 +333,32 @@ class AlertSender:
         log.info("alert sent", target=label, alert=event.kind.value, node=event.node)
         return AlertResult(label, True, response.status_code)
 
+    async def _send_apprise(self, target: AlertTarget, event: AlertEvent) -> AlertResult:
+        """Apprise is synchronous: one thread per send, waited for at most ``timeout`` per URL
+        (apprise's own connect and read timeouts end the thread soon after)."""
+        assert target.url_file is not None
+        try:
+            urls = apprise_urls(target.url_file)
+        except ValueError as exc:
+            return self._failed(target, event, None, str(exc))
+        title, _, body = event_text(event).partition("\n")
+        try:
+            sent = await asyncio.wait_for(  # None, or why not
+                asyncio.to_thread(_apprise_notify, urls, title, body, target.timeout),
+                target.timeout * len(urls) + 1,
+            )
+        except asyncio.TimeoutError:
+            return self._failed(target, event, None, f"no answer within {target.timeout:g}s")
+        except Exception as exc:  # noqa: BLE001 - an apprise plugin that raises is a failed alert
+            text = str(exc)
+            for url in urls:  # each one is a credential from its scheme on
+                text = text.replace(url, REDACTED)
+            return self._failed(target, event, None, redact_text(f"{type(exc).__name__}: {text}"))
+        if sent is not None:
+            return self._failed(target, event, None, sent)
+        log.info("alert sent", target=target.label(), alert=event.kind.value, node=event.node)
+        return AlertResult(target.label(), True)
+
     def _failed(
         self, target: AlertTarget, event: AlertEvent, status: int | None, error: str
     ) -> AlertResult:
@@ -227,6 +367,8 @@ class AlertSender:
         return AlertResult(target.label(), False, status, error)
 
     async def aclose(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if self._own_client:
             await self._client.aclose()
 
@@ -235,6 +377,26 @@ class AlertSender:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _apprise_notify(urls: list[str], title: str, body: str, timeout: float) -> str | None:
+    """Send through apprise; None when every URL was notified, else why not (without the URLs)."""
+    import apprise
+
+    # Apprise's and urllib3's debug lines print the service URLs, i.e. their credentials: they
+    # never go below warnings, whatever the process's log level.
+    for name in ("apprise", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger(name).level))
+
+    notifier = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+    for url in urls:
+        # cto/rto: apprise's connect and read timeouts for the HTTP-based services.
+        notifier.add(url + ("&" if "?" in url else "?") + f"cto={timeout:g}&rto={timeout:g}")
+    if len(notifier) != len(urls):
+        return f"apprise accepts {len(notifier)} of the {len(urls)} URLs in url_file: the others name no service it knows, or are malformed"
+    if not notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT):
+        return "apprise could not notify every URL (its warnings above say which service)"
+    return None
 
 
 def _safe_error(target: AlertTarget, exc: Exception) -> str:
@@ -247,10 +409,16 @@ def _safe_error(target: AlertTarget, exc: Exception) -> str:
             text = os.strerror(cause.errno).lower()
             break
         cause = cause.__cause__ or cause.__context__
-    for secret in {target.url, target.post_url, urlsplit(target.url).path}:
-        if secret and secret != "/":
-            text = text.replace(secret, REDACTED)
-    return redact_text(f"{type(exc).__name__}: {text}")
+    return f"{type(exc).__name__}: {_without_url(target, text)}"
+
+
+def _without_url(target: AlertTarget, text: str) -> str:
+    """``text`` without the target's URL or its path (a webhook's credential), then redacted."""
+    if target.url is not None:
+        for secret in {target.url, target.post_url, urlsplit(target.url).path}:
+            if secret and secret != "/":
+                text = text.replace(secret, REDACTED)
+    return redact_text(text)
 
 
 def _safe_body(target: AlertTarget, response: httpx.Response) -> str:
@@ -262,10 +430,7 @@ def _safe_body(target: AlertTarget, response: httpx.Response) -> str:
         text = data["description"]
     else:
         text = response.text[:200]
-    for secret in {target.url, urlsplit(target.url).path}:
-        if secret and secret != "/":
-            text = text.replace(secret, REDACTED)
-    return redact_text(text)
+    return _without_url(target, text)
 
 
 def _telegram_ok(response: httpx.Response) -> bool:
@@ -277,6 +442,6 @@ def _telegram_ok(response: httpx.Response) -> bool:
 
 
 async def send_alert(targets: Sequence[AlertTarget], event: AlertEvent) -> list[AlertResult]:
-    """One-shot: send ``event`` to ``targets`` with a client of its own."""
+    """One-shot: deliver ``event`` to ``targets`` (every attempt) with a client of its own."""
     async with AlertSender(targets) as sender:
-        return await sender.notify(event)
+        return await sender.deliver(event)

@@ -407,6 +407,7 @@ class ClientConfig(BaseModel):
     chain_id: str | None = None
     archive: bool | None = None
     tracked_shards_config: str | dict[str, Any] | None = None
+    epoch_length: int | None = None
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="wrap")
