@@ -17,6 +17,8 @@ from near_failover.localnet.http import HttpError, Request, Response
 from near_failover.localnet.node import NEARD_VERSION
 from near_failover.localnet.util import rfc3339_nanos
 
+MEMTRIE_ARENA_BYTES = 4 * 2**30  # emulated size of one shard's memtrie arena
+
 if TYPE_CHECKING:
     from near_failover.localnet.node import Node
 
@@ -454,6 +456,15 @@ class NodeRpc:
             "Memtrie loading status per shard (1 = loaded)",
             [({"shard_uid": shard_uid(s)}, int(s in node.memtries_loaded)) for s in range(node.num_shards)],
         )
+        if node.memtries_loaded:  # a vec gauge without samples is not exported at all
+            # One sample per loaded memtrie (core/store/src/trie/mem/arena/metrics.rs); the bytes
+            # are a stand-in for the arena's size.
+            family(
+                "near_memtrie_arena_memory_usage_bytes",
+                "gauge",
+                "Memory usage of the in-memory trie arena",
+                [({"shard_uid": shard_uid(s)}, MEMTRIE_ARENA_BYTES) for s in sorted(node.memtries_loaded)],
+            )
         family(
             "near_build_info",
             "counter",
