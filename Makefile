@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test slow demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest -q
+
+# Scenarios with mainnet timings (minutes each), e.g. Option 1 through a 75 s memtrie load.
+slow: install system-packages
+	$(BIN)/pytest -q -m slow
 
 demo: install
 	$(BIN)/near-failover demo
