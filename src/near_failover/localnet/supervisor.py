@@ -20,7 +20,8 @@ from typing import Callable
 import httpx
 import tomli_w
 
-from near_failover.localnet.homes import MANIFEST, create_localnet
+from near_failover.localnet.homes import MANIFEST, NUM_SHARDS, create_localnet
+from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import process_cmdline, read_json
 
 CHAIN_LOG = "chain.log"
@@ -174,7 +175,7 @@ def up(
     directory: Path,
     block_time: float = 0.6,
     chain_id: str = "localnet",
-    memtrie_load: float = 1.0,
+    timings: Timings | None = None,
     epoch_length: int = 300,
     seed: str | None = None,
     timeout: float = 60.0,
@@ -199,7 +200,8 @@ def up(
     progress(f"creating homes in {directory}")
     if not all(0 <= t <= 100 for t in thresholds):
         raise LocalnetError(f"kickout thresholds {thresholds} must be percentages (0-100)")
-    manifest = create_localnet(directory, chain_id, block_time, epoch_length, memtrie_load, seed, thresholds)
+    timings = timings or fast(block_time)
+    manifest = create_localnet(directory, chain_id, block_time, epoch_length, timings, seed, thresholds)
     started: list[str] = []
     try:
         chain_pid = spawn_detached(chain_argv(directory), directory / CHAIN_LOG, directory)
@@ -211,7 +213,7 @@ def up(
             pid = start_node(Path(node["home"]))
             started.append(node["name"])
             progress(f"{node['name']} started (pid {pid})")
-        _wait_nodes_ready(directory, manifest, timeout + memtrie_load)
+        _wait_nodes_ready(directory, manifest, timeout + timings.memtrie_load_seconds(NUM_SHARDS))
         _release_genesis(manifest)
     except BaseException:  # a failed or interrupted start leaves nothing running
         if started:
