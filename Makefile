@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test test-long demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest -q
+
+# Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
+test-long: install system-packages
+	$(BIN)/pytest -q -m long
 
 demo: install
 	$(BIN)/near-failover demo
