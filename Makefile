@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test test-long demo bench clean
+.PHONY: install system-packages test test-long mainnet demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install system-packages
 # Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
 test-long: install system-packages
 	$(BIN)/pytest -q -m long
+
+# The mainnet-profile moves with the profile's own figures (memtrie loads of 30 s per shard,
+# 20 s store shutdowns, 0.6 s blocks): many minutes.
+mainnet: install system-packages
+	NEAR_FAILOVER_MAINNET_FULL=1 $(BIN)/pytest -q -m mainnet_profile tests/integration/test_mainnet_profile.py
 
 demo: install
 	$(BIN)/near-failover demo
