@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +109,13 @@ def stop_localnet(net: Localnet) -> None:
             except ProcessLookupError:
                 pass
     cli("localnet", "down", "--dir", net.directory)
+
+
+@contextmanager
+def running(directory: Path, **options: Any) -> Iterator[Localnet]:
+    """A localnet started with `start_localnet`'s options, stopped afterwards."""
+    net = start_localnet(directory, **options)
+    try:
+        yield net
+    finally:
+        stop_localnet(net)

@@ -18,7 +18,7 @@ import pytest
 
 from tests.integration.etcd_server import running_etcd
 from tests.integration.ha_harness import POOL, HaCluster, step, wait_for
-from tests.integration.localnet_harness import Localnet, start_localnet, stop_localnet
+from tests.integration.localnet_harness import Localnet, running, start_localnet, stop_localnet
 from tests.integration.test_procedures import assert_signer, move
 
 pytestmark = [pytest.mark.integration, pytest.mark.mainnet_profile]
@@ -28,56 +28,47 @@ BLOCK_TIME = 0.6 if FULL else 0.25
 # The mainnet profile scaled down: every figure shorter, their order and effects the same. The
 # catch-up rate stays three times the chain's pace, as 5 blocks/s is against 0.6 s blocks.
 SCALED = {
-    "--memtrie-load": 3.0,
-    "--stop-time": 2.0,
+    "--memtrie-load": 2.0,
+    "--stop-time": 1.5,
     "--reload-delay": 0.5,
-    "--state-sync": 3.0,
+    "--state-sync": 2.0,
     "--routing-lag": 2.0,
     "--sync-rate": round(3 / BLOCK_TIME, 1),
 }
 
 
-def mainnet_localnet(directory: Path) -> Localnet:
-    return start_localnet(directory, block_time=BLOCK_TIME, profile="mainnet", memtrie_load=None, timings={} if FULL else SCALED)
+MAINNET = {"block_time": BLOCK_TIME, "profile": "mainnet", "memtrie_load": None, "timings": {} if FULL else SCALED}
 
 
 @pytest.fixture
 def mainnet_net(tmp_path: Path) -> Iterator[Localnet]:
-    net = mainnet_localnet(tmp_path / "net")
-    try:
+    with running(tmp_path / "net", **MAINNET) as net:
         yield net
-    finally:
-        stop_localnet(net)
 
 
-def test_profile_is_mainnet(mainnet_net: Localnet) -> None:
-    manifest = (mainnet_net.directory / "localnet.json").read_text()
-    assert '"profile": "mainnet"' in manifest
-
-
-@pytest.mark.parametrize("mode, target", [("hot-swap", "val-b"), ("rpc", "val-c")])
-def test_switchover_on_mainnet_timings(mainnet_net: Localnet, mode: str, target: str) -> None:
-    report = move(mainnet_net, "switchover", target, "--mode", mode)
+@pytest.mark.parametrize("first, second", [("hot-swap", "rpc"), ("rpc", "hot-swap")])
+def test_switchover_then_failover_on_mainnet_timings(mainnet_net: Localnet, first: str, second: str) -> None:
+    """A switchover in one mode to one standby, then a failover in the other mode to the other."""
+    assert '"profile": "mainnet"' in (mainnet_net.directory / "localnet.json").read_text()
+    standby = {"hot-swap": "val-b", "rpc": "val-c"}
+    report = move(mainnet_net, "switchover", standby[first], "--mode", first)
     assert report["ok"] and report["from"] == "val-a", report
-    assert_signer(mainnet_net, target)
+    assert_signer(mainnet_net, standby[first])
     assert not (mainnet_net.directory / "val-a" / "validator_key.json").exists()
     mainnet_net.wait_height(5)
     mainnet_net.assert_no_double_sign()
 
-
-@pytest.mark.parametrize("mode, target", [("hot-swap", "val-b"), ("rpc", "val-c")])
-def test_failover_on_mainnet_timings(mainnet_net: Localnet, mode: str, target: str) -> None:
-    mainnet_net.signal("val-a", signal.SIGKILL)
-    report = move(mainnet_net, "failover", target, "--mode", mode)
-    assert report["ok"] and report["from"] == "val-a", report
-    assert_signer(mainnet_net, target)
+    mainnet_net.signal(standby[first], signal.SIGKILL)
+    report = move(mainnet_net, "failover", standby[second], "--mode", second)
+    assert report["ok"] and report["from"] == standby[first], report
+    assert_signer(mainnet_net, standby[second])
     mainnet_net.wait_height(5)
     mainnet_net.assert_no_double_sign()
 
 
 def test_automatic_failover_on_mainnet_timings(tmp_path: Path) -> None:
     with running_etcd(tmp_path / "etcd") as etcd:
-        net = mainnet_localnet(tmp_path / "net")
+        net = start_localnet(tmp_path / "net", **MAINNET)
         cluster = HaCluster(net, [etcd.url], etcd)
         try:
             cluster.configure_lease()

@@ -72,28 +72,23 @@ VARIANTS = {
 }
 
 
+def view(cfg: dict, tracking_of, memtries_of, errors_of, file_issue: type[Exception]) -> tuple[object, object, list[str]]:
+    """(effective tracking, memtries, validation errors) as one implementation reads `cfg`."""
+    found: list[object] = []
+    for read in (lambda: tracking_of(cfg).to_json(), lambda: memtries_of(cfg)):
+        try:
+            found.append(read())
+        except file_issue:
+            found.append("file issue")
+    return found[0], found[1], errors_of(cfg)
+
+
 def tool_view(cfg: dict) -> tuple[object, object, list[str]]:
-    try:
-        tracking: object = tool.effective_tracking(cfg).to_json()
-    except tool.ConfigError:
-        tracking = "file issue"
-    try:
-        memtries: object = tool.memtries_enabled(cfg)
-    except tool.ConfigError:
-        memtries = "file issue"
-    return tracking, memtries, tool.semantic_errors(cfg)
+    return view(cfg, tool.effective_tracking, tool.memtries_enabled, tool.semantic_errors, tool.ConfigError)
 
 
 def oracle_view(cfg: dict) -> tuple[object, object, list[str]]:
-    try:
-        tracking: object = config_rules.tracked_shards(cfg).to_json()
-    except config_rules.ConfigFileIssue:
-        tracking = "file issue"
-    try:
-        memtries: object = config_rules.memtries_for_tracked_shards(cfg)
-    except config_rules.ConfigFileIssue:
-        memtries = "file issue"
-    return tracking, memtries, config_rules.validation_errors(cfg)
+    return view(cfg, config_rules.tracked_shards, config_rules.memtries_for_tracked_shards, config_rules.validation_errors, config_rules.ConfigFileIssue)
 
 
 def comparable(errors: list[str]) -> list[str]:

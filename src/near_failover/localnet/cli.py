@@ -133,7 +133,7 @@ def ledger_command(
 @app.command("down")
 def down_command(
     directory: Path = DirOption,
-    timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each process after SIGTERM before SIGKILL."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each process after SIGTERM before SIGKILL (the mainnet profile's store shutdown takes 20)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Stop the nodes and the chain this localnet started (pids from its own files), and wait."""

@@ -303,11 +303,12 @@ def _wait_nodes_ready(manifest: dict, procs: dict[str, subprocess.Popen[bytes]],
         raise LocalnetError(f"nodes not ready after {timeout:g}s: {details}")
 
 
-def _stop(pid: int, timeout: float) -> str:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "already gone"
+def _stop(pid: int, timeout: float, signalled: bool = False) -> str:
+    if not signalled:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "already gone"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
@@ -326,7 +327,7 @@ def _stop(pid: int, timeout: float) -> str:
     raise LocalnetError(f"pid {pid} survives SIGKILL (uninterruptible I/O?); check `ps -o pid,stat,cmd -p {pid}`")
 
 
-def down(directory: Path, timeout: float = 15.0) -> dict:
+def down(directory: Path, timeout: float = 30.0) -> dict:
     """Stop the nodes, then the chain: only processes from this localnet's pid files."""
     directory = directory.resolve()
     manifest = load_manifest(directory)
@@ -340,9 +341,17 @@ def down(directory: Path, timeout: float = 15.0) -> dict:
             report[node["name"]] = {"pid": pid, "result": "not running (pid file is stale or names another process; left alone)"}
         else:
             report[node["name"]] = {"pid": pid, "result": "stopping"}
+    # SIGTERM to every node first: each one's store shutdown (the profile's stop time) runs
+    # beside the others', then each gets `timeout` from then before SIGKILL.
     for entry in report.values():
         if entry["result"] == "stopping":
-            entry["result"] = _stop(entry["pid"], timeout)
+            try:
+                os.kill(entry["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                entry["result"] = "already gone"
+    for entry in report.values():
+        if entry["result"] == "stopping":
+            entry["result"] = _stop(entry["pid"], timeout, signalled=True)
     chain_pid = _read_pid(directory / CHAIN_PID)
     if _ours(chain_pid, "chain", str(directory)):
         assert chain_pid is not None
