@@ -116,7 +116,8 @@ def timings(profile: str, block_time: float, **overrides: float | None) -> Timin
     for name, value in overrides.items():
         if value is None:
             continue
-        if value < 0:
-            raise ValueError(f"--{name.replace('_', '-')} {value} must not be negative")
+        if value < 0 or (name == "sync_blocks_per_second" and value == 0):
+            flag = "--sync-rate" if name == "sync_blocks_per_second" else "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} {value}: must be a positive number of seconds (blocks per second for --sync-rate)")
         changes["memtrie_load_total" if name == "memtrie_load" else name] = float(value)
     return replace(base, **changes)
