@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test slow demo bench clean
+.PHONY: install system-packages test test-long mainnet slow demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,17 @@ system-packages:
 test: install system-packages
 	$(BIN)/pytest -q
 
-# Scenarios with mainnet timings (minutes each), e.g. Option 1 through a 75 s memtrie load.
+# Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
+test-long: install system-packages
+	$(BIN)/pytest -q -m long
+
+# The mainnet-profile moves with the profile's own figures (memtrie loads of 30 s per shard,
+# 20 s store shutdowns, 0.6 s blocks): many minutes.
+mainnet: install system-packages
+	NEAR_FAILOVER_MAINNET_FULL=1 $(BIN)/pytest -q -m mainnet_profile tests/integration/test_mainnet_profile.py
+
+# The issue scenarios with real neard timings and the default timeouts (minutes each), e.g.
+# Option 1 through a 75 s memtrie load.
 slow: install system-packages
 	$(BIN)/pytest -q -m slow
 

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import httpx
 import tomli_w
 
-from near_failover.localnet.homes import MANIFEST, create_localnet
+from near_failover.localnet.homes import MANIFEST, NUM_SHARDS, create_localnet
+from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import process_cmdline, read_json
 
 CHAIN_LOG = "chain.log"
@@ -49,11 +50,15 @@ def chain_argv(directory: Path) -> list[str]:
     return [sys.executable, "-m", "near_failover.localnet", "chain", "--dir", str(directory)]
 
 
-def spawn_detached(argv: list[str], log_path: Path, cwd: Path) -> int:
-    """Start `argv` in a new session with stdout+stderr appended to `log_path`; return its pid."""
+def spawn_detached(argv: list[str], log_path: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session with stdout+stderr appended to `log_path`.
+
+    The caller keeps the `Popen`: whether a process it just started is still alive is its exit
+    status, not its /proc cmdline, which reads empty for a moment after exec (the kernel closes
+    close-on-exec fds, and so lets `Popen` return, before it lays out the new argv).
+    """
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True, close_fds=True)
-    return proc.pid
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True, close_fds=True)
 
 
 def _write_pid(path: Path, pid: int) -> None:
@@ -112,10 +117,10 @@ def _chain_info(directory: Path) -> dict | None:
         return None
 
 
-def start_node(home: Path) -> int:
-    pid = spawn_detached(node_argv(home), home / NODE_LOG, home)
-    _write_pid(home / NODE_PID, pid)
-    return pid
+def start_node(home: Path) -> subprocess.Popen[bytes]:
+    proc = spawn_detached(node_argv(home), home / NODE_LOG, home)
+    _write_pid(home / NODE_PID, proc.pid)
+    return proc
 
 
 def _reset(directory: Path, manifest: dict) -> None:
@@ -174,7 +179,7 @@ def up(
     directory: Path,
     block_time: float = 0.6,
     chain_id: str = "localnet",
-    memtrie_load: float = 1.0,
+    timings: Timings | None = None,
     epoch_length: int = 300,
     seed: str | None = None,
     timeout: float = 60.0,
@@ -199,34 +204,48 @@ def up(
     progress(f"creating homes in {directory}")
     if not all(0 <= t <= 100 for t in thresholds):
         raise LocalnetError(f"kickout thresholds {thresholds} must be percentages (0-100)")
-    manifest = create_localnet(directory, chain_id, block_time, epoch_length, memtrie_load, seed, thresholds)
-    started: list[str] = []
+    timings = timings or fast(block_time)
+    manifest = create_localnet(directory, chain_id, block_time, epoch_length, timings, seed, thresholds)
+    started: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        chain_pid = spawn_detached(chain_argv(directory), directory / CHAIN_LOG, directory)
-        _write_pid(directory / CHAIN_PID, chain_pid)
-        started.append("chain")
-        progress(f"chain started (pid {chain_pid}), waiting for it to listen")
-        _wait_chain(directory, chain_pid, timeout)
+        chain = spawn_detached(chain_argv(directory), directory / CHAIN_LOG, directory)
+        _write_pid(directory / CHAIN_PID, chain.pid)
+        started["chain"] = chain
+        progress(f"chain started (pid {chain.pid}), waiting for it to listen")
+        _wait_chain(directory, chain, timeout)
         for node in manifest["nodes"]:
-            pid = start_node(Path(node["home"]))
-            started.append(node["name"])
-            progress(f"{node['name']} started (pid {pid})")
-        _wait_nodes_ready(directory, manifest, timeout + memtrie_load)
+            started[node["name"]] = start_node(Path(node["home"]))
+            progress(f"{node['name']} started (pid {started[node['name']].pid})")
+        _wait_nodes_ready(manifest, started, timeout + timings.memtrie_load_seconds(NUM_SHARDS))
         _release_genesis(manifest)
     except BaseException:  # a failed or interrupted start leaves nothing running
-        if started:
-            down(directory)
+        _stop_started(started.values())
         raise
     write_inventory(directory, manifest)
     progress("all nodes ready")
     return status(directory)
 
 
-def _wait_chain(directory: Path, pid: int, timeout: float) -> None:
+def _stop_started(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    """Stop what a failed `up` started, by the processes it holds (never by pid file)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_chain(directory: Path, chain: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _ours(pid, "chain"):
-            raise LocalnetError(f"the chain process exited at start; last lines of {directory / CHAIN_LOG}:\n    {_log_tail(directory / CHAIN_LOG)}")
+        if chain.poll() is not None:
+            raise LocalnetError(f"the chain process exited at start (status {chain.returncode}); last lines of {directory / CHAIN_LOG}:\n    {_log_tail(directory / CHAIN_LOG)}")
         info = _chain_info(directory)
         if info:
             try:
@@ -261,7 +280,7 @@ def _node_ready(rpc: str, chain_height: int) -> tuple[bool, str]:
     return True, "ready"
 
 
-def _wait_nodes_ready(directory: Path, manifest: dict, timeout: float) -> None:
+def _wait_nodes_ready(manifest: dict, procs: dict[str, subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     chain_url = manifest["chain"]["url"]
     pending = {n["name"]: n for n in manifest["nodes"]}
@@ -273,9 +292,8 @@ def _wait_nodes_ready(directory: Path, manifest: dict, timeout: float) -> None:
             height = 0
         for name, node in list(pending.items()):
             home = Path(node["home"])
-            pid = _read_pid(home / NODE_PID)
-            if not _ours(pid, "node", node["home"]):
-                raise LocalnetError(f"node {name} exited at start; last lines of {home / NODE_LOG}:\n    {_log_tail(home / NODE_LOG)}")
+            if procs[name].poll() is not None:
+                raise LocalnetError(f"node {name} exited at start (status {procs[name].returncode}); last lines of {home / NODE_LOG}:\n    {_log_tail(home / NODE_LOG)}")
             ready, why[name] = _node_ready(node["rpc"], height)
             if ready:
                 del pending[name]
@@ -285,11 +303,12 @@ def _wait_nodes_ready(directory: Path, manifest: dict, timeout: float) -> None:
         raise LocalnetError(f"nodes not ready after {timeout:g}s: {details}")
 
 
-def _stop(pid: int, timeout: float) -> str:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "already gone"
+def _stop(pid: int, timeout: float, signalled: bool = False) -> str:
+    if not signalled:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "already gone"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
@@ -308,7 +327,7 @@ def _stop(pid: int, timeout: float) -> str:
     raise LocalnetError(f"pid {pid} survives SIGKILL (uninterruptible I/O?); check `ps -o pid,stat,cmd -p {pid}`")
 
 
-def down(directory: Path, timeout: float = 15.0) -> dict:
+def down(directory: Path, timeout: float = 30.0) -> dict:
     """Stop the nodes, then the chain: only processes from this localnet's pid files."""
     directory = directory.resolve()
     manifest = load_manifest(directory)
@@ -322,9 +341,17 @@ def down(directory: Path, timeout: float = 15.0) -> dict:
             report[node["name"]] = {"pid": pid, "result": "not running (pid file is stale or names another process; left alone)"}
         else:
             report[node["name"]] = {"pid": pid, "result": "stopping"}
+    # SIGTERM to every node first: each one's store shutdown (the profile's stop time) runs
+    # beside the others', then each gets `timeout` from then before SIGKILL.
     for entry in report.values():
         if entry["result"] == "stopping":
-            entry["result"] = _stop(entry["pid"], timeout)
+            try:
+                os.kill(entry["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                entry["result"] = "already gone"
+    for entry in report.values():
+        if entry["result"] == "stopping":
+            entry["result"] = _stop(entry["pid"], timeout, signalled=True)
     chain_pid = _read_pid(directory / CHAIN_PID)
     if _ours(chain_pid, "chain", str(directory)):
         assert chain_pid is not None
