@@ -1,10 +1,11 @@
 """Our hot-swap switchover against the guide's bare manual sequence, on one localnet in one run.
 
 Three moves of the pool between val-a and val-b (both Option 2 standbys when not signing):
-1. bare: the guide by hand, no checks: copy the key into the standby's home, SIGTERM the
+1. ours: `switchover --mode hot-swap` (preflight, fence with proof, activate, verify, settle);
+2. bare: the guide by hand, no checks: copy the key into the standby's home, SIGTERM the
    primary, SIGHUP the standby;
-2. ours: `switchover --mode hot-swap` (preflight, fence with proof, activate, verify, settle);
-3. ours with `--in-window`: the same, placed in a gap of the pool's duties.
+3. ours with `--in-window`: the same as 1, placed in a gap of the pool's duties long enough for
+   val-a's stop as move 1 journaled it plus neard's reload (or refused when none comes).
 Between moves the old primary is prepared again as a hot-swap standby (untimed).
 
 Each move's time by phase and missed duties (the chain's produced/expected counters from before
@@ -42,6 +43,7 @@ from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.move import Move
 from near_failover.procedures.nodes import open_nodes
+from near_failover.procedures.plan import MoveSettings
 
 CLI = [sys.executable, "-m", "near_failover"]
 
@@ -58,6 +60,9 @@ async def production(rpc: NeardRpc, pool: str) -> Production:
     snap = production_of(await rpc.validators(), pool, status.sync_info.latest_block_height)
     assert snap is not None
     return snap
+
+
+WINDOW_WAIT = 60.0  # seconds --in-window may wait for a long enough gap
 
 
 async def until(predicate: Any, timeout: float = 60.0, poll: float = 0.02) -> None:
@@ -105,8 +110,13 @@ async def our_switchover(inv: Inventory, target: str, in_window: bool) -> dict[s
     async with open_nodes(inv) as nodes:
         with Journal(Path(inv.journal.path)) as journal:
             started = time.monotonic()
-            result = await Move(inv, nodes, "switchover", "hot-swap", target, journal, in_window=in_window).run()
+            # The gap --in-window needs comes from the source's journaled stop (the "ours" move
+            # fenced it): on the mainnet profile's 20 s stop none may come, so the wait is bounded.
+            settings = MoveSettings(window_wait=WINDOW_WAIT) if in_window else None
+            result = await Move(inv, nodes, "switchover", "hot-swap", target, journal, settings, in_window=in_window).run()
             total = time.monotonic() - started
+    if in_window and result.outcome == "refused":
+        return {"refused": result.message}
     if not result.ok:
         raise RuntimeError(result.message)
     waited = 0.0
@@ -142,6 +152,8 @@ BARE = "bare (guide by hand)"
 
 
 def cells(m: dict[str, Any]) -> str:
+    if "refused" in m:
+        return "refused: " + m["refused"].split(" in ")[0]
     s, x = m["seconds"], m["missed"]
     return (f"{s['fence']:>7.2f} {s['activate']:>8.2f} {s['verify']:>7.2f} {s['total']:>7.2f}"
             f" {x['blocks']:>4}/{x['chunks']}/{x['endorsements']:<5}")
@@ -155,9 +167,9 @@ async def one_profile(block_time: float, profile: str) -> dict[str, Any]:
         try:
             inv = load_inventory(directory / "inventory.toml")
             results: dict[str, Any] = {}
-            results[BARE] = await bare_sequence(inv, "val-a", "val-b")
+            results["ours"] = await our_switchover(inv, "val-b", in_window=False)
             await prepare_standby(inv, "val-a")
-            results["ours"] = await our_switchover(inv, "val-a", in_window=False)
+            results[BARE] = await bare_sequence(inv, "val-b", "val-a")
             await prepare_standby(inv, "val-b")
             results["ours --in-window"] = await our_switchover(inv, "val-b", in_window=True)
             results["double_signs"] = json.loads(cli("localnet", "ledger", "--dir", str(directory), "--json"))["double_signs"]
