@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test test-long demo bench screenshots clean
+.PHONY: install system-packages test test-long mainnet slow demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ test-long: install system-packages
 screenshots: install system-packages
 	mkdir -p docs
 	NEAR_FAILOVER_SCREENSHOTS=$(CURDIR)/docs $(BIN)/pytest -q tests/integration/test_status_page.py -k fenced
+
+# The mainnet-profile moves with the profile's own figures (memtrie loads of 30 s per shard,
+# 20 s store shutdowns, 0.6 s blocks): many minutes.
+mainnet: install system-packages
+	NEAR_FAILOVER_MAINNET_FULL=1 $(BIN)/pytest -q -m mainnet_profile tests/integration/test_mainnet_profile.py
+
+# The issue scenarios with real neard timings and the default timeouts (minutes each), e.g.
+# Option 1 through a 75 s memtrie load.
+slow: install system-packages
+	$(BIN)/pytest -q -m slow
 
 demo: install
 	$(BIN)/near-failover demo

@@ -451,6 +451,7 @@ def _print_move(result: Any) -> None:
         out.print(plain(f"plan: {move}"), highlight=False)
         for i, step in enumerate(result.plan.steps, 1):
             out.print(plain(f"  {i}. {step.name} (deadline {step.deadline:.0f}s): {step.does}"), highlight=False, soft_wrap=True)
+        out.print("timeouts: " + ", ".join(f"{d.name} {d.seconds:g}s ({d.origin})" for d in result.timeouts), markup=False, highlight=False, soft_wrap=True)
         out.print("preflight checks:")
         for name, value in result.checks.items():
             out.print(plain(f"  {name}: {json.dumps(value)}"), highlight=False, soft_wrap=True)
@@ -460,8 +461,8 @@ def _print_move(result: Any) -> None:
         out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
     if result.missed is not None:
         out.print(plain("  missed duties: " + ", ".join(f"{k} {v}" for k, v in result.missed.items())))
-    if result.ok and result.mode == "rpc" and result.outcome == "ok":
-        out.print(plain(f"  note: {result.target} can no longer go back to tracking all shards (guide, Option 1)."))
+    for note in result.notes:
+        out.print(plain(f"  note: {note}"), highlight=False, soft_wrap=True)
     for name, state in result.node_states.items():
         out.print(plain(f"  {name}: {json.dumps(state)}"), highlight=False)
     for what, commands in result.recovery.items():

@@ -50,15 +50,17 @@ def _cli(*args: str, timeout: float = 120) -> str:
 
 
 @contextmanager
-def localnet(directory: Path, block_time: float, memtrie_load: float, say: Say, epoch_length: int = 1000) -> Iterator[Path]:
+def localnet(directory: Path, block_time: float, memtrie_load: float | None, say: Say, epoch_length: int = 1000, profile: str = "fast") -> Iterator[Path]:
+    """A localnet for the demo and the benchmarks; `memtrie_load=None` keeps the profile's own."""
     say(f"starting a localnet in {directory} (chain + val-a validator, val-b hot-swap standby, val-c rpc standby)")
-    _cli("localnet", "up", "--dir", str(directory), "--block-time", str(block_time), "--memtrie-load", str(memtrie_load),
-         "--epoch-length", str(epoch_length))
+    memtrie = ["--memtrie-load", str(memtrie_load)] if memtrie_load is not None else []
+    _cli("localnet", "up", "--dir", str(directory), "--block-time", str(block_time), *memtrie,
+         "--epoch-length", str(epoch_length), "--profile", profile, timeout=600)
     try:
         yield directory / "inventory.toml"
     finally:
         say("stopping the localnet")
-        _cli("localnet", "down", "--dir", str(directory))
+        _cli("localnet", "down", "--dir", str(directory), timeout=300)
 
 
 def ledger(directory: Path) -> dict[str, Any]:

@@ -255,6 +255,62 @@ class NodeCommands(_Strict):
         return _argv(value, "command")
 
 
+# --- [timeouts] and [node.timeouts]: the deadline of each step of a move -------------------------
+# Defaults live with the steps (procedures/plan.py MoveSettings); these tables only override them.
+
+MAX_TIMEOUT = 24 * 3600.0
+# The deadlines that depend on one node's neard: how long it takes to stop (fence, as the old
+# signer), to apply a SIGHUP or to restart through its memtrie load (activate), to sign (verify).
+NODE_TIMEOUT_KEYS = ("fence", "activate_hot_swap", "activate_rpc", "verify")
+MOVE_TIMEOUT_KEYS = ("preflight", "stage", "settle", "window_wait")
+
+
+def _seconds(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise ValueError(f"expected a number of seconds greater than 0 and at most {MAX_TIMEOUT:.0f} (e.g. 120), got {value!r}")
+    return float(value)
+
+
+class NodeTimeouts(_Strict):
+    """``[node.timeouts]``: this node's own deadlines (seconds), over ``[timeouts]``."""
+
+    fence: float | None = None
+    activate_hot_swap: float | None = None
+    activate_rpc: float | None = None
+    verify: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if key in MOVE_TIMEOUT_KEYS and cls is NodeTimeouts:
+                    raise ValueError(f"{key}: set it for the whole move in [timeouts]; per node only {', '.join(NODE_TIMEOUT_KEYS)}")
+                if key not in cls.model_fields:
+                    raise ValueError(f"{key}: unknown timeout (a typo?); expected one of {', '.join(cls.model_fields)}")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        return _seconds(value)
+
+    def overrides(self) -> dict[str, float]:
+        """The keys this table sets."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Timeouts(NodeTimeouts):
+    """``[timeouts]``: every step's deadline (seconds) for every move; unset keys keep the defaults."""
+
+    preflight: float | None = None
+    stage: float | None = None
+    settle: float | None = None
+    window_wait: float | None = None
+
+
 class Node(_Strict):
     """One machine running neard that may sign for the pool."""
 
@@ -275,6 +331,8 @@ class Node(_Strict):
     # The local IP address this node's agent sends its lease-store (etcd) requests from, when the
     # machine has several and the route to etcd must use one of them, e.g. "10.0.0.11".
     lease_source_address: str | None = None
+    # [node.timeouts]: this node's stop, activation and verify deadlines over [timeouts].
+    timeouts: NodeTimeouts | None = None
 
     @field_validator("name")
     @classmethod
@@ -480,6 +538,7 @@ class Inventory(_Strict):
     nodes: list[Node] = Field(alias="node", min_length=1)
     lease: LeaseSettings | None = None
     alerts: list[AlertTarget] = Field(default_factory=list, alias="alert")
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _source: Path | None = PrivateAttr(default=None)

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.localnet_harness import Localnet, start_localnet, stop_localnet
+from tests.integration.localnet_harness import Localnet, running
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Iterator[Localnet]:
     """A fresh localnet (chain, val-a signing, val-b and val-c standbys), stopped afterwards."""
-    net = start_localnet(tmp_path / "net")
-    try:
+    with running(tmp_path / "net") as net:
         yield net
-    finally:
-        stop_localnet(net)

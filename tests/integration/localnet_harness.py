@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,12 +86,17 @@ class Localnet:
 
 
 def start_localnet(directory: Path, seed: str = "7", **options: Any) -> Localnet:
+    """`localnet up`; `profile=` picks the emulator's timings (with `memtrie_load=None` the
+    profile's own load), `timings=` overrides more of them (flag -> seconds)."""
+    memtrie = options.get("memtrie_load", MEMTRIE_LOAD)
     args: list[str | Path] = [
         "localnet", "up", "--dir", directory, "--block-time", str(options.get("block_time", BLOCK_TIME)),
-        "--memtrie-load", str(options.get("memtrie_load", MEMTRIE_LOAD)), "--epoch-length", str(options.get("epoch_length", EPOCH_LENGTH)),
-        "--seed", seed,
+        "--epoch-length", str(options.get("epoch_length", EPOCH_LENGTH)), "--seed", seed,
+        "--profile", options.get("profile", "fast"), *(["--memtrie-load", str(memtrie)] if memtrie is not None else []),
     ]
-    cli(*args)
+    for flag, value in options.get("timings", {}).items():
+        args += [flag, str(value)]
+    cli(*args, timeout=600)
     return Localnet(directory)
 
 
@@ -102,3 +109,13 @@ def stop_localnet(net: Localnet) -> None:
             except ProcessLookupError:
                 pass
     cli("localnet", "down", "--dir", net.directory)
+
+
+@contextmanager
+def running(directory: Path, **options: Any) -> Iterator[Localnet]:
+    """A localnet started with `start_localnet`'s options, stopped afterwards."""
+    net = start_localnet(directory, **options)
+    try:
+        yield net
+    finally:
+        stop_localnet(net)

@@ -108,29 +108,38 @@ def test_node_refuses_bad_homes_with_neards_messages(tmp_path):
     cfg["tracked_shards"] = [0]
     (home / "config.json").write_text(json.dumps(cfg, indent=2))
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 101
+    assert done.returncode == -signal.SIGABRT  # a panic aborts (release neard: panic = 'abort')
     assert "Error loading config: The following config checks failed" in done.stderr
     assert "'config.tracked_shards' and 'config.tracked_shards_config' cannot be both set" in done.stderr
+
+    # an empty Schedule: ShardTracker asserts it is not empty (chain/epoch-manager/src/shard_tracker.rs)
+    cfg = json.loads(original)
+    cfg["tracked_shards_config"] = {"Schedule": []}
+    (home / "config.json").write_text(json.dumps(cfg, indent=2))
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == -signal.SIGABRT
+    assert "assertion failed: !schedule.is_empty()" in done.stderr
 
     (home / "config.json").write_text(original)
     key = home / "validator_key.json"
     key.write_text('{"account_id": "pool.poolv1.near", "public_key": "ed25519:1", "secret_key": "ed25519:1"}')
     os.chmod(key, 0o600)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 101
+    assert done.returncode == -signal.SIGABRT
     assert f"validator_key.json file issue: Failed initializing validator signer from {key}" in done.stderr
     key.unlink()
 
     # comments are fine, unknown keys only warn; with no network the node waits for peers,
     # its RPC port stays closed, and SIGTERM stops it gracefully
     with_comment = original.replace('"genesis_file"', '// a comment, as neard allows\n  "surprise_field": 1,\n  "genesis_file"', 1)
+    with_comment = with_comment.replace('"store": {', '"store": {\n    "nested_surprise": true,', 1)
     (home / "config.json").write_text(with_comment)
     log_path = home / "neard.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "waiting for peers" in log_path.read_text(), 20, "the node to wait for peers")
-        assert "encountered unrecognized fields fields=surprise_field" in log_path.read_text()
+        assert "encountered unrecognized fields fields=surprise_field,store.nested_surprise" in log_path.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     finally:

@@ -255,17 +255,6 @@ async def test_rollback_when_neard_rejects_the_reload(net: Localnet):
     net.assert_no_double_sign()
 
 
-def test_switchover_in_window_misses_no_block_or_chunk(net: Localnet):
-    report = move(net, "switchover", "val-b", "--in-window")
-    assert report["ok"], report
-    window = report["checks"]["window"]
-    assert window["window"][0] <= window["head"] + 1 and window["expected_missed"] == 0
-    # Zero on an idle machine (bench/switchover.py); a loaded CI core can delay the new signer's
-    # first chunk past the gap, so the test allows one block or chunk.
-    assert report["missed"]["blocks"] + report["missed"]["chunks"] <= 1, report["missed"]
-    net.assert_no_double_sign()
-
-
 def test_keys_stage_checks_the_on_chain_key(net: Localnet, tmp_path: Path):
     store = net.directory / "keys" / "val-c" / "validator_key.json"
     store.unlink()

@@ -24,7 +24,7 @@ from near_failover.localnet.chain import (
     signing_message,
 )
 from near_failover.localnet.homes import genesis_document
-from near_failover.localnet.ledger import Ledger
+from near_failover.localnet.ledger import Ledger, Signer
 from near_failover.neard.keys import KeyFile, public_key_of
 
 POOL = "pool.poolv1.near"
@@ -191,16 +191,29 @@ def test_signatures_verify_only_with_the_signing_key():
 
 def test_ledger_flags_two_nodes_on_one_slot_and_only_that():
     ledger = Ledger()
-    assert ledger.record(POOL, 10, KIND_BLOCK, None, "peer-a", 9, True) is None
-    assert ledger.record(POOL, 10, KIND_BLOCK, None, "peer-a", 10, False) is None  # same node again
-    assert ledger.record(POOL, 10, KIND_CHUNK, 0, "peer-b", 9, True) is None  # another kind
-    assert ledger.record(POOL, 11, KIND_BLOCK, None, "peer-b", 10, True) is None  # another height
-    event = ledger.record(POOL, 10, KIND_BLOCK, None, "peer-b", 10, False)
+    a, b, c = (Signer(f"proc-{n}", f"peer-{n}", f"val-{n}", i) for i, n in enumerate("abc"))
+    assert ledger.record(POOL, 10, KIND_BLOCK, None, a, 9, True) is None
+    assert ledger.record(POOL, 10, KIND_BLOCK, None, a, 10, False) is None  # same process again
+    assert ledger.record(POOL, 10, KIND_CHUNK, 0, b, 9, True) is None  # another kind
+    assert ledger.record(POOL, 11, KIND_BLOCK, None, b, 10, True) is None  # another height
+    event = ledger.record(POOL, 10, KIND_BLOCK, None, b, 10, False)
     assert event is not None and event.peer_ids == ["peer-a", "peer-b"]
-    ledger.record(POOL, 10, KIND_BLOCK, None, "peer-c", 11, False)
+    ledger.record(POOL, 10, KIND_BLOCK, None, c, 11, False)
     assert len(ledger.double_signs) == 1 and ledger.double_signs[0].peer_ids == ["peer-a", "peer-b", "peer-c"]
-    assert ledger.double_signs[0].as_dict({"peer-a": "val-a"})["nodes"][0] == {"peer_id": "peer-a", "name": "val-a"}
+
+    assert ledger.double_signs[0].as_dict({"peer-a": "val-a"})["nodes"][0] == {"peer_id": "peer-a", "name": "val-a", "pid": 0}
     assert ledger.signed_in_time(10) == {(POOL, KIND_BLOCK, None), (POOL, KIND_CHUNK, 0)}
     ledger.keep_heights = 5
     ledger.prune(100)
     assert ledger.slots == {} and len(ledger.double_signs) == 1  # events are kept
+
+
+def test_two_processes_sharing_a_node_key_are_two_signers():
+    """The ledger tells signers apart by process: one node_key.json copied to two nodes hides nothing."""
+    ledger = Ledger()
+    first, second = Signer("proc-1", "ed25519:same", "val-a", 100), Signer("proc-2", "ed25519:same", "val-b", 200)
+    assert ledger.record(POOL, 10, KIND_BLOCK, None, first, 9, True) is None
+    event = ledger.record(POOL, 10, KIND_BLOCK, None, second, 10, True)
+    assert event is not None
+    assert [n["name"] for n in event.as_dict({})["nodes"]] == ["val-a", "val-b"]
+    assert {n["pid"] for n in event.as_dict({})["nodes"]} == {100, 200}

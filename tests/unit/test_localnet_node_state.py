@@ -92,7 +92,10 @@ def test_tracking_modes():
     assert tracked_shards_for_epoch("ShadowValidator", "pool", 0, 3, assign) == {2}
     assert tracked_shards_for_epoch("ShadowValidator", "gone", 0, 3, assign) == set()
     assert tracked_shards_for_epoch("Shards", ["s1.v3", {"shard_id": 2, "version": 3}], 0, 3, assign) == {1, 2}
-    assert tracked_shards_for_epoch("Schedule", [[0], [1, 2]], 3, 3, assign) == {1, 2}
+    # schedule[epoch_height % len], and epoch index e has epoch height e + 1 (shard_tracker.rs)
+    assert tracked_shards_for_epoch("Schedule", [[0], [1, 2]], 0, 3, assign) == {1, 2}
+    assert tracked_shards_for_epoch("Schedule", [[0], [1, 2]], 3, 3, assign) == {0}
+    assert tracked_shards_for_epoch("Schedule", [[0], [1], [2]], 1, 3, assign) == {2}
     assert len(tracked_shards_for_epoch("Accounts", ["a.near", "b.near"], 0, 3, assign)) in (1, 2)
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -539,7 +539,7 @@ class Agent:
         try:
             move = Move(
                 self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
-                MoveSettings(silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
+                replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
                 source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
             )
             result = await move.run()

@@ -31,9 +31,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from near_failover.localnet.chain import KINDS, Chain, ChainParams, hash_text, signing_message
+from near_failover.localnet.chain import KIND_ENDORSEMENT, KINDS, Chain, ChainParams, hash_text, signing_message
 from near_failover.localnet.http import Request, Response, start_server
-from near_failover.localnet.ledger import Ledger
+from near_failover.localnet.ledger import Ledger, Signer
 from near_failover.localnet.util import Log, read_json, write_json_atomic
 from near_failover.neard.keys import KeyFileError, public_key_of
 
@@ -57,6 +57,10 @@ class ChainServer:
         self.names: dict[str, str] = {n["peer_id"]: n["name"] for n in self.manifest.get("nodes", [])}
         self.peers: dict[str, dict] = {}  # peer_id -> {addr, name, last_seen}
         self.producers: dict[str, str] = {}  # external account -> peer id that last advertised it
+        # Routing lag after a key moves to another peer (profile.py): the peer an account's
+        # witnesses are routed to, and since when (monotonic).
+        self.routing_lag = float(self.manifest.get("timings", {}).get("routing_lag", 0.0))
+        self.routes: dict[str, tuple[str, float]] = {}
         self._tick_event = asyncio.Event()
         self._head_cache: tuple[int, bytes] | None = None
         self._verify_keys: dict[str, Ed25519PublicKey] = {}
@@ -180,6 +184,7 @@ class ChainServer:
                     del self.producers[acc]
             if account in self.params.external_accounts:
                 self.producers[account] = body["peer_id"]
+                self._route(account, body["peer_id"])
             return Response.json({"ok": True})
         if route == ("POST", "/start"):
             self._released.set()
@@ -248,15 +253,36 @@ class ChainServer:
                 producers.append({"account_id": v.account_id, "addr": None, "peer_id": sim})
         return {"active_peers": peers, "known_producers": producers}
 
+    def _route(self, account: str, peer_id: str) -> float:
+        """The time the network has routed `account`'s witnesses to `peer_id` since.
+
+        After a key moves to another peer, the network has to learn the new peer for the account
+        (TIER1 AccountData, chain/network/src/accounts_data/mod.rs) before state witnesses reach
+        it; nearcore issue #13766 saw a hot-swapped chunk validator endorse nothing until the next
+        epoch. The first peer an account is seen on is routed at once (the localnet's genesis).
+        """
+        now = time.monotonic()
+        current = self.routes.get(account)
+        if current is None:
+            self.routes[account] = (peer_id, now - self.routing_lag)
+        elif current[0] != peer_id:
+            self.routes[account] = (peer_id, now)
+            if self.routing_lag > 0:
+                self.log.info("network", "the account's peer changed: witnesses reach the new peer after the routing lag", account_id=account, node=self._name(peer_id), lag=self.routing_lag)
+        return now - self.routes[account][1]
+
     def _sign(self, body: dict) -> dict:
         peer_id = str(body.get("peer_id", ""))
         self._seen({"peer_id": peer_id, "addr": body.get("addr"), "name": body.get("name")})
+        pid = body.get("pid")
+        signer = Signer(str(body.get("process") or peer_id), peer_id, str(body.get("name") or self._name(peer_id)), int(pid) if isinstance(pid, int) else None)
         results = []
         for sig in body.get("signatures", []):
-            results.append(self._one_signature(peer_id, sig))
+            results.append(self._one_signature(signer, sig))
         return {"tick": self.chain.tick, "results": results}
 
-    def _one_signature(self, peer_id: str, sig: dict) -> dict:
+    def _one_signature(self, signer: Signer, sig: dict) -> dict:
+        peer_id = signer.peer_id
         account = str(sig.get("account_id"))
         kind = sig.get("kind")
         height = int(sig.get("height", -1))
@@ -290,7 +316,11 @@ class ChainServer:
             return {"outcome": "rejected", "reason": "no_duty"}
         in_time = height == self.chain.open_height
         self.producers[account] = peer_id
-        double = self.ledger.record(account, height, kind, shard, peer_id, self.chain.tick, in_time)
+        if self._route(account, peer_id) < self.routing_lag and kind == KIND_ENDORSEMENT:
+            # No state witness reached this peer yet: it had nothing to endorse.
+            self.ledger.reject(account, "not_routed")
+            return {"outcome": "rejected", "reason": "not_routed"}
+        double = self.ledger.record(account, height, kind, shard, signer, self.chain.tick, in_time)
         if double is not None:
             self.log.warn(
                 "ledger",
@@ -299,7 +329,7 @@ class ChainServer:
                 height=height,
                 kind=kind,
                 shard="-" if shard is None else shard,
-                nodes=",".join(self._name(p) for p in double.peer_ids),
+                nodes=",".join(f"{s.name}(pid {s.pid})" for s in double.signers),
             )
         return {"outcome": "accepted" if in_time else "late", "double_sign": double is not None}
 

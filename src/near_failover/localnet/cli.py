@@ -30,7 +30,13 @@ def up_command(
     directory: Path = DirOption,
     block_time: float = typer.Option(0.6, "--block-time", min=0.05, help="Seconds per block (0.05 or more)."),
     chain_id: str = typer.Option("localnet", "--chain-id", help="localnet, testnet or mainnet (mainnet/testnet enable neard's public-chain checks)."),
-    memtrie_load: float = typer.Option(1.0, "--memtrie-load", help="Seconds a node with memtries spends loading them at start (RPC closed meanwhile)."),
+    profile: str = typer.Option("fast", "--profile", help="Timings of the emulated neard: fast (tests, demo) or mainnet (figures from nearcore and operators)."),
+    memtrie_load: Optional[float] = typer.Option(None, "--memtrie-load", help="Seconds a node with memtries spends loading them at each start, in total (RPC closed meanwhile); default: the profile's (fast 1, mainnet 30 per shard loaded)."),
+    stop_time: Optional[float] = typer.Option(None, "--stop-time", help="Seconds from SIGTERM to exit (store shutdown); default: the profile's (fast 0.1, mainnet 20)."),
+    reload_delay: Optional[float] = typer.Option(None, "--reload-delay", help="Seconds from SIGHUP until the new key is in use; default: the profile's (fast 0.1, mainnet 1)."),
+    state_sync: Optional[float] = typer.Option(None, "--state-sync", help="Seconds to state-sync a shard the node starts to care about; default: the profile's (fast 5 blocks, mainnet 900)."),
+    routing_lag: Optional[float] = typer.Option(None, "--routing-lag", help="Seconds after the key moves to another node before its endorsements count; default: the profile's (fast 0, mainnet 60)."),
+    sync_rate: Optional[float] = typer.Option(None, "--sync-rate", help="Blocks per second a node behind the network catches up at; default: the profile's (fast 200, mainnet 5)."),
     epoch_length: int = typer.Option(300, "--epoch-length", help="Blocks per epoch."),
     seed: Optional[str] = typer.Option(None, "--seed", help="Seed of the duty schedule (default: random); same seed, same duties."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds to wait for every node to be ready (plus the memtrie load)."),
@@ -40,8 +46,17 @@ def up_command(
 ) -> None:
     """Create the homes and start the chain and three nodes: val-a (validator, holds the pool key),
     val-b (Option 2 hot-swap standby), val-c (Option 1 rpc standby). Returns when all are ready."""
+    from near_failover.localnet.profile import timings as profile_timings
     from near_failover.localnet.supervisor import LocalnetError, up
 
+    try:
+        timings = profile_timings(
+            profile, block_time, memtrie_load=memtrie_load, stop_time=stop_time, reload_delay=reload_delay,
+            state_sync=state_sync, routing_lag=routing_lag, sync_blocks_per_second=sync_rate,
+        )
+    except ValueError as exc:
+        _fail(str(exc), 2)
+        return
     if chain_id not in ("localnet", "testnet", "mainnet"):
         fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
     try:
@@ -51,7 +66,7 @@ def up_command(
         return
     say = (lambda m: err.print(plain(m, "dim"), highlight=False)) if as_json else (lambda m: out.print(f"[cyan]>[/] {safe(m)}", highlight=False))
     try:
-        result = up(directory, block_time, chain_id, memtrie_load, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
+        result = up(directory, block_time, chain_id, timings, epoch_length, seed, timeout, reset, progress=say, thresholds=(b, c, e))
     except LocalnetError as exc:
         fail(str(exc), 1)
         return
@@ -117,7 +132,7 @@ def ledger_command(
 @app.command("down")
 def down_command(
     directory: Path = DirOption,
-    timeout: float = typer.Option(15.0, "--timeout", help="Seconds to wait for each process after SIGTERM before SIGKILL."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for each process after SIGTERM before SIGKILL (the mainnet profile's store shutdown takes 20)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Stop the nodes and the chain this localnet started (pids from its own files), and wait."""

@@ -1,8 +1,9 @@
 """Creating a localnet on disk: genesis, three neard homes from templates, staged keys, manifest.
 
 The config.json templates are the reconstructed `neard init` configs (localnet and mainnet
-flavours, neard-behaviour §1.5); each home gets the failover guide's role edits through
-`near_failover.neard.config` and its own loopback ports. The pool key is generated here; the
+flavours, neard-behaviour §1.5); each home gets the failover guide's role edits (the emulator's
+own, config_rules.py: the localnet does not use the tool's config code) and its own loopback
+ports, and an emulator.json with the profile's timings (profile.py). The pool key is generated here; the
 simulated validators' keys exist only as public keys in genesis (they never sign through the
 ledger: the chain counts their duties as done).
 """
@@ -21,15 +22,10 @@ from pathlib import Path
 import base58
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from near_failover.localnet import config_rules
 from near_failover.localnet.chain import SHARD_LAYOUT_VERSION, YOCTO, hash_text
+from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import rfc3339_nanos, write_json_atomic
-from near_failover.neard.config import (
-    as_hot_swap_standby,
-    as_rpc_standby,
-    as_validator,
-    dumps_config,
-    parse_config_text,
-)
 from near_failover.neard.keys import KeyFile, write_key_file
 
 POOL_ACCOUNT = "pool.poolv1.near"
@@ -89,7 +85,7 @@ def template_text(name: str) -> str:
 
 def template_config(chain_id: str) -> dict:
     flavour = "mainnet" if chain_id in ("mainnet", "testnet") else "localnet"
-    return parse_config_text(template_text(f"config.{flavour}.json"), f"templates/config.{flavour}.json")
+    return config_rules.parse(template_text(f"config.{flavour}.json"), f"templates/config.{flavour}.json")
 
 
 def simulated_public_key(seed: str, account_id: str) -> str:
@@ -128,13 +124,10 @@ def genesis_document(chain_id: str, seed: str, epoch_length: int, pool_public_ke
 
 
 def node_config(chain_id: str, role: str, rpc_port: int, net_port: int, chain_peer: str, chain_port: int) -> dict:
-    cfg = template_config(chain_id)
-    if role == "validator":
-        cfg = as_validator(cfg)
-    elif role == "hot-swap":
-        cfg = as_hot_swap_standby(cfg, POOL_ACCOUNT)
-    else:
-        cfg = as_rpc_standby(cfg)
+    # The failover guide's settings: validator NoShards + memtries, Option 2 standby
+    # ShadowValidator + memtries, Option 1 standby AllShards without memtries.
+    tracking, memtries = {"validator": ("NoShards", True), "hot-swap": ({"ShadowValidator": POOL_ACCOUNT}, True)}.get(role, ("AllShards", False))
+    cfg = config_rules.with_role(template_config(chain_id), tracking, memtries)
     cfg["rpc"]["addr"] = f"127.0.0.1:{rpc_port}"
     cfg["network"]["addr"] = f"127.0.0.1:{net_port}"
     cfg["network"]["boot_nodes"] = f"{chain_peer}@127.0.0.1:{chain_port}"
@@ -156,18 +149,19 @@ def create_localnet(
     chain_id: str = "localnet",
     block_time: float = 0.6,
     epoch_length: int = 300,
-    memtrie_load: float = 1.0,
+    timings: Timings | None = None,
     seed: str | None = None,
     thresholds: tuple[int, int, int] = (80, 80, 70),
 ) -> dict:
     """Write genesis, homes, staged keys and the manifest; return the manifest."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    timings = timings or fast(block_time)
     seed = seed or hashlib.sha256(f"{directory}|{time.time_ns()}".encode()).hexdigest()[:16]
     now_ns = time.time_ns()
     pool_key = KeyFile.generate(POOL_ACCOUNT)
     genesis = genesis_document(chain_id, seed, epoch_length, pool_key.public_key, now_ns, thresholds)
-    genesis_text = dumps_config(genesis)
+    genesis_text = config_rules.dumps(genesis)
     _write_text(directory / "genesis.json", genesis_text)
     chain_port = free_port()
     chain_peer = "ed25519:" + hash_text(seed, "chain-peer")
@@ -179,14 +173,14 @@ def create_localnet(
         home.mkdir(mode=0o700, exist_ok=True)
         rpc_port, net_port = free_port(), free_port()
         cfg = node_config(chain_id, spec.role, rpc_port, net_port, chain_peer, chain_port)
-        _write_text(home / "config.json", dumps_config(cfg))
+        _write_text(home / "config.json", config_rules.dumps(cfg))
         _write_text(home / "genesis.json", genesis_text)
         _write_text(home / "log_config.json", template_text("log_config.json"))
         node_key = KeyFile.generate("node")
         write_key_file(home / "node_key.json", node_key)
         if spec.role == "validator":
             write_key_file(home / "validator_key.json", pool_key)
-        write_json_atomic(home / "emulator.json", {"memtrie_load_seconds": memtrie_load, "catchup_blocks": 5, "sync_blocks_per_second": 200, "chunk_miss_share_without_memtries": 0.5})
+        write_json_atomic(home / "emulator.json", timings.to_json())
         # The pool key staged outside the home: nothing can load it until a procedure moves it in.
         staged = keys_dir / spec.name
         staged.mkdir(mode=0o700, exist_ok=True)
@@ -213,6 +207,8 @@ def create_localnet(
         "epoch_length": epoch_length,
         "num_shards": NUM_SHARDS,
         "seed": seed,
+        "profile": timings.profile,
+        "timings": timings.to_json(),
         "chain": {"port": chain_port, "url": f"http://127.0.0.1:{chain_port}", "peer_id": chain_peer},
         "nodes": nodes,
     }

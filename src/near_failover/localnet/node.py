@@ -3,11 +3,18 @@
 It reads its home the way neard does (config.json with comments and legacy tracking fields,
 node_key.json, validator_key.json if present, log_config.json, genesis.json), follows the
 chain process, keeps its shard state in <home>/data/, signs the pool's duties when neard
-would, and serves neard's RPC (node_rpc.py). Signals: SIGHUP reloads the dynamic configs all
-or nothing (neard-behaviour §2), SIGTERM/SIGINT stop it gracefully, SIGKILL at once.
+would, and serves neard's RPC (node_rpc.py). The rules it reads the home by are its own
+(config_rules.py), not the tool's. Its timings come from emulator.json (profile.py).
+
+Signals as in neard (neard/src/cli.rs): the SIGHUP/SIGTERM/SIGINT handlers are installed only
+once start-up is done (store open, memtrie load, RPC started), so a signal before then takes the
+default action and kills the process. After that SIGHUP reloads the dynamic configs all or
+nothing (neard-behaviour §2), applied by the client's config updater `reload_delay` later;
+SIGTERM/SIGINT stop signing and close RPC at once, then the store's shutdown takes `stop_time`.
 
 Where neard would panic (bad config at start, validator key + AllShards on mainnet/testnet,
-key mismatch at the epoch check) it prints a Rust-style panic to stderr and exits with 101.
+key mismatch at the epoch check) it prints a Rust-style panic to stderr and aborts (SIGABRT):
+release builds set `panic = 'abort'` (nearcore's Cargo.toml).
 """
 
 from __future__ import annotations
@@ -16,30 +23,24 @@ import asyncio
 import hashlib
 import json
 import os
+import secrets
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 from near_failover.localnet.chain import KIND_BLOCK, KIND_CHUNK, hash_text, shard_uid, signing_message
 from near_failover.localnet.http import HttpClient, HttpError, start_server
+from near_failover.localnet import config_rules
+from near_failover.localnet.config_rules import ConfigFileIssue, TrackedShards
 from near_failover.localnet.node_state import DATA_FORMAT, ShardBook, split_by_epoch, tracked_shards_for_epoch
+from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import Log, read_json, write_json_atomic
-from near_failover.neard.config import (
-    LEGACY_TRACKING_FIELDS,
-    ConfigError,
-    Tracking,
-    effective_tracking,
-    load_config,
-    memtries_enabled,
-    semantic_errors,
-)
 from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file
 
-PANIC_EXIT = 101
+EARLY_FATAL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 DATA_FILE = "localnet-node.json"
 EMULATOR_FILE = "emulator.json"
 PUBLIC_CHAINS = ("mainnet", "testnet")
@@ -58,34 +59,6 @@ HOT_CONSENSUS_FIELDS = (
     "doomslug_step_period",
 )
 HOT_TOP_FIELDS = ("expected_shutdown", "resharding_config", "produce_chunk_add_transactions_time_limit")
-# Optional Config fields neard knows but `neard init` omits while unset (§1.5).
-OPTIONAL_KNOWN_FIELDS = (
-    "archive",
-    "expected_shutdown",
-    "state_sync",
-    "state_sync_enabled",
-    "cold_store",
-    "split_storage",
-    "save_trie_changes",
-    "save_tx_outcomes",
-    "save_state_changes",
-    "max_gas_burnt_view",
-    "chunk_validation_threads",
-    "rosetta_rpc",
-    "chunk_distribution_network",
-    "cloud_archival_writer",
-    "view_client_throttle_period",
-    "view_client_num_state_requests_per_throttle_period",
-    *LEGACY_TRACKING_FIELDS,
-)
-DEFAULT_EMULATOR = {
-    "memtrie_load_seconds": 1.0,  # per neard-behaviour §6 tens of seconds to minutes; short here
-    "catchup_blocks": 5,  # blocks a state sync + catch-up of one shard takes
-    "sync_blocks_per_second": 200,  # block sync speed when behind
-    "chunk_miss_share_without_memtries": 0.5,  # a validator without memtries falls behind (§1.3)
-}
-
-
 class NodeExit(Exception):
     """Stop the process with a code after a message has been logged."""
 
@@ -95,7 +68,7 @@ class NodeExit(Exception):
 
 
 def duration_ns(cfg: dict, section: str | None, name: str, default_ns: int) -> int:
-    """A config duration (`{"secs","nanos"}` or `[secs, nanos]`); semantic_errors validated it."""
+    """A config duration (`{"secs","nanos"}` or `[secs, nanos]`); validation_errors checked it."""
     container = cfg.get(section, {}) if section else cfg
     raw = container.get(name) if isinstance(container, dict) else None
     if isinstance(raw, dict) and "secs" in raw:
@@ -165,28 +138,38 @@ class Node:
         self._last_persist = 0.0
         self._last_chain_warning = 0.0
         self._tasks: list[asyncio.Task] = []
+        self._pending_update: tuple[dict[str, Any], KeyFile | None] | None = None
+        self._updater: asyncio.Future | None = None
+        self.process_id = secrets.token_hex(8)
+        self.background_load_status: dict[int, int] = {}
+        self.block_time = 0.6
         self.ready = False
 
     # --- start-up: read the home like neard -------------------------------------------------
 
     def panic(self, message: str, location: str = "nearcore/src/lib.rs:0:0") -> NoReturn:
-        """A neard panic: Rust's message on stderr and exit code 101, at once, from any task."""
+        """A neard panic: Rust's message on stderr, then abort (SIGABRT), at once, from any task.
+
+        Release neard is built with `panic = 'abort'` (nearcore's Cargo.toml, profile.release),
+        so a panic ends in SIGABRT (status 134 from a shell), not exit code 101."""
         try:
             self.persist(force=True)
         except OSError:
             pass
         sys.stderr.write(f"\nthread 'main' panicked at {location}:\n{message}\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n")
         sys.stderr.flush()
-        os._exit(PANIC_EXIT)
+        signal.signal(signal.SIGABRT, signal.SIG_DFL)
+        resource_no_core()
+        os.abort()
 
     def load_home(self) -> None:
         home = self.home
         config_path = home / "config.json"
         try:
-            cfg = load_config(config_path)
-        except ConfigError as exc:
-            self.panic(f"Error loading config: {exc.problem}\nin {exc.source}", "neard/src/cli.rs:0:0")
-        errors = semantic_errors(cfg)
+            cfg = config_rules.read(config_path)
+        except ConfigFileIssue as exc:
+            self.panic(f"Error loading config: {exc}", "neard/src/cli.rs:0:0")
+        errors = config_rules.validation_errors(cfg)
         if errors:
             self.panic(
                 "Error loading config: The following config checks failed:\n"
@@ -195,8 +178,11 @@ class Node:
                 "neard/src/cli.rs:0:0",
             )
         self.cfg = cfg
-        self.tracking: Tracking = effective_tracking(cfg)
-        self.memtries = memtries_enabled(cfg)
+        self.tracking: TrackedShards = config_rules.tracked_shards(cfg)
+        self.memtries = config_rules.memtries_for_tracked_shards(cfg)
+        if self.tracking.mode == "Schedule" and not self.tracking.value:
+            # ShardTracker asserts a non-empty schedule (chain/epoch-manager/src/shard_tracker.rs).
+            self.panic("assertion failed: !schedule.is_empty()", "chain/epoch-manager/src/shard_tracker.rs:0:0")
         self._warn_unknown_fields(cfg)
         self.hot = self._hot_fields(cfg)
         self.gc_epochs = int(cfg.get("gc_num_epochs_to_keep", 5))
@@ -235,7 +221,7 @@ class Node:
             self._apply_log_config(self._read_log_config())
         except (OSError, ValueError) as exc:
             self.panic(f"Error reading dynamic configs: {exc}", "neard/src/cli.rs:0:0")
-        self.emulator = {**DEFAULT_EMULATOR, **self._read_emulator()}
+        self.timings = self._read_timings()
         self.metrics.config_reloads_total = 1  # "the counter is 1 right after start" (§4.7)
         self.metrics.config_reload_timestamp = time.time()
         self.metrics.mutable_fields = [("validator_signer", int(time.time()), signer_debug(self.signer), 1)]
@@ -245,12 +231,11 @@ class Node:
         return self.home / str(cfg.get("validator_key_file", "validator_key.json"))
 
     def _warn_unknown_fields(self, cfg: dict) -> None:
-        template = json.loads(resources.files("near_failover.localnet").joinpath("templates/config.localnet.json").read_text())
-        known = set(template) | set(OPTIONAL_KNOWN_FIELDS)
-        unknown = [k for k in cfg if k not in known]
+        """Config::from_file warns about unknown keys at any depth (nearcore/src/config.rs)."""
+        unknown = config_rules.unknown_field_paths(cfg)
         if unknown:
             self.log.warn("neard", "encountered unrecognized fields", fields=",".join(unknown))
-        for old in ("view_client_throttle_period", "view_client_num_state_requests_per_throttle_period"):
+        for old in config_rules.DEPRECATED_KEYS:
             if old in cfg:
                 self.log.warn("neard", "deprecated config key detected – please migrate", key=old)
 
@@ -279,16 +264,18 @@ class Node:
         else:
             self.log.level = 3
 
-    def _read_emulator(self) -> dict:
+    def _read_timings(self) -> Timings:
+        """emulator.json (written by `localnet up` from its profile); the fast profile without it."""
+        default = fast(0.2)
         path = self.home / EMULATOR_FILE
         if not path.exists():
-            return {}
+            return default
         try:
             data = read_json(path)
-        except (OSError, ValueError) as exc:
+            return Timings.from_json(data if isinstance(data, dict) else {}, default)
+        except (OSError, ValueError, TypeError) as exc:
             self.log.warn("localnet", "ignoring unreadable emulator settings", file=str(path), error=str(exc))
-            return {}
-        return {k: v for k, v in data.items() if k in DEFAULT_EMULATOR} if isinstance(data, dict) else {}
+            return default
 
     # --- data/ ------------------------------------------------------------------------------
 
@@ -421,7 +408,7 @@ class Node:
             epoch = self.epoch_of(stop)
             await self.epoch_summary(epoch)
             now, nxt, catch_up = self.needed_shards(epoch)
-            events = self.book.advance(start, stop, now, nxt, catch_up, int(self.emulator["catchup_blocks"]), self.epoch_of, self.gc_epochs)
+            events = self.book.advance(start, stop, now, nxt, catch_up, self.timings.state_sync_blocks(self.block_time), self.epoch_of, self.gc_epochs)
             self._on_shard_events(events, now | nxt)
             if self.book.stuck:
                 self.persist(force=True)
@@ -445,6 +432,9 @@ class Node:
                 self.log.info("sync", "catchup done", shard_uid=uid)
                 if self.memtries and shard in cared:
                     self.memtries_loaded.add(shard)
+                    # A load after catch-up goes through the background loader: its gauge ends at
+                    # 4 = Done (core/store/src/trie/mem/metrics.rs, MemtrieBackgroundLoadStatus).
+                    self.background_load_status[shard] = 4
                     self.log.info("memtrie", "done loading trie from flat state", shard_uid=uid)
             elif event == "garbage_collected":
                 self.log.info("garbage collection", "deleted the state of a shard this node no longer tracks", shard_uid=uid)
@@ -507,7 +497,7 @@ class Node:
                 target = self.network_head
                 if self.head >= target and not self.book.syncing_shards:
                     break
-                step = max(1, int(float(self.emulator["sync_blocks_per_second"]) * step_s))
+                step = max(1, int(self.timings.sync_blocks_per_second * step_s))
                 nxt = min(target, self.head + step) if self.head < target else self.head
                 await self.apply_to(nxt, self.network["head"] if nxt == target else None)
                 await asyncio.sleep(step_s)
@@ -533,7 +523,7 @@ class Node:
             self.request_stop()
 
     def _chunk_miss_without_memtries(self, height: int, shard: int) -> bool:
-        share = float(self.emulator["chunk_miss_share_without_memtries"])
+        share = self.timings.chunk_miss_share_without_memtries
         draw = int.from_bytes(hashlib.sha256(f"{self.peer_id}|{height}|{shard}".encode()).digest()[:4], "big")
         return draw / 2**32 < share
 
@@ -582,13 +572,26 @@ class Node:
         self.metrics.block_produced_total += produced_blocks
         self.metrics.chunk_produced_total += produced_chunks
         try:
-            await self.rpc_client.post_json("/sign", {"peer_id": self.peer_id, "addr": self.net_addr, "name": self.home.name, "signatures": signatures}, timeout=2)
+            await self.rpc_client.post_json("/sign", {**self.identity, "signatures": signatures}, timeout=2)
         except HttpError as exc:
             self.log.warn("client", "could not send signatures to the network", error=str(exc))
 
     # --- SIGHUP: dynamic configs (neard-behaviour §2) ---------------------------------------
 
+    @property
+    def identity(self) -> dict:
+        """Who signs: the network identity and this very process (the ledger tells signers apart
+        by process, so two nodes sharing one node_key.json still show as two signers)."""
+        return {"peer_id": self.peer_id, "addr": self.net_addr, "name": self.home.name, "process": self.process_id, "pid": os.getpid()}
+
     def reload(self) -> None:
+        """SIGHUP: read_updatable_configs at once (metrics, logging), the client applies it later.
+
+        nearcore/src/dyn_config.rs reads and publishes the configs in the signal loop; the
+        ConfigUpdater (chain/client/src/config_updater.rs) hands them to the client on its next
+        check_triggers, within about a second: the new signer is used `reload_delay` later.
+        A later SIGHUP before then replaces what is pending (the latest value wins).
+        """
         errors: list[str] = []
         log_config: dict | None = None
         cfg: dict | None = None
@@ -598,9 +601,9 @@ class Node:
         except (OSError, ValueError) as exc:
             errors.append(f"LogConfigError({exc})")
         try:
-            cfg = load_config(self.home / "config.json")
-            errors += [f"ConfigError({e})" for e in semantic_errors(cfg)]
-        except ConfigError as exc:
+            cfg = config_rules.read(self.home / "config.json")
+            errors += [f"ConfigError({e})" for e in config_rules.validation_errors(cfg)]
+        except ConfigFileIssue as exc:
             errors.append(f"ConfigError({exc})")
             cfg = None
         if cfg is not None:
@@ -625,13 +628,24 @@ class Node:
         self.metrics.config_correct = 1
         self.metrics.config_reloads_total += 1
         self.metrics.config_reload_timestamp = time.time()
-        new_hot = self._hot_fields(cfg)
+        self.log.info("neard", "hot loading validator key" if new_signer is not None else "no validator key")
+        self._pending_update = (self._hot_fields(cfg), new_signer)
+        if self._updater is None or self._updater.done():
+            self._updater = asyncio.ensure_future(self._apply_pending_after(self.timings.reload_delay))
+
+    async def _apply_pending_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        pending, self._pending_update = self._pending_update, None
+        if pending is not None and not self.stopping.is_set():
+            self.apply_update(*pending)
+
+    def apply_update(self, new_hot: dict[str, Any], new_signer: KeyFile | None) -> None:
+        """The ConfigUpdater's effect: client config fields and the validator signer."""
         for name, value in new_hot.items():
             if value != self.hot.get(name) and not name.endswith("_ns"):
                 self.log.info("config", "updated config field", field_name=name, old_value=json.dumps(self.hot.get(name)), new_value=json.dumps(value))
         self.hot = new_hot
         self.log.info("config", "updated client config")
-        self.log.info("neard", "hot loading validator key" if new_signer is not None else "no validator key")
         old = self.signer
         changed = (old is None) != (new_signer is None) or (old is not None and new_signer is not None and (old.account_id, old.public_key, old.secret_key_text()) != (new_signer.account_id, new_signer.public_key, new_signer.secret_key_text()))
         if changed:
@@ -742,7 +756,7 @@ class Node:
         shards: set[int] = set()
         if self.memtries:
             shards = (now | nxt) & held
-        listed = self.cfg.get("store", {}).get("load_mem_tries_for_shards") or []
+        listed = config_rules.memtrie_shard_uids(self.cfg)
         shards |= tracked_shards_for_epoch("Shards", listed, epoch, self.num_shards, {}) & held
         if not shards:
             return
@@ -750,12 +764,8 @@ class Node:
         self.log.info("memtrie", "loading tries to memory for shards", shard_uids=",".join(uids))
         for uid in uids:
             self.log.info("memtrie", "loading trie from flat state", shard_uid=uid)
-        seconds = float(self.emulator["memtrie_load_seconds"])
-        try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-            raise NodeExit(0)
-        except asyncio.TimeoutError:
-            pass
+        seconds = self.timings.memtrie_load_seconds(len(shards))
+        await asyncio.sleep(seconds)  # no signal handler yet: SIGTERM or SIGHUP now kills the process
         for uid in uids:
             self.log.info("memtrie", "done loading trie from flat state", shard_uid=uid, duration=f"{seconds:.3f}s")
         self.log.info("memtrie", "memtries loading complete for shards", shard_uids=",".join(uids))
@@ -764,14 +774,25 @@ class Node:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         pending_reload = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
-        loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, pending_reload.set)
         self.log.info("neard", "starting the emulated neard", home=str(self.home), chain_id=self.chain_id, tracked_shards_config=json.dumps(self.tracking.to_json()), memtries=self.memtries)
         if self.signer is None:
             self.log.info("neard", "no validator key", path=str(self.validator_key_path(self.cfg)))
+        handlers = ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop), (signal.SIGHUP, pending_reload.set))
+
+        def handle_signals(on: bool) -> None:
+            for sig, callback in handlers:
+                if on:
+                    loop.add_signal_handler(sig, callback)
+                else:
+                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_DFL)
+
         try:
+            # The emulator needs the network before its memtrie load (to know the node's shards);
+            # neard waits for peers only after start-up, with its handlers installed, so here too.
+            handle_signals(True)
             await self.connect_chain()
+            handle_signals(False)
             await self.load_memtries()
             self.check_validator_tracked_shards()
             from near_failover.localnet.node_rpc import NodeRpc
@@ -782,6 +803,9 @@ class Node:
             except OSError as exc:
                 self.panic(f"failed to start the JSON-RPC server on {self.rpc_addr}: {exc}", "chain/jsonrpc/src/lib.rs:0:0")
             self.log.info("neard", "starting http server", addr=self.rpc_addr)
+            # neard/src/cli.rs installs its signal handlers only once start_with_config has
+            # returned (store open, memtries loaded, HTTP started); until here a signal killed us.
+            handle_signals(True)
             self.ready = True
             if self.signer is not None:
                 await self.advertise()
@@ -794,16 +818,34 @@ class Node:
 
             self._tasks += [asyncio.ensure_future(t) for t in (self.follow(), self.sync_loop(), self.stats_loop(), reloads())]
             await self.stopping.wait()
+            # The actors stop at once (no more signing, RPC closed); closing the store takes time.
+            self._stop_serving()
             self.log.info("db", "waiting for rocksdb to gracefully shutdown")
+            self.persist(force=True)
+            await asyncio.sleep(self.timings.stop_time)
         except NodeExit as exc:
             self.exit_code = exc.code
         finally:
-            for task in self._tasks:
-                task.cancel()
-            if self.rpc_server is not None:
-                self.rpc_server.close()
+            self._stop_serving()
             self.persist(force=True)
         return self.exit_code
+
+    def _stop_serving(self) -> None:
+        for task in [*self._tasks, *([self._updater] if self._updater else [])]:
+            task.cancel()
+        if self.rpc_server is not None:
+            self.rpc_server.close()
+            self.rpc_server = None
+
+
+def resource_no_core() -> None:
+    """An abort should not leave a core file of the emulator in the home."""
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def _rss_mb() -> float:
@@ -815,6 +857,10 @@ def _rss_mb() -> float:
 
 
 def run_node(home: Path) -> int:
+    # Until neard installs its handlers these signals take their default action (they kill it);
+    # Python would turn SIGINT into KeyboardInterrupt, and an ignored SIGHUP could be inherited.
+    for sig in EARLY_FATAL_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
     log = Log()
     node = Node(home.resolve(), log)
 

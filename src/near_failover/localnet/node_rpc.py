@@ -17,6 +17,8 @@ from near_failover.localnet.http import HttpError, Request, Response
 from near_failover.localnet.node import NEARD_VERSION
 from near_failover.localnet.util import rfc3339_nanos
 
+MEMTRIE_ARENA_BYTES = 4 * 2**30  # emulated size of one shard's memtrie arena
+
 if TYPE_CHECKING:
     from near_failover.localnet.node import Node
 
@@ -187,13 +189,14 @@ class NodeRpc:
         }
 
     def health(self) -> None:
-        """`health` (§4.3): NODE_IS_SYNCING, or NO_NEW_BLOCKS past 10 × max_block_production_delay."""
+        """`health` (§4.3): NO_NEW_BLOCKS past 10 × max_block_production_delay, then
+        NODE_IS_SYNCING, in that order (chain/client/src/client_actor.rs, the status handler)."""
         node = self.node
-        if node.syncing:
-            raise handler_error("NODE_IS_SYNCING")
         elapsed = time.time_ns() - node.head_time_ns
         if elapsed > 10 * int(node.hot.get("max_block_production_delay_ns", 2_000_000_000)):
             raise handler_error("NO_NEW_BLOCKS", {"elapsed": _pair(elapsed)})
+        if node.syncing:
+            raise handler_error("NODE_IS_SYNCING")
 
     async def validators(self, params: Any) -> dict:
         node = self.node
@@ -448,12 +451,24 @@ class NodeRpc:
             "Timestamp and value of a mutable config field",
             [({"field_name": n, "timestamp": str(t), "value": v}, on) for n, t, v, on in node.metrics.mutable_fields],
         )
+        # Only shards a background load touched have a sample; the start-up load is not one
+        # (core/store/src/trie/mem/metrics.rs).
         family(
             "near_memtrie_background_load_status",
             "gauge",
-            "Memtrie loading status per shard (1 = loaded)",
-            [({"shard_uid": shard_uid(s)}, int(s in node.memtries_loaded)) for s in range(node.num_shards)],
+            "Status of background memtrie loading: 0 - none, 1 - loading, 2 - awaiting finalization, "
+            "3 - applying delta catch-up, 4 - done, 5 - already loaded (preload no-op)",
+            [({"shard_uid": shard_uid(s)}, status) for s, status in sorted(node.background_load_status.items())],
         )
+        if node.memtries_loaded:  # a vec gauge without samples is not exported at all
+            # One sample per loaded memtrie (core/store/src/trie/mem/arena/metrics.rs); the bytes
+            # are a stand-in for the arena's size.
+            family(
+                "near_memtrie_arena_memory_usage_bytes",
+                "gauge",
+                "Memory usage of the in-memory trie arena",
+                [({"shard_uid": shard_uid(s)}, MEMTRIE_ARENA_BYTES) for s in sorted(node.memtries_loaded)],
+            )
         family(
             "near_build_info",
             "counter",

@@ -151,8 +151,11 @@ def tracked_shards_for_epoch(
     if mode == "ShadowValidator":
         return {assignment[value]} if isinstance(value, str) and value in assignment else set()
     if mode == "Schedule":
+        # schedule[epoch_height % len] (chain/epoch-manager/src/shard_tracker.rs); the epoch
+        # height of epoch index e is e + 1 (the first epoch after genesis has height 1). An empty
+        # schedule never gets here: neard asserts it is not empty, the node panics at start.
         schedule = value if isinstance(value, list) else []
-        return {int(s) for s in schedule[epoch % len(schedule)] if int(s) < num_shards} if schedule else set()
+        return {int(s) for s in schedule[(epoch + 1) % len(schedule)] if int(s) < num_shards} if schedule else set()
     if mode == "Shards":
         out = set()
         for uid in value if isinstance(value, list) else []:

@@ -20,7 +20,8 @@ from typing import Callable, Iterable
 import httpx
 import tomli_w
 
-from near_failover.localnet.homes import MANIFEST, create_localnet
+from near_failover.localnet.homes import MANIFEST, NUM_SHARDS, create_localnet
+from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import process_cmdline, read_json
 
 CHAIN_LOG = "chain.log"
@@ -178,7 +179,7 @@ def up(
     directory: Path,
     block_time: float = 0.6,
     chain_id: str = "localnet",
-    memtrie_load: float = 1.0,
+    timings: Timings | None = None,
     epoch_length: int = 300,
     seed: str | None = None,
     timeout: float = 60.0,
@@ -203,7 +204,8 @@ def up(
     progress(f"creating homes in {directory}")
     if not all(0 <= t <= 100 for t in thresholds):
         raise LocalnetError(f"kickout thresholds {thresholds} must be percentages (0-100)")
-    manifest = create_localnet(directory, chain_id, block_time, epoch_length, memtrie_load, seed, thresholds)
+    timings = timings or fast(block_time)
+    manifest = create_localnet(directory, chain_id, block_time, epoch_length, timings, seed, thresholds)
     started: dict[str, subprocess.Popen[bytes]] = {}
     try:
         chain = spawn_detached(chain_argv(directory), directory / CHAIN_LOG, directory)
@@ -214,7 +216,7 @@ def up(
         for node in manifest["nodes"]:
             started[node["name"]] = start_node(Path(node["home"]))
             progress(f"{node['name']} started (pid {started[node['name']].pid})")
-        _wait_nodes_ready(manifest, started, timeout + memtrie_load)
+        _wait_nodes_ready(manifest, started, timeout + timings.memtrie_load_seconds(NUM_SHARDS))
         _release_genesis(manifest)
     except BaseException:  # a failed or interrupted start leaves nothing running
         _stop_started(started.values())
@@ -301,11 +303,12 @@ def _wait_nodes_ready(manifest: dict, procs: dict[str, subprocess.Popen[bytes]],
         raise LocalnetError(f"nodes not ready after {timeout:g}s: {details}")
 
 
-def _stop(pid: int, timeout: float) -> str:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return "already gone"
+def _stop(pid: int, timeout: float, signalled: bool = False) -> str:
+    if not signalled:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return "already gone"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         _reap(pid)
@@ -324,7 +327,7 @@ def _stop(pid: int, timeout: float) -> str:
     raise LocalnetError(f"pid {pid} survives SIGKILL (uninterruptible I/O?); check `ps -o pid,stat,cmd -p {pid}`")
 
 
-def down(directory: Path, timeout: float = 15.0) -> dict:
+def down(directory: Path, timeout: float = 30.0) -> dict:
     """Stop the nodes, then the chain: only processes from this localnet's pid files."""
     directory = directory.resolve()
     manifest = load_manifest(directory)
@@ -338,9 +341,17 @@ def down(directory: Path, timeout: float = 15.0) -> dict:
             report[node["name"]] = {"pid": pid, "result": "not running (pid file is stale or names another process; left alone)"}
         else:
             report[node["name"]] = {"pid": pid, "result": "stopping"}
+    # SIGTERM to every node first: each one's store shutdown (the profile's stop time) runs
+    # beside the others', then each gets `timeout` from then before SIGKILL.
     for entry in report.values():
         if entry["result"] == "stopping":
-            entry["result"] = _stop(entry["pid"], timeout)
+            try:
+                os.kill(entry["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                entry["result"] = "already gone"
+    for entry in report.values():
+        if entry["result"] == "stopping":
+            entry["result"] = _stop(entry["pid"], timeout, signalled=True)
     chain_pid = _read_pid(directory / CHAIN_PID)
     if _ours(chain_pid, "chain", str(directory)):
         assert chain_pid is not None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-__all__ = ["AmbiguousMetric", "Metrics", "MetricsParseError", "Sample", "parse_metrics"]
+__all__ = ["AmbiguousMetric", "Metrics", "MetricsParseError", "Sample", "memtrie_shards", "parse_metrics"]
 
 
 class MetricsParseError(ValueError):
@@ -85,6 +85,18 @@ def parse_metrics(text: str) -> Metrics:
     if text.strip() and not by_name and not types:
         raise MetricsParseError("no metric found in the text")
     return Metrics(by_sample_name={k: tuple(v) for k, v in by_name.items()}, types=types)
+
+
+# The memory of each loaded memtrie's arena, labelled by shard_uid: a sample with bytes > 0 is a
+# loaded memtrie (core/store/src/trie/mem/arena/metrics.rs; `near_mem_trie_` before the rename).
+MEMTRIE_ARENA_METRICS = ("near_memtrie_arena_memory_usage_bytes", "near_mem_trie_arena_memory_usage_bytes")
+
+
+def memtrie_shards(metrics: Metrics) -> list[str]:
+    """The shard uids whose memtries the running neard holds, sorted (empty: none loaded)."""
+    return sorted(
+        {s.labels.get("shard_uid", "?") for name in MEMTRIE_ARENA_METRICS for s in metrics.samples(name) if s.value > 0}
+    )
 
 
 def _name_candidates(name: str) -> Iterable[str]:

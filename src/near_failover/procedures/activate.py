@@ -3,6 +3,7 @@
 Option 2 (hot-swap): key into home + SIGHUP; neard hot-loads it (neard-behaviour §2.2).
 Option 1 (rpc): config.json to NoShards + memtries, key into home, restart, wait through the
 memtrie load (§2.3: tracking and memtries change only at restart; §6: RPC refuses meanwhile).
+No SIGHUP and no stop reaches a neard that is still starting (startup.py).
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import StepFailed
 from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.startup import Say, wait_ready_after_restart, wait_until_started
 
 
 @dataclass
 class Activation:
     mode: str
     config_backup: str | None = None
+    # Option 1: how the restart went (phases, seconds, memtries the process holds).
+    restart: dict[str, Any] | None = None
 
     def evidence(self) -> dict[str, Any]:
-        return {"mode": self.mode, "config_backup": self.config_backup}
+        return {"mode": self.mode, "config_backup": self.config_backup, **({"restart": self.restart} if self.restart else {})}
 
 
 async def install_key(node: NodeAccess, expected: KeyFile) -> None:
@@ -58,15 +62,30 @@ async def edit_config_to_validator(node: NodeAccess) -> str:
     return str(backup)
 
 
-async def activate(node: NodeAccess, mode: str, key: KeyFile, restart_timeout: float) -> Activation:
+async def activate(node: NodeAccess, mode: str, key: KeyFile, deadline: float, stop_timeout: float, say: Say) -> Activation:
+    """Give `node` the key; Option 1 returns only once the restarted neard is up, has loaded its
+    memtries and is synced, within `deadline`, so verify only has to see it sign."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
     if mode == "hot-swap":
+        await signal_when_started(node, "sending SIGHUP", end - loop.time(), deadline, say)
         await install_key(node, key)
         await node.control.reload()
         return Activation(mode)
     await install_key(node, key)  # first: a bad staged key fails before config.json is touched
     backup = await edit_config_to_validator(node)
-    await node.control.restart(timeout=restart_timeout)
-    return Activation(mode, backup)
+    await signal_when_started(node, "restarting it", end - loop.time(), deadline, say)
+    say(f"{node.name}: restarting neard (NoShards, memtries on, key in home)")
+    await node.control.restart(timeout=min(stop_timeout, end - loop.time()))
+    return Activation(mode, backup, await wait_ready_after_restart(node, end - loop.time(), say))
+
+
+async def signal_when_started(node: NodeAccess, action: str, budget: float, startup_window: float, say: Say) -> dict[str, Any]:
+    """Never signal a neard that is still starting (a SIGHUP or SIGTERM then kills it)."""
+    waited = await wait_until_started(node, action, budget, startup_window, say)
+    if waited and not waited["finished_starting"] and not waited.get("exited"):
+        raise StepFailed(f"{node.name} was still starting after {budget:.0f}s: not {action} (a signal during start-up kills neard)", known=False)
+    return waited
 
 
 async def wait_rpc(node: NodeAccess, deadline: float) -> None:
@@ -131,14 +150,16 @@ async def wait_producing(node: NodeAccess, account_id: str, baseline: Production
     )
 
 
-async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, restart_timeout: float) -> dict[str, Any]:
+async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, restart_timeout: float, say: Say) -> dict[str, Any]:
     """Undo an activation that provably never took: key out of home (the staged copy stays), and
     for Option 1 the old config back, so the node is the standby it was."""
     await node.host.remove(node.spec.validator_key_path, missing_ok=True)
+    action = "restarting it" if mode == "rpc" and config_backup else "sending SIGHUP"
+    waited = await signal_when_started(node, action, restart_timeout, restart_timeout, say)
     if mode == "rpc" and config_backup:
         path = node.spec.config_path
         await node.host.write_atomic(path, await node.host.read_bytes(config_backup), await node.host.stat_mode(path))
         await node.control.restart(timeout=restart_timeout)
     else:
         await node.control.reload()
-    return {"node": node.name, "key_in_home": await node.key_in_home()}
+    return {"node": node.name, "key_in_home": await node.key_in_home(), **waited}

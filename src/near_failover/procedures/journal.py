@@ -451,6 +451,17 @@ class Journal:
                 return run
         return None
 
+    def stop_times(self, node: str, limit: int = 20) -> list[float]:
+        """Seconds each journaled fence or self-fence took to stop `node`'s running neard,
+        latest first (the evidence a stop leaves: `node` and `stop.seconds`)."""
+        rows = self._db.execute(
+            "SELECT json_extract(evidence, '$.stop.seconds') FROM steps WHERE outcome = 'ok' "
+            "AND json_extract(evidence, '$.node') = ? AND json_extract(evidence, '$.stop.was_running') "
+            "AND json_extract(evidence, '$.stop.seconds') IS NOT NULL ORDER BY id DESC LIMIT ?",
+            (node, limit),
+        ).fetchall()
+        return [float(seconds) for (seconds,) in rows]
+
     # --- steps ---
 
     def step(self, run_id: int, name: str, evidence: Mapping[str, Any] | None = None) -> StepRecorder:

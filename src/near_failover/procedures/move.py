@@ -10,31 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
-from near_failover.neard.config import memtries_enabled, parse_config_text, semantic_errors, ConfigError
+from near_failover.neard.config import effective_tracking, memtries_enabled, parse_config_text, semantic_errors, ConfigError
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
 from near_failover.control.base import ControlError
 from near_failover.procedures import recovery
 from near_failover.procedures.activate import Activation, activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
+from near_failover.procedures.startup import running_memtries, wait_until_started
+from near_failover.procedures.window import gap_need
 from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess
-from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_plan
+from near_failover.procedures.plan import TIMEOUT_KEYS, Deadline, Kind, Mode, MoveSettings, Plan, make_plan
 
 T = TypeVar("T")
 DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
-# What a hot swap takes, for choosing a duty gap: the fence (SIGTERM of the primary, about
-# 0.5 s) plus neard applying the SIGHUP (within about 1 s, neard-behaviour §2.1).
-HOT_SWAP_SECONDS = 1.5
+# An inner wait ends this much before its step's deadline, so it can say what it waited for.
+STEP_MARGIN = 0.5
 Progress = Callable[[str], None]
 
 
@@ -54,6 +54,8 @@ class MoveResult:
     recovery: dict[str, list[str]] = field(default_factory=dict)
     node_states: dict[str, Any] = field(default_factory=dict)
     plan: Plan | None = None
+    timeouts: list[Deadline] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the operator should know or do next
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +72,8 @@ class MoveResult:
             "checks": self.checks,
             "recovery": self.recovery,
             "node_states": self.node_states,
+            "timeouts": {d.name: {"seconds": d.seconds, "from": d.origin} for d in self.timeouts},
+            "notes": self.notes,
         }
 
 
@@ -101,6 +105,9 @@ class Move:
         self.target = nodes[inventory.node(target).name]
         self.source_name = source
         self.journal = journal
+        # Given by the caller (tests, the demo), else resolved from the inventory once the
+        # source is known ([node.timeouts] of the source and the target count).
+        self.given_settings = settings
         self.settings = settings or MoveSettings()
         self.force = force
         self.in_window = in_window
@@ -130,6 +137,7 @@ class Move:
         result = MoveResult(self.kind, self.mode, self.source_name, self.target.name, ok=False, outcome="refused")
         try:
             await self._find_source(result)
+            self._resolve_settings(result)
             result.plan = make_plan(self.kind, self.mode, result.source, self.target.name, self.settings, self.source_reachable)
             if dry_run:
                 result.checks = await self._preflight(result)
@@ -160,6 +168,12 @@ class Move:
             result.node_states = await self._node_states()
         self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery})
         return result
+
+    def _resolve_settings(self, result: MoveResult) -> None:
+        if self.given_settings is None:
+            self.settings, result.timeouts = MoveSettings.for_move(self.inv, result.source, self.target.name)
+        else:
+            result.timeouts = [Deadline(name, float(getattr(self.settings, name)), "given by the caller") for name in TIMEOUT_KEYS]
 
     async def _steps(self, result: MoveResult) -> None:
         result.checks = await self._step(result, "preflight", lambda: self._preflight(result))
@@ -198,7 +212,7 @@ class Move:
             # Until the fence ends, the old primary may already have lost its key: same as after it.
             cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None)
         else:
-            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked)
+            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked, self.settings.activate_rpc)
         result.recovery = cmds
         self.journal.update_run(result.run_id, {"recovery": cmds, "phase": before})  # type: ignore[arg-type]
 
@@ -270,16 +284,24 @@ class Move:
         except RpcError as exc:
             raise Refused(f"cannot read {t.name}'s running tracking (client_config): {exc}") from exc
         checks["target_tracking"] = running
-        if self.mode == "hot-swap":
-            if running != {"ShadowValidator": self.pool}:
-                raise Refused(
-                    f"{t.name} runs with tracking {running}, not {{'ShadowValidator': '{self.pool}'}}: a hot swap "
-                    "would leave it without the pool's shards. Use --mode rpc, or prepare it with "
-                    f"`near-failover config standby --mode hot-swap --validator-id {self.pool}` and restart it"
-                )
-            if not memtries_enabled(cfg):
-                raise Refused(f"{t.name} has memtries off: a hot-swapped validator would fall behind on chunks")
-        checks["target_memtries"] = memtries_enabled(cfg)
+        shadow = {"ShadowValidator": self.pool}
+        if self.mode == "hot-swap" and running != shadow:
+            raise Refused(
+                f"{t.name} runs with tracking {running}, not {{'ShadowValidator': '{self.pool}'}}: a hot swap "
+                "would leave it without the pool's shards. Use --mode rpc, or prepare it with "
+                f"`near-failover config standby --mode hot-swap --validator-id {self.pool}` and restart it"
+            )
+        if self.mode == "rpc" and running not in ("AllShards", shadow):
+            raise Refused(
+                f"{t.name} runs with tracking {running}: Option 1 restarts it as the validator, so it must already hold "
+                f"the pool's shards (AllShards, as the guide's standby, or {shadow}). Prepare it with "
+                f"`near-failover config standby --home {t.spec.home} --mode rpc` and restart it"
+            )
+        checks["target_memtries"] = await self._check_memtries(t, cfg)
+        pending = _restart_pending(effective_tracking(cfg).to_json(), running, memtries_enabled(cfg), checks["target_memtries"]["running"])
+        if pending:
+            checks["restart_pending"] = pending
+            self.say(f"{t.name}: config.json and the running neard disagree, a restart is pending: {'; '.join(pending)}")
 
         self.key = await self._staged_key(t)
         validators = await t.rpc.validators()
@@ -313,6 +335,17 @@ class Move:
         if self.in_window:
             checks["window"] = await self._wait_for_window(t)
         return checks
+
+    async def _check_memtries(self, t: NodeAccess, cfg: dict[str, Any]) -> dict[str, Any]:
+        """Memtries as the running process holds them (its /metrics), beside config.json's flag,
+        which applies only at the next start (neard-behaviour §6)."""
+        running = await running_memtries(t)
+        in_file = memtries_enabled(cfg)
+        if self.mode == "hot-swap" and not running:
+            seen = "its /metrics could not be read" if running is None else "its /metrics shows no memtrie loaded"
+            fix = "restart it to load them (memtries load only at start)" if in_file else f"set them on with `near-failover config standby --home {t.spec.home} --mode hot-swap --validator-id {self.pool}` and restart it"
+            raise Refused(f"{t.name}'s running neard has no memtries ({seen}): a hot-swapped validator would fall behind on chunks; {fix}")
+        return {"running": running, "config": in_file}
 
     async def _check_log_config(self, t: NodeAccess) -> None:
         """neard-behaviour §2.1: a SIGHUP that finds log_config.json unparsable applies nothing,
@@ -355,19 +388,26 @@ class Move:
         return span_ns / 1e9 / blocks if blocks > 0 and span_ns > 0 else DEFAULT_BLOCK_TIME
 
     async def _wait_for_window(self, t: NodeAccess) -> dict[str, Any]:
-        """Wait (bounded) for a gap in the pool's duties long enough for fence + activate."""
+        """Wait (bounded) for a gap in the pool's duties long enough for the source's stop (as
+        journaled from its earlier fences) plus neard applying the SIGHUP."""
         if self.mode == "rpc":
             raise Refused("--in-window needs --mode hot-swap: a restart through the memtrie load outlasts any duty gap")
-        needed = math.ceil(HOT_SWAP_SECONDS / self.block_time) + 1
+        source = self.source.name if self.source else "the old signer"
+        need = gap_need(source, self.journal.stop_times(source) if self.source else [], self.block_time)
+        needed = need.blocks
+        self.say(f"in-window: waiting for a gap of {need.describe()}")
         loop = asyncio.get_running_loop()
         end = loop.time() + self.settings.window_wait
         while loop.time() < end:
             head = (await t.rpc.status()).sync_info.latest_block_height
             for start, stop in await t.rpc.maintenance_windows(self.pool):
                 if start <= head + 1 and stop - max(start, head + 1) >= needed:
-                    return {"window": [start, stop], "head": head, "blocks_needed": needed, "expected_missed": 0}
+                    return {"window": [start, stop], "head": head, "expected_missed": 0, **need.to_json()}
             await asyncio.sleep(self.block_time / 2)
-        raise Refused(f"no gap of {needed} blocks in {self.pool}'s duties within {self.settings.window_wait:.0f}s; run without --in-window to accept missed duties")
+        raise Refused(
+            f"no gap of {need.describe()} in {self.pool}'s duties within {self.settings.window_wait:.0f}s; "
+            "run without --in-window to accept missed duties"
+        )
 
     async def _stage(self) -> dict[str, Any]:
         # Preflight read and validated the staged key; here it is confirmed still in place, outside home.
@@ -378,7 +418,10 @@ class Move:
         if self.proven_fence is not None:
             proof = self.proven_fence
         elif self.source is not None and self.source_reachable:
+            # A stop during its start-up would kill neard: let it finish starting first (bounded).
+            waited = await wait_until_started(self.source, "stopping it", self.settings.fence / 3, self._startup_window(self.source), self.say)
             proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
+            proof.evidence.update(waited)
         elif self.force:
             proof = FenceProof("forced", {"confirmed_by_operator": True})
         else:
@@ -390,6 +433,11 @@ class Move:
         self.fenced_at = await self._production()
         return proof
 
+    def _startup_window(self, node: NodeAccess) -> float:
+        """How long `node`'s neard may take to start: its own activate_rpc, else the move's."""
+        own = node.spec.timeouts.activate_rpc if node.spec.timeouts else None
+        return own or self.inv.timeouts.activate_rpc or self.settings.activate_rpc
+
     async def _production(self) -> Production | None:
         status = await self.target.rpc.status()
         return production_of(await self.target.rpc.validators(), self.pool, status.sync_info.latest_block_height)
@@ -399,15 +447,14 @@ class Move:
         if self.before_activate is not None:
             await self.before_activate()
         self.activation = Activation(self.mode)  # a rollback must know the mode even if this fails midway
-        self.activation = await activate(self.target, self.mode, self.key, self.settings.activate_rpc)
+        deadline = self.settings.deadline("activate", self.mode) - STEP_MARGIN
+        self.activation = await activate(self.target, self.mode, self.key, deadline, self.settings.fence / 2, self.say)
         return self.activation
 
     async def _verify(self) -> dict[str, Any]:
         assert self.key is not None
         loop = asyncio.get_running_loop()
-        end = loop.time() + self.settings.verify
-        if self.mode == "rpc":
-            await wait_rpc(self.target, end - loop.time())
+        end = loop.time() + self.settings.verify  # activation waited through any restart: only signing is left
         loaded = await wait_key_loaded(self.target, self.key, end - loop.time())
         producing = await wait_producing(self.target, self.pool, self.fenced_at, max(1.0, end - loop.time()))
         return {**loaded, **producing}
@@ -420,8 +467,17 @@ class Move:
         notes = []
         if self.mode == "rpc":
             notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
+        else:
+            # Option 2's optional edit: SIGHUP never changes tracking (neard-behaviour §2.3), so
+            # it would only matter at the next restart; it is left to the operator.
+            promote = recovery.on_host(self.target.spec, ["near-failover", "config", "promote", "--home", str(self.target.spec.home)])
+            notes.append(
+                f"NoShards was not set: {self.target.name} still tracks {{'ShadowValidator': '{self.pool}'}} from config.json. "
+                f"Run `{promote}` so that its next restart comes up as a validator with NoShards (guide, Option 2)"
+            )
         if self.source is not None and self.source_reachable:
             notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
+        result.notes = notes
         return {"signer": self.target.name, "missed": result.missed, "notes": notes}
 
     # --- when things go wrong -----------------------------------------------------------
@@ -431,7 +487,7 @@ class Move:
         self.say("rolling back: the target never loaded the key")
         with self.journal.step(result.run_id, "rollback") as rec:  # type: ignore[arg-type]
             backup = self.activation.config_backup if self.activation else None
-            rec.add(target=await withdraw_key(self.target, self.mode, backup, self.settings.activate_rpc))
+            rec.add(target=await withdraw_key(self.target, self.mode, backup, self.settings.activate_rpc, self.say))
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
@@ -462,6 +518,17 @@ class Move:
                 "head": status.sync_info.latest_block_height if status else None,
             }
         return states
+
+
+def _restart_pending(file_tracking: Any, running_tracking: Any, file_memtries: bool, running_memtries: list[str] | None) -> list[str]:
+    """Where config.json and the running neard disagree: settings that apply only at restart."""
+    pending = []
+    if running_tracking != file_tracking:
+        pending.append(f"tracking: config.json says {json.dumps(file_tracking)}, neard runs with {json.dumps(running_tracking)}")
+    if running_memtries is not None and bool(running_memtries) != file_memtries:
+        held = ", ".join(running_memtries) or "none"
+        pending.append(f"memtries: config.json has them {'on' if file_memtries else 'off'}, neard holds {held}")
+    return pending
 
 
 def _evidence(value: Any) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from near_failover.inventory import Inventory
+
 Kind = Literal["switchover", "failover"]
 Mode = Literal["hot-swap", "rpc"]
 
@@ -17,29 +19,60 @@ STEP_ORDER = ("preflight", "stage", "fence", "activate", "verify", "settle")
 
 @dataclass(frozen=True)
 class MoveSettings:
-    """Deadlines (seconds) and proof sizes. Defaults suit mainnet's 0.6 s blocks."""
+    """Deadlines (seconds) and proof sizes. Defaults suit mainnet (neard-behaviour, addendum on
+    timings); the inventory's [timeouts] and [node.timeouts] override the deadlines."""
 
-    preflight: float = 30.0
-    stage: float = 15.0
-    fence: float = 60.0
+    preflight: float = 60.0
+    stage: float = 30.0
+    # Half of it is the old signer's graceful stop before SIGKILL: neard flushes and closes
+    # RocksDB, "this may take a few minutes" (neard/src/cli.rs).
+    fence: float = 120.0
     activate_hot_swap: float = 30.0
-    # Option 1 restarts neard, which loads memtries before its RPC answers (neard-behaviour §6):
-    # tens of seconds to minutes on mainnet.
-    activate_rpc: float = 600.0
-    verify: float = 60.0
-    settle: float = 15.0
+    # Option 1 restarts neard: its stop, then opening the store and loading memtries before the
+    # RPC answers (25-207 s per shard on mainnet, neard-behaviour §6), then catching up.
+    activate_rpc: float = 900.0
+    # Once activation is done the key is loaded; verify waits for the pool's next duty.
+    verify: float = 120.0
+    settle: float = 30.0
     # Chain-silence proof: the pool produced nothing for this many consecutive blocks while
     # duties were expected (DESIGN, fence).
     silence_blocks: int = 10
     # How far (blocks) the target's head may trail the primary's and still be "synced".
     max_lag_blocks: int = 5
     # --in-window: how long to wait for a gap in the pool's duties.
-    window_wait: float = 120.0
+    window_wait: float = 300.0
 
     def deadline(self, step: str, mode: Mode) -> float:
         if step == "activate":
             return self.activate_rpc if mode == "rpc" else self.activate_hot_swap
         return float(getattr(self, step))
+
+    @classmethod
+    def for_move(cls, inventory: Inventory, source: str | None, target: str) -> tuple[MoveSettings, list[Deadline]]:
+        """The defaults, over them [timeouts], over those the target's [node.timeouts] (its
+        activation and verify) and the source's (its fence); with where each value came from."""
+        chosen: dict[str, Deadline] = {name: Deadline(name, float(getattr(cls, name)), "default") for name in TIMEOUT_KEYS}
+        for name, value in inventory.timeouts.overrides().items():
+            chosen[name] = Deadline(name, value, "[timeouts]")
+        for node, keys in ((source, ("fence",)), (target, ("activate_hot_swap", "activate_rpc", "verify"))):
+            own = inventory.node(node).timeouts if node else None
+            for name, value in (own.overrides() if own else {}).items():
+                if name in keys:
+                    chosen[name] = Deadline(name, value, f"[node.timeouts] of {node}")
+        deadlines = [chosen[name] for name in TIMEOUT_KEYS]
+        return cls(**{d.name: d.seconds for d in deadlines}), deadlines
+
+
+TIMEOUT_KEYS = ("preflight", "stage", "fence", "activate_hot_swap", "activate_rpc", "verify", "settle", "window_wait")
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """One step's deadline as a move uses it, and where it came from (for --dry-run)."""
+
+    name: str
+    seconds: float
+    origin: str  # "default", "[timeouts]" or "[node.timeouts] of <node>"
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,16 @@ def restore_source(source: Node, parked_key: str | None) -> list[str]:
     ]
 
 
-def withdraw_target(target: Node) -> list[str]:
+def wait_started(node: Node, seconds: float) -> str:
+    """A neard still starting (loading memtries) dies of a SIGHUP: wait until its RPC answers."""
+    poll = f"until curl -fsS -o /dev/null {shlex.quote(node.rpc + '/status')}; do sleep 1; done"
+    return on_host(node, ["timeout", f"{seconds:.0f}", "sh", "-c", poll]) + "   # until neard has finished starting: a SIGHUP before then kills it"
+
+
+def withdraw_target(target: Node, startup_seconds: float) -> list[str]:
     return [
         on_host(target, ["rm", "-f", str(target.validator_key_path)]),
+        wait_started(target, startup_seconds),
         _control(target, "reload"),
     ]
 
@@ -64,11 +71,11 @@ def commands_after_fence(inventory_path: str, kind: str, mode: str, source: Node
     return {"finish": finish, "revert": revert}
 
 
-def commands_after_activate(inventory_path: str, source: Node | None, target: Node, parked_key: str | None) -> dict[str, list[str]]:
+def commands_after_activate(inventory_path: str, source: Node | None, target: Node, parked_key: str | None, startup_seconds: float) -> dict[str, list[str]]:
     """The target may hold the key: check first, never restore the source while it might sign."""
     check = shlex.join(["near-failover", "status", "-c", inventory_path])
     finish = [check + f"   # done if {target.name} shows the pool's key and production"]
-    revert = [check + f"   # first confirm {target.name} signs nothing after the next line", *withdraw_target(target)]
+    revert = [check + f"   # first confirm {target.name} signs nothing after the next line", *withdraw_target(target, startup_seconds)]
     if source:
         revert += restore_source(source, parked_key)
     return {"finish": finish, "revert": revert}
