@@ -11,7 +11,8 @@ others (the failsafe) cannot verify them. In file order on one cluster:
 4. a store outage with val-c leading: its failsafe calls fail on the wrong CA and it fences itself;
 5. POST /failover with force (and its confirmation) to a standby unfenced by the operator;
 6. a store outage: val-b leads on the others' failsafe confirmations over TLS.
-Then, on a localnet with 0.5 s blocks, `switchover --in-window` through the agents.
+Then (marked long: `make test-long`), on a localnet with 0.5 s blocks, `switchover --in-window`
+through the agents, whose window the journal records.
 Every move is checked against the chain's ledger: zero double signs.
 """
 
@@ -286,6 +287,7 @@ def slow_cluster(tmp_path: Path) -> Iterator[AgentCluster]:
         stop_agent_cluster(running)
 
 
+@pytest.mark.long  # about 80 s: a localnet of its own, and up to 60 blocks of 0.5 s until a gap
 def test_switchover_in_window_through_the_agents_records_its_window(slow_cluster: AgentCluster) -> None:
     done = cli("switchover", "-c", slow_cluster.net.inventory, "--to", "val-b", "--in-window", "--yes", timeout=240)
     assert "started by val-a's agent" in done.stderr and "preflight: ok" in done.stderr, done.stderr
