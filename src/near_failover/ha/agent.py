@@ -520,6 +520,7 @@ class Agent:
         """An operator's failover: refused as the CLI refuses one, else promoted like a standby."""
         request, self.requested = self.requested, None
         assert request is not None
+        request.taken.set()
         fenced = self.role == MemberRole.FENCED and await on_doubt(self.me.control.is_masked(), True)
         refusal = failover_start_refusal(self.node, leader, self.store_ok, sample.key_loaded == self.pool, fenced, may_lead)
         lease = await self._acquire() if refusal is None else None
@@ -733,7 +734,12 @@ class Agent:
         if refusal is not None:
             raise ValueError(refusal)
         request = self.requested = RequestedFailover(options, on_start)
-        return await request.done
+        try:
+            # A loop runs a check every loop_wait, each bounded well within a ttl.
+            return await request.outcome(take_up_within=2 * self.settings.ttl)
+        finally:
+            if self.requested is request:
+                self.requested = None
 
     async def request_switchover(self, options: MoveOptions, on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
         """A planned switchover through the lease: only the leader runs it, and hands the lease over."""

@@ -26,6 +26,16 @@ class RequestedFailover:
     options: MoveOptions
     on_start: Callable[[int], None] | None = None
     done: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    taken: asyncio.Event = field(default_factory=asyncio.Event)  # the loop has taken it up
+
+    async def outcome(self, take_up_within: float) -> dict[str, Any]:
+        """The Move's result; a refusal if the agent's loop does not take the request up in time
+        (a loop that does not run must not hold the API's move lock for ever)."""
+        try:
+            await asyncio.wait_for(self.taken.wait(), take_up_within)
+        except asyncio.TimeoutError:
+            self.refuse(f"the agent's loop did not take the failover up within {take_up_within:g}s; see the agent's log")
+        return await self.done
 
     def refuse(self, why: str) -> None:
         if not self.done.done():
