@@ -9,8 +9,8 @@ from pydantic import ValidationError
 
 from near_failover.api.app import FailoverRequest, SwitchoverRequest
 from near_failover.api.client import api_verify
-from near_failover.ha.lease import LeaderInfo, MemberRole
-from near_failover.ha.operator import failover_refusal, failover_start_refusal, leader_problem, standby_problem
+from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
+from near_failover.ha.operator import failover_refusal, failover_start_refusal, handover_to_another, leader_problem, standby_problem
 from near_failover.inventory import InventoryError, load_inventory
 from near_failover.procedures.plan import MoveOptions
 
@@ -112,3 +112,11 @@ def test_leader_and_standby_checks() -> None:
     assert "the leader" in (standby_problem("val-b", POOL, MemberRole.LEADER, True, POOL, []) or "")
     assert "key loaded" in (standby_problem("val-b", POOL, MemberRole.STANDBY, False, POOL, []) or "")
     assert "no valid staged key" in (standby_problem("val-b", POOL, MemberRole.STANDBY, False, None, ["no valid staged key"]) or "")
+
+
+def test_a_standby_leaves_the_lease_of_a_switchover_to_its_target() -> None:
+    leader = MemberRecord(name="val-a", role=MemberRole.FENCED, healthy=False, priority=100, details={"handover_to": "val-b"})
+    standby = MemberRecord(name="val-c", role=MemberRole.STANDBY, healthy=True, priority=50)
+    assert handover_to_another("val-c", [leader, standby]) == "val-b"
+    assert handover_to_another("val-b", [leader, standby]) is None
+    assert handover_to_another("val-c", [standby]) is None

@@ -37,7 +37,14 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
-from near_failover.ha.operator import RequestedFailover, failover_refusal, failover_start_refusal, leader_problem, standby_problem
+from near_failover.ha.operator import (
+    RequestedFailover,
+    failover_refusal,
+    failover_start_refusal,
+    handover_to_another,
+    leader_problem,
+    standby_problem,
+)
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -133,6 +140,7 @@ class Agent:
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
+        self.handover_until = 0.0  # after it, until the target claims the lease (monotonic)
         self.requested: RequestedFailover | None = None  # an operator's failover, for the loop to take up
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
@@ -443,6 +451,8 @@ class Agent:
         """``may_lead`` is False while the watchdog does not watch: no lease is taken then."""
         if leader is not None and leader.member != self.node:
             self.last_leader = leader
+        if self.handover_to and (leader is not None or time.monotonic() >= self.handover_until):
+            self.handover_to = None  # the switchover's target holds the lease (or never claimed it)
         if self.requested is not None:
             await self._take_up_failover(sample, leader, may_lead)
             return
@@ -469,6 +479,8 @@ class Agent:
             members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
         except (LeaseStoreError, asyncio.TimeoutError):
             return
+        if handover_to_another(self.node, members):
+            return  # a planned switchover gives the lease to its target's agent
         mine = self._record()
         others = [m for m in members if m.name != self.node]
         if best_candidate([*others, mine], max_age=3 * self.settings.loop_wait + self.settings.retry_timeout) != self.node:
@@ -757,14 +769,18 @@ class Agent:
             result = await Move(self.inventory, self.nodes, "switchover", options.mode or target.standby, target.name, self.journal,
                                 in_window=options.in_window, take_over_interrupted=options.take_over_interrupted, on_start=on_start).run()
             if result.ok and self.lease is not None:
-                # The target's agent sees its neard signing with no leader and claims the lease.
+                # The target's agent sees its neard signing with no leader and claims the lease;
+                # our record names it until then (two ttls at most), so no third member takes it.
+                self.handover_until = time.monotonic() + 2 * self.settings.ttl
                 lease, self.lease = self.lease, None
                 self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         finally:
-            self.promoting, self.handover_to = False, None
+            self.promoting = False
+            if time.monotonic() >= self.handover_until:
+                self.handover_to = None
         return result.to_json()
 
     async def set_paused(self, paused: bool) -> None:

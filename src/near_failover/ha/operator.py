@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from near_failover.ha.lease import LeaderInfo, MemberRole
+from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.move import MoveResult
 from near_failover.procedures.plan import MoveOptions
 
@@ -100,4 +100,16 @@ def standby_problem(node: str, pool: str, role: str, holds_lease: bool, loaded: 
         return f"{node}'s neard has the pool's key loaded"
     if problems:
         return f"{node} is not ready: {'; '.join(problems)}"
+    return None
+
+
+def handover_to_another(node: str, members: list[MemberRecord]) -> str | None:
+    """The node a planned switchover hands the lease to, when it is not ``node``: between the
+    leader's release and the target's claim the lease is free, and a third member must not take
+    it (it would fence the target that already signs). A record lives 3 ttls, so a leader that
+    died mid-switchover holds no one back longer than that."""
+    for member in members:
+        target = member.details.get("handover_to")
+        if target and target != node:
+            return str(target)
     return None
