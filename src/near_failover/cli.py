@@ -30,6 +30,11 @@ from near_failover.redact import redact_record
 
 STATUS_LEASE_TIMEOUT = 10.0
 HISTORY_LIMIT_MAX = 1_000_000
+# Following a move run by an agent: one GET /runs/{id} every FOLLOW_INTERVAL, each bounded; the
+# agent counts as lost after FOLLOW_FAILURES answers in a row that did not come.
+FOLLOW_INTERVAL = 0.3
+FOLLOW_REQUEST_TIMEOUT = 10.0
+FOLLOW_FAILURES = 30
 
 app = typer.Typer(
     help="Fenced, verified, journaled failover for NEAR validators.",
@@ -342,6 +347,7 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
     from near_failover.procedures.journal import JournalError
     from near_failover.procedures.move import Move
     from near_failover.procedures.nodes import open_nodes
+    from near_failover.procedures.plan import MoveOptions
 
     inventory = load_inventory_or_fail(inventory_path)
     try:
@@ -361,13 +367,17 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             fail(f"confirmation {typed!r} does not match {pool}; nothing changed", EXIT_REFUSED)
 
     if inventory.lease is not None and not dry_run:
-        via_agent = asyncio.run(_through_the_lease(inventory, kind, to, chosen))
+        options = MoveOptions(target.name, chosen, in_window=in_window, force=force, take_over_interrupted=take_over)  # type: ignore[arg-type]
+        via_agent = asyncio.run(_through_the_lease(inventory, kind, options))
         if via_agent is not None:
+            who, result = via_agent
             if as_json:
-                print_json(via_agent)
+                print_json(result)
             else:
-                out.print(plain(f"{'ok' if via_agent.get('ok') else 'failed'}: run by the leader's agent: {via_agent.get('message') or via_agent.get('outcome')}"))
-            raise typer.Exit(0 if via_agent.get("ok") else EXIT_REFUSED)
+                out.print(plain(f"{'ok' if result.get('ok') else 'failed'}: run {result.get('run_id')} by {who}'s agent: {result.get('message') or result.get('outcome')}"), highlight=False, soft_wrap=True)
+                if result.get("seconds"):
+                    out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result["seconds"].items()))
+            raise typer.Exit(0 if result.get("ok") else EXIT_REFUSED)
 
     async def go() -> Any:
         async with open_nodes(inventory) as nodes:
@@ -391,14 +401,18 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
         raise typer.Exit(EXIT_REFUSED)
 
 
-async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> dict[str, Any] | None:
+async def _through_the_lease(inventory: Any, kind: str, options: Any) -> tuple[str, dict[str, Any]] | None:
     """With agents running, a manual move never goes around them: a switchover is run by the
     leader's agent (which then hands the lease over); a failover is refused while a leader holds
-    the lease. Returns the agent's result, or None when the CLI may run the move itself."""
+    the lease, and otherwise run by the target's agent under the lease. Returns who ran it and
+    its result (followed step by step), or None when the CLI may run the move itself: a
+    switchover with no leader, a failover whose target has no `api` or no agent listening."""
     import httpx
 
+    from near_failover.api.client import api_client, api_verify
     from near_failover.ha.agent import load_token
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.ha.operator import STOP_THE_AGENTS
     from near_failover.inventory import InventoryError
 
     try:
@@ -406,31 +420,93 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
             leader = await store.leader()
     except LeaseStoreError as exc:
         fail(f"the inventory has a [lease] but the lease store cannot be read ({exc}): refusing to move around the agents", EXIT_REFUSED)
-    if leader is None:
+    if kind == "failover" and leader is not None:
+        fail(f"{leader.member} holds the lease (generation {leader.generation}): {STOP_THE_AGENTS}", EXIT_REFUSED)
+    if leader is None and kind == "switchover":
         return None
-    if kind == "failover":
-        fail(f"{leader.member} holds the lease (generation {leader.generation}): the agents fail over on their own. "
-             "To take over by hand, stop the agents first (their leader fences itself and releases the lease)", EXIT_REFUSED)
-    api = inventory.node(leader.member).api
-    if not api:
-        fail(f"{leader.member} holds the lease but has no `api` in the inventory: run the switchover through its agent's API", EXIT_REFUSED)
+    runner = inventory.node(options.to if leader is None else leader.member)
+    if not runner.api:
+        if kind == "failover":
+            return None
+        fail(f"{runner.name} holds the lease but has no `api` in the inventory: run the switchover through its agent's API", EXIT_REFUSED)
     try:
-        token = load_token(inventory)
+        token, verify = load_token(inventory), api_verify(inventory)
     except InventoryError as exc:
         fail(str(exc))
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(timeout=900, trust_env=False) as client:
+    body: dict[str, Any] = {"to": options.to, "mode": options.mode, "take_over_interrupted": options.take_over_interrupted}
+    if kind == "switchover":
+        body["in_window"] = options.in_window
+    elif options.force:  # the pool id the operator typed above
+        body.update(force=True, confirm=inventory.validator.account_id)
+    api = runner.api.rstrip("/")
+    async with api_client(verify, token, FOLLOW_REQUEST_TIMEOUT) as client:
         try:
-            answer = await client.post(f"{api.rstrip('/')}/switchover", json={"to": to, "mode": mode}, headers=headers)
+            answer = await client.post(f"{api}/{kind}", json=body)
         except httpx.HTTPError as exc:
-            fail(f"{leader.member}'s agent API at {api} did not answer ({exc})", EXIT_REFUSED)
-    try:
-        body = answer.json()
-    except ValueError:
-        fail(f"{leader.member}'s agent API answered HTTP {answer.status_code} without JSON", EXIT_REFUSED)
-    if answer.status_code != 200:
-        fail(f"{leader.member}'s agent refused the switchover (HTTP {answer.status_code}): {body}", EXIT_REFUSED)
-    return body
+            if kind == "failover" and _refused_connection(exc):
+                err.print(plain(f"no agent listens at {api}: {runner.name}'s agent is stopped, so this failover runs from here"), highlight=False)
+                return None
+            fail(f"{runner.name}'s agent API at {api} did not answer ({exc})", EXIT_REFUSED)
+        try:
+            started = answer.json()
+        except ValueError:
+            fail(f"{runner.name}'s agent API answered HTTP {answer.status_code} without JSON", EXIT_REFUSED)
+        if answer.status_code != 202:
+            fail(f"{runner.name}'s agent refused the {kind} (HTTP {answer.status_code}): {started.get('message', started)}", EXIT_REFUSED)
+        run_id = started["run_id"]
+        err.print(plain(f"run {run_id} started by {runner.name}'s agent; following {api}/runs/{run_id}"), highlight=False)
+        return runner.name, await _follow_run(client, api, runner.name, run_id)
+
+
+def _refused_connection(exc: BaseException) -> bool:
+    """Nothing listens at the address (a stopped agent), unlike a TLS or a network failure."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or "Connection refused" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def _follow_run(client: Any, api: str, who: str, run_id: int) -> dict[str, Any]:
+    """Print the run's steps as the agent's journal records them, until its move has ended; the
+    move's result (or, when the agent kept none, the run's outcome from the journal)."""
+    import httpx
+
+    shown: dict[int, str | None] = {}
+    misses = 0
+    while True:
+        try:
+            answer = await client.get(f"{api}/runs/{run_id}")
+            run = answer.json()
+            if answer.status_code != 200:
+                fail(f"{who}'s agent cannot show run {run_id} (HTTP {answer.status_code}): {run.get('message', run)}", EXIT_REFUSED)
+            misses = 0
+        except (httpx.HTTPError, ValueError) as exc:
+            misses += 1
+            if misses >= FOLLOW_FAILURES:
+                fail(f"lost {who}'s agent API while following run {run_id} ({exc}); `near-failover history` shows where the run is", EXIT_REFUSED)
+            await asyncio.sleep(FOLLOW_INTERVAL)
+            continue
+        for step in run["steps"]:
+            _say_step(step, shown)
+        if not run["active"] and run["state"] != "in-progress":
+            return run["result"] or {"ok": run["state"] == "ok", "outcome": run["state"], "run_id": run_id, "message": run["detail"].get("message", "")}
+        await asyncio.sleep(FOLLOW_INTERVAL)
+
+
+def _say_step(step: dict[str, Any], shown: dict[int, str | None]) -> None:
+    """A step's start, then its end, each printed once (as a move run here prints them)."""
+    from datetime import datetime
+
+    if step["id"] not in shown:
+        err.print(plain(f"{step['name']}...", "dim"), highlight=False)
+        shown[step["id"]] = None
+    if step["outcome"] is not None and shown[step["id"]] is None:
+        seconds = (datetime.fromisoformat(step["ended"]) - datetime.fromisoformat(step["started"])).total_seconds()
+        proof = f" (fence proven: {step['evidence']['proof']})" if step["evidence"].get("proof") else ""
+        err.print(plain(f"{step['name']}: {step['outcome']} in {seconds:.2f}s{proof}", "dim"), highlight=False)
+        shown[step["id"]] = step["outcome"]
 
 
 async def _alert(inventory: Any, event: Any) -> list[Any]:
@@ -697,6 +773,7 @@ def agent(
     node's `api` address when the inventory gives one."""
     import signal as signals
 
+    from near_failover.api.client import api_verify
     from near_failover.ha.agent import Agent, AgentError, load_token
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
     from near_failover.inventory import InventoryError
@@ -706,9 +783,10 @@ def agent(
     try:
         spec = inv.node(node)
         store = open_lease_store(inv, spec.name)
-        token = load_token(inv)
+        token, verify = load_token(inv), api_verify(inv)
     except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
+    server = _api_server(spec)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -717,16 +795,13 @@ def agent(
             loop.add_signal_handler(sig, stop.set)
         async with store:
             with _journal(inv) as journal:
-                the_agent = Agent(inv, spec.name, store, journal, token=token)
+                the_agent = Agent(inv, spec.name, store, journal, token=token, api_verify=verify)
                 tasks = [asyncio.create_task(the_agent.run(stop))]
-                if spec.api:
-                    from urllib.parse import urlsplit
-
+                if server is not None:
                     from near_failover.api.app import create_app
-                    from near_failover.api.server import serve
 
-                    where = urlsplit(spec.api)
-                    tasks.append(asyncio.create_task(serve(create_app(the_agent, the_agent.token), where.hostname or "127.0.0.1", where.port or 8008)))
+                    server.app = create_app(the_agent, the_agent.token)
+                    tasks.append(asyncio.create_task(server.run()))
                 done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 stop.set()
                 for task in pending:
@@ -740,6 +815,23 @@ def agent(
         asyncio.run(go())
     except AgentError as exc:
         fail(str(exc), EXIT_REFUSED)
+
+
+def _api_server(spec: Any) -> Any:
+    """The node's agent API, bound (with its TLS files loaded) before the agent starts, so a busy
+    port or a wrong certificate stops the agent at once with the address or the file named."""
+    if not spec.api:
+        return None
+    from urllib.parse import urlsplit
+
+    from near_failover.api.server import ApiServer, ApiServerError, ServerTls
+
+    where = urlsplit(spec.api)
+    tls = ServerTls(spec.api_cert_file, spec.api_key_file) if spec.api_cert_file and spec.api_key_file else None
+    try:
+        return ApiServer(None, where.hostname or "127.0.0.1", where.port or (443 if tls else 8008), tls)
+    except ApiServerError as exc:
+        fail(f"node {spec.name}: {exc}")
 
 
 def _set_paused(inventory: Path, paused: bool) -> None:

@@ -333,6 +333,10 @@ class Node(_Strict):
     lease_source_address: str | None = None
     # [node.timeouts]: this node's stop, activation and verify deadlines over [timeouts].
     timeouts: NodeTimeouts | None = None
+    # TLS for the agent API at an https:// `api`: its certificate and private key (PEM, the key
+    # 0600), read by this node's agent; clients verify it with [lease] api_ca_file.
+    api_cert_file: Path | None = None
+    api_key_file: Path | None = None
 
     @field_validator("name")
     @classmethod
@@ -379,6 +383,25 @@ class Node(_Strict):
         if isinstance(value, (str, PurePosixPath)):
             return _resolve_path(str(value), info, remote=_is_remote(info))
         return value
+
+    @field_validator("api_cert_file", "api_key_file", mode="before")
+    @classmethod
+    def _api_tls_path(cls, value: Any, info: ValidationInfo) -> Any:
+        # Read by the agent on its own machine, from its copy of the inventory.
+        if isinstance(value, (str, Path)):
+            return _resolve_path(str(value), info, remote=False)
+        return value
+
+    @model_validator(mode="after")
+    def _api_tls(self) -> Node:
+        if (self.api_cert_file is None) != (self.api_key_file is None):
+            raise ValueError("api_cert_file and api_key_file go together: the agent API's certificate and its private key")
+        https = self.api is not None and urlsplit(self.api).scheme == "https"
+        if https and self.api_cert_file is None:
+            raise ValueError(f"api {self.api} is https: set api_cert_file and api_key_file (the agent's certificate and key, PEM)")
+        if self.api_cert_file is not None and not https:
+            raise ValueError(f"api_cert_file and api_key_file are for an https:// api, got api = {self.api!r}; use https://")
+        return self
 
     @field_validator("control")
     @classmethod
@@ -471,6 +494,9 @@ class LeaseSettings(_Strict):
     unhealthy_loops: int = Field(default=3, ge=1)
     # A bearer token shared by the agents: their APIs' POST routes and the failsafe calls need it.
     api_token_file: Path | None = None
+    # The CA that signed the agents' API certificates (https:// `api`), which the agents (the
+    # failsafe calls) and the CLI verify them with; default: the system's CAs.
+    api_ca_file: Path | None = None
     # etcd over TLS (https:// endpoints): the CA that signed etcd's certificate (default: the
     # system's), and a client certificate for etcd's --client-cert-auth.
     ca_file: Path | None = None
@@ -480,7 +506,7 @@ class LeaseSettings(_Strict):
     username: str | None = Field(default=None, min_length=1)
     password_file: Path | None = None
 
-    @field_validator("path", "api_token_file", "ca_file", "cert_file", "key_file", "password_file", mode="before")
+    @field_validator("path", "api_token_file", "api_ca_file", "ca_file", "cert_file", "key_file", "password_file", mode="before")
     @classmethod
     def _path(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, (str, Path)):

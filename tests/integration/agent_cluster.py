@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 
 from near_failover.localnet.homes import free_port
+from tests.integration.etcd_server import TlsFiles
 from tests.integration.localnet_harness import Localnet, start_localnet, stop_localnet
 from tests.integration.localnet_support import wait_for
 
@@ -34,16 +36,17 @@ class AgentCluster:
     token: str
     lease_file: Path
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    verify: ssl.SSLContext | bool = True  # how the test verifies https:// APIs
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
     def get(self, node: str, path: str, timeout: float = 15.0) -> httpx.Response:
-        return httpx.get(self.apis[node] + path, timeout=timeout, trust_env=False)
+        return httpx.get(self.apis[node] + path, timeout=timeout, trust_env=False, verify=self.verify)
 
     def post(self, node: str, path: str, json: Any = None, headers: dict[str, str] | None = None, timeout: float = 60.0) -> httpx.Response:
-        return httpx.post(self.apis[node] + path, json=json, headers=headers, timeout=timeout, trust_env=False)
+        return httpx.post(self.apis[node] + path, json=json, headers=headers, timeout=timeout, trust_env=False, verify=self.verify)
 
     def status(self, node: str) -> dict[str, Any]:
         answer = self.get(node, "/status")
@@ -80,11 +83,15 @@ class AgentCluster:
                 proc.wait(5)
 
 
-def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val-b"), alerts: list[dict[str, Any]] | None = None) -> AgentCluster:
-    """A localnet whose inventory keeps `nodes` (and `alerts` as its [[alert]] tables), with an
-    agent and its API on each; waits until every agent is healthy in its role and all of them
-    name the one leader."""
-    net = start_localnet(directory)
+def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val-b"), tls: TlsFiles | None = None,
+                        lease_variants: dict[str, dict[str, Any]] | None = None, lease: dict[str, Any] | None = None,
+                        alerts: list[dict[str, Any]] | None = None, **localnet: Any) -> AgentCluster:
+    """A localnet whose inventory keeps `nodes` (and `alerts` as its [[alert]] tables), with an agent and its API on each (over https
+    with `tls`'s server certificate and CA); waits until every agent is healthy in its role and
+    all of them name the one leader. `lease_variants` gives an agent its own inventory, with
+    those [lease] fields changed (what that agent believes); `lease` overrides LEASE's timings;
+    `localnet` are start_localnet's options."""
+    net = start_localnet(directory, **localnet)
     try:
         token_file = directory / "api-token"
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -97,18 +104,26 @@ def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val
         data["node"] = [n for n in data["node"] if n["name"] in nodes]
         apis = {}
         for node in data["node"]:
-            node["api"] = apis[node["name"]] = f"http://127.0.0.1:{free_port()}"
+            node["api"] = apis[node["name"]] = f"{'https' if tls else 'http'}://127.0.0.1:{free_port()}"
+            if tls:
+                node.update(api_cert_file=str(tls.server_cert), api_key_file=str(tls.server_key))
         lease_file = directory / "lease.sqlite"
-        data["lease"] = {"store": "sqlite", "path": str(lease_file), "api_token_file": str(token_file), **LEASE}
+        data["lease"] = {"store": "sqlite", "path": str(lease_file), "api_token_file": str(token_file), **LEASE, **(lease or {})}
+        if tls:
+            data["lease"]["api_ca_file"] = str(tls.ca)
         if alerts:
             data["alert"] = alerts
         net.inventory.write_text(tomli_w.dumps(data))
+        inventories = {name: net.inventory for name in nodes}
+        for name, lease in (lease_variants or {}).items():
+            inventories[name] = directory / f"inventory-{name}.toml"
+            inventories[name].write_text(tomli_w.dumps({**data, "lease": {**data["lease"], **lease}}))
 
-        cluster = AgentCluster(net, apis, TOKEN, lease_file)
+        cluster = AgentCluster(net, apis, TOKEN, lease_file, verify=ssl.create_default_context(cafile=str(tls.ca)) if tls else True)
         for name in nodes:
             with open(directory / f"agent-{name}.log", "ab") as log:
                 cluster.agents[name] = subprocess.Popen(
-                    [*AGENT, "-c", str(net.inventory), "--node", name],
+                    [*AGENT, "-c", str(inventories[name]), "--node", name],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 )
     except BaseException:

@@ -208,9 +208,10 @@ def test_switchover_through_the_api_then_history(cluster: AgentCluster) -> None:
     old, new = roles(cluster)
     _, generation = cluster.leader()
 
-    moved = cluster.post(old, "/switchover", json={"to": new, "mode": "hot-swap"}, headers=cluster.auth, timeout=120)
-    assert moved.status_code == 200, moved.text
-    result = moved.json()
+    moved = cluster.post(old, "/switchover", json={"to": new, "mode": "hot-swap"}, headers=cluster.auth)
+    assert moved.status_code == 202, moved.text
+    run_id = moved.json()["run_id"]
+    result = wait_for(lambda: cluster.get(old, f"/runs/{run_id}").json()["result"], 120, "the switchover's result")
     assert (result["ok"], result["kind"], result["from"], result["to"]) == (True, "switchover", old, new)
 
     wait_for(lambda: cluster.leader()[0] == new, 20, f"{new} to hold the lease")

@@ -1,14 +1,16 @@
 """The agent's REST API (Patroni's REST API is the model): health for load balancers and
-systemd, status and cluster views, history, Prometheus metrics, a status page, and the few
-actions (switchover, pause, resume, the failsafe confirmation) behind a bearer token.
+systemd (/health, /leader, /standby), status and cluster views, history and runs, Prometheus
+metrics, a status page, and the few actions (switchover, failover, pause, resume, the failsafe
+confirmation) behind a bearer token.
 
 Rules every route keeps:
 - answers are JSON (the page and /metrics excepted); errors are ``{"error": <code>, "message":
   <what happened and what to do>}``, never a traceback;
 - everything that comes from the agent passes through ``redact_record`` before it is sent, so
   key material cannot leave through the API even if some layer below let it into a message;
-- every call into the agent has a deadline, except a running switchover: cancelling one half-way
-  is worse than waiting for its own deadlines, so it is shielded from the client going away.
+- every call into the agent has a deadline, except a running move: cancelling one half-way is
+  worse than waiting for its own deadlines, so it runs on when the client goes away. A move is
+  answered 202 with its journal run id as soon as the journal has it; GET /runs/{id} follows it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,7 +32,9 @@ from near_failover.api.agent_view import AgentView
 from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
+from near_failover.procedures.journal import JournalError
 from near_failover.redact import redact_record, redact_text
+from near_failover.procedures.plan import MoveOptions
 
 log = logging.getLogger("near_failover.api")
 
@@ -40,6 +44,9 @@ CLUSTER_TIMEOUT = 10.0
 PAUSE_TIMEOUT = 10.0
 # The failsafe caller (another agent) waits retry_timeout for our answer; no point in longer.
 FAILSAFE_TIMEOUT = 5.0
+# /leader asks neard's RPC (its own 2.5 s bound); a load balancer's check should not wait longer.
+LEADER_CHECK_TIMEOUT = 5.0
+KEPT_RESULTS = 50  # results of moves started here, for GET /runs/{id}
 HEALTHY_ROLES = ("leader", "standby")
 
 NO_TOKEN_MESSAGE = (
@@ -134,11 +141,37 @@ class BearerAuth:
 # --- request bodies -----------------------------------------------------------------------------
 
 
-class SwitchoverRequest(BaseModel):
+class MoveRequest(BaseModel):
+    """The options every move takes, as the CLI's."""
+
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(min_length=1, description="the node that becomes the signer")
     mode: Literal["hot-swap", "rpc"] | None = Field(default=None, description="the target's standby mode; default from the inventory")
+    take_over_interrupted: bool = Field(default=False, description="start even though an earlier run was interrupted (after checking each node)")
+
+    def options(self) -> MoveOptions:
+        return MoveOptions(**self.model_dump(exclude={"confirm"}))
+
+
+class SwitchoverRequest(MoveRequest):
+    """POST /switchover, sent to the leader's agent."""
+
+    in_window: bool = Field(default=False, description="wait (bounded) for a gap in the pool's duties long enough for the swap")
+
+
+class FailoverRequest(MoveRequest):
+    """POST /failover, sent to the target's agent. ``force`` skips the chain-silence proof for an
+    unreachable signer; as the CLI asks to type the pool id, ``confirm`` must be the pool id."""
+
+    force: bool = Field(default=False, description="skip the proof that the old signer is silent")
+    confirm: str | None = Field(default=None, description="with force: the pool id, to accept a double sign if the old signer still signs")
+
+    @model_validator(mode="after")
+    def _confirm_with_force(self) -> FailoverRequest:
+        if self.confirm is not None and not self.force:
+            raise ValueError("confirm goes with force: it accepts skipping the silence proof")
+        return self
 
 
 class FailsafeRequest(BaseModel):
@@ -165,14 +198,20 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         redoc_url=None,
     )
     registry = agent_registry(agent)
-    switchover_lock = asyncio.Lock()
-    running: set[asyncio.Future[Any]] = set()  # switchovers shielded from their request's cancellation
+    move_lock = asyncio.Lock()
+    running: dict[asyncio.Future[Any], int | None] = {}  # moves started here, with their run id once known
+    results: dict[int, dict[str, Any]] = {}  # their results by run id, the latest KEPT_RESULTS
 
-    def switchover_done(task: asyncio.Future[Any]) -> None:
-        running.discard(task)
-        switchover_lock.release()
-        if not task.cancelled():
-            task.exception()  # retrieved even when its request went away; the journal has the run
+    def move_done(task: asyncio.Future[Any]) -> None:
+        running.pop(task, None)
+        move_lock.release()
+        if task.cancelled() or task.exception() is not None:
+            return  # the journal has the run and says where it stopped
+        result = task.result()
+        if result.get("run_id") is not None:
+            results[result["run_id"]] = result
+            while len(results) > KEPT_RESULTS:
+                results.pop(next(iter(results)))
 
     async def call(what: str, awaitable: Awaitable[T], timeout: float | None) -> T:
         """Await the agent with a deadline; turn its failures into clean API errors."""
@@ -184,7 +223,7 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
             raise ApiError(504, "agent-timeout", f"the agent did not {what} within {timeout:g} s; see its log") from None
         except LeaseStoreUnavailable as exc:
             raise ApiError(503, "lease-store-unavailable", f"could not {what}: {describe_exception(exc)}") from None
-        except ValueError as exc:
+        except (ValueError, JournalError) as exc:  # a refusal, or a run in progress or interrupted
             raise ApiError(409, "refused", f"could not {what}: {redact_text(str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - any agent failure becomes a 500 with its type and message, never a traceback
             log.error("API call failed: %s: %s", what, describe_exception(exc))
@@ -226,6 +265,16 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         state = snapshot()
         return safe_json(state, 200 if healthy_in_role(state) else 503)
 
+    @app.get("/leader", summary="200 only when this node holds the lease and its neard's RPC shows the pool's key loaded, else 503")
+    async def leader() -> JSONResponse:
+        problem = await call("check whether this node signs", agent.leader_problem(), LEADER_CHECK_TIMEOUT)
+        return safe_json({**snapshot(), "check": problem or "leader"}, 503 if problem else 200)
+
+    @app.get("/standby", summary="200 only on a standby ready to take over (healthy, key staged, not signing), else 503")
+    async def standby() -> JSONResponse:
+        problem = agent.standby_problem()
+        return safe_json({**snapshot(), "check": problem or "ready standby"}, 503 if problem else 200)
+
     @app.get("/status", summary="This agent's view: role, leader, generation, health, production")
     async def status() -> JSONResponse:
         return safe_json(snapshot())
@@ -257,25 +306,49 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         document, policy = render_page(agent.node)
         return HTMLResponse(document, headers={"Content-Security-Policy": policy, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
-    @app.post("/switchover", summary="Move the validator to `to` through the lease (send it to the leader's agent)")
-    async def switchover(body: SwitchoverRequest) -> JSONResponse:
-        if switchover_lock.locked():
-            raise ApiError(409, "switchover-running", "a switchover requested through this API is still running; wait for it and check /history")
-        await switchover_lock.acquire()
-        # The lock is released when the switchover ends, not when this request does: a client
-        # that hangs up must not let a second switchover start beside the first.
+    @app.get("/runs/{run_id}", summary="One run of the journal with its steps as they happen; `active` while a move started here runs, then its `result`")
+    async def run(run_id: int = Path(ge=1)) -> JSONResponse:
         try:
-            task = asyncio.ensure_future(agent.request_switchover(body.to, body.mode))
+            found = agent.journal_run(run_id)
+        except JournalError as exc:
+            raise ApiError(404, "not-found", f"{redact_text(str(exc))}; /history lists the runs") from None
+        return safe_json({**found, "active": run_id in running.values(), "result": results.get(run_id)})
+
+    async def start_move(what: str, begin: Callable[[Callable[[int], None]], Awaitable[dict[str, Any]]]) -> JSONResponse:
+        """202 with the run id once the journal has the run; an answer before that is a refusal."""
+        if move_lock.locked():
+            ids = [i for i in running.values() if i is not None]
+            raise ApiError(409, "move-running", "a move requested through this API is still running" + (f": follow it at /runs/{ids[0]}" if ids else "; see /history"))
+        # The lock is released when the move ends, not when this request does: a client that
+        # hangs up must not let a second move start beside the first.
+        await move_lock.acquire()
+        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_start(run_id: int) -> None:  # called inside the move, so while it is in `running`
+            running[task] = run_id
+            started.set_result(run_id)
+
+        try:
+            task = asyncio.ensure_future(begin(on_start))
         except BaseException:
-            switchover_lock.release()
+            move_lock.release()
             raise
-        running.add(task)
-        task.add_done_callback(switchover_done)
-        result = await call(f"switch the validator over to {body.to}", asyncio.shield(task), None)
-        if not result.get("ok"):
-            message = result.get("message") or f"the switchover to {body.to} did not complete"
-            raise ApiError(409, "switchover-failed", f"{message}; the result below says each node's state and the commands to finish or revert", {"result": result})
-        return safe_json(result)
+        running[task] = None
+        task.add_done_callback(move_done)
+        await asyncio.wait((task, started), return_when=asyncio.FIRST_COMPLETED)  # never cancels the move
+        if started.done():
+            run_id = started.result()
+            return safe_json({"run_id": run_id, "run": f"/runs/{run_id}"}, 202)
+        result = await call(what, task, None)
+        raise ApiError(409, "refused", f"could not {what}: {result.get('message') or result.get('outcome')}", {"result": result})
+
+    @app.post("/switchover", status_code=202, summary="Move the validator to `to` through the lease (send it to the leader's agent); 202 with the run id")
+    async def switchover(body: SwitchoverRequest) -> JSONResponse:
+        return await start_move(f"switch the validator over to {body.to}", lambda on_start: agent.request_switchover(body.options(), on_start))
+
+    @app.post("/failover", status_code=202, summary="Fail the validator over to this node (send it to the target's agent) with the CLI's rules; 202 with the run id")
+    async def failover(body: FailoverRequest) -> JSONResponse:
+        return await start_move(f"fail the validator over to {body.to}", lambda on_start: agent.request_failover(body.options(), body.confirm, on_start))
 
     @app.post("/pause", summary="Stop automatic decisions (no promotion); leaders keep renewing")
     async def pause() -> JSONResponse:

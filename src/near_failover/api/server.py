@@ -13,7 +13,10 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -41,6 +44,28 @@ LOG_CONFIG: dict[str, Any] = {
 
 class ApiServerError(Exception):
     """The API cannot listen where the inventory says; the message names the address and the fix."""
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The agent API's certificate and private key (PEM), from the node's api_cert_file/api_key_file."""
+
+    cert_file: Path
+    key_file: Path
+
+    def check(self) -> None:
+        """Load them now, so a wrong file stops the agent at start with the file named."""
+        mode = self.key_file.stat().st_mode if self.key_file.exists() else 0
+        if mode & 0o077:
+            raise ApiServerError(f"api_key_file {self.key_file}: readable by others (mode {mode & 0o777:o}); run chmod 600 {self.key_file}")
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(self.cert_file), str(self.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ApiServerError(
+                f"cannot use api_cert_file {self.cert_file} with api_key_file {self.key_file}: {reason}; "
+                "give the node's PEM certificate and its private key"
+            ) from None
 
 
 class _AgentOwnedServer(uvicorn.Server):
@@ -94,27 +119,31 @@ def bind_socket(host: str, port: int) -> socket.socket:
 class ApiServer:
     """One running API. ``port`` is the bound port (useful with port 0); ``stop()`` ends ``run()``."""
 
-    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-        self.app, self.host = app, host
+    def __init__(self, app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, tls: ServerTls | None = None) -> None:
+        self.app, self.host, self.tls = app, host, tls
+        if tls is not None:
+            tls.check()
         self.sock = bind_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, log_config=LOG_CONFIG, access_log=False, lifespan="off", server_header=False,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, proxy_headers=False,
-        )
-        self._config = config
         self._server: _AgentOwnedServer | None = None
         if not _is_loopback(host):
-            log.warning("the agent API listens on %s:%s, beyond this machine; only POSTs need the token", host, self.port)
+            log.warning("the agent API listens on %s:%s, beyond this machine; only POSTs need the token%s", host, self.port,
+                        "" if tls else ", and without TLS the token travels in clear: give the node an https:// api")
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     async def run(self, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
         """Serve until ``stop()``, ``stop`` is set, or the task is cancelled; each ends gracefully."""
-        self._server = server = _AgentOwnedServer(self._config, ready)
+        tls = self.tls
+        config = uvicorn.Config(
+            self.app, log_config=LOG_CONFIG, access_log=False, lifespan="off", server_header=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN, proxy_headers=False,
+            ssl_certfile=str(tls.cert_file) if tls else None, ssl_keyfile=str(tls.key_file) if tls else None,
+        )
+        self._server = server = _AgentOwnedServer(config, ready)
         serving = asyncio.ensure_future(server.serve(sockets=[self.sock]))
         watcher = asyncio.ensure_future(self._stop_when(stop)) if stop is not None else None
         try:
@@ -138,10 +167,11 @@ class ApiServer:
             self._server.should_exit = True
 
 
-async def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None) -> None:
+async def serve(app: Any, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None,
+                tls: ServerTls | None = None) -> None:
     """Serve ``app`` in the running loop until ``stop`` is set or this task is cancelled.
 
     ``ready`` is set once the socket accepts connections. Raises ApiServerError when the address
     cannot be bound (before anything else happens).
     """
-    await ApiServer(app, host, port).run(ready=ready, stop=stop)
+    await ApiServer(app, host, port, tls).run(ready=ready, stop=stop)

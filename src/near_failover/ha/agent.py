@@ -18,12 +18,13 @@ import sqlite3
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import httpx
 import structlog
 
+from near_failover.api.client import Verify, api_client
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.lease import (
     LeaderInfo,
@@ -37,6 +38,14 @@ from near_failover.ha.lease import (
     lease_clock,
 )
 from near_failover.ha.risks import Check, RiskWatch
+from near_failover.ha.operator import (
+    RequestedFailover,
+    failover_refusal,
+    failover_start_refusal,
+    handover_to_another,
+    leader_problem,
+    standby_problem,
+)
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -46,10 +55,10 @@ from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import fence_reachable
-from near_failover.procedures.journal import Journal, JournalError
+from near_failover.procedures.journal import Journal, JournalError, Run
 from near_failover.procedures.move import Move
 from near_failover.procedures.nodes import NodeAccess, open_nodes
-from near_failover.procedures.plan import MoveSettings
+from near_failover.procedures.plan import MoveOptions, MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
 T = TypeVar("T")
@@ -102,6 +111,7 @@ class Agent:
         alerts: AlertSender | None = None,
         token: str | None = None,
         state_dir: Path | None = None,
+        api_verify: Verify = True,
     ) -> None:
         self.inventory = inventory
         self.node = inventory.node(node).name
@@ -112,6 +122,7 @@ class Agent:
         self.settings = settings or AgentSettings.from_inventory(inventory)
         self.alerts = alerts or AlertSender(inventory.alerts)
         self.token = token
+        self.api_verify = api_verify  # how the other agents' https:// APIs are verified (failsafe calls)
         state = state_dir or Path(inventory.journal.path).parent
         self.heartbeat = Heartbeat(state / f"agent-{self.node}.heartbeat")
         self.tracker = HealthTracker(self.pool)
@@ -130,6 +141,8 @@ class Agent:
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
+        self.handover_until = 0.0  # after it, until the target claims the lease (monotonic)
+        self.requested: RequestedFailover | None = None  # an operator's failover, for the loop to take up
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
         self.production: dict[str, Any] | None = None
@@ -389,14 +402,14 @@ class Agent:
         others = [n for n in self.inventory.nodes if n.name != self.node]
         if not others or any(n.api is None for n in others):
             return False
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {"leader": self.node, "generation": self.lease.generation}
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        async with api_client(self.api_verify, self.token, timeout) as client:
             async def ask(url: str) -> bool:
                 try:
-                    answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body, headers=headers)
+                    answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body)
                     return answer.status_code == 200 and answer.json().get("confirmed") is True
-                except (httpx.HTTPError, ValueError):
+                except (httpx.HTTPError, ValueError) as exc:
+                    log.warning("failsafe: no confirmation", node=self.node, api=url, error=f"{type(exc).__name__}: {exc}")
                     return False
             try:
                 answers = await asyncio.wait_for(asyncio.gather(*(ask(n.api) for n in others if n.api)), timeout)
@@ -457,6 +470,11 @@ class Agent:
         """``may_lead`` is False while the watchdog does not watch: no lease is taken then."""
         if leader is not None and leader.member != self.node:
             self.last_leader = leader
+        if self.handover_to and (leader is not None or time.monotonic() >= self.handover_until):
+            self.handover_to = None  # the switchover's target holds the lease (or never claimed it)
+        if self.requested is not None:
+            await self._take_up_failover(sample, leader, may_lead)
+            return
         if sample.key_loaded == self.pool:
             await self._signing_without_lease(leader, may_lead)
             return
@@ -480,6 +498,8 @@ class Agent:
             members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
         except (LeaseStoreError, asyncio.TimeoutError):
             return
+        if handover_to_another(self.node, members):
+            return  # a planned switchover gives the lease to its target's agent
         mine = self._record()
         others = [m for m in members if m.name != self.node]
         if best_candidate([*others, mine], max_age=3 * self.settings.loop_wait + self.settings.retry_timeout) != self.node:
@@ -527,8 +547,30 @@ class Agent:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
 
-    async def _promote(self, lease: LeaderLease, members: list[MemberRecord]) -> None:
-        """We hold the lease: prove the old leader fenced, then activate through a failover Move."""
+    async def _take_up_failover(self, sample: Sample, leader: LeaderInfo | None, may_lead: bool) -> None:
+        """An operator's failover: refused as the CLI refuses one, else promoted like a standby."""
+        request, self.requested = self.requested, None
+        assert request is not None
+        request.taken.set()
+        fenced = self.role == MemberRole.FENCED and await on_doubt(self.me.control.is_masked(), True)
+        refusal = failover_start_refusal(self.node, leader, self.store_ok, sample.key_loaded == self.pool, fenced, may_lead)
+        lease = await self._acquire() if refusal is None else None
+        if lease is None:
+            request.refuse(refusal or "the lease could not be taken (another member took it, or the store did not answer in time)")
+            return
+        await self._promote(lease, [], request)
+
+    def _requested_move(self, request: RequestedFailover) -> Move:
+        """The CLI's failover with the operator's options, its fence proven by the Move itself."""
+        options = request.options
+        return Move(
+            self.inventory, self.nodes, "failover", options.mode or self.spec.standby, self.node, self.journal, force=options.force,
+            take_over_interrupted=options.take_over_interrupted, before_activate=self._lease_still_ours, on_start=request.on_start,
+        )
+
+    async def _promote(self, lease: LeaderLease, members: list[MemberRecord], request: RequestedFailover | None = None) -> None:
+        """We hold the lease: prove the old leader fenced, then activate through a failover Move
+        (an operator's ``request``: with its options and the CLI's fence rules)."""
         self.promoting, self.lease, self.lease_lost, self.activating = True, lease, None, False
         self._beat()
         started = time.monotonic()
@@ -537,7 +579,7 @@ class Agent:
         proof = proof_from_record(members, ended)
         keeper = asyncio.create_task(self._keep_lease_during_promotion())
         try:
-            move = Move(
+            move = self._requested_move(request) if request else Move(
                 self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
                 replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
                 source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
@@ -553,6 +595,8 @@ class Agent:
         finally:
             keeper.cancel()
             self.activating = False
+        if request:
+            request.finish(result, reason if result is None else result.message)
         if result is not None and result.ok:
             self.role = MemberRole.LEADER
             self.failovers_total += 1
@@ -696,14 +740,52 @@ class Agent:
         return await cluster_view(self.store)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:
-        return [{**r.to_json(), "steps": [s.to_json() for s in self.journal.steps(r.id)]} for r in self.journal.runs(self.pool, limit)]
+        return [self._run_json(r) for r in self.journal.runs(self.pool, limit)]
 
-    async def request_switchover(self, to: str, mode: str | None) -> dict[str, Any]:
+    def journal_run(self, run_id: int) -> dict[str, Any]:
+        """One run of this pool with its steps as the journal has them now (JournalError: none)."""
+        run = self.journal.run(run_id)
+        if run.validator != self.pool:
+            raise JournalError(f"run {run_id} is not a run of {self.pool}")
+        return self._run_json(run)
+
+    def _run_json(self, run: Run) -> dict[str, Any]:
+        return {**run.to_json(), "steps": [s.to_json() for s in self.journal.steps(run.id)]}
+
+    async def leader_problem(self) -> str | None:
+        lease = self.lease
+        status = await self.me.status_or_none() if lease is not None else None
+        return leader_problem(self.node, self.pool, lease.remaining() if lease else None, status is not None,
+                              status.validator_account_id if status else None)
+
+    def standby_problem(self) -> str | None:
+        last = self.tracker.samples[-1] if self.tracker.samples else None
+        return standby_problem(self.node, self.pool, self.role, self.lease is not None, last.key_loaded if last else None, self.problems)
+
+    async def request_failover(self, options: MoveOptions, confirm: str | None = None, on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """An operator's failover to this node: the loop takes it up at its next check and runs it
+        under the lease, as a promotion (see _take_up_failover); the Move's result."""
+        try:
+            self.inventory.node(options.to)
+        except UnknownNode as exc:
+            raise ValueError(str(exc)) from None
+        refusal = failover_refusal(self.node, self.pool, options, confirm, self.lease is not None, self.promoting or self.requested is not None)
+        if refusal is not None:
+            raise ValueError(refusal)
+        request = self.requested = RequestedFailover(options, on_start)
+        try:
+            # A loop runs a check every loop_wait, each bounded well within a ttl.
+            return await request.outcome(take_up_within=2 * self.settings.ttl)
+        finally:
+            if self.requested is request:
+                self.requested = None
+
+    async def request_switchover(self, options: MoveOptions, on_start: Callable[[int], None] | None = None) -> dict[str, Any]:
         """A planned switchover through the lease: only the leader runs it, and hands the lease over."""
         if self.lease is None:
             raise ValueError(f"{self.node} is not the leader; send the switchover to the leader's API")
         try:
-            target = self.inventory.node(to)
+            target = self.inventory.node(options.to)
         except UnknownNode as exc:
             raise ValueError(str(exc)) from None
         if target.name == self.node:
@@ -711,17 +793,22 @@ class Agent:
         self.promoting, self.handover_to = True, target.name
         try:
             await self._publish()  # the target's agent must know the key it is about to see is ours to give
-            result = await Move(self.inventory, self.nodes, "switchover", mode or target.standby, target.name, self.journal).run()
+            result = await Move(self.inventory, self.nodes, "switchover", options.mode or target.standby, target.name, self.journal,
+                                in_window=options.in_window, take_over_interrupted=options.take_over_interrupted, on_start=on_start).run()
             self.alerts.post(AlertEvent.move(self.pool, result.to_json()))
             if result.ok and self.lease is not None:
-                # The target's agent sees its neard signing with no leader and claims the lease.
+                # The target's agent sees its neard signing with no leader and claims the lease;
+                # our record names it until then (two ttls at most), so no third member takes it.
+                self.handover_until = time.monotonic() + 2 * self.settings.ttl
                 lease, self.lease = self.lease, None
                 self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         finally:
-            self.promoting, self.handover_to = False, None
+            self.promoting = False
+            if time.monotonic() >= self.handover_until:
+                self.handover_to = None
         return result.to_json()
 
     async def set_paused(self, paused: bool) -> None:

@@ -97,6 +97,7 @@ class Move:
         proven_fence: FenceProof | None = None,
         journal_kind: str | None = None,
         before_activate: Callable[[], Awaitable[None]] | None = None,
+        on_start: Callable[[int], None] | None = None,
     ) -> None:
         self.inv = inventory
         self.nodes = nodes
@@ -119,6 +120,8 @@ class Move:
         # raises Refused to stop the move with the old signer fenced and the target without a key.
         self.before_activate = before_activate
         self.journal_kind = journal_kind or kind
+        # Told the run's id as soon as the journal has it (the agent API answers with it at once).
+        self.on_start = on_start
         self.say = progress or (lambda _msg: None)
         self.pool = inventory.validator.account_id
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
@@ -150,6 +153,8 @@ class Move:
         result.run_id = self.journal.start_run(
             self.pool, self.journal_kind, self.mode, result.source, self.target.name, take_over_interrupted=self.take_over_interrupted
         )
+        if self.on_start is not None:
+            self.on_start(result.run_id)
         try:
             await self._steps(result)
             result.ok, result.outcome = True, "ok"

@@ -116,3 +116,14 @@ def make_plan(kind: Kind, mode: Mode, source: str | None, target: str, settings:
     }
     steps = [PlannedStep(name, settings.deadline(name, mode), does[name]) for name in STEP_ORDER]
     return Plan(kind, mode, source, target, steps)
+
+
+@dataclass(frozen=True)
+class MoveOptions:
+    """What an operator chooses for a move, asked the same way by the CLI and the agent API."""
+
+    to: str
+    mode: Mode | None = None  # None: the target's standby mode
+    in_window: bool = False  # a switchover waits for a gap in the pool's duties
+    force: bool = False  # a failover skips the silence proof (confirmed by the pool id)
+    take_over_interrupted: bool = False
