@@ -15,6 +15,7 @@ from typing import Any, NoReturn, Optional
 import typer
 from rich.table import Table
 
+from near_failover.limits import API_ANSWER_BYTES, BoundedAsyncClient
 from near_failover.console import console
 from near_failover.localnet.cli import app as localnet_app
 from near_failover.neard import config as neard_config
@@ -379,7 +380,7 @@ async def _through_the_lease(inventory: Any, kind: str, to: str, mode: str) -> d
     except InventoryError as exc:
         fail(str(exc))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx.AsyncClient(timeout=900, trust_env=False) as client:
+    async with BoundedAsyncClient(max_response_bytes=API_ANSWER_BYTES, timeout=900, trust_env=False) as client:
         try:
             answer = await client.post(f"{api.rstrip('/')}/switchover", json={"to": to, "mode": mode}, headers=headers)
         except httpx.HTTPError as exc:

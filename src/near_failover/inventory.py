@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from near_failover.limits import INVENTORY, SECRET_FILE, FileRejected, read_regular_text
 from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
 
@@ -594,9 +595,11 @@ def load_inventory(path: Path | str) -> Inventory:
     """Read and validate the inventory file at ``path``."""
     path = Path(os.path.expanduser(str(path)))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, INVENTORY)
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found; pass the path with -c") from None
+    except FileRejected as exc:
+        raise InventoryError(f"{path}: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
     return parse_inventory(text, path)
@@ -607,7 +610,9 @@ def read_secret_file(path: Path, setting: str) -> str:
     owner only, like a key file. The error names the setting and the file, never the content."""
     try:
         mode = path.stat().st_mode
-        text = path.read_text().strip()
+        text = read_regular_text(path, SECRET_FILE).strip()
+    except UnicodeDecodeError:
+        raise InventoryError(f"[lease] {setting} {path}: not UTF-8 text; put the secret on one line") from None
     except OSError as exc:
         raise InventoryError(f"[lease] {setting} {path}: cannot read it ({exc.strerror or exc}); create it with the secret on one line, mode 0600") from None
     if mode & 0o077:

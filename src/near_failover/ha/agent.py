@@ -40,6 +40,7 @@ from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidat
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
+from near_failover.limits import API_ANSWER_BYTES, KEY_FILE, BoundedAsyncClient
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
@@ -372,11 +373,12 @@ class Agent:
             return False
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {"leader": self.node, "generation": self.lease.generation}
-        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+        async with BoundedAsyncClient(max_response_bytes=API_ANSWER_BYTES, timeout=timeout, trust_env=False) as client:
             async def ask(url: str) -> bool:
                 try:
                     answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body, headers=headers)
-                    return answer.status_code == 200 and answer.json().get("confirmed") is True
+                    data = answer.json()
+                    return answer.status_code == 200 and isinstance(data, dict) and data.get("confirmed") is True
                 except (httpx.HTTPError, ValueError):
                     return False
             try:
@@ -503,7 +505,7 @@ class Agent:
     async def _readiness(self) -> list[str]:
         """Standby-specific readiness: the staged key present and valid for the pool."""
         try:
-            key = parse_key_file(await self.me.host.read_text(self.spec.key_store), source=f"{self.node}:{self.spec.key_store}")
+            key = parse_key_file(await self.me.host.read_text(self.spec.key_store, KEY_FILE), source=f"{self.node}:{self.spec.key_store}")
         except (HostError, KeyFileError) as exc:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]

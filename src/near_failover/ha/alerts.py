@@ -22,6 +22,8 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from near_failover.limits import WEBHOOK_ANSWER_BYTES, BoundedAsyncClient
+
 log = structlog.get_logger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
@@ -214,7 +216,9 @@ class AlertSender:
         self, targets: Sequence[AlertTarget], client: httpx.AsyncClient | None = None
     ) -> None:
         self.targets = list(targets)
-        self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        self._client = client or BoundedAsyncClient(
+            max_response_bytes=WEBHOOK_ANSWER_BYTES, trust_env=False, follow_redirects=False
+        )
         self._own_client = client is None
 
     async def notify(self, event: AlertEvent) -> list[AlertResult]:

@@ -34,6 +34,7 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from near_failover.limits import ETCD_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 from near_failover.ha.lease import (
     LeaderInfo,
     LeaderLease,
@@ -122,7 +123,7 @@ class EtcdLeaseStore(LeaseStore):
         # local_address: the source address of every request (a host with several networks);
         # tls: the CA and client certificate for https:// endpoints (the system's CAs without it).
         transport = httpx.AsyncHTTPTransport(local_address=local_address, verify=tls if tls is not None else True)
-        self._client = httpx.AsyncClient(trust_env=False, transport=transport)
+        self._client = BoundedAsyncClient(max_response_bytes=ETCD_ANSWER_BYTES, trust_env=False, transport=transport)
         # etcd's authentication: (user, password) exchanged for a token, again when it expires.
         self._credentials = credentials
         self._token: str | None = None
@@ -168,6 +169,9 @@ class EtcdLeaseStore(LeaseStore):
                 continue
             except httpx.TimeoutException:
                 failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
+                continue
+            except ResponseTooLarge as exc:
+                failures.append(f"{endpoint}: {exc}")
                 continue
             except (httpx.TransportError, ssl.SSLError) as exc:
                 # A TLS 1.3 alert (a refused client certificate) can arrive while the answer is

@@ -34,6 +34,7 @@ from near_failover.hosts.base import (
     PathLike,
     signal_name,
 )
+from near_failover.limits import ANY_FILE, FileLimit, FileRejected, check_regular
 
 T = TypeVar("T")
 _READ_CHUNK = 64 * 1024
@@ -217,13 +218,23 @@ class SshHost(Host):
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
             self._forget_connection()
             raise HostUnreachable(self.label, f"{what}: connection lost ({exc})") from None
+        except (FileRejected, IsADirectoryError) as exc:  # from check_regular
+            raise HostError(self.label, f"{what}: {exc.strerror or exc}") from None
 
-    async def read_bytes(self, path: PathLike) -> bytes:
+    async def read_bytes(self, path: PathLike, limit: FileLimit = ANY_FILE) -> bytes:
         async def _read(sftp: asyncssh.SFTPClient) -> bytes:
+            # The type is checked before the open: sftp-server opens without O_NONBLOCK, so a
+            # FIFO would hang it (stat follows symlinks: a link to /dev/zero is a device).
+            attrs = await sftp.stat(str(path))
+            check_regular(path, attrs.permissions or 0, attrs.size or 0, limit)
             # Read in chunks to EOF: /proc files report size 0, so "read to size" would be empty.
             chunks = []
+            total = 0
             async with sftp.open(str(path), "rb") as f:
                 while chunk := await f.read(_READ_CHUNK):
+                    total += len(chunk)
+                    if total > limit.max_bytes:
+                        raise FileRejected(path, f"grew past {limit.describe()} while read")
                     chunks.append(chunk)
             return b"".join(chunks)
 

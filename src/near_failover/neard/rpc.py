@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from near_failover.limits import RPC_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
 
 __all__ = [
@@ -693,8 +694,9 @@ class NeardRpc:
         self.name = name
         self.timeout = float(timeout)
         self._ids = itertools.count(1)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False
+        self._client = BoundedAsyncClient(
+            max_response_bytes=RPC_ANSWER_BYTES,
+            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
         )
 
     def __repr__(self) -> str:
@@ -730,6 +732,8 @@ class NeardRpc:
             ) from exc
         except httpx.ConnectError as exc:
             raise NodeUnreachable(target, *_connect_failure(exc, self.url)) from exc
+        except ResponseTooLarge as exc:
+            raise MalformedResponse(target, str(exc), _HINT_NOT_NEARD) from exc
         except httpx.RemoteProtocolError as exc:
             text = str(exc)
             if "disconnected" in text.lower():

@@ -12,6 +12,7 @@ from typing import Any
 
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
+from near_failover.limits import KEY_FILE
 from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import on_chain_public_key
@@ -28,7 +29,7 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
             try:
                 if await node.host.exists(path):
                     where = f"{node.name}:{path}"
-                    return parse_key_file(await node.host.read_text(path), source=where), where
+                    return parse_key_file(await node.host.read_text(path, KEY_FILE), source=where), where
             except HostError:
                 break
     raise Refused("no copy of the pool key found on any other node: pass --from FILE")
