@@ -145,6 +145,7 @@ class BodyLimit:
         return error_response(
             413, "body-too-large",
             f"the request body is larger than the {human_size(self.max_bytes)} allowed; every API request body is a small JSON object",
+            headers={"Connection": "close"},  # the rest of the body is not read: drop it with the connection
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
