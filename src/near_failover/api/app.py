@@ -5,7 +5,7 @@ actions (switchover, pause, resume, the failsafe confirmation) behind a bearer t
 Rules every route keeps:
 - answers are JSON (the page and /metrics excepted); errors are ``{"error": <code>, "message":
   <what happened and what to do>}``, never a traceback;
-- everything that comes from the agent passes through ``scrub_secrets`` before it is sent, so
+- everything that comes from the agent passes through ``redact_record`` before it is sent, so
   key material cannot leave through the API even if some layer below let it into a message;
 - every call into the agent has a deadline, except a running switchover: cancelling one half-way
   is worse than waiting for its own deadlines, so it is shielded from the client going away.
@@ -31,7 +31,7 @@ from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
 from near_failover.limits import API_BODY_BYTES, human_size
-from near_failover.procedures.journal import scrub_secrets, scrub_text
+from near_failover.redact import redact_record, redact_text
 
 log = logging.getLogger("near_failover.api")
 
@@ -63,16 +63,16 @@ class ApiError(Exception):
 
 
 def error_response(status: int, error: str, message: str, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(scrub_secrets({"error": error, "message": message, **(extra or {})}), status_code=status, headers=headers)
+    return JSONResponse(redact_record({"error": error, "message": message, **(extra or {})}), status_code=status, headers=headers)
 
 
 def safe_json(content: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(scrub_secrets(content), status_code=status)
+    return JSONResponse(redact_record(content), status_code=status)
 
 
 def describe_exception(exc: BaseException) -> str:
     """``Type: message`` with key material scrubbed, for an answer or a log line (no traceback)."""
-    text = scrub_text(str(exc)).strip()
+    text = redact_text(str(exc)).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -232,7 +232,7 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         except LeaseStoreUnavailable as exc:
             raise ApiError(503, "lease-store-unavailable", f"could not {what}: {describe_exception(exc)}") from None
         except ValueError as exc:
-            raise ApiError(409, "refused", f"could not {what}: {scrub_text(str(exc))}") from None
+            raise ApiError(409, "refused", f"could not {what}: {redact_text(str(exc))}") from None
         except Exception as exc:  # noqa: BLE001 - any agent failure becomes a 500 with its type and message, never a traceback
             log.error("API call failed: %s: %s", what, describe_exception(exc))
             raise ApiError(500, "agent-error", f"could not {what}: {describe_exception(exc)}") from None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,16 +22,11 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from near_failover.limits import WEBHOOK_ANSWER_BYTES, BoundedAsyncClient
+from near_failover.redact import REDACTED, redact_record, redact_text, url_origin
 
 log = structlog.get_logger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
-_REDACTED = "[redacted]"
-# A NEAR secret key is 64 bytes: about 87 base58 characters (128 in hex, 88 in base64), its seed
-# 32 bytes (64 in hex). Public keys and hashes (32 bytes, about 44 base58 characters) may appear in
-# messages; any base58/base64/hex run of 64 characters or more may not.
-_LONG_BASE58 = re.compile(r"(?:ed25519:)?[A-Za-z0-9+/_=-]{64,}")
-_SECRET_FIELD = re.compile(r"secret|private", re.IGNORECASE)
 
 
 class AlertTarget(BaseModel):
@@ -76,8 +70,7 @@ class AlertTarget(BaseModel):
     @property
     def redacted_url(self) -> str:
         """scheme://host[:port] only: what logs and errors may show of the URL."""
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        return url_origin(self.url)
 
     @property
     def post_url(self) -> str:
@@ -134,25 +127,6 @@ class AlertEvent:
                    details=dict(details or {}))
 
 
-def scrub(value: Any) -> Any:
-    """``value`` with anything that could be key material replaced by "[redacted]".
-
-    Fields named like secrets are dropped whatever they hold; long base58 strings (a secret key's
-    shape) are cut out of any text.
-    """
-    if isinstance(value, Mapping):
-        return {
-            str(k): (_REDACTED if _SECRET_FIELD.search(str(k)) else scrub(v)) for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple)):
-        return [scrub(v) for v in value]
-    if isinstance(value, str):
-        return _LONG_BASE58.sub(_REDACTED, value)
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    return _LONG_BASE58.sub(_REDACTED, str(value))
-
-
 def event_text(event: AlertEvent) -> str:
     """One human-readable message (Slack, Telegram, and the ``text`` of the JSON body)."""
     generation = f" (lease generation {event.generation})" if event.generation is not None else ""
@@ -163,9 +137,9 @@ def event_text(event: AlertEvent) -> str:
     else:
         what = f"fenced itself{generation}"
     lines = [f"near-failover: {event.account_id}: node {event.node}: {what}", f"reason: {event.reason}"]
-    lines += [f"{k}: {v}" for k, v in scrub(dict(event.details)).items()]
+    lines += [f"{k}: {v}" for k, v in redact_record(dict(event.details)).items()]
     lines.append(f"at: {event.at.isoformat(timespec='seconds')}")
-    return str(scrub("\n".join(lines)))
+    return redact_text("\n".join(lines))
 
 
 def json_body(event: AlertEvent) -> dict[str, Any]:
@@ -182,7 +156,7 @@ def json_body(event: AlertEvent) -> dict[str, Any]:
         "details": dict(event.details),
         "at": event.at.isoformat(),
     }
-    body = scrub(body)
+    body = redact_record(body)
     body["text"] = event_text(event)
     return body
 
@@ -278,8 +252,8 @@ def _safe_error(target: AlertTarget, exc: Exception) -> str:
         cause = cause.__cause__ or cause.__context__
     for secret in {target.url, target.post_url, urlsplit(target.url).path}:
         if secret and secret != "/":
-            text = text.replace(secret, _REDACTED)
-    return f"{type(exc).__name__}: {text}"
+            text = text.replace(secret, REDACTED)
+    return redact_text(f"{type(exc).__name__}: {text}")
 
 
 def _safe_body(target: AlertTarget, response: httpx.Response) -> str:
@@ -293,8 +267,8 @@ def _safe_body(target: AlertTarget, response: httpx.Response) -> str:
         text = response.text[:200]
     for secret in {target.url, urlsplit(target.url).path}:
         if secret and secret != "/":
-            text = text.replace(secret, _REDACTED)
-    return text
+            text = text.replace(secret, REDACTED)
+    return redact_text(text)
 
 
 def _telegram_ok(response: httpx.Response) -> bool:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from near_failover.limits import KEY_FILE, FileRejected, read_regular_file
 from near_failover.neard import jsonc
 from near_failover.neard.account import account_id_problem
+from near_failover.redact import remember_secret
 
 ED25519: Final = "ed25519"
 PUBLIC_KEY_LEN: Final = 32
@@ -121,6 +122,7 @@ class KeyFile:
         private = Ed25519PrivateKey.generate()
         seed = private.private_bytes_raw()
         public = private.public_key().public_bytes_raw()
+        remember_secret(seed + public)
         return KeyFile(
             account_id=account_id,
             public_key=_key_text(public),
@@ -215,6 +217,8 @@ def parse_key_file(text: str, source: str) -> KeyFile:
         problems.append(f"account_id {account_problem}")
     public, public_problem = _decode_key(value["public_key"], "public_key", PUBLIC_KEY_LEN, secret=False)
     secret, secret_problem = _decode_key(value[secret_field], secret_field, SECRET_KEY_LEN, secret=True)
+    if secret is not None:
+        remember_secret(secret)  # from here on, no output of this process shows it or its seed
     problems += [p for p in (public_problem, secret_problem) if p]
     if public is not None and secret is not None:
         if not hmac.compare_digest(public, secret[32:]):

@@ -3,40 +3,30 @@
 It is what an operator reads after a crash to know where a move stopped, so it is written before
 and after each step (not at the end), and it is also the lock that keeps two moves of one validator
 from running at once. Evidence never holds key material: anything that looks like a 64-byte
-ed25519 secret is replaced before it is stored.
+ed25519 secret is replaced before it is stored (near_failover.redact).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-import base58
-
 from near_failover.hosts.local import process_alive, process_start_ticks
+from near_failover.redact import redact_record, redact_text
 
 SCHEMA_VERSION = 1
-REDACTED = "<redacted: secret key>"
-SECRET_FIELD_NAMES = frozenset({"secret_key", "private_key", "secret", "seed", "secret_key_text"})
 
 IN_PROGRESS = "in-progress"
 INTERRUPTED = "interrupted"
-
-_B58 = "1-9A-HJ-NP-Za-km-z"
-_PREFIXED_KEY = re.compile(rf"(?i)ed25519:([{_B58}]{{40,}})")
-# 64 bytes in base58: 64 characters (all zero bytes, each a '1') up to 88.
-_BARE_B58 = re.compile(rf"(?<![{_B58}])[{_B58}]{{64,90}}(?![{_B58}])")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -88,65 +78,8 @@ class RunInterrupted(JournalError):
         self.run = run
 
 
-# --- secrets -------------------------------------------------------------------------------------
-
-
-def _is_secret_b58(text: str) -> bool:
-    """A 64-byte base58 value: an ed25519 secret key (seed + public key). Signatures have the same
-    length and are redacted too; a seed must never be told apart wrongly."""
-    try:
-        return len(base58.b58decode(text)) == 64
-    except ValueError:
-        return False
-
-
-def scrub_text(text: str) -> str:
-    """``text`` with every 64-byte base58 value (``ed25519:``-prefixed or bare) replaced."""
-
-    def prefixed(match: re.Match[str]) -> str:
-        # The key may run straight into other base58 characters ("...keyABC"): any prefix of
-        # the run that decodes to 64 bytes makes the whole run go.
-        token = match.group(1)
-        for length in range(min(len(token), 90), 63, -1):
-            if _is_secret_b58(token[:length]):
-                return REDACTED
-        return match.group(0)
-
-    def bare(match: re.Match[str]) -> str:
-        return REDACTED if _is_secret_b58(match.group(0)) else match.group(0)
-
-    return _BARE_B58.sub(bare, _PREFIXED_KEY.sub(prefixed, text))
-
-
-def scrub_secrets(value: Any) -> Any:
-    """A JSON-ready copy of ``value`` without key material.
-
-    Unknown objects become ``str(obj)`` (then scrubbed), never their fields: a dataclass holding a
-    key must not be walked into. Values under keys such as ``secret_key`` are always redacted.
-    """
-    if value is None or isinstance(value, (bool, int, float)):
-        return value
-    if isinstance(value, str):
-        return scrub_text(value)
-    if isinstance(value, Enum):
-        return scrub_secrets(value.value)
-    if isinstance(value, (PurePath, datetime)):
-        return scrub_text(value.isoformat() if isinstance(value, datetime) else str(value))
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            name = scrub_text(str(key))
-            out[name] = REDACTED if name.lower() in SECRET_FIELD_NAMES and item else scrub_secrets(item)
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [scrub_secrets(item) for item in value]
-    if isinstance(value, bytes):
-        return REDACTED if len(value) == 64 else value.hex()
-    return scrub_text(str(value))
-
-
 def _evidence_json(value: Mapping[str, Any] | None) -> str:
-    return json.dumps(scrub_secrets(dict(value or {})), sort_keys=True)
+    return json.dumps(redact_record(dict(value or {})), sort_keys=True)
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -248,12 +181,12 @@ class StepRecorder:
         self._journal = journal
         self.run_id = run_id
         self.name = name
-        self.evidence: dict[str, Any] = scrub_secrets(dict(evidence or {}))
+        self.evidence: dict[str, Any] = redact_record(dict(evidence or {}))
         self.outcome: str | None = None
         self.id: int | None = None
 
     def add(self, **evidence: Any) -> None:
-        self.evidence.update(scrub_secrets(evidence))
+        self.evidence.update(redact_record(evidence))
         if self.id is not None:
             self._journal._update_step(self.id, evidence=self.evidence)
 
@@ -266,7 +199,7 @@ class StepRecorder:
     ) -> None:
         assert self.id is not None
         if exc is not None:
-            self.evidence["error"] = scrub_text(f"{type(exc).__name__}: {exc}")
+            self.evidence["error"] = redact_text(f"{type(exc).__name__}: {exc}")
             outcome = "failed" if isinstance(exc, Exception) else "cancelled"
         else:
             outcome = self.outcome or "ok"
@@ -468,7 +401,7 @@ class Journal:
         """Merge ``detail`` into the run's detail now (e.g. the commands that would revert it)."""
         with self._transaction() as db:
             run = self.run(run_id)
-            merged = {**run.detail, **scrub_secrets(dict(detail))}
+            merged = {**run.detail, **redact_record(dict(detail))}
             db.execute("UPDATE runs SET detail = ? WHERE id = ?", (_evidence_json(merged), run_id))
 
     def finish_run(self, run_id: int, outcome: str, detail: Mapping[str, Any] | None = None) -> None:
@@ -479,7 +412,7 @@ class Journal:
             run = self.run(run_id)
             if run.finished:
                 raise JournalError(f"{self.path}: {run.describe()} already finished ({run.outcome})")
-            merged = {**run.detail, **scrub_secrets(dict(detail or {}))}
+            merged = {**run.detail, **redact_record(dict(detail or {}))}
             db.execute(
                 "UPDATE runs SET outcome = ?, ended = ?, detail = ? WHERE id = ?",
                 (outcome, _now(), _evidence_json(merged), run_id),
