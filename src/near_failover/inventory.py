@@ -31,6 +31,7 @@ from pydantic import (
 from near_failover.limits import INVENTORY, SECRET_FILE, FileRejected, read_regular_text
 from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
+from near_failover.urls import checked_http_url
 
 DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -305,14 +306,14 @@ class Node(_Strict):
     @field_validator("rpc")
     @classmethod
     def _rpc(cls, value: str) -> str:
-        parts = urlsplit(value)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-            raise ValueError(f'expected neard\'s RPC URL such as "http://127.0.0.1:3030", got {value!r}')
-        return value.rstrip("/")
+        return checked_http_url(value, "neard's RPC URL", "http://127.0.0.1:3030")
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return checked_http_url(value, "the agent API's URL", "http://127.0.0.1:8008")
 
     @field_validator("home", "key_store", mode="before")
     @classmethod
@@ -436,8 +437,7 @@ class LeaseSettings(_Strict):
             if parts.username is not None or parts.password is not None:
                 # It would be shown wherever the endpoint is named: errors, the journal, the API.
                 raise ValueError(f"{parts.hostname}: no credentials in etcd URLs; use username and password_file")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f'expected etcd URLs such as "http://10.0.0.21:2379", got {endpoint!r}')
+            checked_http_url(endpoint, "etcd URLs", "http://10.0.0.21:2379")
         return value
 
     @model_validator(mode="after")

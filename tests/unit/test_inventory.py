@@ -241,3 +241,36 @@ def test_unknown_node_lists_the_known_names(tmp_path: Path) -> None:
 def test_bad_node_name(tmp_path: Path) -> None:
     message = error_of(tmp_path, HEADER + NODE_B.replace('"val-b"', '"val b; rm"'))
     assert "node[0].name" in message and "expected a node name" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("rpc", "http://admin:PW-s3cret@10.0.0.12:3030", "credentials"),
+        ("rpc", "ftp://10.0.0.12:3030", "scheme must be http or https"),
+        ("rpc", "http://10.0.0.12:99999", "port"),
+        ("api", "http://admin:PW-s3cret@10.0.0.12:8008", "credentials"),
+        ("api", "garbage", "scheme must be http or https"),
+        ("api", "ftp://10.0.0.12:8008", "scheme must be http or https"),
+        ("api", "http://:8008", "no host"),
+    ],
+)
+def test_rpc_and_api_urls_are_checked_and_shown_redacted(tmp_path: Path, field: str, value: str, why: str) -> None:
+    node = NODE_B.replace('rpc = "http://10.0.0.12:3030"', f'rpc = "{value}"') if field == "rpc" else NODE_B + f'api = "{value}"\n'
+    message = error_of(tmp_path, HEADER + node)
+    assert f'node[0].{field} (node "val-b")' in message and why in message
+    assert "PW-s3cret" not in message and "admin" not in message
+
+
+def test_urls_without_port_are_accepted(tmp_path: Path) -> None:
+    node = NODE_B.replace('rpc = "http://10.0.0.12:3030"', 'rpc = "https://rpc.example.org/"') + 'api = "http://10.0.0.12"\n'
+    spec = load_inventory(write(tmp_path, HEADER + node)).node("val-b")
+    assert (spec.rpc, spec.api) == ("https://rpc.example.org", "http://10.0.0.12")
+
+
+def test_neard_rpc_refuses_credentials_redacted() -> None:
+    from near_failover.neard.rpc import NeardRpc
+
+    with pytest.raises(ValueError, match="credentials") as err:
+        NeardRpc("http://admin:PW-s3cret@127.0.0.1:3030", "val-a")
+    assert "PW-s3cret" not in str(err.value)

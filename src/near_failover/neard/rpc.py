@@ -35,6 +35,8 @@ from pydantic import (
 )
 
 from near_failover.limits import RPC_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
+from near_failover.redact import redact_url
+from near_failover.urls import checked_http_url
 from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
 
 __all__ = [
@@ -680,14 +682,12 @@ class NeardRpc:
     """
 
     def __init__(self, url: str, name: str | None = None, timeout: float = DEFAULT_TIMEOUT):
+        # http(s), a host, no credentials; a refusal shows the URL redacted.
+        checked_http_url(str(url), f"node {name or '?'}'s RPC URL", "http://127.0.0.1:3030")
         try:
-            parsed = httpx.URL(url)
-        except (httpx.InvalidURL, TypeError) as exc:
-            raise ValueError(f"RPC URL {url!r} of node {name or '?'} is invalid: {exc}") from exc
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(
-                f"RPC URL {url!r} of node {name or '?'} must look like http://127.0.0.1:3030"
-            )
+            httpx.URL(url)
+        except httpx.InvalidURL:
+            raise ValueError(f"node {name or '?'}'s RPC URL {redact_url(url)!r} is invalid") from None
         if not timeout > 0:
             raise ValueError(f"timeout for node {name or url} must be > 0 seconds, got {timeout}")
         self.url = url.rstrip("/")
