@@ -525,6 +525,69 @@ class Inventory(_Strict):
         """Nodes from the most preferred (highest priority) to the least; ties keep file order."""
         return sorted(self.nodes, key=lambda n: -n.priority)
 
+    @model_validator(mode="after")
+    def _homes_apart(self) -> Inventory:
+        """Local nodes compared by real path now; SSH nodes lexically here, by the real paths
+        their host resolves at preflight and in `check -c`."""
+        problems: list[str] = []
+        for where, group in nodes_by_machine(self.nodes).items():
+            resolve = _local_real_path if where == "local" else PurePosixPath
+            problems += layout_problems([NodePaths(n.name, resolve(n.home), resolve(n.key_store)) for n in group], where)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --- homes and key stores by machine ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """A node's home and key_store as its machine resolves them (symlinks followed)."""
+
+    name: str
+    home: PurePosixPath
+    key_store: PurePosixPath
+
+
+def machine_of(node: Node) -> str:
+    """Which machine a node is on: "local", or the SSH host and port (the user does not matter)."""
+    spec = node.host_spec
+    return "local" if spec.kind == "local" else f"{spec.hostname}:{spec.port}"
+
+
+def nodes_by_machine(nodes: list[Node]) -> dict[str, list[Node]]:
+    groups: dict[str, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(machine_of(node), []).append(node)
+    return groups
+
+
+def _local_real_path(path: PurePosixPath) -> PurePosixPath:
+    return PurePosixPath(os.path.realpath(path))
+
+
+def layout_problems(nodes: list[NodePaths], machine: str) -> list[str]:
+    """Nodes of one machine by real path: a key store inside any node's home would be loaded by
+    that neard (a symlink into a home included), and two nodes on one home would share one key."""
+    problems = []
+    for index, home_owner in enumerate(nodes):
+        for staged in nodes:
+            if staged.key_store == home_owner.home or home_owner.home in staged.key_store.parents:
+                whose = "its own home" if staged is home_owner else f"node {home_owner.name}'s home"
+                problems.append(
+                    f"node {staged.name}: key_store resolves to {staged.key_store}, inside {whose} "
+                    f"{home_owner.home} on {machine}: that neard would load a key staged there; "
+                    "put key_store outside every neard home"
+                )
+        for other in nodes[index + 1 :]:
+            if other.home == home_owner.home:
+                problems.append(
+                    f"nodes {home_owner.name} and {other.name} share the home {other.home} on "
+                    f"{machine}: give each node its own neard home"
+                )
+    return problems
+
 
 # --- loading -------------------------------------------------------------------------------------
 

@@ -179,6 +179,11 @@ class Host(ABC):
     @abstractmethod
     async def stat(self, path: PathLike) -> FileStat: ...
 
+    async def real_path(self, path: PathLike) -> PurePosixPath:
+        """``path`` with every symlink resolved on this host (the last parts may not exist yet)."""
+        result = await self.run_checked(["realpath", "-m", "--", str(path)], timeout=30)
+        return PurePosixPath(result.stdout.rstrip("\n"))
+
     async def stat_mode(self, path: PathLike) -> int:
         """Permission bits of ``path`` (e.g. 0o600)."""
         return (await self.stat(path)).mode

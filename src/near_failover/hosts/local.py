@@ -9,7 +9,7 @@ import secrets
 import signal as _signal
 import stat as _stat
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from near_failover.hosts.base import (
@@ -151,6 +151,9 @@ class LocalHost(Host):
                 p.unlink(missing_ok=missing_ok)
 
         await self._io(f"remove {path}", _remove)
+
+    async def real_path(self, path: PathLike) -> PurePosixPath:
+        return PurePosixPath(os.path.realpath(path))
 
     async def exists(self, path: PathLike) -> bool:
         return await self._io(f"check {path}", os.path.lexists, Path(path))

@@ -17,7 +17,7 @@ from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import on_chain_public_key
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.nodes import NodeAccess, layout_problems_on
 
 
 async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile, str]:
@@ -55,6 +55,8 @@ async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str,
         raise Refused(f"cannot read {pool}'s on-chain key from any node's RPC; the key is not staged unchecked")
     if on_chain != key.public_key:
         raise Refused(f"{where} has public key {key.public_key}, but the chain expects {on_chain} for {pool}")
+    if problems := await layout_problems_on(nodes, target):
+        raise Refused("; ".join(problems))
     await target.host.mkdir(target.spec.key_store.parent)
     await target.host.write_atomic(target.spec.key_store, key.to_json_text(), 0o600)
     return {"node": target.name, "key_store": str(target.spec.key_store), "from": where, "public_key": key.public_key, "matches_on_chain": True}

@@ -10,7 +10,7 @@ from typing import AsyncIterator
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
 from near_failover.hosts import Host, host_for
-from near_failover.inventory import Inventory, Node
+from near_failover.inventory import Inventory, Node, NodePaths, layout_problems, machine_of
 from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
 
 # A status call that does not answer within this is treated as "RPC unreachable" by the
@@ -37,6 +37,18 @@ class NodeAccess:
 
     async def key_in_home(self) -> bool:
         return await self.host.exists(self.spec.validator_key_path)
+
+
+async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> list[str]:
+    """Homes and key stores of the nodes on ``node``'s machine, by the real paths it resolves
+    (a key_store symlinked into a home, two nodes on one home): see inventory.layout_problems."""
+    machine = machine_of(node.spec)
+    group = [n.spec for n in nodes.values() if machine_of(n.spec) == machine]
+    paths = [
+        NodePaths(n.name, await node.host.real_path(n.home), await node.host.real_path(n.key_store))
+        for n in group
+    ]
+    return layout_problems(paths, machine)
 
 
 @asynccontextmanager
