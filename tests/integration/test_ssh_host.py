@@ -284,6 +284,38 @@ async def test_ssh_changed_host_key_is_refused_as_a_mismatch(sshd: SshdServer, t
     assert "does NOT match" in str(err.value) and "ssh-keygen -R" in str(err.value)
 
 
+async def test_ssh_revoked_host_key_is_reported_as_revoked(sshd: SshdServer, tmp_path: Path) -> None:
+    """The server presents the key known_hosts revokes (beside the new key it trusts, or alone):
+    "revoked", not "does NOT match" and never "add it with ssh-keyscan"."""
+    key_type, key_data = sshd.host_key_pub.read_text().split()[:2]
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "new")], check=True, timeout=30)
+    new_type, new_data = (tmp_path / "new.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    revoked_line = f"@revoked [127.0.0.1]:{sshd.port} {key_type} {key_data}\n"
+    for content in (revoked_line + f"[127.0.0.1]:{sshd.port} {new_type} {new_data}\n", revoked_line):
+        known.write_text(content)
+        async with sshd.host(known_hosts=known) as h:
+            with pytest.raises(HostKeyUnknown) as err:
+                await h.exists("/")
+        message = str(err.value)
+        assert str(known) in message
+        text = message.replace(str(known), "KNOWN_HOSTS")
+        assert "marked @revoked" in text and "does NOT match" not in text and "ssh-keyscan" not in text, text
+
+
+async def test_ssh_ca_only_known_hosts_says_the_server_offers_no_certificate(sshd: SshdServer, tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True, timeout=30)
+    key_type, key_data = (tmp_path / "ca.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@cert-authority [127.0.0.1]:{sshd.port} {key_type} {key_data}\n")
+    async with sshd.host(known_hosts=known) as h:
+        with pytest.raises(HostKeyUnknown) as err:
+            await h.exists("/")
+    message = str(err.value)
+    assert "@cert-authority" in message and "certificate" in message and "reset" not in message.lower()
+
+
 async def test_ssh_missing_known_hosts_file_is_refused(sshd: SshdServer, tmp_path: Path) -> None:
     async with sshd.host(known_hosts=tmp_path / "absent") as h:
         with pytest.raises(HostKeyUnknown) as err:
