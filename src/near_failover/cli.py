@@ -81,16 +81,18 @@ def config_show(home: Path = HomeOption, as_json: bool = JsonOption) -> None:
     }
     if as_json:
         print_json(summary)
-        return
-    table = Table(show_header=False, box=None)
-    table.add_row("config", summary["config"])
-    table.add_row("tracking", f"{json.dumps(summary['tracking'])}  (from {tracking.source})")
-    table.add_row("memtries", str(summary["memtries"]).lower())
-    table.add_row("role", summary["role"])
-    table.add_row("legacy fields", ", ".join(summary["legacy_fields"]) or "none")
-    for problem in summary["semantic_errors"]:
-        table.add_row("[red]neard error[/]", problem)
-    out.print(table)
+    else:
+        table = Table(show_header=False, box=None)
+        table.add_row("config", summary["config"])
+        table.add_row("tracking", f"{json.dumps(summary['tracking'])}  (from {tracking.source})")
+        table.add_row("memtries", str(summary["memtries"]).lower())
+        table.add_row("role", summary["role"])
+        table.add_row("legacy fields", ", ".join(summary["legacy_fields"]) or "none")
+        for problem in summary["semantic_errors"]:
+            table.add_row("[red]neard error[/]", problem)
+        out.print(table)
+    if summary["semantic_errors"]:
+        raise typer.Exit(EXIT_REFUSED)  # neard would refuse this file: a script must see it
 
 
 class StandbyMode(str, Enum):
@@ -117,8 +119,13 @@ def _apply_edit(home: Path, edited: dict[str, Any], original: dict[str, Any], dr
             + "\n  ".join(problems),
             EXIT_REFUSED,
         )
+    comments = bool(changes) and neard_config.file_has_comments(path)
     if changes and not dry_run:
         backup = neard_config.write_config(path, edited)
+    if comments:
+        # neard's own format has no comments; the operator's notes must not vanish unannounced.
+        kept = f"they stay in the backup {backup}" if backup else "dry run: nothing written"
+        err.print(f"[yellow]notice:[/] {path} has comments, which neard's format drops on write ({kept}).", highlight=False, soft_wrap=True)
     if as_json:
         print_json(
             {
@@ -126,6 +133,7 @@ def _apply_edit(home: Path, edited: dict[str, Any], original: dict[str, Any], dr
                 "changes": [{"field": f, "old": _json_value(o), "new": _json_value(n)} for f, o, n in changes],
                 "written": bool(changes) and not dry_run,
                 "backup": str(backup) if backup else None,
+                "comments_dropped": comments and not dry_run,
             }
         )
         return
@@ -512,6 +520,8 @@ def keys_stage(
         report = asyncio.run(go())
     except Refused as exc:
         fail(str(exc), EXIT_REFUSED)
+    for warning in report["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report)
     else:

@@ -232,6 +232,15 @@ def backup_name(path: Path, when: datetime | None = None) -> Path:
     return path.with_name(f"{path.name}.{stamp}.bak")
 
 
+def file_has_comments(path: Path) -> bool:
+    """Whether the config file at ``path`` holds comments, which a rewrite in neard's format
+    drops; an unreadable file counts as none (its reader reports it)."""
+    try:
+        return jsonc.has_comments(read_regular_text(path, CONFIG_JSON))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def write_config(path: Path, cfg: dict) -> Path | None:
     """Replace `path` atomically with `cfg` in neard's format; return the backup of the old file.
 

@@ -13,7 +13,7 @@ from typing import Any
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
 from near_failover.limits import KEY_FILE
-from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse_key_file
+from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse_key_file, permission_problems
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import on_chain_public_key
 from near_failover.procedures.errors import Refused
@@ -59,4 +59,6 @@ async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str,
         raise Refused("; ".join(problems))
     await target.host.mkdir(target.spec.key_store.parent)
     await target.host.write_atomic(target.spec.key_store, key.to_json_text(), 0o600)
-    return {"node": target.name, "key_store": str(target.spec.key_store), "from": where, "public_key": key.public_key, "matches_on_chain": True}
+    # The staged copy is 0600 whatever the source was; a source others can read is a leak to fix.
+    warnings = permission_problems(from_file) if from_file else []
+    return {"node": target.name, "key_store": str(target.spec.key_store), "from": where, "public_key": key.public_key, "matches_on_chain": True, "warnings": warnings}
