@@ -1,0 +1,94 @@
+"""What every fuzzing test shares: the example budget, the time and memory bound, and strategies
+that mutate genuine inputs (nearcore's fixtures, the example inventory) as well as invent new ones.
+
+`make test` runs a fixed, derandomized budget; `make fuzz` sets FUZZ_EXAMPLES for a long random run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+T = TypeVar("T")
+
+LONG_RUN = int(os.environ.get("FUZZ_EXAMPLES", "0"))
+# Per parser: the number of examples, a deadline per example (a hang or a quadratic blow-up
+# fails, a loaded machine does not) and no example database (the run is reproducible as it is).
+FUZZ = settings(
+    max_examples=LONG_RUN or 60,
+    derandomize=not LONG_RUN,
+    deadline=timedelta(seconds=5),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
+# Far above what any example here needs (inputs are a few KiB): an unbounded read or a parser
+# that copies without end fails it.
+MEMORY_BOUND = 64 * 1024 * 1024
+
+
+def within_memory(call: Callable[[], T]) -> T:
+    """Run ``call`` and fail if it allocated more than MEMORY_BOUND at its peak."""
+    tracemalloc.start()
+    try:
+        return call()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert peak < MEMORY_BOUND, f"peak {peak} bytes"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=24),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=24,
+)
+
+
+@st.composite
+def mutated_json(draw: st.DrawFn, seed: Any) -> Any:
+    """``seed`` with some subtrees replaced, dropped or retyped: inputs that look almost right."""
+
+    def walk(value: Any, depth: int) -> Any:
+        choice = draw(st.integers(0, 9))
+        if choice == 0:
+            return draw(json_values)
+        if isinstance(value, dict):
+            out = {}
+            for key, inner in value.items():
+                if draw(st.integers(0, 11)) == 0:
+                    continue  # a field dropped
+                out[key] = walk(inner, depth + 1)
+            return out
+        if isinstance(value, list):
+            return [walk(inner, depth + 1) for inner in value[: draw(st.integers(0, len(value)))]]
+        return value
+
+    return walk(seed, 0)
+
+
+@st.composite
+def mutated_text(draw: st.DrawFn, seed: str) -> str:
+    """``seed`` with a few characters inserted, deleted or cut off: broken files, not random ones."""
+    text = seed
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(text)))
+        action = draw(st.integers(0, 2))
+        if action == 0:
+            text = text[:at] + draw(st.text(max_size=6)) + text[at:]
+        elif action == 1:
+            text = text[:at] + text[at + draw(st.integers(1, 12)) :]
+        else:
+            text = text[:at]
+    return text
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=True)
