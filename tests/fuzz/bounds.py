@@ -6,10 +6,13 @@ that mutate genuine inputs (nearcore's fixtures, the example inventory) as well 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import tracemalloc
-from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -54,24 +57,25 @@ json_values = st.recursive(
 
 @st.composite
 def mutated_json(draw: st.DrawFn, seed: Any) -> Any:
-    """``seed`` with some subtrees replaced, dropped or retyped: inputs that look almost right."""
+    """``seed`` with some subtrees replaced, dropped or retyped: inputs that look almost right.
+    How much is changed is drawn too, from one subtree in ten to every other one."""
+    rate = draw(st.sampled_from([2, 4, 10]))
 
-    def walk(value: Any, depth: int) -> Any:
-        choice = draw(st.integers(0, 9))
-        if choice == 0:
+    def walk(value: Any) -> Any:
+        if draw(st.integers(0, rate - 1)) == 0 and draw(st.booleans()):
             return draw(json_values)
         if isinstance(value, dict):
             out = {}
             for key, inner in value.items():
-                if draw(st.integers(0, 11)) == 0:
+                if draw(st.integers(0, 2 * rate)) == 0:
                     continue  # a field dropped
-                out[key] = walk(inner, depth + 1)
+                out[key] = walk(inner)
             return out
         if isinstance(value, list):
-            return [walk(inner, depth + 1) for inner in value[: draw(st.integers(0, len(value)))]]
+            return [walk(inner) for inner in value[: draw(st.integers(0, len(value)))]]
         return value
 
-    return walk(seed, 0)
+    return walk(seed)
 
 
 @st.composite
@@ -92,3 +96,64 @@ def mutated_text(draw: st.DrawFn, seed: str) -> str:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
+
+
+class AnswerServer:
+    """A real HTTP server on loopback that answers requests with the answers the current example
+    set, in order (the last one repeats): what a broken or hostile peer could send."""
+
+    def __init__(self) -> None:
+        self._answers: list[tuple[int, bytes]] = [(200, b"")]
+        self._next = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = server._take()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def set(self, answers: list[tuple[int, bytes]]) -> None:
+        with self._lock:
+            self._answers, self._next = answers or [(200, b"")], 0
+
+    def _take(self) -> tuple[int, bytes]:
+        with self._lock:
+            answer = self._answers[min(self._next, len(self._answers) - 1)]
+            self._next += 1
+            return answer
+
+    def __enter__(self) -> AnswerServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LoopRunner:
+    """One event loop for a whole fuzzing test, so a client (and its TLS context) is built once
+    rather than once per example."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, awaitable: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(awaitable)
+
+    def close(self) -> None:
+        self.loop.close()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from hypothesis import strategies as st
 
 from near_failover.neard.rpc import NeardRpc, RpcError
 from tests.conftest import FIXTURES
-from tests.fuzz.bounds import FUZZ, dumps, json_values, mutated_json, mutated_text, within_memory
+from tests.fuzz.bounds import FUZZ, AnswerServer, dumps, json_values, mutated_json, mutated_text, within_memory
 
 NODE = "val-fuzz"
 
@@ -44,39 +42,10 @@ ERROR_SEEDS = [json.loads((FIXTURES / n).read_text()) for n in (
 )]
 
 
-class Answers:
-    """A real HTTP server whose every answer is the one the current example set."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body = b""
-        answers = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _answer(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                self.send_response(answers.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answers.body)))
-                self.end_headers()
-                self.wfile.write(answers.body)
-
-            do_GET = do_POST = _answer
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture(scope="module")
-def answers() -> Iterator[Answers]:
-    server = Answers()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+def answers() -> Iterator[AnswerServer]:
+    with AnswerServer() as server:
+        yield server
 
 
 CALLS: dict[str, Callable[[NeardRpc], Awaitable[Any]]] = {
@@ -129,8 +98,9 @@ def answer(draw: st.DrawFn) -> tuple[str, int, bytes]:
 
 @given(answer())
 @FUZZ
-def test_every_rpc_answer_is_a_model_or_an_rpc_error(answers: Answers, example: tuple[str, int, bytes]) -> None:
-    call, answers.status, answers.body = example
+def test_every_rpc_answer_is_a_model_or_an_rpc_error(answers: AnswerServer, example: tuple[str, int, bytes]) -> None:
+    call, status, body = example
+    answers.set([(status, body)])
 
     async def ask() -> None:
         async with NeardRpc(answers.url, NODE, timeout=10) as rpc:
