@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test fuzz demo bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ system-packages:
 
 test: install system-packages
 	$(BIN)/pytest -q
+
+# The fuzzing tests of every parser with a long random budget (make test runs a short fixed one).
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --durations=0 tests/fuzz
 
 demo: install
 	$(BIN)/near-failover demo

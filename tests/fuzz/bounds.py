@@ -25,7 +25,7 @@ LONG_RUN = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 # Per parser: the number of examples, a deadline per example (a hang or a quadratic blow-up
 # fails, a loaded machine does not) and no example database (the run is reproducible as it is).
 FUZZ = settings(
-    max_examples=LONG_RUN or 60,
+    max_examples=LONG_RUN or 40,
     derandomize=not LONG_RUN,
     deadline=timedelta(seconds=5),
     database=None,

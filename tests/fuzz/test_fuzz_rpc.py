@@ -5,7 +5,6 @@ dropped, retyped), random JSON, JSON-RPC errors and raw bytes."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from near_failover.neard.rpc import NeardRpc, RpcError
 from tests.conftest import FIXTURES
-from tests.fuzz.bounds import FUZZ, AnswerServer, dumps, json_values, mutated_json, mutated_text, within_memory
+from tests.fuzz.bounds import FUZZ, AnswerServer, LoopRunner, dumps, json_values, mutated_json, mutated_text, within_memory
 
 NODE = "val-fuzz"
 
@@ -43,9 +42,13 @@ ERROR_SEEDS = [json.loads((FIXTURES / n).read_text()) for n in (
 
 
 @pytest.fixture(scope="module")
-def answers() -> Iterator[AnswerServer]:
+def neard() -> Iterator[tuple[AnswerServer, LoopRunner, NeardRpc]]:
+    runner = LoopRunner()
     with AnswerServer() as server:
-        yield server
+        rpc = NeardRpc(server.url, NODE, timeout=10)
+        yield server, runner, rpc
+        runner.run(rpc.aclose())
+    runner.close()
 
 
 CALLS: dict[str, Callable[[NeardRpc], Awaitable[Any]]] = {
@@ -98,17 +101,17 @@ def answer(draw: st.DrawFn) -> tuple[str, int, bytes]:
 
 @given(answer())
 @FUZZ
-def test_every_rpc_answer_is_a_model_or_an_rpc_error(answers: AnswerServer, example: tuple[str, int, bytes]) -> None:
+def test_every_rpc_answer_is_a_model_or_an_rpc_error(neard: tuple[AnswerServer, LoopRunner, NeardRpc], example: tuple[str, int, bytes]) -> None:
+    server, runner, rpc = neard
     call, status, body = example
-    answers.set([(status, body)])
+    server.set([(status, body)])
 
     async def ask() -> None:
-        async with NeardRpc(answers.url, NODE, timeout=10) as rpc:
-            try:
-                model = await CALLS[call](rpc)
-            except RpcError as exc:
-                assert NODE in str(exc)
-                return
-            _use(model)
+        try:
+            model = await CALLS[call](rpc)
+        except RpcError as exc:
+            assert NODE in str(exc)
+            return
+        _use(model)
 
-    within_memory(lambda: asyncio.run(ask()))
+    within_memory(lambda: runner.run(ask()))
