@@ -301,3 +301,30 @@ def test_config_show_exits_non_zero_while_reporting_a_neard_error(tmp_path, fixt
         shown = run("config", "show", "--home", str(home), *args)
         assert shown.returncode == 1, shown.stdout + shown.stderr
     assert json.loads(shown.stdout)["semantic_errors"]
+
+
+def test_check_c_compares_local_homes_and_key_stores_by_real_path(tmp_path):
+    """Apart: ok (exit 0). The inventory itself refuses a local key_store symlinked into a home
+    when it loads (exit 2 with the resolved path), before any check runs."""
+    node = """
+[[node]]
+name = "{name}"
+host = "local"
+home = "{name}"
+rpc = "http://127.0.0.1:3030"
+control = "pidfile:{name}/neard.pid"
+start = ["neard", "--home", "{name}", "run"]
+key_store = "{store}/validator_key.json"
+standby = "hot-swap"
+"""
+    header = '[validator]\naccount_id = "pool.poolv1.near"\nchain_id = "localnet"\n'
+    for name in ("val-a", "val-b"):
+        (tmp_path / name).mkdir()
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(header + node.format(name="val-a", store="keys/a") + node.format(name="val-b", store="keys/b"))
+    ok = run("check", "-c", str(inventory))
+    assert ok.returncode == 0 and "apart, by real path" in ok.stdout, ok.stdout + ok.stderr
+    (tmp_path / "staged").symlink_to(tmp_path / "val-a")
+    inventory.write_text(header + node.format(name="val-a", store="keys/a") + node.format(name="val-b", store="staged"))
+    refused = run("check", "-c", str(inventory))
+    assert refused.returncode == 2 and "inside node val-a's home" in " ".join(refused.stderr.split()), refused.stderr
