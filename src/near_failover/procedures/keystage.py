@@ -17,7 +17,7 @@ from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import on_chain_public_key
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.nodes import NodeAccess, layout_problems_on
+from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 
 
 async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile, str]:
@@ -38,6 +38,8 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
 async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str, from_file: Path | None) -> dict[str, Any]:
     pool = inventory.validator.account_id
     target = nodes[inventory.node(to).name]
+    # First: a key_store that resolves into a home would hand the key to that neard.
+    await refuse_layout_problems(nodes, target)
     try:
         key, where = (load_key_file(from_file), str(from_file)) if from_file else await _find_key(nodes, target.name)
     except KeyFileError as exc:
@@ -55,8 +57,6 @@ async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str,
         raise Refused(f"cannot read {pool}'s on-chain key from any node's RPC; the key is not staged unchecked")
     if on_chain != key.public_key:
         raise Refused(f"{where} has public key {key.public_key}, but the chain expects {on_chain} for {pool}")
-    if problems := await layout_problems_on(nodes, target):
-        raise Refused("; ".join(problems))
     await target.host.mkdir(target.spec.key_store.parent)
     await target.host.write_atomic(target.spec.key_store, key.to_json_text(), 0o600)
     # The staged copy is 0600 whatever the source was; a source others can read is a leak to fix.

@@ -28,7 +28,7 @@ from near_failover.procedures.chain_view import Production, on_chain_public_key,
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.nodes import NodeAccess, layout_problems_on
+from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_plan
 
 T = TypeVar("T")
@@ -255,12 +255,7 @@ class Move:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         if await t.key_in_home():
             raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
-        try:
-            problems = await layout_problems_on(self.nodes, t)
-        except HostError as exc:
-            raise Refused(f"cannot resolve the homes and key stores on {t.name}'s host: {exc}") from exc
-        if problems:
-            raise Refused("; ".join(problems))
+        await refuse_layout_problems(self.nodes, t)
         checks["target_head"] = status.sync_info.latest_block_height
         checks["target_synced"] = True
 

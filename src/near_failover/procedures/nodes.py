@@ -9,9 +9,10 @@ from typing import AsyncIterator
 
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
-from near_failover.hosts import Host, host_for
+from near_failover.hosts import Host, HostError, host_for
 from near_failover.inventory import Inventory, Node, NodePaths, layout_problems, machine_of
 from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
+from near_failover.procedures.errors import Refused
 
 # A status call that does not answer within this is treated as "RPC unreachable" by the
 # procedures (a SIGSTOPped or overloaded neard); it is short so a dead node costs little.
@@ -49,6 +50,17 @@ async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> 
         for n in group
     ]
     return layout_problems(paths, machine)
+
+
+async def refuse_layout_problems(nodes: dict[str, NodeAccess], node: NodeAccess) -> None:
+    """Refused when ``layout_problems_on`` finds any, or when the host cannot resolve the paths:
+    before a key is staged or given, a key store that resolves into a home must not be used."""
+    try:
+        problems = await layout_problems_on(nodes, node)
+    except HostError as exc:
+        raise Refused(f"cannot resolve the homes and key stores on {node.name}'s host: {exc}") from exc
+    if problems:
+        raise Refused("; ".join(problems))
 
 
 @asynccontextmanager
