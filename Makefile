@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test test-long mainnet slow demo bench screenshots clean
+.PHONY: install system-packages test test-long mainnet slow fuzz demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ mainnet: install system-packages
 # Option 1 through a 75 s memtrie load.
 slow: install system-packages
 	$(BIN)/pytest -q -m slow
+
+# The fuzzing tests of every parser with a long random budget (make test runs a short fixed one).
+FUZZ_EXAMPLES ?= 1000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q --durations=0 tests/fuzz
 
 demo: install
 	$(BIN)/near-failover demo

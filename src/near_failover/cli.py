@@ -26,7 +26,7 @@ from near_failover.neard import config as neard_config
 from near_failover.neard.account import account_id_problem
 from near_failover.neard.check import Finding, Severity, check_home, check_running, read_home
 from near_failover.neard.keys import KeyFileError, load_key_file, permission_problems
-from near_failover.redact import redact_record
+from near_failover.redact import redact_record, redact_url
 
 STATUS_LEASE_TIMEOUT = 10.0
 HISTORY_LIMIT_MAX = 1_000_000
@@ -102,10 +102,16 @@ def config_show(home: Path = HomeOption, as_json: bool = JsonOption) -> None:
         }
     if as_json:
         print_json(summary)
-        return
+    else:
+        _print_config_summary(summary, tracking.source)
+    if summary["semantic_errors"]:
+        raise typer.Exit(EXIT_REFUSED)  # neard would refuse this file: a script must see it
+
+
+def _print_config_summary(summary: dict[str, Any], source: str) -> None:
     table = Table(show_header=False, box=None)
     table.add_row("config", plain(summary["config"]))
-    table.add_row("tracking", plain(f"{json.dumps(summary['tracking'])}  (from {tracking.source})"))
+    table.add_row("tracking", plain(f"{json.dumps(summary['tracking'])}  (from {source})"))
     table.add_row("memtries", str(summary["memtries"]).lower())
     table.add_row("role", summary["role"])
     table.add_row("legacy fields", plain(", ".join(summary["legacy_fields"]) or "none"))
@@ -138,8 +144,13 @@ def _apply_edit(home: Path, edited: dict[str, Any], original: dict[str, Any], dr
             + "\n  ".join(problems),
             EXIT_REFUSED,
         )
+    comments = bool(changes) and neard_config.file_has_comments(path)
     if changes and not dry_run:
         backup = neard_config.write_config(path, edited)
+    if comments:
+        # neard's own format has no comments; the operator's notes must not vanish unannounced.
+        kept = f"they stay in the backup {backup}" if backup else "dry run: nothing written"
+        err.print(f"[yellow]notice:[/] {path} has comments, which neard's format drops on write ({kept}).", highlight=False, soft_wrap=True)
     if as_json:
         print_json(
             {
@@ -147,6 +158,7 @@ def _apply_edit(home: Path, edited: dict[str, Any], original: dict[str, Any], dr
                 "changes": [{"field": f, "old": _json_value(o), "new": _json_value(n)} for f, o, n in changes],
                 "written": bool(changes) and not dry_run,
                 "backup": str(backup) if backup else None,
+                "comments_dropped": comments and not dry_run,
             }
         )
         return
@@ -242,23 +254,30 @@ class CheckRole(str, Enum):
 
 @app.command("check")
 def check(
-    home: Path = HomeOption,
-    role: CheckRole = typer.Option(..., "--role", help="What this node should be."),
+    home: Optional[Path] = typer.Option(None, "--home", help="neard home directory (holds config.json).", file_okay=False),
+    role: Optional[CheckRole] = typer.Option(None, "--role", help="What this node should be."),
     validator_id: Optional[str] = typer.Option(None, "--validator-id", help="The pool id this node serves."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the running node at this RPC URL."),
     chain_id: Optional[str] = typer.Option(None, "--chain-id", help="Expected chain id (default: genesis.json in the home)."),
+    inventory: Optional[Path] = typer.Option(None, "-c", "--inventory", help="Check every node's home and key_store by real path on its machine.", dir_okay=False),
     as_json: bool = JsonOption,
 ) -> None:
-    """Lint a neard home (and its running process) against a role and the failover guide."""
+    """Lint a neard home (and its running process) against a role and the failover guide; or,
+    with -c, the inventory's homes and key stores by the real paths each machine resolves."""
+    if inventory is not None and home is None:
+        _check_layout(inventory, as_json)
+        return
+    if home is None or role is None:
+        fail("check needs --home and --role (or -c INVENTORY to check every node's home and key_store)")
     if not home.is_dir():
         fail(f"{home} is not a directory: pass the neard home with --home")
     if validator_id and (problem := account_id_problem(validator_id)):
         fail(f"--validator-id: {problem}")
     if rpc:
-        from near_failover.neard.rpc import rpc_url_problem
+        from near_failover.urls import http_url_problem
 
-        if problem := rpc_url_problem(rpc):
-            fail(f"--rpc {rpc!r} {problem}: pass the running node's JSON-RPC address")
+        if problem := http_url_problem(rpc):
+            fail(f"--rpc {redact_url(rpc)!r}: {problem}; pass the running node's JSON-RPC address, such as http://127.0.0.1:3030")
     wanted = neard_config.Role(role.value)
     facts = read_home(home, chain_id)
     if facts.config_error:
@@ -285,6 +304,39 @@ async def _check_rpc(url: str, facts: Any, role: neard_config.Role, validator_id
         except RpcError:
             client_config = None  # older neard without client_config: the file checks stand alone
     return check_running(facts, role, validator_id, status, client_config)
+
+
+def _check_layout(inventory_path: Path, as_json: bool) -> None:
+    from near_failover.hosts import HostError
+    from near_failover.inventory import nodes_by_machine
+    from near_failover.procedures.nodes import layout_problems_on, open_nodes
+
+    inv = load_inventory_or_fail(inventory_path)
+    why = "neard loads validator_key.json from its home: a key store inside any home, or a home two nodes share, can put the pool key in two signing processes"
+
+    async def go() -> list[Finding]:
+        findings: list[Finding] = []
+        async with open_nodes(inv) as nodes:
+            for machine, group in nodes_by_machine(inv.nodes).items():
+                try:
+                    problems = await layout_problems_on(nodes, nodes[group[0].name])
+                except HostError as exc:
+                    findings.append(Finding(Severity.WARNING, f"cannot resolve the paths on {machine}: {exc}", why, "make the host reachable and run this check again"))
+                    continue
+                findings += [Finding(Severity.ERROR, problem, why, "give each node its own home and keep every key_store outside all of them") for problem in problems]
+        return findings
+
+    findings = asyncio.run(go())
+    ok = not any(f.severity == Severity.ERROR for f in findings)
+    if as_json:
+        print_json({"inventory": str(inventory_path), "ok": ok, "findings": [f.to_json() for f in findings]})
+    elif not findings:
+        out.print(f"[green]ok[/]: every home and key_store in {inventory_path} is apart, by real path.", highlight=False)
+    for f in findings if not as_json else []:
+        colour = "red" if f.severity == Severity.ERROR else "yellow"
+        out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
+    if not ok:
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role, as_json: bool) -> None:
@@ -602,6 +654,8 @@ def keys_stage(
         report = asyncio.run(go())
     except Refused as exc:
         fail(str(exc), EXIT_REFUSED)
+    for warning in report["warnings"]:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if as_json:
         print_json(report)
     else:

@@ -28,9 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from near_failover.limits import INVENTORY, SECRET_FILE, FileRejected, read_regular_text
 from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
 from near_failover.redact import redact_url
+from near_failover.urls import checked_http_url
 
 DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -368,14 +370,14 @@ class Node(_Strict):
     @field_validator("rpc")
     @classmethod
     def _rpc(cls, value: str) -> str:
-        parts = urlsplit(value)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-            raise ValueError(f'expected neard\'s RPC URL such as "http://127.0.0.1:3030", got {value!r}')
-        return value.rstrip("/")
+        return checked_http_url(value, "neard's RPC URL", "http://127.0.0.1:3030")
+
+    @field_validator("api")
+    @classmethod
+    def _api(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return checked_http_url(value, "the agent API's URL", "http://127.0.0.1:8008")
 
     @field_validator("home", "key_store", mode="before")
     @classmethod
@@ -521,8 +523,7 @@ class LeaseSettings(_Strict):
             if parts.username is not None or parts.password is not None:
                 # It would be shown wherever the endpoint is named: errors, the journal, the API.
                 raise ValueError(f"{parts.hostname}: no credentials in etcd URLs; use username and password_file")
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f'expected etcd URLs such as "http://10.0.0.21:2379", got {endpoint!r}')
+            checked_http_url(endpoint, "etcd URLs", "http://10.0.0.21:2379")
         return value
 
     @model_validator(mode="after")
@@ -611,6 +612,69 @@ class Inventory(_Strict):
         """Nodes from the most preferred (highest priority) to the least; ties keep file order."""
         return sorted(self.nodes, key=lambda n: -n.priority)
 
+    @model_validator(mode="after")
+    def _homes_apart(self) -> Inventory:
+        """Local nodes compared by real path now; SSH nodes lexically here, by the real paths
+        their host resolves at preflight and in `check -c`."""
+        problems: list[str] = []
+        for where, group in nodes_by_machine(self.nodes).items():
+            resolve = _local_real_path if where == "local" else PurePosixPath
+            problems += layout_problems([NodePaths(n.name, resolve(n.home), resolve(n.key_store)) for n in group], where)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --- homes and key stores by machine ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """A node's home and key_store as its machine resolves them (symlinks followed)."""
+
+    name: str
+    home: PurePosixPath
+    key_store: PurePosixPath
+
+
+def machine_of(node: Node) -> str:
+    """Which machine a node is on: "local", or the SSH host and port (the user does not matter)."""
+    spec = node.host_spec
+    return "local" if spec.kind == "local" else f"{spec.hostname}:{spec.port}"
+
+
+def nodes_by_machine(nodes: list[Node]) -> dict[str, list[Node]]:
+    groups: dict[str, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(machine_of(node), []).append(node)
+    return groups
+
+
+def _local_real_path(path: PurePosixPath) -> PurePosixPath:
+    return PurePosixPath(os.path.realpath(path))
+
+
+def layout_problems(nodes: list[NodePaths], machine: str) -> list[str]:
+    """Nodes of one machine by real path: a key store inside any node's home would be loaded by
+    that neard (a symlink into a home included), and two nodes on one home would share one key."""
+    problems = []
+    for index, home_owner in enumerate(nodes):
+        for staged in nodes:
+            if staged.key_store == home_owner.home or home_owner.home in staged.key_store.parents:
+                whose = "its own home" if staged is home_owner else f"node {home_owner.name}'s home"
+                problems.append(
+                    f"node {staged.name}: key_store resolves to {staged.key_store}, inside {whose} "
+                    f"{home_owner.home} on {machine}: that neard would load a key staged there; "
+                    "put key_store outside every neard home"
+                )
+        for other in nodes[index + 1 :]:
+            if other.home == home_owner.home:
+                problems.append(
+                    f"nodes {home_owner.name} and {other.name} share the home {other.home} on "
+                    f"{machine}: give each node its own neard home"
+                )
+    return problems
+
 
 # --- loading -------------------------------------------------------------------------------------
 
@@ -683,9 +747,11 @@ def load_inventory(path: Path | str) -> Inventory:
     """Read and validate the inventory file at ``path``."""
     path = Path(os.path.expanduser(str(path)))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, INVENTORY)
     except FileNotFoundError:
         raise InventoryError(f"{path}: inventory file not found; pass the path with -c") from None
+    except FileRejected as exc:
+        raise InventoryError(f"{path}: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
     return parse_inventory(text, path)
@@ -696,7 +762,9 @@ def read_secret_file(path: Path, setting: str) -> str:
     owner only, like a key file. The error names the setting and the file, never the content."""
     try:
         mode = path.stat().st_mode
-        text = path.read_text().strip()
+        text = read_regular_text(path, SECRET_FILE).strip()
+    except UnicodeDecodeError:
+        raise InventoryError(f"[lease] {setting} {path}: not UTF-8 text; put the secret on one line") from None
     except OSError as exc:
         raise InventoryError(f"[lease] {setting} {path}: cannot read it ({exc.strerror or exc}); create it with the secret on one line, mode 0600") from None
     if mode & 0o077:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import select
+import socket
 import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -154,6 +157,46 @@ def test_posts_need_the_bearer_token(cluster: AgentCluster) -> None:
     invalid = cluster.post(leader, "/switchover", json={"to": standby, "mode": "teleport"}, headers=cluster.auth)
     assert invalid.status_code == 422 and "mode" in invalid.json()["message"], invalid.text
     assert cluster.cluster(leader)["leader"]["member"] == leader
+
+
+def _raw_post(url: str, head: bytes, chunk: bytes, most: int) -> tuple[bytes, int]:
+    """Send a request by hand (so the body can be huge or chunked), a chunk at a time until the
+    server answers or ``most`` bytes went; return the answer's head and how many body bytes went."""
+    parts = urlsplit(url)
+    sent = 0
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as conn:
+        conn.sendall(head)
+        while sent < most and not select.select([conn], [], [], 0.01)[0]:
+            try:
+                conn.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+        answer = b""
+        while b"\r\n\r\n" not in answer and (data := conn.recv(65536)):
+            answer += data
+    return answer, sent
+
+
+def test_a_huge_body_is_refused_with_413_before_it_is_read(cluster: AgentCluster) -> None:
+    """200 MB declared with a valid token: 413 at once, after a small part was sent (the old agent
+    read it whole, to 700 MB); a chunked body without a length is cut at 64 KiB the same way."""
+    leader, _ = roles(cluster)
+    url = cluster.apis[leader]
+    auth = b"Authorization: " + cluster.auth["Authorization"].encode() + b"\r\nContent-Type: application/json\r\n"
+    declared = 200 * 1024 * 1024
+    head = b"POST /pause HTTP/1.1\r\nHost: agent\r\n" + auth + b"Content-Length: %d\r\n\r\n" % declared
+    answer, sent = _raw_post(url, head, b"{" * (1024 * 1024), declared)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < declared // 4, sent
+    chunked = b"POST /pause HTTP/1.1\r\nHost: agent\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n"
+    answer, sent = _raw_post(url, chunked, b"%x\r\n" % (64 * 1024) + b"[" * (64 * 1024) + b"\r\n", declared)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent < declared // 4, sent
+    refused = cluster.post(leader, "/pause", json={"padding": "x" * 100_000}, headers=cluster.auth)
+    assert refused.status_code == 413 and refused.json()["error"] == "body-too-large", refused.text
+    assert "64 KiB" in refused.json()["message"]
+    assert cluster.status(leader)["paused"] is False  # nothing was acted on
 
 
 async def test_an_agent_without_a_token_refuses_posts_and_stops_cleanly(cluster: AgentCluster) -> None:

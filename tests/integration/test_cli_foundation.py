@@ -273,3 +273,58 @@ def test_check_world_readable_key_file(tmp_path, fixtures_dir):
     assert code == 1
     [finding] = [f for f in findings if f["severity"] == "error"]
     assert "validator_key.json" in finding["what"] and "chmod 600" in finding["fix"]
+
+
+def test_comments_dropped_on_write_get_a_notice_and_stay_in_the_backup(tmp_path, fixtures_dir):
+    home = make_home(tmp_path, fixtures_dir, "config.neard-init-mainnet.reconstructed.json")
+    text = (home / "config.json").read_text()
+    commented = "// staged for the failover drill\n" + text
+    (home / "config.json").write_text(commented)
+    dry = run("config", "standby", "--home", str(home), "--mode", "hot-swap", "--validator-id", POOL, "--dry-run")
+    assert dry.returncode == 0 and "has comments" in dry.stderr and "nothing written" in dry.stderr
+    result = run("config", "standby", "--home", str(home), "--mode", "hot-swap", "--validator-id", POOL, "--json")
+    assert result.returncode == 0, result.stderr
+    [backup] = backups(home)
+    assert json.loads(result.stdout)["comments_dropped"] is True
+    assert "has comments" in result.stderr and str(backup) in result.stderr
+    assert backup.read_text() == commented and "failover drill" not in (home / "config.json").read_text()
+    again = run("config", "standby", "--home", str(home), "--mode", "rpc")
+    assert again.returncode == 0 and "comments" not in again.stderr  # none left to drop
+
+
+def test_config_show_exits_non_zero_while_reporting_a_neard_error(tmp_path, fixtures_dir):
+    home = make_home(tmp_path, fixtures_dir, "nearcore-res-example-config-no-gc.json")
+    cfg = json.loads((home / "config.json").read_text())
+    cfg["tracked_shards"] = [0]  # beside tracked_shards_config: neard refuses both at once
+    (home / "config.json").write_text(json.dumps(cfg, indent=2))
+    for args in ([], ["--json"]):
+        shown = run("config", "show", "--home", str(home), *args)
+        assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert json.loads(shown.stdout)["semantic_errors"]
+
+
+def test_check_c_compares_local_homes_and_key_stores_by_real_path(tmp_path):
+    """Apart: ok (exit 0). The inventory itself refuses a local key_store symlinked into a home
+    when it loads (exit 2 with the resolved path), before any check runs."""
+    node = """
+[[node]]
+name = "{name}"
+host = "local"
+home = "{name}"
+rpc = "http://127.0.0.1:3030"
+control = "pidfile:{name}/neard.pid"
+start = ["neard", "--home", "{name}", "run"]
+key_store = "{store}/validator_key.json"
+standby = "hot-swap"
+"""
+    header = '[validator]\naccount_id = "pool.poolv1.near"\nchain_id = "localnet"\n'
+    for name in ("val-a", "val-b"):
+        (tmp_path / name).mkdir()
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(header + node.format(name="val-a", store="keys/a") + node.format(name="val-b", store="keys/b"))
+    ok = run("check", "-c", str(inventory))
+    assert ok.returncode == 0 and "apart, by real path" in ok.stdout, ok.stdout + ok.stderr
+    (tmp_path / "staged").symlink_to(tmp_path / "val-a")
+    inventory.write_text(header + node.format(name="val-a", store="keys/a") + node.format(name="val-b", store="staged"))
+    refused = run("check", "-c", str(inventory))
+    assert refused.returncode == 2 and "inside node val-a's home" in " ".join(refused.stderr.split()), refused.stderr

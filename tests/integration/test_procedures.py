@@ -8,6 +8,7 @@ SIGHUP; a failover adds the detection the test itself does (a kill, an unreachab
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -72,7 +73,9 @@ def test_switchover_rpc_restarts_through_memtrie_load(net: Localnet):
     config = json.loads((net.directory / "val-c" / "config.json").read_text())
     assert config["tracked_shards_config"] == "NoShards"
     assert config["store"]["load_mem_tries_for_tracked_shards"] is True
-    assert list((net.directory / "val-c").glob("config.json.*.bak"))
+    # The CLI's backup name (neard_config.backup_name): config.json.<YYYYmmddTHHMMSSffffffZ>.bak
+    [backup] = (net.directory / "val-c").glob("config.json.*.bak")
+    assert re.fullmatch(r"config\.json\.\d{8}T\d{12}Z\.bak", backup.name), backup.name
     assert_signer(net, "val-c")
     net.wait_height(5)
     net.assert_no_double_sign()
@@ -270,6 +273,14 @@ def test_keys_stage_checks_the_on_chain_key(net: Localnet, tmp_path: Path):
     assert staged["matches_on_chain"] and staged["from"].startswith("val-")
     assert store.stat().st_mode & 0o777 == 0o600
     assert "secret" not in json.dumps(staged)
+    # A source key others can read is staged (0600) with a warning naming the file and the fix.
+    readable = tmp_path / "readable.json"
+    readable.write_bytes(store.read_bytes())
+    readable.chmod(0o644)
+    store.unlink()
+    warned = cli("keys", "stage", "-c", net.inventory, "--to", "val-c", "--from", readable, "--json")
+    assert json.loads(warned.stdout)["warnings"] and f"{readable} is readable by every user" in warned.stderr
+    assert f"chmod 600 {readable}" in warned.stderr and store.stat().st_mode & 0o777 == 0o600
 
 
 def test_status_shows_roles_and_production(net: Localnet):

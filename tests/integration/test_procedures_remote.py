@@ -87,3 +87,27 @@ def wait_until(predicate, timeout: float = 30.0) -> None:  # type: ignore[no-unt
     while not predicate():
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.1)
+
+
+def test_a_key_store_symlinked_into_its_home_is_refused_over_ssh(net: Localnet, tmp_path: Path):
+    """The inventory's path looks outside the home, but its folder is a symlink into val-b's home:
+    over SSH the inventory cannot see that at load, so `check -c`, `keys stage` and a switchover's
+    preflight resolve it on the host and refuse, before any key is written."""
+    home_b = net.directory / "val-b"
+    link = net.directory / "staged-elsewhere"
+    link.symlink_to(home_b)
+    with running_sshd(tmp_path / "sshd") as sshd:
+        for name in ("val-a", "val-b", "val-c"):
+            net.edit_inventory(name, host=sshd.url)
+        net.edit_inventory("val-b", key_store=str(link / "validator_key.json"))
+        net.edit_inventory(ssh={"known_hosts": str(sshd.known_hosts), "identity": [str(sshd.user_key)]})
+        checked = cli("check", "-c", net.inventory, check=False)
+        staged = cli("keys", "stage", "-c", net.inventory, "--to", "val-b", check=False)
+        moved = cli("switchover", "-c", net.inventory, "--to", "val-b", "--yes", "--json", check=False)
+    expected = f"node val-b: key_store resolves to {home_b.resolve()}/validator_key.json, inside its own home"
+    for done in (checked, staged, moved):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert expected in " ".join((done.stdout + done.stderr).split()), done.stdout + done.stderr
+    assert not (home_b / "validator_key.json").exists()
+    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
+    assert net.rpc_status("val-b")["validator_account_id"] is None

@@ -21,6 +21,7 @@ from near_failover.hosts import (
     CommandTimeout,
     Host,
     HostAuthFailed,
+    HostError,
     HostFileExists,
     HostFileNotFound,
     HostKeyUnknown,
@@ -30,6 +31,7 @@ from near_failover.hosts import (
     SshHost,
     host_for,
 )
+from near_failover import limits
 from near_failover.inventory import parse_inventory
 from tests.integration.sshd_server import SshdServer, running_sshd
 
@@ -103,6 +105,29 @@ async def test_read_text_and_bytes(host: Host, tmp_path: Path) -> None:
         await host.read_bytes(tmp_path / "missing")
     # /proc files report size 0: they must still be read to the end.
     assert (await host.read_text(f"/proc/{os.getpid()}/stat")).startswith(f"{os.getpid()} (")
+
+
+async def test_reads_are_regular_files_within_their_kind_cap(host: Host, tmp_path: Path) -> None:
+    """A FIFO must not hang the reader (sftp-server's open would block), a link to /dev/zero must
+    not grow memory, and a file over its kind's cap is refused with the cap named."""
+    fifo = tmp_path / "config.json"
+    os.mkfifo(fifo)
+    with pytest.raises(HostError, match="is a FIFO, not a regular file"):
+        await asyncio.wait_for(host.read_text(fifo, limits.CONFIG_JSON), 15)
+    zero = tmp_path / "validator_key.json"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(HostError, match="is a character device"):
+        await asyncio.wait_for(host.read_bytes(zero, limits.KEY_FILE), 15)
+    big = tmp_path / "node_key.json"
+    big.write_bytes(b"x" * (limits.KEY_FILE.max_bytes + 1))
+    with pytest.raises(HostError, match="more than the 64 KiB allowed for a key file"):
+        await host.read_bytes(big, limits.KEY_FILE)
+    with pytest.raises(HostError, match="is a directory"):
+        await host.read_bytes(tmp_path, limits.KEY_FILE)
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "real.json")
+    (tmp_path / "real.json").write_text("{}")
+    assert await host.read_text(link, limits.KEY_FILE) == "{}"
 
 
 async def test_move_refuses_to_overwrite_unless_asked(host: Host, tmp_path: Path) -> None:
@@ -257,6 +282,38 @@ async def test_ssh_changed_host_key_is_refused_as_a_mismatch(sshd: SshdServer, t
         with pytest.raises(HostKeyUnknown) as err:
             await h.exists("/")
     assert "does NOT match" in str(err.value) and "ssh-keygen -R" in str(err.value)
+
+
+async def test_ssh_revoked_host_key_is_reported_as_revoked(sshd: SshdServer, tmp_path: Path) -> None:
+    """The server presents the key known_hosts revokes (beside the new key it trusts, or alone):
+    "revoked", not "does NOT match" and never "add it with ssh-keyscan"."""
+    key_type, key_data = sshd.host_key_pub.read_text().split()[:2]
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "new")], check=True, timeout=30)
+    new_type, new_data = (tmp_path / "new.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    revoked_line = f"@revoked [127.0.0.1]:{sshd.port} {key_type} {key_data}\n"
+    for content in (revoked_line + f"[127.0.0.1]:{sshd.port} {new_type} {new_data}\n", revoked_line):
+        known.write_text(content)
+        async with sshd.host(known_hosts=known) as h:
+            with pytest.raises(HostKeyUnknown) as err:
+                await h.exists("/")
+        message = str(err.value)
+        assert str(known) in message
+        text = message.replace(str(known), "KNOWN_HOSTS")
+        assert "marked @revoked" in text and "does NOT match" not in text and "ssh-keyscan" not in text, text
+
+
+async def test_ssh_ca_only_known_hosts_says_the_server_offers_no_certificate(sshd: SshdServer, tmp_path: Path) -> None:
+    ca = tmp_path / "ca"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ca)], check=True, timeout=30)
+    key_type, key_data = (tmp_path / "ca.pub").read_text().split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@cert-authority [127.0.0.1]:{sshd.port} {key_type} {key_data}\n")
+    async with sshd.host(known_hosts=known) as h:
+        with pytest.raises(HostKeyUnknown) as err:
+            await h.exists("/")
+    message = str(err.value)
+    assert "@cert-authority" in message and "certificate" in message and "reset" not in message.lower()
 
 
 async def test_ssh_missing_known_hosts_file_is_refused(sshd: SshdServer, tmp_path: Path) -> None:

@@ -241,3 +241,71 @@ def test_unknown_node_lists_the_known_names(tmp_path: Path) -> None:
 def test_bad_node_name(tmp_path: Path) -> None:
     message = error_of(tmp_path, HEADER + NODE_B.replace('"val-b"', '"val b; rm"'))
     assert "node[0].name" in message and "expected a node name" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("rpc", "http://admin:PW-s3cret@10.0.0.12:3030", "credentials"),
+        ("rpc", "ftp://10.0.0.12:3030", "scheme must be http or https"),
+        ("rpc", "http://10.0.0.12:99999", "port"),
+        ("api", "http://admin:PW-s3cret@10.0.0.12:8008", "credentials"),
+        ("api", "garbage", "scheme must be http or https"),
+        ("api", "ftp://10.0.0.12:8008", "scheme must be http or https"),
+        ("api", "http://:8008", "no host"),
+    ],
+)
+def test_rpc_and_api_urls_are_checked_and_shown_redacted(tmp_path: Path, field: str, value: str, why: str) -> None:
+    node = NODE_B.replace('rpc = "http://10.0.0.12:3030"', f'rpc = "{value}"') if field == "rpc" else NODE_B + f'api = "{value}"\n'
+    message = error_of(tmp_path, HEADER + node)
+    assert f'node[0].{field} (node "val-b")' in message and why in message
+    assert "PW-s3cret" not in message and "admin" not in message
+
+
+def test_urls_without_port_are_accepted(tmp_path: Path) -> None:
+    node = NODE_B.replace('rpc = "http://10.0.0.12:3030"', 'rpc = "https://rpc.example.org/"') + 'api = "http://10.0.0.12"\n'
+    spec = load_inventory(write(tmp_path, HEADER + node)).node("val-b")
+    assert (spec.rpc, spec.api) == ("https://rpc.example.org", "http://10.0.0.12")
+
+
+def test_neard_rpc_refuses_credentials_redacted() -> None:
+    from near_failover.neard.rpc import NeardRpc
+
+    with pytest.raises(ValueError, match="credentials") as err:
+        NeardRpc("http://admin:PW-s3cret@127.0.0.1:3030", "val-a")
+    assert "PW-s3cret" not in str(err.value)
+
+
+def _two_local_nodes(tmp_path: Path, key_store_b: str, home_b: str = "val-b") -> str:
+    (tmp_path / "val-a").mkdir(exist_ok=True)
+    node_b = NODE_A.replace('"val-a"', '"val-b"').replace("val-a/", "val-b/").replace('home = "val-b"', f'home = "{home_b}"')
+    node_b = node_b.replace('key_store = "keys/val-b/validator_key.json"', f'key_store = "{key_store_b}"')
+    return HEADER + NODE_A + node_b
+
+
+def test_a_key_store_symlinked_into_its_own_home_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "val-b").mkdir()
+    (tmp_path / "staged").symlink_to(tmp_path / "val-b")
+    message = error_of(tmp_path, _two_local_nodes(tmp_path, "staged/validator_key.json"))
+    assert f"node val-b: key_store resolves to {tmp_path / 'val-b' / 'validator_key.json'}, inside its own home" in message
+
+
+def test_a_key_store_inside_another_nodes_home_is_refused(tmp_path: Path) -> None:
+    message = error_of(tmp_path, _two_local_nodes(tmp_path, "val-a/keys/validator_key.json"))
+    assert "node val-b: key_store resolves to" in message and "inside node val-a's home" in message
+
+
+def test_two_local_nodes_sharing_a_home_through_a_symlink_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "val-a").mkdir()
+    (tmp_path / "other-name").symlink_to(tmp_path / "val-a")
+    message = error_of(tmp_path, _two_local_nodes(tmp_path, "keys/val-b/validator_key.json", home_b="other-name"))
+    assert f"nodes val-a and val-b share the home {tmp_path / 'val-a'} on local" in message
+
+
+def test_ssh_nodes_on_one_machine_sharing_a_home_are_refused_at_load(tmp_path: Path) -> None:
+    other = NODE_B.replace('"val-b"', '"val-c"').replace('host = "ssh://near@10.0.0.12"', 'host = "ssh://admin@10.0.0.12:22"')
+    other = other.replace("/etc/near-failover/validator_key.json", "/etc/near-failover/c/validator_key.json")
+    message = error_of(tmp_path, HEADER + NODE_B + other)
+    assert "nodes val-b and val-c share the home /home/near/.near on 10.0.0.12:22" in message
+    # The same paths on two machines are fine.
+    load_inventory(write(tmp_path, HEADER + NODE_B + other.replace("10.0.0.12", "10.0.0.13")))

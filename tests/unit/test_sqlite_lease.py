@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import json
 import sqlite3
 import subprocess
@@ -289,3 +290,21 @@ async def test_a_host_that_slept_finds_its_lease_ended_as_the_store_does(lease_f
     assert not await store.renew(held)
     assert await store.leader() is None
     await store.close()
+
+
+async def test_the_lease_file_is_created_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """The lease decides who may sign: created 0600 (with its -wal and -shm) under a 022 umask."""
+    path = tmp_path / "lease.sqlite"
+    old_umask = os.umask(0o022)
+    try:
+        store = SqliteLeaseStore(path)
+        try:
+            await store.set_paused(True)
+            made = [p for p in tmp_path.iterdir() if p.name.startswith("lease.sqlite")]
+            modes = {p.name: p.stat().st_mode & 0o777 for p in made}  # while open: -wal and -shm exist
+        finally:
+            await store.close()
+    finally:
+        os.umask(old_umask)
+    assert {"lease.sqlite", "lease.sqlite-wal"} <= set(modes)
+    assert modes == {name: 0o600 for name in modes}

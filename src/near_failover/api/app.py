@@ -26,13 +26,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from near_failover.api.agent_view import AgentView
 from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
 from near_failover.procedures.journal import JournalError
+from near_failover.limits import API_BODY_BYTES, human_size
 from near_failover.redact import redact_record, redact_text
 from near_failover.procedures.plan import MoveOptions
 
@@ -136,6 +137,52 @@ class BearerAuth:
                 headers={"WWW-Authenticate": 'Bearer realm="near-failover", error="invalid_token"'},
             )
         return None
+
+
+class BodyLimit:
+    """Refuse a request body over ``max_bytes`` with 413 before it is read whole: a declared
+    Content-Length at once, a chunked body as soon as its count passes the limit. The body (at most
+    ``max_bytes``) is read here and handed on, so the app never sees more than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def too_large(self) -> JSONResponse:
+        return error_response(
+            413, "body-too-large",
+            f"the request body is larger than the {human_size(self.max_bytes)} allowed; every API request body is a small JSON object",
+            headers={"Connection": "close"},  # the rest of the body is not read: drop it with the connection
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.strip().isdigit() or int(declared) > self.max_bytes):
+            await self.too_large()(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its body ended
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:
+                await self.too_large()(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> Message:
+            return pending.pop() if pending else await receive()
+
+        await self.app(scope, replay, send)
 
 
 # --- request bodies -----------------------------------------------------------------------------
@@ -365,5 +412,6 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         confirmed = await call("answer the failsafe confirmation", agent.confirm_leader(body.leader, body.generation), FAILSAFE_TIMEOUT)
         return safe_json({"confirmed": bool(confirmed)})
 
+    app.add_middleware(BodyLimit, max_bytes=API_BODY_BYTES)  # inside the token check: strangers get 401
     app.add_middleware(BearerAuth, token=token)
     return app

@@ -11,6 +11,7 @@ import ssl
 import httpx
 
 from near_failover.inventory import Inventory, InventoryError
+from near_failover.limits import API_ANSWER_BYTES, BoundedAsyncClient
 
 Verify = ssl.SSLContext | bool
 
@@ -28,6 +29,7 @@ def api_verify(inventory: Inventory) -> Verify:
 
 
 def api_client(verify: Verify, token: str | None, timeout: float) -> httpx.AsyncClient:
-    """An HTTP client for agent APIs: never the environment's proxies, always verified TLS."""
+    """An HTTP client for agent APIs: never the environment's proxies, always verified TLS, answers
+    capped in size."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(timeout=timeout, trust_env=False, verify=verify, headers=headers)
+    return BoundedAsyncClient(max_response_bytes=API_ANSWER_BYTES, timeout=timeout, trust_env=False, verify=verify, headers=headers)

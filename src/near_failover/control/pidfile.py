@@ -17,7 +17,8 @@ from near_failover.control.base import (
     StopFailed,
     StopOutcome,
 )
-from near_failover.hosts.base import Host, HostFileNotFound, NoSuchProcess
+from near_failover.hosts.base import Host, HostError, HostFileNotFound, NoSuchProcess
+from near_failover.limits import PID_FILE
 
 # A pid whose process started this long after the pid file was written is a reused pid, not ours.
 PID_REUSE_SLACK = 2.0
@@ -56,7 +57,7 @@ class PidfileControl(NeardControl):
 
     async def _read_pid(self) -> int | None:
         try:
-            text = (await self.host.read_text(self.pidfile)).strip()
+            text = (await self.host.read_text(self.pidfile, PID_FILE)).strip()
         except HostFileNotFound:
             return None
         if not text.isdigit() or int(text) <= 1:
@@ -144,10 +145,14 @@ class PidfileControl(NeardControl):
         return pid
 
     async def _log_tail(self, lines: int = 5) -> str:
+        # The log grows for ever: only its last 64 KiB are read, never the whole file.
         try:
-            text = await self.host.read_text(self.log_path)
-        except (HostFileNotFound, ControlError):
+            result = await self.host.run(["tail", "-c", "65536", str(self.log_path)], timeout=10)
+        except HostError:
             return "(no log)"
+        if not result.ok:
+            return "(no log)"
+        text = result.stdout
         return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
 
     async def reload(self) -> None:

@@ -50,6 +50,7 @@ from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidat
 from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
+from near_failover.limits import API_ANSWER_BYTES, KEY_FILE, BoundedAsyncClient
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
@@ -407,7 +408,8 @@ class Agent:
             async def ask(url: str) -> bool:
                 try:
                     answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body)
-                    return answer.status_code == 200 and answer.json().get("confirmed") is True
+                    data = answer.json()
+                    return answer.status_code == 200 and isinstance(data, dict) and data.get("confirmed") is True
                 except (httpx.HTTPError, ValueError) as exc:
                     log.warning("failsafe: no confirmation", node=self.node, api=url, error=f"{type(exc).__name__}: {exc}")
                     return False
@@ -542,7 +544,7 @@ class Agent:
     async def _readiness(self) -> list[str]:
         """Standby-specific readiness: the staged key present and valid for the pool."""
         try:
-            key = parse_key_file(await self.me.host.read_text(self.spec.key_store), source=f"{self.node}:{self.spec.key_store}")
+            key = parse_key_file(await self.me.host.read_text(self.spec.key_store, KEY_FILE), source=f"{self.node}:{self.spec.key_store}")
         except (HostError, KeyFileError) as exc:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]

@@ -27,6 +27,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from near_failover.limits import WEBHOOK_ANSWER_BYTES, BoundedAsyncClient
 from near_failover.redact import REDACTED, redact_record, redact_text, url_origin
 
 log = structlog.get_logger(__name__)
@@ -273,7 +274,9 @@ class AlertSender:
         self, targets: Sequence[AlertTarget], client: httpx.AsyncClient | None = None
     ) -> None:
         self.targets = list(targets)
-        self._client = client or httpx.AsyncClient(trust_env=False, follow_redirects=False)
+        self._client = client or BoundedAsyncClient(
+            max_response_bytes=WEBHOOK_ANSWER_BYTES, trust_env=False, follow_redirects=False
+        )
         self._own_client = client is None
         self._background: set[asyncio.Task[Any]] = set()
 

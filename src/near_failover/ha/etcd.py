@@ -27,6 +27,8 @@ import math
 import os
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
+from near_failover.limits import ETCD_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 from near_failover.ha.lease import (
     LeaderInfo,
     LeaderLease,
@@ -74,6 +77,13 @@ class EtcdRequestError(LeaseStoreError):
         self.endpoint = endpoint
         self.code = code
         super().__init__(f"etcd at {endpoint} refused {path}: {message} (code {code})")
+
+
+def _ttl(value: Any) -> int:
+    """A number etcd's gateway sends as a JSON string or number (int64 fields are strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return int(value)
 
 
 def _b64(text: str) -> str:
@@ -122,7 +132,7 @@ class EtcdLeaseStore(LeaseStore):
         # local_address: the source address of every request (a host with several networks);
         # tls: the CA and client certificate for https:// endpoints (the system's CAs without it).
         transport = httpx.AsyncHTTPTransport(local_address=local_address, verify=tls if tls is not None else True)
-        self._client = httpx.AsyncClient(trust_env=False, transport=transport)
+        self._client = BoundedAsyncClient(max_response_bytes=ETCD_ANSWER_BYTES, trust_env=False, transport=transport)
         # etcd's authentication: (user, password) exchanged for a token, again when it expires.
         self._credentials = credentials
         self._token: str | None = None
@@ -168,6 +178,9 @@ class EtcdLeaseStore(LeaseStore):
                 continue
             except httpx.TimeoutException:
                 failures.append(f"{endpoint}: no answer within {attempt:.2g}s")
+                continue
+            except ResponseTooLarge as exc:
+                failures.append(f"{endpoint}: {exc}")
                 continue
             except (httpx.TransportError, ssl.SSLError) as exc:
                 # A TLS 1.3 alert (a refused client certificate) can arrive while the answer is
@@ -235,14 +248,16 @@ class EtcdLeaseStore(LeaseStore):
     async def _grant(self, ttl: float) -> tuple[str, int]:
         answer = await self._request("/v3/lease/grant", {"TTL": max(1, math.ceil(ttl))})
         if answer.get("error") or "ID" not in answer:
-            raise LeaseStoreError(f"etcd did not grant a lease: {answer.get('error') or answer}")
-        return str(answer["ID"]), int(answer.get("TTL", 0))
+            raise LeaseStoreError(f"etcd did not grant a lease: {str(answer.get('error') or answer)[:300]}")
+        with _answer_shape(self.where, "/v3/lease/grant"):
+            return str(answer["ID"]), _ttl(answer.get("TTL", 0))
 
     async def _keepalive(self, lease_id: str) -> int:
         """The lease's new TTL, 0 when it no longer exists."""
         answer = await self._request("/v3/lease/keepalive", {"ID": lease_id})
-        result = answer.get("result", answer)
-        return int(result.get("TTL", 0))
+        with _answer_shape(self.where, "/v3/lease/keepalive"):
+            result = answer.get("result", answer)
+            return _ttl(result.get("TTL", 0))
 
     async def _revoke_quietly(self, lease_id: str) -> None:
         """Revoke a lease we no longer need; failing is harmless (it expires by itself)."""
@@ -275,10 +290,16 @@ class EtcdLeaseStore(LeaseStore):
             # The txn may or may not have been applied; revoking the lease deletes the key if it was.
             await self._revoke_quietly(lease_id)
             raise
-        kv = _range_kv(answer["responses"][-1] if answer.get("responses") else {})
-        # A retried txn that had already succeeded on the first attempt shows our own lease.
-        if kv is not None and str(kv.get("lease")) == lease_id:
-            generation = int(kv["create_revision"])
+        try:
+            with _answer_shape(self.where, "/v3/kv/txn"):
+                kv = _range_kv(answer["responses"][-1] if answer.get("responses") else {})
+                # A retried txn that had already succeeded on the first attempt shows our own lease.
+                ours = kv is not None and str(kv.get("lease")) == lease_id
+                generation = int(kv["create_revision"]) if ours and kv is not None else 0
+        except LeaseStoreError:
+            await self._revoke_quietly(lease_id)  # deletes the key if the txn put it
+            raise
+        if ours:
             log.info("leader lease acquired", member=member, generation=generation, ttl=granted)
             return LeaderLease(member, generation, float(granted), sent + granted, lease_id)
         await self._revoke_quietly(lease_id)
@@ -329,7 +350,9 @@ class EtcdLeaseStore(LeaseStore):
 
     async def leader(self) -> LeaderInfo | None:
         answer = await self._request("/v3/kv/range", {"key": _b64(self.leader_key)})
-        kv = _range_kv(answer)
+        with _answer_shape(self.where, "/v3/kv/range"):
+            kv = _range_kv(answer)
+            generation = int(kv["create_revision"]) if kv is not None else 0
         if kv is None:
             return None
         try:
@@ -345,10 +368,11 @@ class EtcdLeaseStore(LeaseStore):
         if lease_id:
             ttl_answer = await self._request("/v3/lease/timetolive", {"ID": str(lease_id)})
             # -1 when the lease has just expired and the key is about to be deleted.
-            ttl_left = max(0.0, float(ttl_answer.get("TTL", -1)))
+            with _answer_shape(self.where, "/v3/lease/timetolive"):
+                ttl_left = max(0.0, float(_ttl(ttl_answer.get("TTL", -1))))
         return LeaderInfo(
             member=member,
-            generation=int(kv["create_revision"]),
+            generation=generation,
             ttl_left=ttl_left,
             ttl=float(value["ttl"]) if isinstance(value.get("ttl"), (int, float)) else None,
             extra={"lease": str(lease_id) if lease_id else None},
@@ -400,12 +424,15 @@ class EtcdLeaseStore(LeaseStore):
             "/v3/kv/range", {"key": _b64(start), "range_end": _prefix_end(start)}
         )
         records = []
-        for kv in answer.get("kvs", []):
-            key = _unb64(kv["key"])
+        with _answer_shape(self.where, "/v3/kv/range"):
+            kvs = answer.get("kvs") or []
+            _range_kv({"kvs": kvs})  # the same shape check as every range answer
+        for kv in kvs:
             try:
+                key = _unb64(kv["key"])
                 records.append(MemberRecord.model_validate_json(_unb64(kv.get("value", ""))))
-            except (ValidationError, ValueError) as exc:
-                log.warning("unreadable member record skipped", key=key, error=str(exc))
+            except (ValidationError, ValueError, KeyError, TypeError) as exc:
+                log.warning("unreadable member record skipped", key=str(kv.get("key"))[:100], error=str(exc)[:200])
         return sorted(records, key=lambda r: r.name)
 
     # --- pause -----------------------------------------------------------------------------------
@@ -420,7 +447,8 @@ class EtcdLeaseStore(LeaseStore):
 
     async def paused(self) -> bool:
         answer = await self._request("/v3/kv/range", {"key": _b64(self.pause_key), "count_only": True})
-        return int(answer.get("count", 0)) > 0
+        with _answer_shape(self.where, "/v3/kv/range"):
+            return _ttl(answer.get("count", 0)) > 0
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -461,14 +489,33 @@ def _transport_cause(exc: BaseException, tls: bool = False) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _code(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, str)) and not isinstance(value, bool) and str(value).isdigit() else None
+
+
 def _error_of(data: dict[str, Any]) -> tuple[int | None, str]:
     """(gRPC code, message) of a gateway error body; stream errors nest it under "error"."""
     error = data.get("error")
     if isinstance(error, dict):
-        return error.get("grpc_code", error.get("code")), str(error.get("message", error))
-    code = data.get("code")
-    return (int(code) if isinstance(code, (int, str)) and str(code).isdigit() else None,
-            str(data.get("message") or error or data))
+        return _code(error.get("grpc_code", error.get("code"))), str(error.get("message", error))[:300]
+    return _code(data.get("code")), str(data.get("message") or error or data)[:300]
+
+
+class _Unexpected(LeaseStoreError):
+    """etcd's answer has not the shape its v3 gateway gives (a proxy, another service, a bug)."""
+
+
+@contextmanager
+def _answer_shape(where: str, path: str) -> Iterator[None]:
+    """Turn a malformed answer (a missing field, a list for a number, bad base64) into a
+    LeaseStoreError naming the store, instead of an exception no caller expects."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise _Unexpected(
+            f"etcd ({where}) answered {path} with an unexpected shape ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); is this etcd >= 3.4 with its v3 gateway on this port?"
+        ) from None
 
 
 def _token_refused(response: httpx.Response) -> bool:
@@ -490,7 +537,10 @@ def _token_refused(response: httpx.Response) -> bool:
 
 
 def _range_kv(range_answer: dict[str, Any]) -> dict[str, Any] | None:
-    """The first key of a range answer (or of a txn's response_range), None when absent."""
+    """The first key of a range answer (or of a txn's response_range), None when absent;
+    TypeError when the answer is not shaped like one (see _answer_shape)."""
     inner = range_answer.get("response_range", range_answer)
     kvs = inner.get("kvs") or []
+    if not isinstance(kvs, list) or not all(isinstance(kv, dict) for kv in kvs):
+        raise TypeError("kvs is not a list of key-values")
     return kvs[0] if kvs else None

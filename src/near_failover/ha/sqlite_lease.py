@@ -15,6 +15,7 @@ this one host can share this clock, which is why ``for_inventory`` refuses nodes
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
@@ -137,6 +138,9 @@ class SqliteLeaseStore(LeaseStore):
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Created 0600 before sqlite opens it (sqlite gives its -wal and -shm files the
+            # database's mode): the lease decides who may sign, nobody else may write it.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600))
             conn = sqlite3.connect(
                 self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
             )

@@ -29,6 +29,7 @@ from pathlib import Path
 from near_failover.ha.lease import lease_clock
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import InventoryError, load_inventory
+from near_failover.limits import STATE_FILE, read_regular_text
 from near_failover.procedures.fence import fence_reachable
 from near_failover.procedures.nodes import NodeAccess, open_nodes
 
@@ -79,7 +80,7 @@ def _write_json(path: Path, data: dict) -> None:
 def _read_json(path: Path) -> dict | None:
     """A file written whole by os.replace: absent or unreadable means not written yet."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_regular_text(path, STATE_FILE))
     except (OSError, ValueError):
         return None
 

@@ -15,6 +15,8 @@ from pathlib import PurePosixPath
 from types import TracebackType
 from typing import Self
 
+from near_failover.limits import ANY_FILE, PROC_FILE, FileLimit
+
 PathLike = str | PurePosixPath
 
 # The script that starts a program detached from us. `setsid -f` forks it into a new session
@@ -144,10 +146,12 @@ class Host(ABC):
     # --- files ---
 
     @abstractmethod
-    async def read_bytes(self, path: PathLike) -> bytes: ...
+    async def read_bytes(self, path: PathLike, limit: FileLimit = ANY_FILE) -> bytes:
+        """The bytes of ``path``: a regular file (symlinks followed) of at most ``limit`` bytes;
+        a FIFO, a device, a folder or a larger file is a HostError naming the path and the limit."""
 
-    async def read_text(self, path: PathLike, encoding: str = "utf-8") -> str:
-        data = await self.read_bytes(path)
+    async def read_text(self, path: PathLike, limit: FileLimit = ANY_FILE, encoding: str = "utf-8") -> str:
+        data = await self.read_bytes(path, limit)
         try:
             return data.decode(encoding)
         except UnicodeDecodeError as exc:
@@ -174,6 +178,11 @@ class Host(ABC):
 
     @abstractmethod
     async def stat(self, path: PathLike) -> FileStat: ...
+
+    async def real_path(self, path: PathLike) -> PurePosixPath:
+        """``path`` with every symlink resolved on this host (the last parts may not exist yet)."""
+        result = await self.run_checked(["realpath", "-m", "--", str(path)], timeout=30)
+        return PurePosixPath(result.stdout.rstrip("\n"))
 
     async def stat_mode(self, path: PathLike) -> int:
         """Permission bits of ``path`` (e.g. 0o600)."""
@@ -223,7 +232,7 @@ class Host(ABC):
     async def pid_alive(self, pid: int) -> bool:
         """Whether ``pid`` runs. A zombie (exited, not yet reaped) counts as gone: it cannot sign."""
         try:
-            text = await self.read_text(f"/proc/{pid}/stat")
+            text = await self.read_text(f"/proc/{pid}/stat", PROC_FILE)
         except HostFileNotFound:
             if await self.exists("/proc/self/stat"):
                 return False
@@ -236,7 +245,7 @@ class Host(ABC):
     async def process_start_ticks(self, pid: int) -> int | None:
         """When ``pid`` started (clock ticks since boot), to tell a pid from a reused one."""
         try:
-            text = await self.read_text(f"/proc/{pid}/stat")
+            text = await self.read_text(f"/proc/{pid}/stat", PROC_FILE)
         except HostFileNotFound:
             return None
         return parse_proc_stat(text)[1]
@@ -247,7 +256,7 @@ class Host(ABC):
         ticks = await self.process_start_ticks(pid)
         if ticks is None:
             return None
-        for line in (await self.read_text("/proc/stat")).splitlines():
+        for line in (await self.read_text("/proc/stat", PROC_FILE)).splitlines():
             if line.startswith("btime "):
                 return int(line.split()[1]) + ticks / 100
         return None

@@ -9,7 +9,7 @@ import secrets
 import signal as _signal
 import stat as _stat
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from near_failover.hosts.base import (
@@ -26,6 +26,7 @@ from near_failover.hosts.base import (
     parse_proc_stat,
     signal_name,
 )
+from near_failover.limits import ANY_FILE, FileLimit, read_regular_file
 
 T = TypeVar("T")
 
@@ -131,8 +132,8 @@ class LocalHost(Host):
         except OSError as exc:
             raise self._error(exc, what) from None
 
-    async def read_bytes(self, path: PathLike) -> bytes:
-        return await self._io(f"read {path}", Path(path).read_bytes)
+    async def read_bytes(self, path: PathLike, limit: FileLimit = ANY_FILE) -> bytes:
+        return await self._io(f"read {path}", read_regular_file, Path(path), limit)
 
     async def write_atomic(self, path: PathLike, data: bytes | str, mode: int = 0o600) -> None:
         payload = data.encode() if isinstance(data, str) else data
@@ -150,6 +151,9 @@ class LocalHost(Host):
                 p.unlink(missing_ok=missing_ok)
 
         await self._io(f"remove {path}", _remove)
+
+    async def real_path(self, path: PathLike) -> PurePosixPath:
+        return PurePosixPath(os.path.realpath(path))
 
     async def exists(self, path: PathLike) -> bool:
         return await self._io(f"check {path}", os.path.lexists, Path(path))

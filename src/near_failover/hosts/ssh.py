@@ -34,6 +34,7 @@ from near_failover.hosts.base import (
     PathLike,
     signal_name,
 )
+from near_failover.limits import ANY_FILE, FileLimit, FileRejected, check_regular
 
 T = TypeVar("T")
 _READ_CHUNK = 64 * 1024
@@ -80,13 +81,40 @@ class SshHost(Host):
             f"add it: ssh-keyscan{port} {self.hostname} >> {self.known_hosts}"
         )
 
-    def _host_key_error(self) -> HostKeyUnknown:
-        """Tell an unknown key (add it) from a changed one (investigate before trusting)."""
+    def _known_entries(self) -> tuple[bool, bool, bool]:
+        """(a plain key, a @cert-authority key, a @revoked key) recorded for this host."""
         try:
             known = asyncssh.read_known_hosts(str(self.known_hosts))
             trusted, trusted_ca, *_ = known.match(self.hostname, self.hostname, self.port)
+            # match() drops @revoked entries when nothing is trusted for host:port (it retries
+            # without the port), so those are looked up on their own.
+            revoked = any(
+                line.split()[0] == "@revoked" and self._known_hosts_pattern in line.split()[1].split(",")
+                for line in self.known_hosts.read_text().splitlines()
+                if len(line.split()) > 2
+            )
         except (OSError, ValueError, asyncssh.Error):
-            trusted, trusted_ca = [], []
+            return False, False, False
+        return bool(trusted), bool(trusted_ca), revoked
+
+    def _host_key_error(self, reason: str = "") -> HostKeyUnknown:
+        """Tell an unknown key (add it) from a changed one (investigate before trusting), a revoked
+        one (never trust it) and a certificate signed by a CA known_hosts does not trust."""
+        trusted, trusted_ca, revoked = self._known_entries()
+        if "revoked" in reason.lower() or (revoked and not (trusted or trusted_ca)):
+            return HostKeyUnknown(
+                self.label,
+                f"the server's host key (or its CA) is marked @revoked for {self._known_hosts_pattern} "
+                f"in {self.known_hosts}: it presents a key you revoked. Do not connect until the "
+                "server has a new key, verified out of band",
+            )
+        if trusted_ca and not trusted:
+            return HostKeyUnknown(
+                self.label,
+                f"the server's host certificate is not signed by the @cert-authority recorded for "
+                f"{self._known_hosts_pattern} in {self.known_hosts} ({reason or 'not trusted'}); "
+                "check the server's HostCertificate and the CA key",
+            )
         if trusted or trusted_ca:
             return HostKeyUnknown(
                 self.label,
@@ -100,6 +128,20 @@ class SshHost(Host):
             self.label,
             f"host key of {self._known_hosts_pattern} is not in {self.known_hosts}; "
             + self._keyscan_fix(),
+        )
+
+    def _certificate_only_error(self) -> HostKeyUnknown | None:
+        """known_hosts trusts only a @cert-authority for this host, so only a host certificate is
+        accepted; a server without one ends the key exchange (seen as a reset), which says nothing."""
+        trusted, trusted_ca, _ = self._known_entries()
+        if not trusted_ca or trusted:
+            return None
+        return HostKeyUnknown(
+            self.label,
+            f"{self.known_hosts} trusts only a @cert-authority for {self._known_hosts_pattern}, so "
+            "only a host certificate signed by it is accepted, and the server offered none; give "
+            "sshd a HostCertificate signed by that CA, or record its plain host key: "
+            + self._keyscan_fix().split("then add it: ", 1)[1],
         )
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
@@ -132,8 +174,8 @@ class SshHost(Host):
                 asyncssh.connect(self.hostname, self.port, **options),  # type: ignore[arg-type]
                 self.connect_timeout + 1,
             )
-        except asyncssh.HostKeyNotVerifiable:
-            raise self._host_key_error() from None
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise self._host_key_error(exc.reason) from None
         except asyncssh.PermissionDenied:
             who = self.user or "the default user"
             keys = ", ".join(str(p) for p in self.identity) if self.identity else "the ssh-agent and ~/.ssh/id_*"
@@ -156,11 +198,13 @@ class SshHost(Host):
                 self.label,
                 f"connection to {self.hostname}:{self.port} refused; is sshd running on that port?",
             ) from None
-        except OSError as exc:
-            raise HostUnreachable(
-                self.label, f"cannot reach {self.hostname}:{self.port}: {exc.strerror or exc}"
-            ) from None
-        except asyncssh.Error as exc:
+        except (OSError, asyncssh.Error) as exc:
+            if (certificate_only := self._certificate_only_error()) is not None:
+                raise certificate_only from None
+            if isinstance(exc, OSError):
+                raise HostUnreachable(
+                    self.label, f"cannot reach {self.hostname}:{self.port}: {exc.strerror or exc}"
+                ) from None
             raise HostUnreachable(self.label, f"SSH connection failed: {exc.reason}") from None
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
@@ -217,13 +261,23 @@ class SshHost(Host):
         except (asyncssh.ConnectionLost, asyncssh.DisconnectError, BrokenPipeError) as exc:
             self._forget_connection()
             raise HostUnreachable(self.label, f"{what}: connection lost ({exc})") from None
+        except (FileRejected, IsADirectoryError) as exc:  # from check_regular
+            raise HostError(self.label, f"{what}: {exc.strerror or exc}") from None
 
-    async def read_bytes(self, path: PathLike) -> bytes:
+    async def read_bytes(self, path: PathLike, limit: FileLimit = ANY_FILE) -> bytes:
         async def _read(sftp: asyncssh.SFTPClient) -> bytes:
+            # The type is checked before the open: sftp-server opens without O_NONBLOCK, so a
+            # FIFO would hang it (stat follows symlinks: a link to /dev/zero is a device).
+            attrs = await sftp.stat(str(path))
+            check_regular(path, attrs.permissions or 0, attrs.size or 0, limit)
             # Read in chunks to EOF: /proc files report size 0, so "read to size" would be empty.
             chunks = []
+            total = 0
             async with sftp.open(str(path), "rb") as f:
                 while chunk := await f.read(_READ_CHUNK):
+                    total += len(chunk)
+                    if total > limit.max_bytes:
+                        raise FileRejected(path, f"grew past {limit.describe()} while read")
                     chunks.append(chunk)
             return b"".join(chunks)
 

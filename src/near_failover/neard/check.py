@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from near_failover.limits import GENESIS_PREFIX, read_regular_file
 from near_failover.neard.config import (
     ConfigError,
     Role,
@@ -86,9 +87,8 @@ def read_home(home: Path, chain_id: str | None = None) -> HomeFacts:
 
 def _genesis_chain_id(path: Path) -> str | None:
     try:
-        with path.open("rb") as fh:
-            head = fh.read(1 << 16)
         # genesis.json can be gigabytes; chain_id sits near the top, so a prefix scan is enough.
+        head = read_regular_file(path, GENESIS_PREFIX, prefix=True)
         marker = b'"chain_id"'
         i = head.find(marker)
         if i < 0:

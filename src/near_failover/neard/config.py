@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
+from near_failover.limits import CONFIG_JSON, FileRejected, read_regular_file, read_regular_text
 from near_failover.neard import jsonc
 from near_failover.neard.account import account_id_problem
 
@@ -201,7 +202,9 @@ def load_config(path: Path) -> dict:
     problem: str | None = None
     text = ""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_text(path, CONFIG_JSON)
+    except FileRejected as exc:
+        problem = f"{exc.strerror}."
     except FileNotFoundError:
         problem = "does not exist; point --home at neard's home directory (the one with config.json)."
     except IsADirectoryError:
@@ -227,6 +230,15 @@ def backup_name(path: Path, when: datetime | None = None) -> Path:
     when = when or datetime.now(timezone.utc)
     stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     return path.with_name(f"{path.name}.{stamp}.bak")
+
+
+def file_has_comments(path: Path) -> bool:
+    """Whether the config file at ``path`` holds comments, which a rewrite in neard's format
+    drops; an unreadable file counts as none (its reader reports it)."""
+    try:
+        return jsonc.has_comments(read_regular_text(path, CONFIG_JSON))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def write_config(path: Path, cfg: dict) -> Path | None:
@@ -282,7 +294,7 @@ def write_config(path: Path, cfg: dict) -> Path | None:
 
 def _write_backup(target: Path, old_stat: os.stat_result, shown: Path) -> Path:
     try:
-        old_bytes = target.read_bytes()
+        old_bytes = read_regular_file(target, CONFIG_JSON)
     except OSError as exc:
         raise ConfigError(f"cannot be read for the backup ({exc.strerror}); nothing was changed.", shown) from None
     mode = stat.S_IMODE(old_stat.st_mode)

@@ -106,6 +106,11 @@ def strip_comments(text: str) -> str:
     return "".join(out)
 
 
+def has_comments(text: str) -> bool:
+    """Whether ``text`` holds a comment neard would skip (and a rewrite in neard's format drops)."""
+    return strip_comments(text) != text
+
+
 def _line_col(text: str, pos: int) -> tuple[int, int]:
     line = text.count("\n", 0, pos) + 1
     column = pos - (text.rfind("\n", 0, pos) + 1) + 1

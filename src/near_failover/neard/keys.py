@@ -19,6 +19,7 @@ from typing import Any, Final, NoReturn
 import base58
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from near_failover.limits import KEY_FILE, FileRejected, read_regular_file
 from near_failover.neard import jsonc
 from near_failover.neard.account import account_id_problem
 from near_failover.redact import remember_secret
@@ -243,7 +244,9 @@ def load_key_file(path: Path) -> KeyFile:
     problem: str | None = None
     data = b""
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path, KEY_FILE)
+    except FileRejected as exc:
+        problem = exc.strerror
     except FileNotFoundError:
         problem = "does not exist"
     except IsADirectoryError:

@@ -34,8 +34,10 @@ from pydantic import (
     model_validator,
 )
 
-from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
+from near_failover.limits import RPC_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 from near_failover.redact import redact_url
+from near_failover.urls import checked_http_url
+from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -68,7 +70,6 @@ __all__ = [
     "StatusValidator",
     "SyncInfo",
     "ValidatorStake",
-    "rpc_url_problem",
     "ValidatorsResponse",
     "Version",
     "interpret_rpc_body",
@@ -672,18 +673,6 @@ def interpret_rpc_body(target: CallTarget, http_status: int, body: bytes) -> Any
 # --------------------------------------------------------------------------------------------
 
 
-def rpc_url_problem(url: object) -> str | None:
-    """What is wrong with ``url`` as a neard RPC address, or None: an http(s) URL with a host."""
-    expected = "must look like http://127.0.0.1:3030"
-    try:
-        parsed = httpx.URL(url)  # type: ignore[arg-type]
-    except (httpx.InvalidURL, TypeError) as exc:
-        return f"is invalid ({exc}); it {expected}"
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        return expected
-    return None
-
-
 class NeardRpc:
     """One neard's RPC endpoint. Use as `async with NeardRpc(url, name) as rpc: ...`.
 
@@ -694,17 +683,17 @@ class NeardRpc:
     """
 
     def __init__(self, url: str, name: str | None = None, timeout: float = DEFAULT_TIMEOUT):
-        problem = rpc_url_problem(url)
-        if problem:
-            raise ValueError(f"RPC URL {redact_url(str(url))!r} of node {name or '?'} {problem}")
+        # http(s), a host, no credentials; a refusal shows the URL redacted.
+        checked_http_url(str(url), f"node {name or '?'}'s RPC URL", "http://127.0.0.1:3030")
         if not timeout > 0:
             raise ValueError(f"timeout for node {name or url} must be > 0 seconds, got {timeout}")
         self.url = url.rstrip("/")
         self.name = name
         self.timeout = float(timeout)
         self._ids = itertools.count(1)
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False
+        self._client = BoundedAsyncClient(
+            max_response_bytes=RPC_ANSWER_BYTES,
+            timeout=httpx.Timeout(self.timeout), follow_redirects=False, trust_env=False,
         )
 
     def __repr__(self) -> str:
@@ -740,6 +729,8 @@ class NeardRpc:
             ) from exc
         except httpx.ConnectError as exc:
             raise NodeUnreachable(target, *_connect_failure(exc, self.url)) from exc
+        except ResponseTooLarge as exc:
+            raise MalformedResponse(target, str(exc), _HINT_NOT_NEARD) from exc
         except httpx.RemoteProtocolError as exc:
             text = str(exc)
             if "disconnected" in text.lower():

@@ -9,11 +9,11 @@ No SIGHUP and no stop reaches a neard that is still starting (startup.py).
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
-from near_failover.neard.config import as_validator, dumps_config, parse_config_text
+from near_failover.limits import CONFIG_JSON, KEY_FILE
+from near_failover.neard.config import as_validator, backup_name, dumps_config, parse_config_text
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import Production, production_of
@@ -40,7 +40,7 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
     changed or broke since then is never handed to neard (the target provably has no key, so the
     move can be rolled back)."""
     where = f"{node.name}:{node.spec.key_store}"
-    text = await node.host.read_text(node.spec.key_store)
+    text = await node.host.read_text(node.spec.key_store, KEY_FILE)
     try:
         key = parse_key_file(text, source=where)
     except KeyFileError as exc:
@@ -53,10 +53,10 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
 async def edit_config_to_validator(node: NodeAccess) -> str:
     """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup path."""
     path = node.spec.config_path
-    text = await node.host.read_text(path)
+    text = await node.host.read_text(path, CONFIG_JSON)
     edited = as_validator(parse_config_text(text, source=f"{node.name}:{path}"))
     mode = await node.host.stat_mode(path)
-    backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.bak")
+    backup = backup_name(path)  # the CLI's name for the same backup
     await node.host.write_atomic(backup, text, mode)
     await node.host.write_atomic(path, dumps_config(edited), mode)
     return str(backup)
@@ -158,7 +158,7 @@ async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, r
     waited = await signal_when_started(node, action, restart_timeout, restart_timeout, say)
     if mode == "rpc" and config_backup:
         path = node.spec.config_path
-        await node.host.write_atomic(path, await node.host.read_bytes(config_backup), await node.host.stat_mode(path))
+        await node.host.write_atomic(path, await node.host.read_bytes(config_backup, CONFIG_JSON), await node.host.stat_mode(path))
         await node.control.restart(timeout=restart_timeout)
     else:
         await node.control.reload()

@@ -17,6 +17,7 @@ from typing import Any
 
 from near_failover.control.base import ControlError
 from near_failover.hosts import HostError
+from near_failover.limits import KEY_FILE
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.nodes import NodeAccess
@@ -42,9 +43,9 @@ async def park_key(node: NodeAccess) -> str | None:
     if not await node.host.exists(home_key):
         return None
     store = node.spec.key_store
-    data = await node.host.read_bytes(home_key)
+    data = await node.host.read_bytes(home_key, KEY_FILE)
     if await node.host.exists(store):
-        if await node.host.read_bytes(store) == data:
+        if await node.host.read_bytes(store, KEY_FILE) == data:
             await node.host.remove(home_key)
             return str(store)
         store = store.with_name(f"{store.name}.parked-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
@@ -65,7 +66,7 @@ async def fence_reachable(source: NodeAccess, stop_timeout: float, restore_key_o
     except ControlError as exc:
         where = "its key is out of its home"
         if parked and restore_key_on_failure:
-            await source.host.write_atomic(source.spec.validator_key_path, await source.host.read_bytes(parked), 0o600)
+            await source.host.write_atomic(source.spec.validator_key_path, await source.host.read_bytes(parked, KEY_FILE), 0o600)
             where = "its key is back in its home"
         elif parked:
             where = f"its key is parked at {parked}"

@@ -12,11 +12,12 @@ from typing import Any
 
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
-from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse_key_file
+from near_failover.limits import KEY_FILE
+from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, parse_key_file, permission_problems
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import on_chain_public_key
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 
 
 async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile, str]:
@@ -28,7 +29,7 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
             try:
                 if await node.host.exists(path):
                     where = f"{node.name}:{path}"
-                    return parse_key_file(await node.host.read_text(path), source=where), where
+                    return parse_key_file(await node.host.read_text(path, KEY_FILE), source=where), where
             except HostError:
                 break
     raise Refused("no copy of the pool key found on any other node: pass --from FILE")
@@ -37,6 +38,8 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
 async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str, from_file: Path | None) -> dict[str, Any]:
     pool = inventory.validator.account_id
     target = nodes[inventory.node(to).name]
+    # First: a key_store that resolves into a home would hand the key to that neard.
+    await refuse_layout_problems(nodes, target)
     if from_file:
         key, where = load_key_file(from_file), str(from_file)  # a bad --from file is an input error
     else:
@@ -59,4 +62,6 @@ async def stage_key(inventory: Inventory, nodes: dict[str, NodeAccess], to: str,
         raise Refused(f"{where} has public key {key.public_key}, but the chain expects {on_chain} for {pool}")
     await target.host.mkdir(target.spec.key_store.parent)
     await target.host.write_atomic(target.spec.key_store, key.to_json_text(), 0o600)
-    return {"node": target.name, "key_store": str(target.spec.key_store), "from": where, "public_key": key.public_key, "matches_on_chain": True}
+    # The staged copy is 0600 whatever the source was; a source others can read is a leak to fix.
+    warnings = permission_problems(from_file) if from_file else []
+    return {"node": target.name, "key_store": str(target.spec.key_store), "from": where, "public_key": key.public_key, "matches_on_chain": True, "warnings": warnings}

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
+from near_failover.limits import CONFIG_JSON, KEY_FILE, LOG_CONFIG
 from near_failover.neard.config import effective_tracking, memtries_enabled, parse_config_text, semantic_errors, ConfigError
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
@@ -28,7 +29,7 @@ from near_failover.procedures.chain_view import Production, on_chain_public_key,
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 from near_failover.procedures.plan import TIMEOUT_KEYS, Deadline, Kind, Mode, MoveSettings, Plan, make_plan
 
 T = TypeVar("T")
@@ -273,10 +274,11 @@ class Move:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         if await t.key_in_home():
             raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
+        await refuse_layout_problems(self.nodes, t)
         checks["target_head"] = status.sync_info.latest_block_height
         checks["target_synced"] = True
 
-        cfg_text = await t.host.read_text(t.spec.config_path)
+        cfg_text = await t.host.read_text(t.spec.config_path, CONFIG_JSON)
         try:
             cfg = parse_config_text(cfg_text, source=f"{t.name}:{t.spec.config_path}")
         except ConfigError as exc:
@@ -359,7 +361,7 @@ class Move:
         if not await t.host.exists(path):
             return
         try:
-            if not isinstance(json.loads(await t.host.read_text(path)), dict):
+            if not isinstance(json.loads(await t.host.read_text(path, LOG_CONFIG)), dict):
                 raise ValueError("not a JSON object")
         except ValueError as exc:
             raise Refused(f"{t.name}:{path} is not valid JSON ({exc}): neard's SIGHUP reload would fail as a whole; fix or remove it") from None
@@ -367,7 +369,7 @@ class Move:
     async def _staged_key(self, t: NodeAccess) -> KeyFile:
         where = f"{t.name}:{t.spec.key_store}"
         try:
-            text = await t.host.read_text(t.spec.key_store)
+            text = await t.host.read_text(t.spec.key_store, KEY_FILE)
         except HostError as exc:
             raise Refused(f"no staged key at {where}: run `near-failover keys stage -c {self.inventory_path} --to {t.name}` ({exc})") from exc
         try:
@@ -496,7 +498,7 @@ class Move:
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
-                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
+                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store, KEY_FILE), 0o600)
                 await src.control.start()
                 assert self.key is not None
                 await wait_rpc(src, self.settings.activate_rpc)

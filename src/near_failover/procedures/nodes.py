@@ -9,9 +9,10 @@ from typing import AsyncIterator
 
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
-from near_failover.hosts import Host, host_for
-from near_failover.inventory import Inventory, Node
+from near_failover.hosts import Host, HostError, host_for
+from near_failover.inventory import Inventory, Node, NodePaths, layout_problems, machine_of
 from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
+from near_failover.procedures.errors import Refused
 
 # A status call that does not answer within this is treated as "RPC unreachable" by the
 # procedures (a SIGSTOPped or overloaded neard); it is short so a dead node costs little.
@@ -37,6 +38,29 @@ class NodeAccess:
 
     async def key_in_home(self) -> bool:
         return await self.host.exists(self.spec.validator_key_path)
+
+
+async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> list[str]:
+    """Homes and key stores of the nodes on ``node``'s machine, by the real paths it resolves
+    (a key_store symlinked into a home, two nodes on one home): see inventory.layout_problems."""
+    machine = machine_of(node.spec)
+    group = [n.spec for n in nodes.values() if machine_of(n.spec) == machine]
+    paths = [
+        NodePaths(n.name, await node.host.real_path(n.home), await node.host.real_path(n.key_store))
+        for n in group
+    ]
+    return layout_problems(paths, machine)
+
+
+async def refuse_layout_problems(nodes: dict[str, NodeAccess], node: NodeAccess) -> None:
+    """Refused when ``layout_problems_on`` finds any, or when the host cannot resolve the paths:
+    before a key is staged or given, a key store that resolves into a home must not be used."""
+    try:
+        problems = await layout_problems_on(nodes, node)
+    except HostError as exc:
+        raise Refused(f"cannot resolve the homes and key stores on {node.name}'s host: {exc}") from exc
+    if problems:
+        raise Refused("; ".join(problems))
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ from typing import Any
 
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
+from near_failover.limits import CONFIG_JSON
 from near_failover.neard.config import ConfigError, effective_tracking, memtries_enabled, parse_config_text
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import KICKOUT_THRESHOLDS, REWARD_FULL, REWARD_MIN, production_of
@@ -31,7 +32,7 @@ async def node_view(node: NodeAccess, pool: str) -> dict[str, Any]:
         except RpcError:
             view["tracking"] = None
     try:
-        cfg = parse_config_text(await node.host.read_text(node.spec.config_path), source=f"{node.name}:{node.spec.config_path}")
+        cfg = parse_config_text(await node.host.read_text(node.spec.config_path, CONFIG_JSON), source=f"{node.name}:{node.spec.config_path}")
         view["memtries"] = memtries_enabled(cfg)
         view.setdefault("tracking", None)
         view["tracking_in_file"] = effective_tracking(cfg).to_json()
