@@ -135,3 +135,11 @@ async def process_serves(host: Host, pid: int, home: PathLike, ports: tuple[int,
     (a pid file naming an unrelated process must never be signalled)."""
     scan = await scan_processes(host, home, ports, pid=pid)
     return next((p for p in scan.processes if p.pid == pid), None)
+
+
+async def process_command(host: Host, pid: int) -> tuple[list[str], str | None]:
+    """``pid``'s argv and cwd (empty and None when it is gone or unreadable)."""
+    script = 'tr "\\0" "\\n" < "/proc/$1/cmdline" 2>/dev/null; echo "@cwd"; readlink "/proc/$1/cwd" 2>/dev/null; exit 0'
+    result = await host.run(["sh", "-c", script, "sh", str(pid)], timeout=15)
+    argv_text, _, cwd = result.stdout.partition("@cwd\n")
+    return [a for a in argv_text.split("\n") if a], cwd.strip() or None

@@ -253,7 +253,7 @@ class Move:
         if status.validator_account_id:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         if await t.key_in_home():
-            raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
+            raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         checks["target_head"] = status.sync_info.latest_block_height
         checks["target_synced"] = True
 
@@ -378,7 +378,7 @@ class Move:
         if self.proven_fence is not None:
             proof = self.proven_fence
         elif self.source is not None and self.source_reachable:
-            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
+            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2, pool=self.pool)
         elif self.force:
             proof = FenceProof("forced", {"confirmed_by_operator": True})
         else:
@@ -435,7 +435,7 @@ class Move:
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
-                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
+                await src.host.write_atomic(await src.validator_key_path(), await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
                 await src.control.start()
                 assert self.key is not None
                 await wait_rpc(src, self.settings.activate_rpc)
