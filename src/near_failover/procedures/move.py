@@ -33,8 +33,9 @@ from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_p
 T = TypeVar("T")
 DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
 # What a hot swap takes, for choosing a duty gap: the fence (SIGTERM of the primary, about
-# 0.5 s) plus neard applying the SIGHUP (within about 1 s, neard-behaviour §2.1).
-HOT_SWAP_SECONDS = 1.5
+# 0.5 s, then observing it silent, about 0.1 s) plus neard applying the SIGHUP (within about
+# 1 s, neard-behaviour §2.1).
+HOT_SWAP_SECONDS = 1.6
 Progress = Callable[[str], None]
 
 
@@ -123,6 +124,9 @@ class Move:
         self.activation: Activation | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
+        # Each node's key path in its home (config.json's validator_key_file), for the recovery
+        # commands; the default path for a node whose host cannot be read.
+        self.key_paths: dict[str, str] = {n.name: str(n.spec.validator_key_path) for n in nodes.values()}
 
     # --- the run -----------------------------------------------------------------------------
 
@@ -196,9 +200,9 @@ class Move:
         parked = self.proof.parked_key if self.proof else None
         if before == "fence":
             # Until the fence ends, the old primary may already have lost its key: same as after it.
-            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None)
+            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None, self.key_paths)
         else:
-            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked)
+            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked, self.key_paths)
         result.recovery = cmds
         self.journal.update_run(result.run_id, {"recovery": cmds, "phase": before})  # type: ignore[arg-type]
 
@@ -228,6 +232,11 @@ class Move:
         if self.source is not None:
             result.source = self.source.name
             self.source_reachable = await self._reachable(self.source)
+        for node in [self.target] + ([self.source] if self.source is not None and self.source_reachable else []):
+            try:
+                self.key_paths[node.name] = str(await node.validator_key_path())
+            except HostError:
+                pass  # preflight reports an unreachable target; the default path stays
 
     async def _reachable(self, node: NodeAccess) -> bool:
         """Whether the node's machine answers, so its neard can be stopped and its key moved."""
