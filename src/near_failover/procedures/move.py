@@ -39,6 +39,20 @@ HOT_SWAP_SECONDS = 1.6
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class KeyLeftBehind:
+    """The pool key still (or perhaps, when the old primary was not identified) in the home of a
+    node the move could not reach (a failover on the chain-silence proof): it signs again if
+    that host returns and its neard restarts."""
+
+    node: str
+    path: str
+    commands: list[str]  # what to run once the host answers again
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "path": self.path, "commands": self.commands}
+
+
 @dataclass
 class MoveResult:
     kind: Kind
@@ -55,6 +69,7 @@ class MoveResult:
     recovery: dict[str, list[str]] = field(default_factory=dict)
     node_states: dict[str, Any] = field(default_factory=dict)
     plan: Plan | None = None
+    keys_left_behind: list[KeyLeftBehind] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +86,7 @@ class MoveResult:
             "checks": self.checks,
             "recovery": self.recovery,
             "node_states": self.node_states,
+            "keys_left_behind": [k.to_json() for k in self.keys_left_behind],
         }
 
 
@@ -124,6 +140,7 @@ class Move:
         self.activation: Activation | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
+        self.unreachable: list[NodeAccess] = []  # nodes whose host could not be asked for a key
         # Each node's key path in its home (config.json's validator_key_file), for the recovery
         # commands; the default path for a node whose host cannot be read.
         self.key_paths: dict[str, str] = {n.name: str(n.spec.validator_key_path) for n in nodes.values()}
@@ -162,7 +179,8 @@ class Move:
             result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
         if result.outcome == "stopped":
             result.node_states = await self._node_states()
-        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery})
+        left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
+        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery, **left})
         return result
 
     async def _steps(self, result: MoveResult) -> None:
@@ -228,7 +246,7 @@ class Move:
                             self.source = n
                             break
                     except HostError:
-                        continue
+                        self.unreachable.append(n)
         if self.source is not None:
             result.source = self.source.name
             self.source_reachable = await self._reachable(self.source)
@@ -431,7 +449,13 @@ class Move:
             notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
         if self.source is not None and self.source_reachable:
             notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
-        return {"signer": self.target.name, "missed": result.missed, "notes": notes}
+        elif self.proof is not None and self.proof.kind in ("chain-silence", "forced"):
+            # The old primary, or, when no node could be shown to be it, every unreachable one.
+            for node in [self.source] if self.source is not None else self.unreachable:
+                path = self.key_paths[node.name]
+                result.keys_left_behind.append(KeyLeftBehind(node.name, path, recovery.clear_left_key(node.spec, path)))
+                notes.append(f"the pool key may still be in {node.name}'s home ({path}): its host could not be reached")
+        return {"signer": self.target.name, "missed": result.missed, "notes": notes, "keys_left_behind": [k.to_json() for k in result.keys_left_behind]}
 
     # --- when things go wrong -----------------------------------------------------------
 

@@ -51,6 +51,13 @@ def restore_source(source: Node, parked_key: str | None, key_path: str) -> list[
     ]
 
 
+def clear_left_key(source: Node, key_path: str) -> list[str]:
+    """For a primary fenced only by chain silence, once its host answers again: stop its neard
+    (it may hold the key in memory), then move the key out of its home to its key_store (an
+    existing file there is kept as a numbered backup: no copy is ever deleted)."""
+    return [_control(source, "stop"), on_host(source, ["mv", "--backup=numbered", key_path, str(source.key_store)])]
+
+
 def withdraw_target(target: Node, key_path: str) -> list[str]:
     return [
         on_host(target, ["rm", "-f", key_path]),
