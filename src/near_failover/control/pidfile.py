@@ -57,6 +57,7 @@ class PidfileControl(NeardControl):
         # relative to home (the inventory resolves only its own path fields).
         self.cwd = PurePosixPath(cwd) if cwd else self.home
         self.rpc_url = rpc_url
+        self._known_neard: tuple[int, int] | None = None  # (pid, start ticks) found to be neard
 
     def describe(self) -> str:
         return f"pid file {self.pidfile}"
@@ -92,10 +93,17 @@ class PidfileControl(NeardControl):
         """Whether ``pid`` is this home's neard: it serves the home (its RPC port, data/), or it
         is still the process our ``start`` ran (same argv, same cwd; neard opens data/ only
         after loading its config). A pid file naming anything else is never signalled."""
+        ticks = await self.host.process_start_ticks(pid)
+        if ticks is not None and self._known_neard == (pid, ticks):
+            return True  # checked before: a pid with the same start time is the same process
         if await process_serves(self.host, pid, self.home, await home_rpc_ports(self.host, self.home, self.rpc_url)):
-            return True
-        argv, cwd = await process_command(self.host, pid)
-        return argv == self.start_argv and cwd == str(self.cwd)
+            ours = True
+        else:
+            argv, cwd = await process_command(self.host, pid)
+            ours = argv == self.start_argv and cwd == str(self.cwd)
+        if ours and ticks is not None:
+            self._known_neard = (pid, ticks)
+        return ours
 
     async def main_pid(self) -> int | None:
         return await self._our_pid()
