@@ -285,6 +285,9 @@ class Node:
 
     def _load_data(self) -> None:
         (self.home / "data").mkdir(mode=0o700, exist_ok=True)
+        # RocksDB keeps <home>/data/LOCK open for as long as neard runs (core/store/src/db/rocksdb.rs
+        # opens the store at start); that open file is how a fence finds a neard by its home.
+        self._db_lock = open(self.home / "data" / "LOCK", "a")
         self.genesis_hash = hash_text(self.seed, "genesis")
         self.last_signed: dict[str, int] = {}
         if self.data_path.exists():

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from near_failover.limits import CONFIG_JSON, FileRejected, read_regular_file, read_regular_text
@@ -194,6 +194,24 @@ def parse_config_text(text: str, source: str = CONFIG_FILENAME) -> dict:
             source,
         )
     return value
+
+
+def validator_key_file(cfg: dict, home: PurePosixPath) -> PurePosixPath:
+    """Where neard loads the validator key: ``<home>/<validator_key_file>`` at start and on every
+    SIGHUP (nearcore/src/dyn_config.rs, nearcore/src/config.rs); a path join, so an absolute
+    ``validator_key_file`` is used as it is."""
+    name = cfg.get("validator_key_file")
+    return home / (name if isinstance(name, str) and name else "validator_key.json")
+
+
+def rpc_port(cfg: dict) -> int | None:
+    """The port of config.json's ``rpc.addr`` ("0.0.0.0:3030"), or None without an RPC server."""
+    rpc = cfg.get("rpc")
+    addr = rpc.get("addr") if isinstance(rpc, dict) else None
+    if not isinstance(addr, str) or ":" not in addr:
+        return None
+    port = addr.rsplit(":", 1)[1]
+    return int(port) if port.isdigit() else None
 
 
 def load_config(path: Path) -> dict:

@@ -39,6 +39,20 @@ STEP_MARGIN = 0.5
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class KeyLeftBehind:
+    """The pool key still (or perhaps, when the old primary was not identified) in the home of a
+    node the move could not reach (a failover on the chain-silence proof): it signs again if
+    that host returns and its neard restarts."""
+
+    node: str
+    path: str
+    commands: list[str]  # what to run once the host answers again
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "path": self.path, "commands": self.commands}
+
+
 @dataclass
 class MoveResult:
     kind: Kind
@@ -57,6 +71,7 @@ class MoveResult:
     plan: Plan | None = None
     timeouts: list[Deadline] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the operator should know or do next
+    keys_left_behind: list[KeyLeftBehind] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +90,7 @@ class MoveResult:
             "node_states": self.node_states,
             "timeouts": {d.name: {"seconds": d.seconds, "from": d.origin} for d in self.timeouts},
             "notes": self.notes,
+            "keys_left_behind": [k.to_json() for k in self.keys_left_behind],
         }
 
 
@@ -134,6 +150,10 @@ class Move:
         self.activation: Activation | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
+        self.unreachable: list[NodeAccess] = []  # nodes whose host could not be asked for a key
+        # Each node's key path in its home (config.json's validator_key_file), for the recovery
+        # commands; the default path for a node whose host cannot be read.
+        self.key_paths: dict[str, str] = {n.name: str(n.spec.validator_key_path) for n in nodes.values()}
 
     # --- the run -----------------------------------------------------------------------------
 
@@ -172,7 +192,8 @@ class Move:
             result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
         if result.outcome == "stopped":
             result.node_states = await self._node_states()
-        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery})
+        left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
+        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery, **left})
         return result
 
     def _resolve_settings(self, result: MoveResult) -> None:
@@ -216,9 +237,9 @@ class Move:
         parked = self.proof.parked_key if self.proof else None
         if before == "fence":
             # Until the fence ends, the old primary may already have lost its key: same as after it.
-            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None)
+            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None, self.key_paths)
         else:
-            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked, self.settings.activate_rpc)
+            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked, self.key_paths, self.settings.activate_rpc)
         result.recovery = cmds
         self.journal.update_run(result.run_id, {"recovery": cmds, "phase": before})  # type: ignore[arg-type]
 
@@ -244,10 +265,15 @@ class Move:
                             self.source = n
                             break
                     except HostError:
-                        continue
+                        self.unreachable.append(n)
         if self.source is not None:
             result.source = self.source.name
             self.source_reachable = await self._reachable(self.source)
+        for node in [self.target] + ([self.source] if self.source is not None and self.source_reachable else []):
+            try:
+                self.key_paths[node.name] = str(await node.validator_key_path())
+            except HostError:
+                pass  # preflight reports an unreachable target; the default path stays
 
     async def _reachable(self, node: NodeAccess) -> bool:
         """Whether the node's machine answers, so its neard can be stopped and its key moved."""
@@ -273,7 +299,7 @@ class Move:
         if status.validator_account_id:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         if await t.key_in_home():
-            raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
+            raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         await refuse_layout_problems(self.nodes, t)
         checks["target_head"] = status.sync_info.latest_block_height
         checks["target_synced"] = True
@@ -427,7 +453,7 @@ class Move:
         elif self.source is not None and self.source_reachable:
             # A stop during its start-up would kill neard: let it finish starting first (bounded).
             waited = await wait_until_started(self.source, "stopping it", self.settings.fence / 3, self._startup_window(self.source), self.say)
-            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
+            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2, pool=self.pool)
             proof.evidence.update(waited)
         elif self.force:
             proof = FenceProof("forced", {"confirmed_by_operator": True})
@@ -484,8 +510,14 @@ class Move:
             )
         if self.source is not None and self.source_reachable:
             notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
+        elif self.proof is not None and self.proof.kind in ("chain-silence", "forced"):
+            # The old primary, or, when no node could be shown to be it, every unreachable one.
+            for node in [self.source] if self.source is not None else self.unreachable:
+                path = self.key_paths[node.name]
+                result.keys_left_behind.append(KeyLeftBehind(node.name, path, recovery.clear_left_key(node.spec, path)))
+                notes.append(f"the pool key may still be in {node.name}'s home ({path}): its host could not be reached")
         result.notes = notes
-        return {"signer": self.target.name, "missed": result.missed, "notes": notes}
+        return {"signer": self.target.name, "missed": result.missed, "notes": notes, "keys_left_behind": [k.to_json() for k in result.keys_left_behind]}
 
     # --- when things go wrong -----------------------------------------------------------
 
@@ -498,7 +530,7 @@ class Move:
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
-                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store, KEY_FILE), 0o600)
+                await src.host.write_atomic(await src.validator_key_path(), await src.host.read_bytes(self.proof.parked_key or src.spec.key_store, KEY_FILE), 0o600)
                 await src.control.start()
                 assert self.key is not None
                 await wait_rpc(src, self.settings.activate_rpc)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import AsyncIterator
 
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
 from near_failover.hosts import Host, HostError, host_for
+from near_failover.hosts.home import home_config, home_rpc_ports, home_validator_key_path
 from near_failover.inventory import Inventory, Node, NodePaths, layout_problems, machine_of
 from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
 from near_failover.procedures.errors import Refused
@@ -36,8 +38,18 @@ class NodeAccess:
         except (RpcError, asyncio.TimeoutError):
             return None
 
+    async def home_config(self) -> dict:
+        return await home_config(self.host, self.spec.home)
+
+    async def validator_key_path(self) -> PurePosixPath:
+        """Where this node's neard loads the validator key (config.json's validator_key_file)."""
+        return await home_validator_key_path(self.host, self.spec.home)
+
+    async def rpc_ports(self) -> tuple[int, ...]:
+        return await home_rpc_ports(self.host, self.spec.home, self.spec.rpc)
+
     async def key_in_home(self) -> bool:
-        return await self.host.exists(self.spec.validator_key_path)
+        return await self.host.exists(await self.validator_key_path())
 
 
 async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> list[str]:
