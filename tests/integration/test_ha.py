@@ -9,8 +9,8 @@ endorsements per 0.25 s height for the pool with seed 7) and leave room for a lo
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import os
 import signal
 import time
