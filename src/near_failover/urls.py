@@ -17,9 +17,15 @@ def http_url_problem(url: str) -> str | None:
     """Why ``url`` is not an http(s) URL with a host (port optional) and no credentials; None if it is."""
     try:
         parts = urlsplit(url)
+    except ValueError as exc:
+        return f"it is not a valid URL ({exc})"
+    try:
         port = parts.port
+    except ValueError:
+        return "its port is not a number from 1 to 65535"
+    try:
         httpx.URL(url)
-    except (ValueError, httpx.InvalidURL) as exc:
+    except httpx.InvalidURL as exc:
         return f"it is not a valid URL ({exc})"
     if parts.scheme not in ("http", "https"):
         return f"the scheme must be http or https, not {parts.scheme or 'missing'}"

@@ -31,6 +31,7 @@ standby = "hot-swap"
 {a_timeouts}
 [[node]]
 name = "val-b"
+host = "ssh://near@10.0.0.12"
 home = "/home/near/.near"
 rpc = "http://127.0.0.1:3031"
 control = "systemd:neard.service"
@@ -123,7 +124,8 @@ def test_journal_stop_times_of_a_node(tmp_path: Path):
 
 def test_recovery_waits_for_the_rpc_before_sighup(tmp_path: Path):
     inv = inventory(tmp_path)
-    revert = recovery.commands_after_activate("inv.toml", inv.node("val-a"), inv.node("val-b"), None, 900)["revert"]
+    key_paths = {"val-a": "/home/near/.near/validator_key.json", "val-b": "/home/near/.near/validator_key.json"}
+    revert = recovery.commands_after_activate("inv.toml", inv.node("val-a"), inv.node("val-b"), None, key_paths, 900)["revert"]
     wait = next(i for i, c in enumerate(revert) if "curl" in c)
     hup = next(i for i, c in enumerate(revert) if "kill -s HUP" in c)
     assert wait < hup and "timeout 900" in revert[wait] and "http://127.0.0.1:3031/status" in revert[wait]
