@@ -138,8 +138,8 @@ async def prepare_standby(inv: Inventory, name: str, wait_ready: float = 600.0) 
     async with open_nodes(inv) as nodes:
         control = nodes[name].control
         await control.unmask()
-        if not await control.is_active():
-            await control.start()
+        await control.stop(timeout=120)  # the bare sequence's SIGTERM may still be in neard's store shutdown
+        await control.start()
 
         async def ready() -> bool:
             status = await nodes[name].status_or_none()
@@ -154,6 +154,8 @@ BARE = "bare (guide by hand)"
 def cells(m: dict[str, Any]) -> str:
     if "refused" in m:
         return "refused: " + m["refused"].split(" in ")[0]
+    if "error" in m:
+        return f"failed: {m['error'][:60]}"
     s, x = m["seconds"], m["missed"]
     return (f"{s['fence']:>7.2f} {s['activate']:>8.2f} {s['verify']:>7.2f} {s['total']:>7.2f}"
             f" {x['blocks']:>4}/{x['chunks']}/{x['endorsements']:<5}")
@@ -171,7 +173,10 @@ async def one_profile(block_time: float, profile: str) -> dict[str, Any]:
             await prepare_standby(inv, "val-a")
             results[BARE] = await bare_sequence(inv, "val-b", "val-a")
             await prepare_standby(inv, "val-b")
-            results["ours --in-window"] = await our_switchover(inv, "val-b", in_window=True)
+            try:
+                results["ours --in-window"] = await our_switchover(inv, "val-b", in_window=True)
+            except RuntimeError as exc:  # a refused or stopped move is a figure too
+                results["ours --in-window"] = {"error": str(exc)}
             results["double_signs"] = json.loads(cli("localnet", "ledger", "--dir", str(directory), "--json"))["double_signs"]
         finally:
             cli("localnet", "down", "--dir", str(directory))

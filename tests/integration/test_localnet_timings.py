@@ -68,50 +68,15 @@ def test_two_nodes_sharing_a_node_key_are_caught_double_signing(tmp_path):
         assert {n["pid"] for n in event["nodes"]} == {net.pid("val-a"), net.pid("val-b")}
 
 
-def test_a_sighupd_key_is_used_only_after_the_reload_delay(tmp_path):
-    """read_updatable_configs runs at once; the client applies the signer on its next check."""
-    with running_localnet(tmp_path, *FAST, "--reload-delay", "3") as net:
-        net.stop("val-a")
-        net.place_key("val-b")
-        net.signal("val-b", signal.SIGHUP)
-        wait_for(lambda: net.metrics("val-b").value("near_config_reloads_total") == 2, 5, "the configs to be read")
-        assert net.status("val-b")["validator_account_id"] is None  # read, not yet applied
-        assert "hot loading validator key" in net.log("val-b") and "updated validator key" not in net.log("val-b")
-        wait_for(lambda: net.status("val-b")["validator_account_id"] == POOL, 15, "the key to be applied")
-        assert "updated validator key" in net.log("val-b")
-        assert net.ledger()["double_signs"] == 0
-
-
-def test_endorsements_of_the_new_peer_are_lost_for_the_routing_lag(tmp_path):
-    """nearcore #13766: after a hot swap the new peer endorsed nothing until the network knew it."""
-    with running_localnet(tmp_path, *FAST, "--routing-lag", "4") as net:
+def test_a_key_move_on_slow_timings_stop_time_reload_delay_and_routing_lag(tmp_path):
+    """One hot swap with each figure long: the old signer's store shutdown (neard/src/cli.rs), the
+    SIGHUP applied later by the client's config updater, and the new peer's endorsements lost
+    until the network routes witnesses to it (nearcore #13766)."""
+    with running_localnet(tmp_path, *FAST, "--stop-time", "4", "--reload-delay", "3", "--routing-lag", "4") as net:
         net.wait_blocks(3)
         assert net.ledger()["rejected"].get(POOL, {}).get("not_routed", 0) == 0  # the first peer is routed at once
-        net.stop("val-a")
-        net.place_key("val-b")
-        net.signal("val-b", signal.SIGHUP)
-        wait_for(lambda: net.ledger()["rejected"].get(POOL, {}).get("not_routed", 0) > 0, 15, "endorsements lost to the routing lag")
-        lost = net.ledger()["rejected"][POOL]["not_routed"]
-        # blocks and chunks are produced meanwhile (the producer sends them; nothing needs routing to it)
-        mark = net.chain_height()
-        wait_for(lambda: (r := net.signer_stats("val-b")) and r["last_height"] > mark, 15, "val-b producing")
-        # after the lag no more are lost, and its endorsements count again
-        def settled() -> bool:
-            before = net.ledger()["rejected"][POOL]["not_routed"]
-            net.wait_blocks(15)
-            return net.ledger()["rejected"][POOL]["not_routed"] == before
 
-        wait_for(settled, 40, "the routing lag to pass")
-        assert net.ledger()["rejected"][POOL]["not_routed"] >= lost
-        endorsements = net.ledger()["accounts"][POOL]["endorsements"]["produced"]
-        wait_for(lambda: net.ledger()["accounts"][POOL]["endorsements"]["produced"] > endorsements, 15, "endorsements counted again")
-        assert net.ledger()["double_signs"] == 0
-
-
-def test_a_graceful_stop_takes_the_stop_time_with_rpc_closed_and_no_signing(tmp_path):
-    """SIGTERM stops the actors at once; neard then waits for RocksDB to shut down."""
-    with running_localnet(tmp_path, *FAST, "--stop-time", "4") as net:
-        net.wait_blocks(3)
+        # SIGTERM: signing and RPC stop at once, the process lives on through the store shutdown
         pid = net.pid("val-a")
         addr = urlsplit(net.nodes["val-a"]["rpc"])
         net.signal("val-a", signal.SIGTERM)
@@ -125,6 +90,31 @@ def test_a_graceful_stop_takes_the_stop_time_with_rpc_closed_and_no_signing(tmp_
         assert net.alive("val-a")
         assert net.signer_stats("val-a")["last_height"] <= stopped_at + 1  # signs nothing while stopping
         net.wait_gone("val-a", timeout=20)
+
+        # SIGHUP: the configs are read at once, the signer is used only after the reload delay
+        net.place_key("val-b")
+        net.signal("val-b", signal.SIGHUP)
+        wait_for(lambda: net.metrics("val-b").value("near_config_reloads_total") == 2, 5, "the configs to be read")
+        assert net.status("val-b")["validator_account_id"] is None  # read, not yet applied
+        assert "hot loading validator key" in net.log("val-b") and "updated validator key" not in net.log("val-b")
+        wait_for(lambda: net.status("val-b")["validator_account_id"] == POOL, 15, "the key to be applied")
+        assert "updated validator key" in net.log("val-b")
+
+        # the routing lag: the new peer's endorsements are lost, its blocks and chunks are not
+        wait_for(lambda: net.ledger()["rejected"].get(POOL, {}).get("not_routed", 0) > 0, 15, "endorsements lost to the routing lag")
+        lost = net.ledger()["rejected"][POOL]["not_routed"]
+        mark = net.chain_height()
+        wait_for(lambda: (r := net.signer_stats("val-b")) and r["last_height"] > mark, 15, "val-b producing")
+
+        def settled() -> bool:
+            before = net.ledger()["rejected"][POOL]["not_routed"]
+            net.wait_blocks(15)
+            return net.ledger()["rejected"][POOL]["not_routed"] == before
+
+        wait_for(settled, 40, "the routing lag to pass")
+        assert net.ledger()["rejected"][POOL]["not_routed"] >= lost
+        endorsements = net.ledger()["accounts"][POOL]["endorsements"]["produced"]
+        wait_for(lambda: net.ledger()["accounts"][POOL]["endorsements"]["produced"] > endorsements, 15, "endorsements counted again")
         assert net.ledger()["double_signs"] == 0
 
 

@@ -300,12 +300,15 @@ class Node:
             self.head = int(data["head"])
             self.book = ShardBook.from_json(self.num_shards, data.get("shards", {}))
             self.last_signed = {str(k): int(v) for k, v in data.get("last_signed", {}).items()}
+            stored_time = data.get("head_time_ns")
         else:
+            stored_time = None
             self.head = 0
             self.book = ShardBook.at_genesis(self.num_shards)
             self.persist(force=True)
         self.head_hash = self.genesis_hash if self.head == 0 else hash_text(self.seed, "block", self.head)
-        self.head_time_ns = int(self.genesis.get("localnet", {}).get("genesis_time_ns", time.time_ns()))
+        # The head block's timestamp, from the store: a restarted node's head is as old as it is.
+        self.head_time_ns = int(stored_time if stored_time is not None else self.genesis.get("localnet", {}).get("genesis_time_ns", time.time_ns()))
 
     def persist(self, force: bool = False) -> None:
         """Save what neard's DB would hold; called often, written at most twice a second."""
@@ -321,6 +324,7 @@ class Node:
                 "format": DATA_FORMAT,
                 "genesis_hash": self.genesis_hash,
                 "head": self.head,
+                "head_time_ns": self.head_time_ns,
                 "shards": self.book.to_json(),
                 "last_signed": self.last_signed,
             },
@@ -421,6 +425,12 @@ class Node:
         if block is not None and int(block["height"]) == self.head:
             self.head_hash = block["hash"]
             self.head_time_ns = int(block["timestamp_ns"])
+        elif self.network is not None:
+            # A block synced on the way: its timestamp is about one block time per height before
+            # the network's head (a syncing node's head is old, hence NO_NEW_BLOCKS first).
+            net_head = self.network["head"]
+            behind = int(net_head["height"]) - self.head
+            self.head_time_ns = max(self.head_time_ns, int(net_head["timestamp_ns"]) - int(behind * self.block_time * 1e9))
         self.memtries_loaded &= self.book.held_shards(self.head) | set(self.book.catching_up)
         self.persist()
 
