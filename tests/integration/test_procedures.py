@@ -68,8 +68,11 @@ def test_switchover_hot_swap(net: Localnet):
 
 def test_switchover_rpc_restarts_through_memtrie_load(net: Localnet):
     pid_before = net.pid("val-c")
+    config_path = net.directory / "val-c" / "config.json"
+    config_path.write_text("// the operator's note\n" + config_path.read_text())
     report = move(net, "switchover", "val-c", "--mode", "rpc")
     assert report["ok"]
+    assert any("had comments" in note and ".bak" in note for note in report["notes"]), report["notes"]
     assert net.pid("val-c") != pid_before  # Option 1 restarts neard (tracking changes only at start)
     config = json.loads((net.directory / "val-c" / "config.json").read_text())
     assert config["tracked_shards_config"] == "NoShards"

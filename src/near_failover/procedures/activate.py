@@ -14,6 +14,7 @@ from typing import Any
 
 from near_failover.limits import CONFIG_JSON, KEY_FILE
 from near_failover.neard.config import as_validator, backup_name, dumps_config, parse_config_text
+from near_failover.neard.jsonc import has_comments
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import Production, production_of
@@ -28,9 +29,16 @@ class Activation:
     config_backup: str | None = None
     # Option 1: how the restart went (phases, seconds, memtries the process holds).
     restart: dict[str, Any] | None = None
+    # Option 1: config.json had comments, which neard's format drops (the backup keeps them).
+    comments_dropped: bool = False
 
     def evidence(self) -> dict[str, Any]:
-        return {"mode": self.mode, "config_backup": self.config_backup, **({"restart": self.restart} if self.restart else {})}
+        return {
+            "mode": self.mode,
+            "config_backup": self.config_backup,
+            **({"comments_dropped": True} if self.comments_dropped else {}),
+            **({"restart": self.restart} if self.restart else {}),
+        }
 
 
 async def install_key(node: NodeAccess, expected: KeyFile) -> None:
@@ -50,8 +58,9 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
     await node.host.write_atomic(await node.validator_key_path(), text, 0o600)
 
 
-async def edit_config_to_validator(node: NodeAccess) -> str:
-    """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup path."""
+async def edit_config_to_validator(node: NodeAccess) -> tuple[str, bool]:
+    """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup
+    path and whether the file had comments (neard's format drops them; the backup keeps them)."""
     path = node.spec.config_path
     text = await node.host.read_text(path, CONFIG_JSON)
     edited = as_validator(parse_config_text(text, source=f"{node.name}:{path}"))
@@ -59,7 +68,7 @@ async def edit_config_to_validator(node: NodeAccess) -> str:
     backup = backup_name(path)  # the CLI's name for the same backup
     await node.host.write_atomic(backup, text, mode)
     await node.host.write_atomic(path, dumps_config(edited), mode)
-    return str(backup)
+    return str(backup), has_comments(text)
 
 
 async def activate(node: NodeAccess, mode: str, key: KeyFile, deadline: float, stop_timeout: float, say: Say) -> Activation:
@@ -73,11 +82,13 @@ async def activate(node: NodeAccess, mode: str, key: KeyFile, deadline: float, s
         await node.control.reload()
         return Activation(mode)
     await install_key(node, key)  # first: a bad staged key fails before config.json is touched
-    backup = await edit_config_to_validator(node)
+    backup, comments_dropped = await edit_config_to_validator(node)
+    if comments_dropped:
+        say(f"notice: {node.name}'s config.json had comments, which neard's format drops on write; they stay in the backup {backup}")
     await signal_when_started(node, "restarting it", end - loop.time(), deadline, say)
     say(f"{node.name}: restarting neard (NoShards, memtries on, key in home)")
     await node.control.restart(timeout=min(stop_timeout, end - loop.time()))
-    return Activation(mode, backup, await wait_ready_after_restart(node, end - loop.time(), say))
+    return Activation(mode, backup, await wait_ready_after_restart(node, end - loop.time(), say), comments_dropped)
 
 
 async def signal_when_started(node: NodeAccess, action: str, budget: float, startup_window: float, say: Say) -> dict[str, Any]:

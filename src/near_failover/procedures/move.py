@@ -500,6 +500,8 @@ class Move:
         notes = []
         if self.mode == "rpc":
             notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
+            if self.activation is not None and self.activation.comments_dropped:
+                notes.append(f"{self.target.name}'s config.json had comments, which neard's format drops; they stay in {self.activation.config_backup}")
         else:
             # Option 2's optional edit: SIGHUP never changes tracking (neard-behaviour §2.3), so
             # it would only matter at the next restart; it is left to the operator.
