@@ -217,14 +217,23 @@ class CheckRole(str, Enum):
 
 @app.command("check")
 def check(
-    home: Path = HomeOption,
-    role: CheckRole = typer.Option(..., "--role", help="What this node should be."),
+    home: Optional[Path] = typer.Option(None, "--home", help="neard home directory (holds config.json).", file_okay=False),
+    role: Optional[CheckRole] = typer.Option(None, "--role", help="What this node should be."),
     validator_id: Optional[str] = typer.Option(None, "--validator-id", help="The pool id this node serves."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the running node at this RPC URL."),
     chain_id: Optional[str] = typer.Option(None, "--chain-id", help="Expected chain id (default: genesis.json in the home)."),
+    control: bool = typer.Option(False, "--control", help="Check what fencing --node needs from this machine (with -c and --node)."),
+    inventory: Optional[Path] = typer.Option(None, "-c", "--inventory", help="The inventory, for --control.", dir_okay=False),
+    node: Optional[str] = typer.Option(None, "--node", help="The inventory's node, for --control."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Lint a neard home (and its running process) against a role and the failover guide."""
+    """Lint a neard home (and its running process) against a role and the failover guide; or,
+    with --control, what fencing an inventory node needs (its fence_command), changing nothing."""
+    if control:
+        _check_control(inventory, node, as_json)
+        return
+    if home is None or role is None:
+        fail("check needs --home and --role (or --control with -c INVENTORY and --node NODE)")
     if not home.is_dir():
         fail(f"{home} is not a directory: pass the neard home with --home")
     if validator_id and (problem := account_id_problem(validator_id)):
@@ -254,6 +263,36 @@ async def _check_rpc(url: str, facts: Any, role: neard_config.Role, validator_id
     return check_running(facts, role, validator_id, status, client_config)
 
 
+def _check_control(inventory_path: Path | None, name: str | None, as_json: bool) -> None:
+    from near_failover.procedures.fence import fence_command_findings
+
+    if inventory_path is None or name is None:
+        fail("check --control needs -c INVENTORY and --node NODE")
+    inventory = load_inventory_or_fail(inventory_path)
+    try:
+        node = inventory.node(name)
+    except Exception as exc:  # UnknownNode names the known nodes
+        fail(str(exc))
+    findings = fence_command_findings(node)
+    ok = not any(f.severity == Severity.ERROR for f in findings)
+    if as_json:
+        print_json({"node": node.name, "ok": ok, "findings": [f.to_json() for f in findings]})
+    elif not findings:
+        out.print(f"[green]ok[/]: {node.name}'s fence_command ({node.fence_command[0]}) is set and runnable here.", highlight=False)  # type: ignore[index]
+    else:
+        _print_finding_lines(findings)
+    if not ok:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+def _print_finding_lines(findings: list[Finding]) -> None:
+    for f in findings:
+        colour = "red" if f.severity == Severity.ERROR else "yellow"
+        out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
+        out.print(f"  why: {f.why}", highlight=False, soft_wrap=True)
+        out.print(f"  fix: {f.fix}", highlight=False, soft_wrap=True)
+
+
 def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role, as_json: bool) -> None:
     if as_json:
         print_json({"home": str(home), "role": role.value, "ok": not any(f.severity == Severity.ERROR for f in findings), "findings": [f.to_json() for f in findings]})
@@ -261,11 +300,7 @@ def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role
     if not findings:
         out.print(f"[green]ok[/]: {home} is ready as {role.value}.")
         return
-    for f in findings:
-        colour = "red" if f.severity == Severity.ERROR else "yellow"
-        out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
-        out.print(f"  why: {f.why}", highlight=False, soft_wrap=True)
-        out.print(f"  fix: {f.fix}", highlight=False, soft_wrap=True)
+    _print_finding_lines(findings)
 
 
 # --- switchover, failover, keys stage, status, history ---------------------------------------

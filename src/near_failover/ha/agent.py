@@ -18,8 +18,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import structlog
@@ -37,7 +36,8 @@ from near_failover.ha.lease import (
     lease_clock,
 )
 from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
-from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
+from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
+from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.neard.keys import KeyFileError, parse_key_file
@@ -51,7 +51,6 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
-T = TypeVar("T")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
 FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
@@ -138,6 +137,10 @@ class Agent:
         self.lease_lost: str | None = None  # set by the lease keeper when a promotion's lease is gone
         self.activating = False  # a promotion passed its last lease check: the key may be given
         self.fence_tried_at = 0.0  # when the last self-fence began (monotonic)
+        # Past this much before the lease's end a graceful stop no longer fits: a loop that wakes
+        # there (a frozen or suspended host) SIGKILLs neard before anything else, as its watchdog.
+        self.wake = WakeGuard(self.heartbeat.written_lease_end, margin=self.settings.watchdog_reserve / 2)
+        self.neard_searched = 0.0
 
     @property
     def me(self) -> NodeAccess:
@@ -153,6 +156,7 @@ class Agent:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(armed=False, generation=None)
+            self.wake.start(realtime_thread=True)
             self._start_watchdog()
             try:
                 await self._wait_watchdog()
@@ -236,6 +240,8 @@ class Agent:
         # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule. A leader's waits also end
         # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
         # can carry the loop past the point where it must fence itself.
+        self.wake.kill_if_due()  # first of all: a loop woken past its lease's kill point
+        self._report_wake_kills()
         watchdog_problem = self._watchdog_problem()
         if self.lease is not None and not self.promoting:
             if watchdog_problem is not None:
@@ -253,6 +259,7 @@ class Agent:
             await self._as_leader(sample)
             if self.lease is None:
                 return  # we fenced ourselves: this check's sample (our neard signing) is out of date
+            await self._hold_neard()
             if not self.store_ok or self._budget() <= 0:
                 self._beat()
                 return  # the store did not answer the renewal: the reads and the record would not either
@@ -266,6 +273,32 @@ class Agent:
             await self._as_follower(sample, leader, may_lead=watchdog_problem is None)
         await self._publish()
         self._beat()
+
+    async def _hold_neard(self) -> None:
+        """Give the wake guard our neard's pidfd (found by what it serves) while the lease is
+        ours and in time; looked for again when the one held exits (a restart)."""
+        lease = self.lease
+        if lease is None or lease.remaining() < self.settings.fence_margin or not self.wake.needs_neard():
+            return
+        if time.monotonic() - self.neard_searched < FIND_NEARD_EVERY:
+            return
+        self.neard_searched = time.monotonic()
+        try:
+            handle = await asyncio.wait_for(find_neard(self.me), self._budget())
+        except Exception as exc:  # noqa: BLE001 - the ordinary fence still guards; try again later
+            log.warning("cannot find neard's process to hold for the wake guard", node=self.node, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.wake.hold(handle)
+
+    def _report_wake_kills(self) -> None:
+        """Logged after the fact: the wake guard sends its signal before any log line."""
+        if self.wake.note:
+            log.info("wake guard", node=self.node, priority=self.wake.note)
+            self.wake.note = ""
+        for kill in self.wake.take_kills():
+            log.error("woke past the lease's kill point: neard SIGKILLed before anything else" if kill.killed
+                      else "woke past the lease's kill point: neard had exited already",
+                      node=self.node, pid=kill.pid, late=round(kill.late, 3))
 
     def _beat(self) -> None:
         """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
@@ -716,10 +749,3 @@ def load_token(inventory: Inventory) -> str | None:
     path = inventory.lease.api_token_file if inventory.lease else None
     return read_secret_file(path, "api_token_file") if path else None
 
-
-async def on_doubt(answer: Awaitable[T], doubt: T) -> T:
-    """The answer, or ``doubt`` when the question itself failed (a host or a control that errs)."""
-    try:
-        return await answer
-    except Exception:  # noqa: BLE001 - the caller chose the safe reading of "unknown"
-        return doubt
