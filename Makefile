@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # (the status page, through Playwright), iproute2 (network namespaces for partitions).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test demo bench clean wake
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,10 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# A paused leader host that wakes (issue 11): the wake-up test repeated 20 times on sqlite and
+# on etcd, plus the measurement of the residual risk without a fence_command (README figures).
+wake: install system-packages
+	rm -f wake-figures.jsonl
+	NEAR_FAILOVER_WAKE_REPEAT=20 NEAR_FAILOVER_WAKE_FIGURES=wake-figures.jsonl $(BIN)/pytest -q -m wake tests/integration/test_wake.py
+	$(BIN)/python -m tests.integration.test_wake wake-figures.jsonl

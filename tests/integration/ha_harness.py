@@ -27,7 +27,8 @@ import tomli_w
 import tomllib
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import LeaderInfo, MemberRecord, lease_clock
+from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock, open_lease_store
+from near_failover.inventory import load_inventory
 from tests.integration.etcd_server import EtcdServer, free_port
 from tests.integration.localnet_harness import CLI, Localnet, cli
 from tests.integration.localnet_support import wait_for
@@ -188,6 +189,19 @@ class HaCluster:
             os.kill(pid, signal.SIGSTOP)
         return frozen
 
+    @staticmethod
+    def thaw(*pids: int) -> list[int]:
+        """SIGCONT to ``pids``, back to back in that order; returns those that were still there
+        (a fence_command may have powered the machine off meanwhile)."""
+        woken = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+                woken.append(pid)
+            except ProcessLookupError:
+                pass
+        return woken
+
     def agent_log_path(self, node: str) -> Path:
         return self.net.directory / f"agent-{node}.log"
 
@@ -310,7 +324,9 @@ class HaCluster:
 
     # --- the lease, as etcd holds it ----------------------------------------------------------------
 
-    def _store(self, endpoint: str | None = None) -> EtcdLeaseStore:
+    def _store(self, endpoint: str | None = None) -> LeaseStore:
+        if not self.endpoints:  # the inventory's own store (sqlite)
+            return open_lease_store(load_inventory(self.inventory))
         return EtcdLeaseStore([endpoint] if endpoint else self.endpoints, POOL, operation_timeout=2.0, credentials=self.credentials)
 
     def leader(self) -> LeaderInfo | None:

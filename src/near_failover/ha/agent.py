@@ -289,6 +289,8 @@ class Agent:
             log.warning("cannot find neard's process to hold for the wake guard", node=self.node, error=f"{type(exc).__name__}: {exc}")
             return
         self.wake.hold(handle)
+        if handle is not None:
+            log.info("holding neard for the wake guard", node=self.node, pid=handle.pid)
 
     def _report_wake_kills(self) -> None:
         """Logged after the fact: the wake guard sends its signal before any log line."""

@@ -166,7 +166,10 @@ async def hold_neard(guard: WakeGuard, target: NodeAccess, node: str) -> None:
         print(f"watchdog: cannot find {node}'s neard to hold ({type(exc).__name__}: {exc})", flush=True)
         return
     guard.hold(handle)
-    if handle is not None and (note := outrank(handle.pid)):
+    if handle is None:
+        return
+    print(f"watchdog: holding {node}'s neard (pid {handle.pid}) for the wake guard", flush=True)
+    if note := outrank(handle.pid):
         print(f"watchdog: {node}'s neard runs at a real-time priority: {note}", flush=True)
 
 
