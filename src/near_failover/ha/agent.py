@@ -25,6 +25,7 @@ import structlog
 
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.lease import (
+    FenceObservation,
     LeaderInfo,
     LeaderLease,
     LeaseStore,
@@ -35,7 +36,15 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
-from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
+from near_failover.ha.policy import (
+    HealthTracker,
+    Sample,
+    Streak,
+    best_candidate,
+    ended_leader,
+    proof_from_observation,
+    proof_from_record,
+)
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
 from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
@@ -44,10 +53,11 @@ from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.fence import fence_reachable
+from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError
 from near_failover.procedures.move import Move
-from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
+from near_failover.procedures.observe import SETTLE_SECONDS, SignerObservation, observe_signer, observe_until_silent
 from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
@@ -127,6 +137,7 @@ class Agent:
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
+        self.fence_observation: FenceObservation | None = None  # what we saw of our neard after our fence
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
@@ -437,9 +448,17 @@ class Agent:
             # A stop that fails leaves the key out of home all the same: no restart may load it.
             proof = await fence_reachable(self.me, stop_timeout=stop_timeout, restore_key_on_failure=False)
             evidence.update(proof.evidence)
+            # The record a standby promotes on is written only once we saw, by evidence that is
+            # not the control's word, that our neard does not sign.
+            seen = await self._observe_own_fence(lease)
         except Exception as exc:  # noqa: BLE001 - a failed fence is reported, never recorded as a fence
             await self._fence_failed(reason, f"{type(exc).__name__}: {exc}", lease)
             return
+        if not seen.not_signing:
+            await self._fence_failed(reason, f"the control reports neard stopped, but {seen.reason}", lease)
+            return
+        evidence["observed"] = seen.evidence()
+        self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason)
         self.lease = None
         self.role = MemberRole.FENCED
         self.problems, self.failsafe_note = [reason], None
@@ -454,6 +473,13 @@ class Agent:
             except (LeaseStoreError, asyncio.TimeoutError):
                 pass  # the lease expires on its own; our record or the chain proves the fence
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
+
+    async def _observe_own_fence(self, lease: LeaderLease | None) -> SignerObservation:
+        """Look at our neard until it is shown not to sign, no longer than the lease allows
+        before the watchdog's turn (a lying control leaves neard to the watchdog and its wake
+        guard, which holds the real process)."""
+        settle = SETTLE_SECONDS if lease is None else max(0.0, min(SETTLE_SECONDS, lease.remaining() - self.settings.watchdog_reserve))
+        return await observe_until_silent(self.me, self.pool, settle=settle)
 
     async def _fence_failed(self, reason: str, error: str, lease: LeaderLease | None) -> None:
         """neard may still sign: publish no fence record (a standby would promote on it) and keep
@@ -550,9 +576,11 @@ class Agent:
         started = time.monotonic()
         ended = ended_leader(self.node, members, self.last_leader)
         old = ended.member if ended else None
-        proof = proof_from_record(members, ended)
         keeper = asyncio.create_task(self._keep_lease_during_promotion())
         try:
+            proof = proof_from_record(members, ended)
+            if proof is None and old is not None:
+                proof = await self._observe_old_leader(old)
             move = Move(
                 self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
                 MoveSettings(silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
@@ -594,6 +622,18 @@ class Agent:
         except (LeaseStoreError, asyncio.TimeoutError):
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    async def _observe_old_leader(self, old: str) -> FenceProof | None:
+        """No record with an observation: look at the old leader ourselves (its RPC, and its
+        host's /proc when reachable). None unless that shows it not signing: the Move then fences
+        it through its control, or proves the chain's silence."""
+        try:
+            seen = await asyncio.wait_for(observe_signer(self.nodes[old], self.pool, rpc_timeout=self.settings.retry_timeout),
+                                          STATUS_TIMEOUT + 2 * self.settings.retry_timeout)
+        except Exception:  # noqa: BLE001 - a timeout or a host that errs: no look is no proof
+            return None
+        log.info("observed the old leader", node=self.node, old=old, verdict=seen.verdict.value, reason=seen.reason)
+        return proof_from_observation(seen)
 
     async def _keep_lease_during_promotion(self) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
@@ -644,6 +684,7 @@ class Agent:
             priority=self.spec.priority,
             generation=self.lease.generation if self.lease else None,
             fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
+            fence_observation=self.fence_observation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
             details={"handover_to": self.handover_to} if self.handover_to else {},
@@ -724,6 +765,8 @@ class Agent:
                 # The target's agent sees its neard signing with no leader and claims the lease.
                 lease, self.lease = self.lease, None
                 self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
+                seen = await on_doubt(observe_signer(self.me, self.pool), None)
+                self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason) if seen and seen.not_signing else None
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
