@@ -94,7 +94,7 @@ class WakeFigures:
     order: str
     stonith: bool
     double_signs: int
-    signed_after_wake: int  # heights val-a signed after the freeze, counted on the chain's ledger
+    signed_after_wake: int  # heights from the wake to val-a's last signature (0: none after the wake), on the ledger
     killed_by_wake_guard: bool
 
 
@@ -127,6 +127,7 @@ def freeze_promote_wake(cluster: HaCluster, store: str, order: str, stonith: boo
 
     first, rest = {"neard-first": ([neard], [agent, watchdog]), "together": ([neard, agent, watchdog], []),
                    "agent-first": ([agent], [watchdog, neard]), "watchdog-first": ([watchdog], [neard, agent])}[order]
+    wake_height = cluster.height()
     cluster.thaw(*first)
     if rest:
         time.sleep(EARLY)
@@ -135,7 +136,8 @@ def freeze_promote_wake(cluster: HaCluster, store: str, order: str, stonith: boo
     cluster.wait_blocks(8)  # anything val-a sent before it died has reached the chain
     book = cluster.ledger()
     row = cluster.signer_row("val-a", book)
-    signed_after = max(0, (row["last_height"] if row else 0) - (freeze_height + 1))
+    assert row is not None and (row["last_height"] <= freeze_height + 1 or row["last_height"] >= wake_height), (row, freeze_height, wake_height)
+    signed_after = row["last_height"] - wake_height + 1 if row["last_height"] >= wake_height else 0
     guard_killed = "before anything else" in cluster.watchdog_log("val-a") + cluster.agent_log("val-a")
     figures = WakeFigures(store, order, stonith, book["double_signs"], signed_after, guard_killed)
     if FIGURES:

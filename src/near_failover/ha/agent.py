@@ -309,8 +309,8 @@ class Agent:
             log.info("wake guard", node=self.node, priority=self.wake.note)
             self.wake.note = ""
         for kill in self.wake.take_kills():
-            log.error("woke past the lease's kill point: neard SIGKILLed before anything else" if kill.killed
-                      else "woke past the lease's kill point: neard had exited already",
+            log.error("past the lease's kill point (a wake-up, or a fence that did not stop it): neard SIGKILLed before anything else"
+                      if kill.killed else "past the lease's kill point: neard had exited already",
                       node=self.node, pid=kill.pid, late=round(kill.late, 3))
 
     def _beat(self) -> None:

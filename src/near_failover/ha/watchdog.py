@@ -177,8 +177,8 @@ def report_kills(guard: WakeGuard, node: str) -> None:
     """Log, after the fact, what the wake guard did (it logs nothing before its signal)."""
     for kill in guard.take_kills():
         what = "SIGKILLed" if kill.killed else "found already gone:"
-        print(f"watchdog: woke {kill.late:.2f}s past the lease's kill point (lease end {kill.valid_until:.2f} on the "
-              f"boot clock): {what} {node}'s neard pid {kill.pid} before anything else", flush=True)
+        print(f"watchdog: {kill.late:.2f}s past the lease's kill point (lease end {kill.valid_until:.2f} on the boot "
+              f"clock; a wake-up, or a fence that did not stop it): {what} {node}'s neard pid {kill.pid} before anything else", flush=True)
 
 
 async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
