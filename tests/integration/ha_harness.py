@@ -90,6 +90,15 @@ def pids_with_argv(*parts: str) -> list[int]:
     return found
 
 
+def holds_write_lock(pid: int) -> bool:
+    """Whether ``pid`` holds an exclusive POSIX lock (/proc/locks: "1: POSIX ADVISORY WRITE <pid> ...")."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[1] == "POSIX" and fields[3] == "WRITE" and fields[4] == str(pid):
+            return True
+    return False
+
+
 @dataclass
 class HaCluster:
     """A localnet with a [lease] table, the agents started on it, and handles to look at them."""
@@ -188,6 +197,18 @@ class HaCluster:
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         return frozen
+
+    def freeze_outside_store_writes(self, node: str) -> list[int]:
+        """freeze(), but never while the node's agent holds the sqlite store's write lock (its
+        POSIX lock in /proc/locks): the frozen agent would stop every other agent's writes. A
+        real pause of a sqlite host freezes all of them, so only the test can meet this case."""
+        for _ in range(100):
+            frozen = self.freeze(node)
+            if not holds_write_lock(frozen[1]):
+                return frozen
+            self.thaw(*reversed(frozen))
+            time.sleep(0.01)
+        raise AssertionError(f"{node}'s agent always held the store's write lock")
 
     @staticmethod
     def thaw(*pids: int) -> list[int]:

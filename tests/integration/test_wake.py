@@ -110,7 +110,7 @@ def freeze_promote_wake(cluster: HaCluster, store: str, order: str, stonith: boo
     cluster.wait_ready()
     wait_for(lambda: "holding val-a's neard" in cluster.watchdog_log("val-a") and "holding neard for the wake guard" in cluster.agent_log("val-a"),
              30, "val-a's watchdog and agent to hold its neard")
-    watchdog, agent, neard = cluster.freeze("val-a")
+    watchdog, agent, neard = cluster.freeze_outside_store_writes("val-a") if store == "sqlite" else cluster.freeze("val-a")
     pids_file.write_text(json.dumps([watchdog, agent, neard]))
     freeze_height = cluster.height()
 
