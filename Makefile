@@ -32,7 +32,8 @@ clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
 
 # A paused leader host that wakes (issue 11): the wake-up test repeated 20 times on sqlite and
-# on etcd, plus the measurement of the residual risk without a fence_command (README figures).
+# on etcd, plus the measurement of the residual risk without a fence_command (README figures);
+# about an hour on an idle machine.
 wake: install system-packages
 	rm -f wake-figures.jsonl
 	NEAR_FAILOVER_WAKE_REPEAT=20 NEAR_FAILOVER_WAKE_FIGURES=wake-figures.jsonl $(BIN)/pytest -q -m wake tests/integration/test_wake.py
