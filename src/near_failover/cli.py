@@ -450,6 +450,16 @@ def _print_move(result: Any) -> None:
         out.print(f"  to {what}:")
         for c in commands:
             out.print(f"    {c}", highlight=False, soft_wrap=True)
+    for left in result.keys_left_behind:
+        out.print(
+            f"[bold red]WARNING: the pool key may still be on {left.node} ({left.path}), whose host could not be reached. "
+            f"If that host comes back and its neard starts, it signs beside {result.target}: a double sign.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(f"[bold red]As soon as {left.node} answers again, before anything else, run:[/]", highlight=False)
+        for c in left.commands:
+            out.print(f"    {c}", highlight=False, soft_wrap=True)
 
 
 @app.command("switchover")
@@ -558,6 +568,13 @@ def _print_status(view: dict[str, Any]) -> None:
         _print_lease(view["lease"])
     if view["double_signer_risk"]:
         out.print(f"[bold red]several nodes have the pool's key loaded: {', '.join(view['signers'])}[/]")
+    for name in view["keys_left_in_home"]:
+        out.print(
+            f"[bold red]{name} has the pool's key in its home while {', '.join(view['signers'])} signs: a restart or SIGHUP "
+            f"of its neard makes two signers. Stop its neard and move the key out of its home.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("status")

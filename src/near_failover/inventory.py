@@ -383,7 +383,8 @@ class Node(_Strict):
 
     @property
     def validator_key_path(self) -> PurePosixPath:
-        """Where neard loads the validator key from (its home)."""
+        """neard's default key path in its home; config.json's ``validator_key_file`` may name
+        another, so code that touches the key asks NodeAccess.validator_key_path()."""
         return self.home / "validator_key.json"
 
     @property

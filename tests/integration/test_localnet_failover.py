@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
+
 from near_failover.neard.config import as_rpc_standby, as_validator, dumps_config, load_config
 from near_failover.neard.keys import KeyFile
 
+from .localnet_harness import Localnet
 from .localnet_support import POOL, running_localnet, wait_for
 
 
@@ -59,6 +62,9 @@ def test_key_in_two_running_nodes_is_a_double_sign_naming_both(tmp_path):
         # both processes report production: the sign an operator can see without the ledger (§7)
         wait_for(lambda: net.produced("val-a") > produced_a and net.produced("val-b") > 0, 15, "both nodes' produced counters to rise")
         assert "DOUBLE SIGN" in (net.dir / "chain.log").read_text()
+        # The check every end-to-end test ends with (through `localnet ledger`) fires on it too.
+        with pytest.raises(AssertionError, match="val-b"):
+            Localnet(net.dir).assert_no_double_sign()
 
 
 def test_sighup_with_corrupt_key_keeps_signer_and_removing_the_key_stops_signing(tmp_path):

@@ -8,6 +8,7 @@ SIGHUP; a failover adds the detection the test itself does (a kill, an unreachab
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import socket
 import subprocess
@@ -123,6 +124,20 @@ def test_failover_with_unreachable_primary_proceeds_on_chain_silence(net: Localn
         fence = next(s for s in history[0]["steps"] if s["name"] == "fence")
         assert fence["evidence"]["proof"] == "chain-silence"
         assert_signer(net, "val-b")
+        # Loud, journaled, with the commands for when val-a's host answers again.
+        key = str(net.directory / "val-a" / "validator_key.json")
+        [left] = report["keys_left_behind"]
+        assert left["node"] == "val-a" and left["path"] == key
+        assert history[0]["detail"]["keys_left_behind"] == [left]
+        move_cmd = shlex.split(left["commands"][-1])[-1]  # what `ssh ... '<command>'` runs on val-a
+        assert shlex.split(move_cmd)[:3] == ["mv", "--backup=numbered", key]
+        # The host returns: status flags the key left in val-a's home while val-b signs.
+        net.edit_inventory("val-a", host="local")
+        flagged = json.loads(cli("status", "-c", net.inventory, "--json").stdout)
+        assert flagged["keys_left_in_home"] == ["val-a"] and flagged["signers"] == ["val-b"]
+        assert "val-a has the pool's key in its home while val-b signs" in cli("status", "-c", net.inventory).stdout
+        subprocess.run(["sh", "-c", move_cmd], check=True)
+        assert json.loads(cli("status", "-c", net.inventory, "--json").stdout)["keys_left_in_home"] == []
         net.wait_height(5)
         net.assert_no_double_sign()
     finally:

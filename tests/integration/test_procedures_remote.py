@@ -28,6 +28,10 @@ def test_switchover_with_every_node_reached_over_ssh(net: Localnet, tmp_path: Pa
         report = json.loads(done.stdout)
         assert report["ok"] and report["from"] == "val-a"
         assert "Accepted publickey" in sshd.log()
+    # The fence's proof was observed over SSH: val-a's RPC closed, no process serving its home.
+    history = json.loads(cli("history", "-c", net.inventory, "--json").stdout)
+    observed = next(s for s in history[0]["steps"] if s["name"] == "fence")["evidence"]["observed"]
+    assert observed["verdict"] == "gone" and observed["processes"]["pids"] == {}, observed
     assert net.rpc_status("val-b")["validator_account_id"] == net.pool()
     assert not (net.directory / "val-a" / "validator_key.json").exists()
     assert (net.directory / "val-a" / "neard.pid.masked").exists()

@@ -40,6 +40,6 @@ def control_for(node: Node, host: Host) -> NeardControl:
         return SystemdControl(node.name, host, spec.unit)
     if spec.kind == "pidfile":
         assert spec.pidfile is not None and node.start is not None  # the inventory checks both
-        return PidfileControl(node.name, host, spec.pidfile, node.start, node.home, node.log_path)
+        return PidfileControl(node.name, host, spec.pidfile, node.start, node.home, node.log_path, rpc_url=node.rpc)
     assert node.commands is not None
     return CommandControl(node.name, host, node.commands)

@@ -67,6 +67,10 @@ class NeardControl(ABC):
     #: Whether ``mask``/``unmask`` exist for this node (systemd and pid file: yes; commands: if set).
     supports_mask: bool = True
 
+    def describe(self) -> str:
+        """What this control acts through, as an operator would fix it (a pid file, a unit)."""
+        return type(self).__name__
+
     @abstractmethod
     async def stop(self, timeout: float = 30.0) -> StopOutcome:
         """Stop neard and return once the process is confirmed gone (StopFailed otherwise)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import signal
 
 from near_failover.control.base import (
@@ -34,6 +35,9 @@ class CommandControl(NeardControl):
         self.command_timeout = command_timeout
         self.kill_grace = kill_grace
         self.supports_mask = commands.mask is not None and commands.unmask is not None
+
+    def describe(self) -> str:
+        return f"the `stop` command ({shlex.join(self.commands.stop)})" if self.commands.stop else "[node.commands]"
 
     def _argv(self, name: str) -> list[str]:
         argv = getattr(self.commands, name)

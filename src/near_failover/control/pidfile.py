@@ -18,6 +18,8 @@ from near_failover.control.base import (
     StopOutcome,
 )
 from near_failover.hosts.base import Host, HostFileNotFound, NoSuchProcess
+from near_failover.hosts.home import home_rpc_ports
+from near_failover.hosts.processes import process_command, process_serves
 
 # A pid whose process started this long after the pid file was written is a reused pid, not ours.
 PID_REUSE_SLACK = 2.0
@@ -41,6 +43,7 @@ class PidfileControl(NeardControl):
         kill_grace: float = 10.0,
         start_check: float = 0.3,
         cwd: PurePosixPath | str | None = None,
+        rpc_url: str = "http://127.0.0.1:3030",
     ) -> None:
         super().__init__(node_name, host)
         self.pidfile = PurePosixPath(pidfile)
@@ -53,6 +56,11 @@ class PidfileControl(NeardControl):
         # `start` runs in neard's home unless told otherwise: relative paths in its argv are
         # relative to home (the inventory resolves only its own path fields).
         self.cwd = PurePosixPath(cwd) if cwd else self.home
+        self.rpc_url = rpc_url
+        self._known_neard: tuple[int, int] | None = None  # (pid, start ticks) found to be neard
+
+    def describe(self) -> str:
+        return f"pid file {self.pidfile}"
 
     async def _read_pid(self) -> int | None:
         try:
@@ -79,7 +87,23 @@ class PidfileControl(NeardControl):
             return None
         if started is not None and started > written + PID_REUSE_SLACK:
             return None  # the pid was reused by a process started after the file was written
-        return pid
+        return pid if await self._is_neard(pid) else None
+
+    async def _is_neard(self, pid: int) -> bool:
+        """Whether ``pid`` is this home's neard: it serves the home (its RPC port, data/), or it
+        is still the process our ``start`` ran (same argv, same cwd; neard opens data/ only
+        after loading its config). A pid file naming anything else is never signalled."""
+        ticks = await self.host.process_start_ticks(pid)
+        if ticks is not None and self._known_neard == (pid, ticks):
+            return True  # checked before: a pid with the same start time is the same process
+        if await process_serves(self.host, pid, self.home, await home_rpc_ports(self.host, self.home, self.rpc_url)):
+            ours = True
+        else:
+            argv, cwd = await process_command(self.host, pid)
+            ours = argv == self.start_argv and cwd == str(self.cwd)
+        if ours and ticks is not None:
+            self._known_neard = (pid, ticks)
+        return ours
 
     async def main_pid(self) -> int | None:
         return await self._our_pid()

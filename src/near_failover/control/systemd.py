@@ -36,6 +36,9 @@ class SystemdControl(NeardControl):
         self.command_timeout = command_timeout
         self.kill_grace = kill_grace
 
+    def describe(self) -> str:
+        return f"systemd unit {self.unit}"
+
     async def _systemctl(self, *args: str, timeout: float | None = None) -> CommandResult:
         return await self.host.run(["systemctl", *args], timeout=timeout or self.command_timeout)
 

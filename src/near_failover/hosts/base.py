@@ -216,6 +216,18 @@ class Host(ABC):
         except (ValueError, IndexError):
             raise HostError(self.label, f"starting {argv[0]} printed no pid: {result.stdout!r}") from None
 
+    async def proc_links_text(self, pid: int | None = None, timeout: float = 15.0, with_tcp: bool = True) -> str:
+        """"@tcp", /proc/net/tcp and tcp6, "@links", then "<path>\\t<link target>" for the cwd and
+        fd links of ``pid`` (or of every process); an unreadable link has an empty target. Read
+        by one command (hosts/processes.py parses it)."""
+        from near_failover.hosts.processes import SCAN_SCRIPT
+
+        argv = ["sh", "-c", SCAN_SCRIPT, "sh", str(pid) if pid is not None else "", "" if with_tcp else "notcp"]
+        result = await self.run(argv, timeout=timeout)
+        if not result.ok:
+            raise HostError(self.label, f"cannot read /proc to find neard's processes: {result.stderr.strip() or result.exit_code} (needs Linux and GNU find)")
+        return result.stdout
+
     @abstractmethod
     async def signal(self, pid: int, sig: int | _signal.Signals) -> None:
         """Send ``sig`` to ``pid``; NoSuchProcess if it does not exist."""

@@ -55,6 +55,37 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def proc_links_text_sync(pid: int | None, with_tcp: bool = True) -> str:
+    """Host.proc_links_text's format from this machine's /proc."""
+    lines = ["@tcp"]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6") if with_tcp else ():
+        try:
+            lines.append(Path(table).read_text().rstrip("\n"))
+        except OSError:
+            pass
+    lines.append("@links")
+    pids = [str(pid)] if pid is not None else [d for d in os.listdir("/proc") if d.isdigit()]
+    for p in pids:
+        base = f"/proc/{p}"
+        try:
+            lines.append(f"{base}/cwd\t{os.readlink(base + '/cwd')}")
+        except FileNotFoundError:
+            continue  # exited meanwhile
+        except OSError:
+            lines.append(f"{base}/cwd\t")  # another user's: unreadable
+            continue
+        try:
+            fds = os.listdir(base + "/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                lines.append(f"{base}/fd/{fd}\t{os.readlink(f'{base}/fd/{fd}')}")
+            except OSError:
+                pass
+    return "\n".join(lines) + "\n"
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable (the directory entry itself must reach the disk)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -226,3 +257,8 @@ class LocalHost(Host):
 
     async def pid_alive(self, pid: int) -> bool:
         return process_alive(pid)
+
+    async def proc_links_text(self, pid: int | None = None, timeout: float = 15.0, with_tcp: bool = True) -> str:
+        """As the base class prints it, read in this process: no fork, so a fence on a loaded
+        machine does not wait for a shell to be scheduled before it may signal."""
+        return await asyncio.wait_for(asyncio.to_thread(proc_links_text_sync, pid, with_tcp), timeout)

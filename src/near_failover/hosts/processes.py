@@ -21,7 +21,7 @@ LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column (include/net/tc
 # every pid), as "<path>\t<link target>"; an unreadable link prints an empty target. find exits
 # 1 when a process vanished or a link was unreadable during the walk: that is a normal scan.
 SCAN_SCRIPT = (
-    'echo "@tcp"; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; echo "@links"; '
+    'echo "@tcp"; [ "$2" = notcp ] || cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; echo "@links"; '
     'pat="${1:-[0-9]*}"; '
     "find /proc/$pat/cwd /proc/$pat/fd -maxdepth 1 -printf '%p\\t%l\\n' 2>/dev/null; "
     's=$?; [ "$s" -le 1 ] || exit "$s"'
@@ -114,15 +114,13 @@ def serving_processes(links: str, inodes: set[int], data_dir: str) -> tuple[tupl
 
 
 async def scan_processes(
-    host: Host, home: PathLike, ports: tuple[int, ...], pid: int | None = None, timeout: float = 15.0
+    host: Host, home: PathLike, ports: tuple[int, ...], pid: int | None = None, timeout: float = 15.0, with_tcp: bool = True
 ) -> ProcessScan:
-    """The processes on ``host`` that serve ``home`` (all of them, or only ``pid``)."""
+    """The processes on ``host`` that serve ``home`` (all of them, or only ``pid``); without
+    ``with_tcp``, found by cwd and open files only (the kernel's TCP table is slow to read on a
+    host with many sockets)."""
     data_dir = str(PurePosixPath(home) / "data")
-    argv = ["sh", "-c", SCAN_SCRIPT, "sh"] + ([str(pid)] if pid is not None else [])
-    result = await host.run(argv, timeout=timeout)
-    if not result.ok:
-        raise HostError(host.label, f"cannot read /proc to find neard's processes: {result.stderr.strip() or result.exit_code} (needs Linux and GNU find)")
-    tables, _, links = result.stdout.partition("@links\n")
+    tables, _, links = (await host.proc_links_text(pid, timeout, with_tcp)).partition("@links\n")
     if not tables.startswith("@tcp"):
         raise HostError(host.label, "reading /proc printed no TCP table: cannot tell whether neard's RPC port is open")
     inodes = listening_inodes(tables, ports)
@@ -133,5 +131,16 @@ async def scan_processes(
 async def process_serves(host: Host, pid: int, home: PathLike, ports: tuple[int, ...]) -> ServingProcess | None:
     """``pid`` as a process serving ``home``, or None when it runs but serves something else
     (a pid file naming an unrelated process must never be signalled)."""
-    scan = await scan_processes(host, home, ports, pid=pid)
-    return next((p for p in scan.processes if p.pid == pid), None)
+    for with_tcp in (False, True):  # its open data/ files first: they need no TCP table
+        scan = await scan_processes(host, home, ports, pid=pid, with_tcp=with_tcp)
+        if found := next((p for p in scan.processes if p.pid == pid), None):
+            return found
+    return None
+
+
+async def process_command(host: Host, pid: int) -> tuple[list[str], str | None]:
+    """``pid``'s argv and cwd (empty and None when it is gone or unreadable)."""
+    script = 'tr "\\0" "\\n" < "/proc/$1/cmdline" 2>/dev/null; echo "@cwd"; readlink "/proc/$1/cwd" 2>/dev/null; exit 0'
+    result = await host.run(["sh", "-c", script, "sh", str(pid)], timeout=15)
+    argv_text, _, cwd = result.stdout.partition("@cwd\n")
+    return [a for a in argv_text.split("\n") if a], cwd.strip() or None

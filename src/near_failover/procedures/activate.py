@@ -43,7 +43,7 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
         raise StepFailed(f"the staged key became invalid after preflight: {exc}", known=True) from None
     if key.public_key != expected.public_key or key.account_id != expected.account_id:
         raise StepFailed(f"the staged key {where} changed after preflight", known=True)
-    await node.host.write_atomic(node.spec.validator_key_path, text, 0o600)
+    await node.host.write_atomic(await node.validator_key_path(), text, 0o600)
 
 
 async def edit_config_to_validator(node: NodeAccess) -> str:
@@ -134,7 +134,7 @@ async def wait_producing(node: NodeAccess, account_id: str, baseline: Production
 async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, restart_timeout: float) -> dict[str, Any]:
     """Undo an activation that provably never took: key out of home (the staged copy stays), and
     for Option 1 the old config back, so the node is the standby it was."""
-    await node.host.remove(node.spec.validator_key_path, missing_ok=True)
+    await node.host.remove(await node.validator_key_path(), missing_ok=True)
     if mode == "rpc" and config_backup:
         path = node.spec.config_path
         await node.host.write_atomic(path, await node.host.read_bytes(config_backup), await node.host.stat_mode(path))

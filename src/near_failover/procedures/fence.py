@@ -1,8 +1,10 @@
 """Fence the old signer, and prove it, before any node is given the key.
 
 Two proofs (DESIGN, procedures step 3):
-- reachable primary: its key is out of its home, its process is confirmed gone, its neard is
-  masked so nothing restarts it with the key;
+- reachable primary: its key is out of its home, its neard is masked so nothing restarts it
+  with the key, and it is *observed* not to sign (procedures/observe.py: its RPC answers without
+  the pool's key, or its port is closed and no process serves its home), whatever its control
+  reported: a wrong pid file or unit, or a stop command that does nothing, must not pass;
 - unreachable primary: the target's own chain view shows the pool produced no block, chunk or
   endorsement for N consecutive blocks while duties were expected; then, when the node has a
   ``fence_command`` (STONITH: power off, cut the network), that command must succeed, since a
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from near_failover.control.base import ControlError
+from near_failover.control.base import ControlError, StopOutcome
 from near_failover.hosts import HostError
 from near_failover.hosts.base import CommandTimeout
 from near_failover.hosts.local import LocalHost
@@ -27,6 +29,7 @@ from near_failover.neard.check import Finding, Severity
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.observe import SignerObservation, SignerVerdict, observe_until_silent
 from near_failover.neard.rpc import RpcError
 
 
@@ -45,7 +48,7 @@ async def park_key(node: NodeAccess) -> str | None:
     otherwise it is moved there (or beside it, if the key_store holds a different key).
     Returns where a copy of the key now is, or None if the home held no key.
     """
-    home_key = node.spec.validator_key_path
+    home_key = await node.validator_key_path()
     if not await node.host.exists(home_key):
         return None
     store = node.spec.key_store
@@ -61,33 +64,62 @@ async def park_key(node: NodeAccess) -> str | None:
     return str(store)
 
 
-async def fence_reachable(source: NodeAccess, stop_timeout: float, restore_key_on_failure: bool = True) -> FenceProof:
-    """Key out of home first (a restart can then never load it), then stop, confirm, mask.
+async def _undo_key_out(source: NodeAccess, parked: str | None, restore: bool) -> str:
+    """Put a parked key back in home (a move that stops leaves its primary as it was); says where it is."""
+    if parked and restore:
+        await source.host.write_atomic(await source.validator_key_path(), await source.host.read_bytes(parked), 0o600)
+        return "its key is back in its home"
+    return f"its key is parked at {parked}" if parked else "its key is out of its home"
 
-    When the stop fails, a move puts the key back so nothing changed (its primary keeps
-    signing); a self-fence keeps it out, so that at least no restart can load it again."""
+
+def contradiction(source: NodeAccess, stopped: StopOutcome, seen: SignerObservation) -> str:
+    """What the control claimed against what was observed, naming what to fix."""
+    claim = "names no running neard" if not stopped.was_running else f"reported neard (pid {stopped.pid}) stopped"
+    said = f"{source.control.describe()} {claim}"
+    if seen.verdict is SignerVerdict.SIGNING:
+        return f"{said}, but {source.name} still signs ({seen.reason}): fix `control` for {source.name}"
+    return f"{said}, but {source.name} cannot be shown not to sign ({seen.reason}): find what runs its neard and fix `control` for {source.name}"
+
+
+async def fence_reachable(
+    source: NodeAccess, stop_timeout: float, restore_key_on_failure: bool = True, pool: str | None = None
+) -> FenceProof:
+    """Key out of home first (a restart can then never load it), then stop, mask, and, given
+    the ``pool``, observe that the node no longer signs: that observation is the proof.
+
+    When the stop fails or is contradicted by what is observed, a move puts the key back so
+    nothing changed (its primary keeps signing, unmasked); a self-fence keeps it out, so that
+    at least no restart can load it again."""
     parked = await park_key(source)
     try:
         stopped = await source.control.stop(timeout=stop_timeout)
     except ControlError as exc:
-        where = "its key is out of its home"
-        if parked and restore_key_on_failure:
-            await source.host.write_atomic(source.spec.validator_key_path, await source.host.read_bytes(parked), 0o600)
-            where = "its key is back in its home"
-        elif parked:
-            where = f"its key is parked at {parked}"
+        where = await _undo_key_out(source, parked, restore_key_on_failure)
         raise Refused(f"could not stop neard on {source.name}: {exc}; {where}") from exc
     masked = False
     if source.control.supports_mask:
         await source.control.mask()
         masked = True
+    seen = await observe_until_silent(source, pool) if pool is not None else None
+    if seen is not None and not seen.not_signing:
+        if restore_key_on_failure and masked:
+            await source.control.unmask()
+        where = await _undo_key_out(source, parked, restore_key_on_failure)
+        raise Refused(f"{contradiction(source, stopped, seen)}; {where}, nothing was activated")
     if await source.control.is_active():
         raise StepFailed(f"{source.name}: neard is active again after stop and mask", known=False)
     if await source.key_in_home():
         raise StepFailed(f"{source.name}: a validator key reappeared in {source.spec.home}", known=False)
     return FenceProof(
         "stopped",
-        {"node": source.name, "stop": stopped.evidence(), "key_in_home": False, "masked": masked, "key_parked_at": parked},
+        {
+            "node": source.name,
+            "stop": stopped.evidence(),
+            "key_in_home": False,
+            "masked": masked,
+            "key_parked_at": parked,
+            "observed": seen.evidence() if seen else None,
+        },
         parked_key=parked,
     )
 

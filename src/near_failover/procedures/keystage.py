@@ -2,7 +2,7 @@
 
 A failover must work when the primary is gone, so its key cannot be fetched then: it is staged
 beforehand in each standby's key_store (0600), where neard never looks (it loads only
-<home>/validator_key.json, neard-behaviour §3).
+<home>/<validator_key_file>, neard-behaviour §2.1).
 """
 
 from __future__ import annotations
@@ -24,7 +24,11 @@ async def _find_key(nodes: dict[str, NodeAccess], exclude: str) -> tuple[KeyFile
     for node in nodes.values():
         if node.name == exclude:
             continue
-        for path in (node.spec.key_store, node.spec.validator_key_path):
+        try:
+            paths = (node.spec.key_store, await node.validator_key_path())
+        except HostError:
+            continue
+        for path in paths:
             try:
                 if await node.host.exists(path):
                     where = f"{node.name}:{path}"

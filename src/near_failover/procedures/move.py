@@ -33,9 +33,24 @@ from near_failover.procedures.plan import Kind, Mode, MoveSettings, Plan, make_p
 T = TypeVar("T")
 DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
 # What a hot swap takes, for choosing a duty gap: the fence (SIGTERM of the primary, about
-# 0.5 s) plus neard applying the SIGHUP (within about 1 s, neard-behaviour §2.1).
-HOT_SWAP_SECONDS = 1.5
+# 0.5 s, then observing it silent, about 0.1 s) plus neard applying the SIGHUP (within about
+# 1 s, neard-behaviour §2.1).
+HOT_SWAP_SECONDS = 1.6
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class KeyLeftBehind:
+    """The pool key still (or perhaps, when the old primary was not identified) in the home of a
+    node the move could not reach (a failover on the chain-silence proof): it signs again if
+    that host returns and its neard restarts."""
+
+    node: str
+    path: str
+    commands: list[str]  # what to run once the host answers again
+
+    def to_json(self) -> dict[str, Any]:
+        return {"node": self.node, "path": self.path, "commands": self.commands}
 
 
 @dataclass
@@ -54,6 +69,7 @@ class MoveResult:
     recovery: dict[str, list[str]] = field(default_factory=dict)
     node_states: dict[str, Any] = field(default_factory=dict)
     plan: Plan | None = None
+    keys_left_behind: list[KeyLeftBehind] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +86,7 @@ class MoveResult:
             "checks": self.checks,
             "recovery": self.recovery,
             "node_states": self.node_states,
+            "keys_left_behind": [k.to_json() for k in self.keys_left_behind],
         }
 
 
@@ -123,6 +140,10 @@ class Move:
         self.activation: Activation | None = None
         self.source: NodeAccess | None = None
         self.source_reachable = False
+        self.unreachable: list[NodeAccess] = []  # nodes whose host could not be asked for a key
+        # Each node's key path in its home (config.json's validator_key_file), for the recovery
+        # commands; the default path for a node whose host cannot be read.
+        self.key_paths: dict[str, str] = {n.name: str(n.spec.validator_key_path) for n in nodes.values()}
 
     # --- the run -----------------------------------------------------------------------------
 
@@ -159,7 +180,8 @@ class Move:
             result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
         if result.outcome == "stopped":
             result.node_states = await self._node_states()
-        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery})
+        left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
+        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery, **left})
         return result
 
     async def _steps(self, result: MoveResult) -> None:
@@ -197,9 +219,9 @@ class Move:
         parked = self.proof.parked_key if self.proof else None
         if before == "fence":
             # Until the fence ends, the old primary may already have lost its key: same as after it.
-            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None)
+            cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None, self.key_paths)
         else:
-            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked)
+            cmds = recovery.commands_after_activate(self.inventory_path, source, self.target.spec, parked, self.key_paths)
         result.recovery = cmds
         self.journal.update_run(result.run_id, {"recovery": cmds, "phase": before})  # type: ignore[arg-type]
 
@@ -225,10 +247,15 @@ class Move:
                             self.source = n
                             break
                     except HostError:
-                        continue
+                        self.unreachable.append(n)
         if self.source is not None:
             result.source = self.source.name
             self.source_reachable = await self._reachable(self.source)
+        for node in [self.target] + ([self.source] if self.source is not None and self.source_reachable else []):
+            try:
+                self.key_paths[node.name] = str(await node.validator_key_path())
+            except HostError:
+                pass  # preflight reports an unreachable target; the default path stays
 
     async def _reachable(self, node: NodeAccess) -> bool:
         """Whether the node's machine answers, so its neard can be stopped and its key moved."""
@@ -254,7 +281,7 @@ class Move:
         if status.validator_account_id:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         if await t.key_in_home():
-            raise Refused(f"target {t.name} has {t.spec.validator_key_path} in its home: neard would load it; remove it first")
+            raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         checks["target_head"] = status.sync_info.latest_block_height
         checks["target_synced"] = True
 
@@ -380,7 +407,7 @@ class Move:
         if self.proven_fence is not None:
             proof = self.proven_fence
         elif self.source is not None and self.source_reachable:
-            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2)
+            proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2, pool=self.pool)
         elif self.force:
             proof = FenceProof("forced", {"confirmed_by_operator": True})
         else:
@@ -429,7 +456,13 @@ class Move:
             notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
         if self.source is not None and self.source_reachable:
             notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
-        return {"signer": self.target.name, "missed": result.missed, "notes": notes}
+        elif self.proof is not None and self.proof.kind in ("chain-silence", "forced"):
+            # The old primary, or, when no node could be shown to be it, every unreachable one.
+            for node in [self.source] if self.source is not None else self.unreachable:
+                path = self.key_paths[node.name]
+                result.keys_left_behind.append(KeyLeftBehind(node.name, path, recovery.clear_left_key(node.spec, path)))
+                notes.append(f"the pool key may still be in {node.name}'s home ({path}): its host could not be reached")
+        return {"signer": self.target.name, "missed": result.missed, "notes": notes, "keys_left_behind": [k.to_json() for k in result.keys_left_behind]}
 
     # --- when things go wrong -----------------------------------------------------------
 
@@ -442,7 +475,7 @@ class Move:
             if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
                 src = self.source
                 await src.control.unmask()
-                await src.host.write_atomic(src.spec.validator_key_path, await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
+                await src.host.write_atomic(await src.validator_key_path(), await src.host.read_bytes(self.proof.parked_key or src.spec.key_store), 0o600)
                 await src.control.start()
                 assert self.key is not None
                 await wait_rpc(src, self.settings.activate_rpc)

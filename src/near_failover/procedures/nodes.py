@@ -7,13 +7,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import AsyncIterator
-from urllib.parse import urlsplit
 
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
-from near_failover.hosts import Host, HostFileNotFound, host_for
+from near_failover.hosts import Host, host_for
+from near_failover.hosts.home import home_config, home_rpc_ports, home_validator_key_path
 from near_failover.inventory import Inventory, Node
-from near_failover.neard.config import ConfigError, parse_config_text, rpc_port, validator_key_file
 from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
 
 # A status call that does not answer within this is treated as "RPC unreachable" by the
@@ -39,24 +38,14 @@ class NodeAccess:
             return None
 
     async def home_config(self) -> dict:
-        """config.json as neard reads it; {} when it is missing or unparsable (neard then runs
-        on its defaults or not at all, so the defaults are what it would use)."""
-        try:
-            return parse_config_text(await self.host.read_text(self.spec.config_path), source=str(self.spec.config_path))
-        except (HostFileNotFound, ConfigError):
-            return {}
+        return await home_config(self.host, self.spec.home)
 
     async def validator_key_path(self) -> PurePosixPath:
         """Where this node's neard loads the validator key (config.json's validator_key_file)."""
-        return validator_key_file(await self.home_config(), self.spec.home)
+        return await home_validator_key_path(self.host, self.spec.home)
 
     async def rpc_ports(self) -> tuple[int, ...]:
-        """The port neard's RPC listens on (config.json's rpc.addr), else the inventory URL's."""
-        port = rpc_port(await self.home_config())
-        if port is None:
-            url = urlsplit(self.spec.rpc)
-            port = url.port or (443 if url.scheme == "https" else 80)
-        return (port,)
+        return await home_rpc_ports(self.host, self.spec.home, self.spec.rpc)
 
     async def key_in_home(self) -> bool:
         return await self.host.exists(await self.validator_key_path())

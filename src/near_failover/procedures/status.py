@@ -52,6 +52,10 @@ async def cluster_status(inventory: Inventory, nodes: dict[str, NodeAccess]) -> 
     for v in views:
         v["lag"] = (top - v["head"]) if top is not None and v.get("head") is not None else None
     signers = [v["name"] for v in views if v["role"] == "signer"]
+    # A key file in the home of a node that does not sign while another does: it signs beside
+    # the signer as soon as that neard restarts or is sent SIGHUP (an old primary fenced only
+    # by chain silence, a restored backup).
+    keys_left = [v["name"] for v in views if signers and v.get("key_in_home") and v["name"] not in signers]
     production = None
     for v in sorted(views, key=lambda v: -(v.get("head") or -1)):
         if not v["reachable"]:
@@ -63,7 +67,7 @@ async def cluster_status(inventory: Inventory, nodes: dict[str, NodeAccess]) -> 
         if snap is not None:
             production = _production_view(snap)
         break
-    return {"validator": pool, "chain_id": inventory.validator.chain_id, "signers": signers, "double_signer_risk": len(signers) > 1, "nodes": views, "production": production}
+    return {"validator": pool, "chain_id": inventory.validator.chain_id, "signers": signers, "double_signer_risk": len(signers) > 1, "keys_left_in_home": keys_left, "nodes": views, "production": production}
 
 
 def _production_view(snap: Any) -> dict[str, Any]:
