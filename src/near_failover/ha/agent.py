@@ -57,7 +57,7 @@ from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError
 from near_failover.procedures.move import Move
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
-from near_failover.procedures.observe import SETTLE_SECONDS, SignerObservation, observe_signer, observe_until_silent
+from near_failover.procedures.observe import SETTLE_SECONDS, SignerObservation, SignerVerdict, observe_signer, observe_until_silent
 from near_failover.procedures.plan import MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
@@ -633,6 +633,8 @@ class Agent:
         except Exception:  # noqa: BLE001 - a timeout or a host that errs: no look is no proof
             return None
         log.info("observed the old leader", node=self.node, old=old, verdict=seen.verdict.value, reason=seen.reason)
+        if seen.verdict is SignerVerdict.NO_KEY and await on_doubt(self.nodes[old].key_in_home(), False):
+            return None  # a running neard with the key in its home loads it on a restart: fence it first
         return proof_from_observation(seen)
 
     async def _keep_lease_during_promotion(self) -> None:
