@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test test-long mainnet slow fuzz demo bench screenshots clean
+.PHONY: install system-packages test test-long mainnet slow fuzz wake demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,3 +55,11 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+
+# A paused leader host that wakes (issue 11): the wake-up test repeated 20 times on sqlite and
+# on etcd, plus the measurement of the residual risk without a fence_command (README figures);
+# about an hour on an idle machine.
+wake: install system-packages
+	rm -f wake-figures.jsonl
+	NEAR_FAILOVER_WAKE_REPEAT=20 NEAR_FAILOVER_WAKE_FIGURES=wake-figures.jsonl $(BIN)/pytest -q -m wake tests/integration/test_wake.py
+	$(BIN)/python -m tests.integration.test_wake wake-figures.jsonl

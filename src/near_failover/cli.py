@@ -259,16 +259,25 @@ def check(
     validator_id: Optional[str] = typer.Option(None, "--validator-id", help="The pool id this node serves."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the running node at this RPC URL."),
     chain_id: Optional[str] = typer.Option(None, "--chain-id", help="Expected chain id (default: genesis.json in the home)."),
-    inventory: Optional[Path] = typer.Option(None, "-c", "--inventory", help="Check every node's home and key_store by real path on its machine.", dir_okay=False),
+    control: bool = typer.Option(False, "--control", help="Check what fencing --node needs from this machine (with -c and --node)."),
+    inventory: Optional[Path] = typer.Option(
+        None, "-c", "--inventory", dir_okay=False,
+        help="Alone: check every node's home and key_store by real path on its machine. With --control and --node: what fencing that node needs.",
+    ),
+    node: Optional[str] = typer.Option(None, "--node", help="The inventory's node, for --control."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Lint a neard home (and its running process) against a role and the failover guide; or,
-    with -c, the inventory's homes and key stores by the real paths each machine resolves."""
+    """Lint a neard home (and its running process) against a role and the failover guide; with -c,
+    the inventory's homes and key stores by the real paths each machine resolves; with --control,
+    what fencing an inventory node needs (its fence_command), changing nothing."""
+    if control:
+        _check_control(inventory, node, as_json)
+        return
     if inventory is not None and home is None:
         _check_layout(inventory, as_json)
         return
     if home is None or role is None:
-        fail("check needs --home and --role (or -c INVENTORY to check every node's home and key_store)")
+        fail("check needs --home and --role, or -c INVENTORY (homes and key stores), or --control with -c INVENTORY and --node NODE")
     if not home.is_dir():
         fail(f"{home} is not a directory: pass the neard home with --home")
     if validator_id and (problem := account_id_problem(validator_id)):
@@ -326,17 +335,42 @@ def _check_layout(inventory_path: Path, as_json: bool) -> None:
                 findings += [Finding(Severity.ERROR, problem, why, "give each node its own home and keep every key_store outside all of them") for problem in problems]
         return findings
 
-    findings = asyncio.run(go())
+    _report_findings(asyncio.run(go()), {"inventory": str(inventory_path)}, f"every home and key_store in {inventory_path} is apart, by real path.", as_json)
+
+
+def _check_control(inventory_path: Path | None, name: str | None, as_json: bool) -> None:
+    from near_failover.procedures.fence import fence_command_findings
+
+    if inventory_path is None or name is None:
+        fail("check --control needs -c INVENTORY and --node NODE")
+    inventory = load_inventory_or_fail(inventory_path)
+    try:
+        node = inventory.node(name)
+    except Exception as exc:  # UnknownNode names the known nodes
+        fail(str(exc))
+    ok_line = f"{node.name}'s fence_command ({(node.fence_command or ['?'])[0]}) is set and runnable here."
+    _report_findings(fence_command_findings(node), {"node": node.name}, ok_line, as_json)
+
+
+def _report_findings(findings: list[Finding], head: dict[str, Any], ok_line: str, as_json: bool) -> None:
+    """Findings as JSON or lines, `ok_line` when there are none; exit 1 on any error."""
     ok = not any(f.severity == Severity.ERROR for f in findings)
     if as_json:
-        print_json({"inventory": str(inventory_path), "ok": ok, "findings": [f.to_json() for f in findings]})
+        print_json({**head, "ok": ok, "findings": [f.to_json() for f in findings]})
     elif not findings:
-        out.print(f"[green]ok[/]: every home and key_store in {inventory_path} is apart, by real path.", highlight=False)
-    for f in findings if not as_json else []:
-        colour = "red" if f.severity == Severity.ERROR else "yellow"
-        out.print(f"[{colour}]{f.severity.value}[/]: {f.what}", highlight=False, soft_wrap=True)
+        out.print(f"[green]ok[/]: {safe(ok_line)}", highlight=False)
+    else:
+        _print_finding_lines(findings)
     if not ok:
         raise typer.Exit(EXIT_REFUSED)
+
+
+def _print_finding_lines(findings: list[Finding]) -> None:
+    for f in findings:
+        colour = "red" if f.severity == Severity.ERROR else "yellow"
+        out.print(f"[{colour}]{f.severity.value}[/]: {safe(f.what)}", highlight=False, soft_wrap=True)
+        out.print(plain(f"  why: {f.why}"), highlight=False, soft_wrap=True)
+        out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
 
 
 def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role, as_json: bool) -> None:
@@ -346,11 +380,7 @@ def _print_findings(findings: list[Finding], home: Path, role: neard_config.Role
     if not findings:
         out.print(f"[green]ok[/]: {safe(home)} is ready as {role.value}.")
         return
-    for f in findings:
-        colour = "red" if f.severity == Severity.ERROR else "yellow"
-        out.print(f"[{colour}]{f.severity.value}[/]: {safe(f.what)}", highlight=False, soft_wrap=True)
-        out.print(plain(f"  why: {f.why}"), highlight=False, soft_wrap=True)
-        out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
+    _print_finding_lines(findings)
 
 
 # --- switchover, failover, keys stage, status, history ---------------------------------------

@@ -339,6 +339,11 @@ class Node(_Strict):
     # 0600), read by this node's agent; clients verify it with [lease] api_ca_file.
     api_cert_file: Path | None = None
     api_key_file: Path | None = None
+    # A STONITH hook (an argv, run on the machine that promotes another node): power this node's
+    # machine off through the cloud's or hypervisor's API, or cut its network. A promotion that
+    # proves this node fenced only by the chain's silence runs it, and needs its exit 0, before
+    # any key is given: a paused machine that wakes later cannot sign then.
+    fence_command: list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -414,12 +419,12 @@ class Node(_Strict):
             return "pidfile:" + _resolve_path(str(spec.pidfile), info, remote=_is_remote(info))
         return value
 
-    @field_validator("start", mode="before")
+    @field_validator("start", "fence_command", mode="before")
     @classmethod
-    def _start(cls, value: Any) -> Any:
+    def _argv_field(cls, value: Any, info: ValidationInfo) -> Any:
         if value is None:
             return None
-        return _argv(value, "start")
+        return _argv(value, info.field_name or "command")
 
     @model_validator(mode="after")
     def _control_needs(self) -> Node:

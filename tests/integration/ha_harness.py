@@ -27,7 +27,8 @@ import tomli_w
 import tomllib
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import LeaderInfo, MemberRecord, lease_clock
+from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock, open_lease_store
+from near_failover.inventory import load_inventory
 from tests.integration.etcd_server import EtcdServer, free_port
 from tests.integration.localnet_harness import CLI, Localnet, cli
 from tests.integration.localnet_support import wait_for
@@ -87,6 +88,15 @@ def pids_with_argv(*parts: str) -> list[int]:
         if all(any(p in a for a in text) for p in parts):
             found.append(int(entry.name))
     return found
+
+
+def holds_write_lock(pid: int) -> bool:
+    """Whether ``pid`` holds an exclusive POSIX lock (/proc/locks: "1: POSIX ADVISORY WRITE <pid> ...")."""
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[1] == "POSIX" and fields[3] == "WRITE" and fields[4] == str(pid):
+            return True
+    return False
 
 
 @dataclass
@@ -187,6 +197,31 @@ class HaCluster:
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         return frozen
+
+    def freeze_outside_store_writes(self, node: str) -> list[int]:
+        """freeze(), but never while the node's agent holds the sqlite store's write lock (its
+        POSIX lock in /proc/locks): the frozen agent would stop every other agent's writes. A
+        real pause of a sqlite host freezes all of them, so only the test can meet this case."""
+        for _ in range(100):
+            frozen = self.freeze(node)
+            if not holds_write_lock(frozen[1]):
+                return frozen
+            self.thaw(*reversed(frozen))
+            time.sleep(0.01)
+        raise AssertionError(f"{node}'s agent always held the store's write lock")
+
+    @staticmethod
+    def thaw(*pids: int) -> list[int]:
+        """SIGCONT to ``pids``, back to back in that order; returns those that were still there
+        (a fence_command may have powered the machine off meanwhile)."""
+        woken = []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+                woken.append(pid)
+            except ProcessLookupError:
+                pass
+        return woken
 
     def agent_log_path(self, node: str) -> Path:
         return self.net.directory / f"agent-{node}.log"
@@ -310,7 +345,9 @@ class HaCluster:
 
     # --- the lease, as etcd holds it ----------------------------------------------------------------
 
-    def _store(self, endpoint: str | None = None) -> EtcdLeaseStore:
+    def _store(self, endpoint: str | None = None) -> LeaseStore:
+        if not self.endpoints:  # the inventory's own store (sqlite)
+            return open_lease_store(load_inventory(self.inventory))
         return EtcdLeaseStore([endpoint] if endpoint else self.endpoints, POOL, operation_timeout=2.0, credentials=self.credentials)
 
     def leader(self) -> LeaderInfo | None:

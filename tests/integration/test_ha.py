@@ -9,6 +9,7 @@ endorsements per 0.25 s height for the pool with seed 7) and leave room for a lo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.localnet.homes import free_port
 from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
 from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
@@ -58,7 +60,9 @@ def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> N
 
     run = cluster.wait_auto_failover()
     assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
-    assert step(run, "fence")["evidence"]["proof"] == "self-fenced"  # val-a's agent fenced itself
+    fence = step(run, "fence")["evidence"]
+    assert fence["proof"] == "self-fenced", fence  # val-a's agent fenced itself
+    assert fence["observed"] == "gone", fence  # and saw its neard gone (RPC silent, port closed, no process)
     self_fence = cluster.runs("self-fence")
     # A crash is no flap: val-a stepped down at its first check, without waiting out unhealthy_loops.
     assert [r["from"] for r in self_fence] == ["val-a"]
@@ -117,15 +121,14 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
 def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
     """val-a's neard hangs (SIGSTOP) under a control whose stop fails: its agent cannot fence it,
     says so, keeps the key out of its home and publishes no fence record; its watchdog's fence at
-    the lease's end fails too, and it keeps trying. The standby, once the lease expired, must
-    fence val-a itself; its host answers but the stop fails, so it refuses to promote. It never
-    promotes on a "self-fenced" record that would be false. Once the stop works, the watchdog's
-    next try fences val-a even with its agent frozen."""
+    the lease's end fails too. The wake guard, which holds the hung neard by a pidfd, SIGKILLs it
+    at the lease's kill point (the control gives no other way). The standby never promotes on a
+    "self-fenced" record that would be false: it observes val-a itself, gone (RPC silent, port
+    closed, no process serving its home), and promotes on that observation."""
     neard = cluster.neard_pid("val-a")
-    stop_works = cluster.net.directory / "stop-works"
     cluster.net.edit_inventory("val-a", control="command", commands={
         "start": ["true"],
-        "stop": ["sh", "-c", f"test -e {stop_works} && kill -KILL {neard}"],
+        "stop": ["false"],
         # A killed neard stays a zombie until the localnet reaps it: that is not running.
         "is_active": ["sh", "-c", f"test -e /proc/{neard} && ! grep -q ') Z' /proc/{neard}/stat"],
         "reload": ["kill", "-HUP", str(neard)],
@@ -133,41 +136,33 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
     cluster.configure_lease()
     cluster.start_agents()
     cluster.wait_ready()
+    wait_for(lambda: "holding val-a's neard" in cluster.watchdog_log("val-a"), 30, "val-a's watchdog to hold its neard")
     os.kill(neard, signal.SIGSTOP)
     try:
         freeze_height = cluster.height()
         failed = wait_for(lambda: cluster.runs("self-fence-failed"), 20, "val-a's failed fence in the journal")
         evidence = step(failed[-1], "self-fence-failed")["evidence"]  # the first (history is newest first)
         assert "unhealthy" in evidence["reason"] and "could not stop neard on val-a" in evidence["error"], evidence
-        assert cluster.runs("self-fence") == []
         # The key stays out of home: a restart of the hung neard could not load it again.
         assert "its key is parked at" in evidence["error"], evidence
         assert not (cluster.home("val-a") / "validator_key.json").exists()
 
         run = cluster.wait_auto_failover()
-        assert (run["state"], run["from"], run["to"]) == ("refused", "val-a", "val-b"), run
-        assert "could not stop neard on val-a" in step(run, "fence")["evidence"]["error"], run
-        assert cluster.members()["val-a"].fenced_generation is None
-        assert all(r["state"] != "ok" for r in cluster.runs("auto-failover"))
-        assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
-        # Missed duties, never a second signer: val-a stopped signing when it froze.
+        assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
+        assert "before anything else" in cluster.watchdog_log("val-a") + cluster.agent_log("val-a"), cluster.logs()
+        # The proof is val-a seen gone: by the standby itself, or by val-a's agent in a record it
+        # wrote only once its next fence found neard dead (never the failed fence's word).
+        fence = step(run, "fence")["evidence"]
+        assert (fence["proof"], fence.get("verdict") or fence.get("observed")) in (("observed", "gone"), ("self-fenced", "gone")), fence
+        for record in cluster.runs("self-fence"):
+            assert step(record, "self-fence")["evidence"]["observed"]["verdict"] == "gone", record
+        assert not alive(neard)
+        wait_for(lambda: cluster.signs_after("val-b", freeze_height), 15, "val-b to sign for the pool")
         after = cluster.assert_no_double_sign()
         assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
-        assert cluster.signer_row("val-b", after) is None and cluster.signer_row("val-c", after) is None
-
-        # The watchdog's fence at the lease's end failed as well; it is still there, trying again.
-        watchdog = cluster.watchdog_pid("val-a")
-        wait_for(lambda: cluster.watchdog_log("val-a").count("FAILED") >= 2, 10, "val-a's watchdog to try its fence again")
-        assert alive(watchdog) and cluster.watchdog_marker("val-a") is None
-        # Freeze the agent too: only the watchdog can act on val-a now. Once the stop works, it fences.
-        os.kill(cluster.agent_pid("val-a"), signal.SIGSTOP)
-        stop_works.touch()
-        marker = wait_for(lambda: cluster.watchdog_marker("val-a"), 10, "val-a's watchdog to fence on a later try")
-        assert marker["generation"] == evidence["generation"] and not alive(neard), marker
-        assert alive(watchdog)  # its agent lives (frozen): the watch goes on
     finally:
-        os.kill(cluster.agent_pid("val-a"), signal.SIGCONT)
-        os.kill(neard, signal.SIGKILL)  # it still holds the key in memory: it must never wake up
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(neard, signal.SIGKILL)  # it may still hold the key in memory: it must never wake up
 
 
 # Duties are lost from the watchdog's fence (half a retry_timeout before the lease's end) to the
@@ -217,7 +212,7 @@ def test_leader_agent_hangs_watchdog_fences_before_lease_expiry(cluster: HaClust
 
 # The proof a standby holds when the store comes back: the old leader's own record, or, when the
 # standby reaches the store before that record does, a stop through the old leader's control.
-AFTER_STORE_OUTAGE = ("self-fenced", "stopped")
+AFTER_STORE_OUTAGE = ("self-fenced", "observed", "stopped")
 
 # Timings where a loop that waits on everything in turn (the RPC, then the store's reads, then
 # its record: 3 x 2.5 s + 0.5 s) outlasts the 6 s lease; Patroni's rule still holds (5.5 s < 6 s).
@@ -254,7 +249,7 @@ def test_leader_fences_itself_at_its_margin_when_its_neard_and_the_store_hang(cl
         assert marker is None or not marker["evidence"]["stop"]["was_running"], marker
     finally:
         os.kill(cluster.etcd.process.pid, signal.SIGCONT)
-        with contextlib.suppress(ProcessLookupError):  # the self-fence's SIGKILL may have ended it
+        with contextlib.suppress(ProcessLookupError):  # killed and reaped already (the wake guard's SIGKILL)
             os.kill(neard, signal.SIGKILL)
     run = cluster.wait_auto_failover()
     assert (run["state"], run["to"]) == ("ok", "val-b") and step(run, "fence")["evidence"]["proof"] in AFTER_STORE_OUTAGE, run
@@ -637,3 +632,41 @@ def test_leader_cut_off_from_etcd_fences_itself_and_standby_promotes(tmp_path: P
         finally:
             cluster.close()
             stop_localnet(net)
+
+
+def test_a_fence_record_without_the_leaders_observation_is_not_a_proof(cluster: HaCluster) -> None:
+    """A standby promotes on an old leader's fence record only if the record carries the leader's
+    own observation that its neard does not sign (issue 11, part 2).
+
+    val-a signs and leads; its agent and watchdog die (SIGKILL) and it is cut off from the others
+    (they reach neither its host nor its RPC), while its neard keeps signing. A record saying
+    "val-a fenced itself for its generation", as an older agent or one that believed a lying
+    control would publish, appears in the store. The standby that takes the expired lease must not
+    take that record as proof: it cannot observe val-a itself, so it falls back to the chain's
+    silence, which shows val-a still signing, and refuses. On the old code it promoted on the
+    record and the pool double signed."""
+    cluster.configure_lease()
+    cut_off = cluster.inventory_variant("val-a-cut-off", {"val-a": {"host": f"ssh://near@127.0.0.1:{free_port()}",
+                                                                     "rpc": f"http://127.0.0.1:{free_port()}"}})
+    cluster.start_agents(inventories={"val-b": cut_off, "val-c": cut_off})
+    old = cluster.wait_ready()
+    for pid in (cluster.agent_pid("val-a"), cluster.watchdog_pid("val-a")):
+        os.kill(pid, signal.SIGKILL)  # no self-fence, no watchdog: val-a's neard signs on
+    forged = MemberRecord(name="val-a", role=MemberRole.FENCED, fenced_generation=old.generation, priority=100)
+
+    async def publish() -> None:
+        async with cluster._store() as store:
+            await store.put_member(forged, None)
+
+    asyncio.run(publish())
+    start = cluster.height()
+
+    refused = wait_for(lambda: [r for r in cluster.runs("auto-failover") if r["state"] != "in-progress"], 60,
+                       "a standby's promotion to end", interval=0.5)[0]
+    assert refused["state"] == "refused", refused
+    fence = step(refused, "fence")
+    assert "still signing" in fence["evidence"]["error"], fence  # the chain's silence, not the record
+    assert all(r["state"] != "ok" for r in cluster.runs("auto-failover"))
+    assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
+    assert cluster.signs_after("val-a", start) and cluster.key_loaded("val-a") == POOL
+    cluster.assert_no_double_sign()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
-from near_failover.ha.policy import HealthTracker, Sample, ended_leader, proof_from_record
+from near_failover.ha.lease import FenceObservation, LeaderInfo, MemberRecord, MemberRole
+from near_failover.ha.policy import HealthTracker, Sample, ended_leader, proof_from_observation, proof_from_record
+from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 POOL = "pool.poolv1.near"
 
@@ -19,8 +20,11 @@ def test_a_neard_whose_process_is_gone_is_no_flap() -> None:
     assert tracker.gone() and tracker.problems(as_leader=True) == ["neard RPC does not answer", "neard is not running"]
 
 
-def fenced(name: str, generation: int) -> MemberRecord:
-    return MemberRecord(name=name, role=MemberRole.FENCED, fenced_generation=generation)
+GONE = FenceObservation(verdict="gone", reason="val-a's RPC does not answer, port 3030 is closed and no process serves /h")
+
+
+def fenced(name: str, generation: int, seen: FenceObservation | None = GONE) -> MemberRecord:
+    return MemberRecord(name=name, role=MemberRole.FENCED, fenced_generation=generation, fence_observation=seen)
 
 
 def test_the_record_of_the_leader_this_node_saw_proves_its_fence() -> None:
@@ -55,3 +59,41 @@ def test_a_fence_record_for_another_generation_is_no_proof() -> None:
 
 def test_this_node_own_records_and_nothing_known() -> None:
     assert ended_leader("val-b", [MemberRecord(name="val-b", generation=9)], None) is None
+
+
+def test_a_fence_record_without_the_observation_is_no_proof() -> None:
+    """An older agent's record, or one whose author only trusted its control: not a proof."""
+    members = [fenced("val-a", 5, seen=None), MemberRecord(name="val-b")]
+    assert proof_from_record(members, LeaderInfo("val-a", 5)) is None
+
+
+def test_a_fence_record_whose_observation_saw_neard_signing_is_no_proof() -> None:
+    for verdict in ("signing", "unproven"):
+        members = [fenced("val-a", 5, FenceObservation(verdict=verdict, reason="...")), MemberRecord(name="val-b")]
+        assert proof_from_record(members, LeaderInfo("val-a", 5)) is None
+
+
+def test_the_proof_carries_what_the_old_leader_observed() -> None:
+    for verdict in ("gone", "no-key"):
+        seen = FenceObservation(verdict=verdict, reason=f"val-a: {verdict}")
+        proof = proof_from_record([fenced("val-a", 5, seen)], LeaderInfo("val-a", 5))
+        assert proof is not None and proof.evidence["observed"] == verdict and proof.evidence["observation"] == f"val-a: {verdict}"
+
+
+def test_a_record_survives_the_store_with_its_observation() -> None:
+    """What a standby reads back is what the agent wrote (the stores keep the JSON form)."""
+    record = MemberRecord.model_validate_json(fenced("val-a", 5).model_dump_json())
+    assert proof_from_record([record], LeaderInfo("val-a", 5)) is not None
+    older = MemberRecord.model_validate({"name": "val-a", "role": "fenced", "fenced_generation": 5})  # an older agent's record
+    assert older.fence_observation is None and proof_from_record([older], LeaderInfo("val-a", 5)) is None
+
+
+def test_this_node_own_look_at_the_old_leader() -> None:
+    def seen(verdict: SignerVerdict) -> SignerObservation:
+        return SignerObservation("val-a", verdict, f"val-a: {verdict.value}", rpc_answered=verdict in (SignerVerdict.SIGNING, SignerVerdict.NO_KEY))
+
+    for verdict in (SignerVerdict.NO_KEY, SignerVerdict.GONE):
+        proof = proof_from_observation(seen(verdict))
+        assert proof is not None and proof.kind == "observed" and proof.evidence["verdict"] == verdict.value
+    for verdict in (SignerVerdict.SIGNING, SignerVerdict.UNPROVEN):
+        assert proof_from_observation(seen(verdict)) is None

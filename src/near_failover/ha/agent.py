@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import structlog
@@ -27,6 +27,7 @@ import structlog
 from near_failover.api.client import Verify, api_client
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.lease import (
+    FenceObservation,
     LeaderInfo,
     LeaderLease,
     LeaseStore,
@@ -46,8 +47,17 @@ from near_failover.ha.operator import (
     leader_problem,
     standby_problem,
 )
-from near_failover.ha.policy import HealthTracker, Sample, Streak, best_candidate, ended_leader, proof_from_record
-from near_failover.ha.watchdog import Heartbeat, spawn_watchdog
+from near_failover.ha.policy import (
+    HealthTracker,
+    Sample,
+    Streak,
+    best_candidate,
+    ended_leader,
+    proof_from_observation,
+    proof_from_record,
+)
+from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
+from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.limits import API_ANSWER_BYTES, KEY_FILE, BoundedAsyncClient
@@ -55,14 +65,14 @@ from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.fence import fence_reachable
+from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError, Run
 from near_failover.procedures.move import Move
-from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
+from near_failover.procedures.observe import SETTLE_SECONDS, SignerObservation, SignerVerdict, observe_signer, observe_until_silent
 from near_failover.procedures.plan import MoveOptions, MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
-T = TypeVar("T")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
 FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
@@ -141,6 +151,7 @@ class Agent:
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
+        self.fence_observation: FenceObservation | None = None  # what we saw of our neard after our fence
         self.handover_to: str | None = None  # set while this leader runs a planned switchover
         self.handover_until = 0.0  # after it, until the target claims the lease (monotonic)
         self.requested: RequestedFailover | None = None  # an operator's failover, for the loop to take up
@@ -158,6 +169,10 @@ class Agent:
         self.lease_lost: str | None = None  # set by the lease keeper when a promotion's lease is gone
         self.activating = False  # a promotion passed its last lease check: the key may be given
         self.fence_tried_at = 0.0  # when the last self-fence began (monotonic)
+        # Past this much before the lease's end a graceful stop no longer fits: a loop that wakes
+        # there (a frozen or suspended host) SIGKILLs neard before anything else, as its watchdog.
+        self.wake = WakeGuard(self.heartbeat.written_lease_end, margin=self.settings.watchdog_reserve / 2)
+        self.neard_searched = 0.0
 
     @property
     def me(self) -> NodeAccess:
@@ -173,6 +188,7 @@ class Agent:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             self.heartbeat.beat(armed=False, generation=None)
+            self.wake.start(realtime_thread=True)
             self._start_watchdog()
             try:
                 await self._wait_watchdog()
@@ -257,6 +273,8 @@ class Agent:
         # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule. A leader's waits also end
         # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
         # can carry the loop past the point where it must fence itself.
+        self.wake.kill_if_due()  # first of all: a loop woken past its lease's kill point
+        self._report_wake_kills()
         watchdog_problem = self._watchdog_problem()
         self.watchdog_ok = watchdog_problem is None
         if self.lease is not None and not self.promoting:
@@ -275,6 +293,7 @@ class Agent:
             await self._as_leader(sample)
             if self.lease is None:
                 return  # we fenced ourselves: this check's sample (our neard signing) is out of date
+            await self._hold_neard()
             if not self.store_ok or self._budget() <= 0:
                 self._beat()
                 return  # the store did not answer the renewal: the reads and the record would not either
@@ -296,6 +315,33 @@ class Agent:
                       last.epoch_start if last else None, self.production)
         for event in self.risks.update(check):
             self.alerts.post(event)
+    async def _hold_neard(self) -> None:
+        """Give the wake guard our neard's pidfd (found by what it serves) while the lease is
+        ours and in time; looked for again when the one held exits (a restart)."""
+        lease = self.lease
+        if lease is None or lease.remaining() < self.settings.fence_margin or not self.wake.needs_neard():
+            return
+        if time.monotonic() - self.neard_searched < FIND_NEARD_EVERY:
+            return
+        self.neard_searched = time.monotonic()
+        try:
+            handle = await asyncio.wait_for(find_neard(self.me), self._budget())
+        except Exception as exc:  # noqa: BLE001 - the ordinary fence still guards; try again later
+            log.warning("cannot find neard's process to hold for the wake guard", node=self.node, error=f"{type(exc).__name__}: {exc}")
+            return
+        self.wake.hold(handle)
+        if handle is not None:
+            log.info("holding neard for the wake guard", node=self.node, pid=handle.pid)
+
+    def _report_wake_kills(self) -> None:
+        """Logged after the fact: the wake guard sends its signal before any log line."""
+        if self.wake.note:
+            log.info("wake guard", node=self.node, priority=self.wake.note)
+            self.wake.note = ""
+        for kill in self.wake.take_kills():
+            log.error("past the lease's kill point (a wake-up, or a fence that did not stop it): neard SIGKILLed before anything else"
+                      if kill.killed else "past the lease's kill point: neard had exited already",
+                      node=self.node, pid=kill.pid, late=round(kill.late, 3))
 
     def _beat(self) -> None:
         """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
@@ -436,9 +482,17 @@ class Agent:
             # A stop that fails leaves the key out of home all the same: no restart may load it.
             proof = await fence_reachable(self.me, stop_timeout=stop_timeout, restore_key_on_failure=False)
             evidence.update(proof.evidence)
+            # The record a standby promotes on is written only once we saw, by evidence that is
+            # not the control's word, that our neard does not sign.
+            seen = await self._observe_own_fence(lease)
         except Exception as exc:  # noqa: BLE001 - a failed fence is reported, never recorded as a fence
             await self._fence_failed(reason, f"{type(exc).__name__}: {exc}", lease)
             return
+        if not seen.not_signing:
+            await self._fence_failed(reason, f"the control reports neard stopped, but {seen.reason}", lease)
+            return
+        evidence["observed"] = seen.evidence()
+        self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason)
         self.lease = None
         self.role = MemberRole.FENCED
         self.problems, self.failsafe_note = [reason], None
@@ -453,6 +507,13 @@ class Agent:
             except (LeaseStoreError, asyncio.TimeoutError):
                 pass  # the lease expires on its own; our record or the chain proves the fence
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
+
+    async def _observe_own_fence(self, lease: LeaderLease | None) -> SignerObservation:
+        """Look at our neard until it is shown not to sign, no longer than the lease allows
+        before the watchdog's turn (a lying control leaves neard to the watchdog and its wake
+        guard, which holds the real process)."""
+        settle = SETTLE_SECONDS if lease is None else max(0.0, min(SETTLE_SECONDS, lease.remaining() - self.settings.watchdog_reserve))
+        return await observe_until_silent(self.me, self.pool, settle=settle)
 
     async def _fence_failed(self, reason: str, error: str, lease: LeaderLease | None) -> None:
         """neard may still sign: publish no fence record (a standby would promote on it) and keep
@@ -578,14 +639,19 @@ class Agent:
         started = time.monotonic()
         ended = ended_leader(self.node, members, self.last_leader)
         old = ended.member if ended else None
-        proof = proof_from_record(members, ended)
         keeper = asyncio.create_task(self._keep_lease_during_promotion())
         try:
-            move = self._requested_move(request) if request else Move(
-                self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
-                replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
-                source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
-            )
+            if request:
+                move = self._requested_move(request)
+            else:
+                proof = proof_from_record(members, ended)
+                if proof is None and old is not None:
+                    proof = await self._observe_old_leader(old)
+                move = Move(
+                    self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
+                    replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
+                    source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
+                )
             result = await move.run()
         except JournalError as exc:
             result = None
@@ -624,6 +690,20 @@ class Agent:
         except (LeaseStoreError, asyncio.TimeoutError):
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    async def _observe_old_leader(self, old: str) -> FenceProof | None:
+        """No record with an observation: look at the old leader ourselves (its RPC, and its
+        host's /proc when reachable). None unless that shows it not signing: the Move then fences
+        it through its control, or proves the chain's silence."""
+        try:
+            seen = await asyncio.wait_for(observe_signer(self.nodes[old], self.pool, rpc_timeout=self.settings.retry_timeout),
+                                          STATUS_TIMEOUT + 2 * self.settings.retry_timeout)
+        except Exception:  # noqa: BLE001 - a timeout or a host that errs: no look is no proof
+            return None
+        log.info("observed the old leader", node=self.node, old=old, verdict=seen.verdict.value, reason=seen.reason)
+        if seen.verdict is SignerVerdict.NO_KEY and await on_doubt(self.nodes[old].key_in_home(), False):
+            return None  # a running neard with the key in its home loads it on a restart: fence it first
+        return proof_from_observation(seen)
 
     async def _keep_lease_during_promotion(self) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
@@ -674,6 +754,7 @@ class Agent:
             priority=self.spec.priority,
             generation=self.lease.generation if self.lease else None,
             fenced_generation=self.fenced_generation if self.role == MemberRole.FENCED else None,
+            fence_observation=self.fence_observation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
             details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {})},
@@ -804,6 +885,8 @@ class Agent:
                 self.handover_until = time.monotonic() + 2 * self.settings.ttl
                 lease, self.lease = self.lease, None
                 self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
+                seen = await on_doubt(observe_signer(self.me, self.pool), None)
+                self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason) if seen and seen.not_signing else None
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
@@ -833,10 +916,3 @@ def load_token(inventory: Inventory) -> str | None:
     path = inventory.lease.api_token_file if inventory.lease else None
     return read_secret_file(path, "api_token_file") if path else None
 
-
-async def on_doubt(answer: Awaitable[T], doubt: T) -> T:
-    """The answer, or ``doubt`` when the question itself failed (a host or a control that errs)."""
-    try:
-        return await answer
-    except Exception:  # noqa: BLE001 - the caller chose the safe reading of "unknown"
-        return doubt

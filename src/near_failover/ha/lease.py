@@ -55,11 +55,24 @@ class MemberRole:
     STARTING = "starting"
 
 
+class FenceObservation(BaseModel):
+    """What an agent saw of its own neard after fencing it (procedures/observe.py), by evidence
+    independent of the control that acted: ``verdict`` "no-key" (its RPC answers without the
+    pool's key) or "gone" (RPC silent, port closed, no process serving the home)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    verdict: str
+    reason: str
+    observed_at: float = Field(default_factory=time.time)
+
+
 class MemberRecord(BaseModel):
     """What one agent publishes about itself: its role and health, kept alive by its own lease.
 
     ``fenced_generation`` is the agent's own statement that it fenced its neard for that lease
-    generation: one of the fence proofs a standby may use before promoting.
+    generation, and ``fence_observation`` what it then saw of its neard: together, one of the
+    fence proofs a standby may use before promoting (a record without the observation is not).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -71,6 +84,7 @@ class MemberRecord(BaseModel):
     priority: int = 0
     generation: int | None = None
     fenced_generation: int | None = None
+    fence_observation: FenceObservation | None = None
     head_height: int | None = None
     api_url: str | None = None
     updated_at: float = Field(default_factory=time.time)

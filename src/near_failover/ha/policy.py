@@ -6,7 +6,9 @@ Kept apart from I/O so the rules that decide who may sign can be read and tested
 - hysteresis, so one bad sample neither demotes a leader nor promotes a standby (a neard whose
   process is gone is no flap: the leader steps down at once);
 - which standby is the best candidate (priority, then name), among healthy eligible members;
-- whose lease ended, and whether its own record proves it fenced itself.
+- whose lease ended, and whether its own record proves it fenced itself: only with the
+  observation, made after its fence, that its neard does not sign; otherwise what this node
+  observes of the old leader itself, else (in the Move) the chain's silence.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dataclasses import dataclass, field
 
 from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.fence import FenceProof
+from near_failover.procedures.observe import SignerObservation, SignerVerdict
+
+NOT_SIGNING = frozenset({SignerVerdict.NO_KEY.value, SignerVerdict.GONE.value})
 
 
 @dataclass(frozen=True)
@@ -125,10 +130,21 @@ def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | N
 
 
 def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> FenceProof | None:
-    """The ended leader's own record that it fenced itself for that very generation."""
+    """The ended leader's own record that it fenced itself for that very generation and then
+    observed its neard not signing (a record without that observation, an older agent's or a
+    forged one, proves nothing: the control that acted may have lied)."""
     if ended is None:
         return None
     for m in members:
         if m.name == ended.member and m.role == MemberRole.FENCED and m.fenced_generation == ended.generation:
-            return FenceProof("self-fenced", {"node": m.name, "generation": ended.generation, "record_at": m.updated_at})
+            seen = m.fence_observation
+            if seen is None or seen.verdict not in NOT_SIGNING:
+                return None
+            return FenceProof("self-fenced", {"node": m.name, "generation": ended.generation, "record_at": m.updated_at,
+                                              "observed": seen.verdict, "observation": seen.reason, "observed_at": seen.observed_at})
     return None
+
+
+def proof_from_observation(seen: SignerObservation) -> FenceProof | None:
+    """This node's own look at the old leader: a proof only when it shows it not signing."""
+    return FenceProof("observed", seen.evidence()) if seen.not_signing else None

@@ -9,6 +9,12 @@ SIGKILL if neard does not exit within half the reserve, mask), before the lease 
 standby that wins the expired lease never meets a live signer. A fence that fails is retried; the
 watchdog keeps watching while its agent lives (the agent leads only while its watchdog runs).
 
+A host frozen past the lease's end (a paused VM, SIGSTOP of every process) must not let neard
+sign when it wakes: the watchdog runs at real-time priority where the host allows it, holds
+neard as a pidfd found by what it serves, and a thread sleeping on the boot-time clock SIGKILLs
+neard the moment it wakes past the lease's kill point, before any log line or RPC (ha/wake.py);
+the fence above then follows as usual and proves it.
+
 The deadline is the lease's, not the loop's speed (Patroni keeps its watchdog alive on every
 leader-lock update the same way): a loop made slow by an unreachable lease store or a frozen
 RPC is not mistaken for a hung one while its lease is still valid.
@@ -23,10 +29,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from near_failover.ha.lease import lease_clock
+from near_failover.ha.wake import WakeGuard, find_neard, outrank, raise_priority
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import InventoryError, load_inventory
 from near_failover.limits import STATE_FILE, read_regular_text
@@ -36,6 +44,7 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 POLL = 0.05
 FENCE_RETRY = 0.5
 WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent leads only while it does)
+FIND_NEARD_EVERY = 1.0  # while armed without a live neard held, look for it this often
 
 
 @dataclass
@@ -45,13 +54,23 @@ class Heartbeat:
     leader's lease end as it knows it."""
 
     path: Path
+    last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat written here
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
-        _write_json(self.path, {"armed": armed, "generation": generation, "at": lease_clock(),
-                                "valid_until": valid_until if armed else None, "agent_pid": os.getpid()})
+        self.last = {"armed": armed, "generation": generation, "at": lease_clock(),
+                     "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}
+        _write_json(self.path, self.last)
 
     def read(self) -> dict | None:
         return _read_json(self.path)
+
+    def written_lease_end(self) -> float | None:
+        """The armed lease's end as this process last wrote it (the agent's wake guard)."""
+        return _lease_end(self.last)
+
+    def read_lease_end(self) -> float | None:
+        """The armed lease's end as the file says now (the watchdog's wake guard)."""
+        return _lease_end(self.read())
 
     @property
     def fenced_marker(self) -> Path:
@@ -68,6 +87,10 @@ class Heartbeat:
 
     def watching(self) -> dict | None:
         return _read_json(self.watching_marker)
+
+
+def _lease_end(beat: dict[str, Any] | None) -> float | None:
+    return beat.get("valid_until") if beat is not None and beat.get("armed") else None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -101,10 +124,14 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
     inventory = load_inventory(inventory_path)
     async with open_nodes(inventory) as nodes:
         target = nodes[inventory.node(node).name]
+        guard = WakeGuard(heartbeat.read_lease_end, margin=reserve / 2)
+        guard.start(realtime_thread=False)  # main() raised the whole process's priority
         heartbeat.mark_watching(reserve)
         marked = lease_clock()
+        searched = 0.0
         fenced: tuple[int | None, float] | None = None  # the lease (generation, end) already fenced
         while True:
+            report_kills(guard, node)
             if lease_clock() - marked >= WATCHING_EVERY:
                 heartbeat.mark_watching(reserve)
                 marked = lease_clock()
@@ -115,6 +142,8 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
             valid_until = beat.get("valid_until")
             lease = (beat["generation"], valid_until)
             if beat["armed"] and valid_until is not None and lease_clock() > valid_until - reserve and lease != fenced:
+                guard.kill_if_due()  # woken past the kill point: neard dies before anything else
+                report_kills(guard, node)
                 if not await fence(target, node, heartbeat, beat, reserve):
                     await asyncio.sleep(max(reserve, FENCE_RETRY))  # the lease may be gone: try until it works
                     continue
@@ -123,7 +152,34 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
             # live agent (even a frozen one) may lead again, and its next lease needs a guard too.
             if not process_alive(beat["agent_pid"]) and (not beat["armed"] or lease == fenced):
                 return 0
+            if beat["armed"] and valid_until is not None and lease_clock() < valid_until - reserve \
+                    and guard.needs_neard() and lease_clock() - searched >= FIND_NEARD_EVERY:
+                searched = lease_clock()
+                await hold_neard(guard, target, node)
             await asyncio.sleep(POLL)
+
+
+async def hold_neard(guard: WakeGuard, target: NodeAccess, node: str) -> None:
+    """Find the node's neard (while awake and in time) and hand it to the wake guard."""
+    try:
+        handle = await find_neard(target)
+    except Exception as exc:  # noqa: BLE001 - the ordinary fence still guards; try again later
+        print(f"watchdog: cannot find {node}'s neard to hold ({type(exc).__name__}: {exc})", flush=True)
+        return
+    guard.hold(handle)
+    if handle is None:
+        return
+    print(f"watchdog: holding {node}'s neard (pid {handle.pid}) for the wake guard", flush=True)
+    if note := outrank(handle.pid):
+        print(f"watchdog: {node}'s neard runs at a real-time priority: {note}", flush=True)
+
+
+def report_kills(guard: WakeGuard, node: str) -> None:
+    """Log, after the fact, what the wake guard did (it logs nothing before its signal)."""
+    for kill in guard.take_kills():
+        what = "SIGKILLed" if kill.killed else "found already gone:"
+        print(f"watchdog: {kill.late:.2f}s past the lease's kill point (lease end {kill.valid_until:.2f} on the boot "
+              f"clock; a wake-up, or a fence that did not stop it): {what} {node}'s neard pid {kill.pid} before anything else", flush=True)
 
 
 async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
@@ -154,6 +210,7 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
+    print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
     try:
         sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
     except InventoryError as exc:  # the agent reports the exit and points at this log

@@ -6,13 +6,16 @@ Two proofs (DESIGN, procedures step 3):
   the pool's key, or its port is closed and no process serves its home), whatever its control
   reported: a wrong pid file or unit, or a stop command that does nothing, must not pass;
 - unreachable primary: the target's own chain view shows the pool produced no block, chunk or
-  endorsement for N consecutive blocks while duties were expected.
+  endorsement for N consecutive blocks while duties were expected; then, when the node has a
+  ``fence_command`` (STONITH: power off, cut the network), that command must succeed, since a
+  silent machine may be a paused one that wakes later with the key in memory.
 neard-behaviour §7: nothing in neard stops a second node from signing, so this is the only guard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +23,10 @@ from typing import Any
 from near_failover.control.base import ControlError, StopOutcome
 from near_failover.hosts import HostError
 from near_failover.limits import KEY_FILE
+from near_failover.hosts.base import CommandTimeout
+from near_failover.hosts.local import LocalHost
+from near_failover.inventory import Node
+from near_failover.neard.check import Finding, Severity
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.nodes import NodeAccess
@@ -148,6 +155,56 @@ async def prove_chain_silence(target: NodeAccess, account_id: str, blocks: int, 
     )
 
 
+FENCE_OUTPUT_CHARS = 2000  # the tail of a fence_command's output that the journal keeps
+
+
+async def run_fence_command(node: Node, timeout: float) -> dict[str, Any]:
+    """Run ``node``'s fence_command on this machine (the promoting one: the fenced machine may be
+    gone); its evidence for the journal, or Refused unless it exits 0 in time. Only the program's
+    name and the output's tail are kept (the journal scrubs key material from it too): a
+    command's arguments may carry a token, and belong in a file it reads instead."""
+    assert node.fence_command is not None
+    program = node.fence_command[0]
+    began = time.monotonic()
+    try:
+        done = await LocalHost("this machine").run(node.fence_command, timeout=timeout)
+    except CommandTimeout:
+        raise Refused(f"{node.name}'s fence_command ({program}) did not finish within {timeout:g}s and was killed: "
+                      f"{node.name} may wake and sign, so no key is given; fence it by hand (power it off) and run again") from None
+    output = (done.stdout + done.stderr).strip()
+    evidence = {"program": program, "exit_code": done.exit_code, "seconds": round(time.monotonic() - began, 3),
+                "output": output[-FENCE_OUTPUT_CHARS:]}
+    if done.exit_code != 0:
+        last = output.splitlines()[-1][:200] if output else "no output"
+        raise Refused(f"{node.name}'s fence_command ({program}) exited {done.exit_code} ({last}): {node.name} may wake and "
+                      "sign, so no key is given; fix the command (near-failover check --control) or fence the machine by hand")
+    return evidence
+
+
+def fence_command_findings(node: Node) -> list[Finding]:
+    """``check --control``: is the node's fence_command set, and can this machine run it? It is
+    never run here (it would power the machine off); it runs where a promotion runs."""
+    where = "it runs on the machine that promotes another node (each other node's agent, and wherever you run `failover`)"
+    if not node.fence_command:
+        return [Finding(
+            Severity.WARNING,
+            f"{node.name} has no fence_command",
+            f"a promotion that proves {node.name} fenced only by the chain's silence cannot power it off: if its machine was "
+            "only paused, it may wake with the key in memory and sign before its watchdog kills neard (README, residual risk)",
+            f'set fence_command = ["/usr/local/bin/your-stonith", "{node.name}"] in its [[node]] table: a command that powers '
+            f"its machine off through the cloud's or hypervisor's API or cuts its network, and exits 0 only when done; {where}",
+        )]
+    program = node.fence_command[0]
+    if shutil.which(program) is None:
+        return [Finding(
+            Severity.ERROR,
+            f"{node.name}'s fence_command {program} is not an executable file on this machine",
+            "a promotion on the chain's silence needs it to succeed before any key is given, so it would be refused",
+            f"install it, or give its absolute path, and make it executable (chmod +x); {where}",
+        )]
+    return []
+
+
 async def confirm_no_other_signer(nodes: dict[str, NodeAccess], account_id: str, exclude: set[str]) -> dict[str, Any]:
     """Every other reachable node: no key loaded for the pool. Unreachable ones are reported."""
     seen: dict[str, Any] = {}
@@ -164,4 +221,4 @@ async def confirm_no_other_signer(nodes: dict[str, NodeAccess], account_id: str,
     return seen
 
 
-__all__ = ["FenceProof", "HostError", "confirm_no_other_signer", "fence_reachable", "park_key", "prove_chain_silence"]
+__all__ = ["FenceProof", "HostError", "confirm_no_other_signer", "fence_reachable", "park_key", "prove_chain_silence", "fence_command_findings", "run_fence_command"]

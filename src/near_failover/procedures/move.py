@@ -27,7 +27,7 @@ from near_failover.procedures.startup import running_memtries, wait_until_starte
 from near_failover.procedures.window import gap_need
 from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
 from near_failover.procedures.errors import Refused, StepFailed
-from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence
+from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence, run_fence_command
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 from near_failover.procedures.plan import TIMEOUT_KEYS, Deadline, Kind, Mode, MoveSettings, Plan, make_plan
@@ -162,7 +162,8 @@ class Move:
         try:
             await self._find_source(result)
             self._resolve_settings(result)
-            result.plan = make_plan(self.kind, self.mode, result.source, self.target.name, self.settings, self.source_reachable)
+            result.plan = make_plan(self.kind, self.mode, result.source, self.target.name, self.settings, self.source_reachable,
+                                    stonith=self.source is not None and bool(self.source.spec.fence_command))
             if dry_run:
                 result.checks = await self._preflight(result)
                 result.ok, result.outcome = True, "dry-run"
@@ -448,6 +449,7 @@ class Move:
         return {"key_store": str(self.target.spec.key_store), "public_key": self.key.public_key, "outside_home": True}
 
     async def _fence(self) -> FenceProof:
+        stonith = self.source is not None and bool(self.source.spec.fence_command)
         if self.proven_fence is not None:
             proof = self.proven_fence
         elif self.source is not None and self.source_reachable:
@@ -459,8 +461,13 @@ class Move:
             proof = FenceProof("forced", {"confirmed_by_operator": True})
         else:
             proof = await prove_chain_silence(
-                self.target, self.pool, self.settings.silence_blocks, self.settings.fence, self.block_time
+                self.target, self.pool, self.settings.silence_blocks, self.settings.fence / (2 if stonith else 1), self.block_time
             )
+        if stonith and proof.kind in ("chain-silence", "forced"):
+            # Silence is no proof that a paused machine stays silent when it wakes: STONITH first.
+            assert self.source is not None and self.source.spec.fence_command
+            self.say(f"running {self.source.name}'s fence_command")
+            proof.evidence["fence_command"] = await run_fence_command(self.source.spec, self.settings.fence / 2)
         self.say(f"fence proven ({proof.kind})")
         # Production counted from here on can only come from the target: verify compares with this.
         self.fenced_at = await self._production()

@@ -91,13 +91,15 @@ class Plan:
     steps: list[PlannedStep] = field(default_factory=list)
 
 
-def make_plan(kind: Kind, mode: Mode, source: str | None, target: str, settings: MoveSettings, source_reachable: bool) -> Plan:
-    """The guide's procedure (Option 1 or 2) as ordered, bounded steps."""
+def make_plan(kind: Kind, mode: Mode, source: str | None, target: str, settings: MoveSettings, source_reachable: bool,
+              stonith: bool = False) -> Plan:
+    """The guide's procedure (Option 1 or 2) as ordered, bounded steps. ``stonith``: the source
+    has a fence_command, run (and needed) when its fence rests on the chain's silence."""
     fence = (
         f"move the key out of {source}'s home, stop its neard and confirm the process is gone, mask it"
         if source and source_reachable
         else f"prove on {target}'s chain view that the pool produced nothing for {settings.silence_blocks} "
-        "blocks while duties were expected"
+        "blocks while duties were expected" + (f", then run {source}'s fence_command (it must exit 0)" if stonith else "")
     )
     activate = (
         f"copy the staged key into {target}'s home and send SIGHUP (Option 2 hot swap)"
