@@ -183,7 +183,10 @@ def test_a_fenced_members_stale_figures_are_marked(cluster: AgentCluster, browse
     old, _ = cluster.leader()
     (new,) = [n for n in cluster.apis if n != old]
     answer = cluster.post(old, "/switchover", json={"to": new}, headers=cluster.auth)
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 202, answer.text
+    run_id = answer.json()["run_id"]
+    result = wait_for(lambda: cluster.get(old, f"/runs/{run_id}").json()["result"], 120, "the switchover's result")
+    assert result["ok"], result
     wait_for(lambda: cluster.leader()[0] == new, 30, f"{new} to hold the lease")
     (moved,) = wait_for(lambda: events(webhook, "move"), 20, "the move alert")
     assert moved["node"] == new and moved["details"]["from"] == old and moved["details"]["outcome"] == "ok"
