@@ -21,7 +21,7 @@ def main() -> int:
         from near_failover.localnet.chain_server import run_chain
 
         return run_chain(Path(args[2]))
-    from near_failover.localnet.cli import app
+    from near_failover.cli.localnet import app
 
     app(prog_name="near-failover localnet")
     return 0

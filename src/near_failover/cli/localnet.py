@@ -55,8 +55,7 @@ def up_command(
             state_sync=state_sync, routing_lag=routing_lag, sync_blocks_per_second=sync_rate,
         )
     except ValueError as exc:
-        _fail(str(exc), 2)
-        return
+        fail(f"--profile {profile}: {exc}", 2)
     if chain_id not in ("localnet", "testnet", "mainnet"):
         fail(f"--chain-id {chain_id!r}: use localnet, testnet or mainnet", 2)
     try:

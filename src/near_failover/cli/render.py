@@ -1,0 +1,131 @@
+"""Human text for results: every value a node or the journal gave is printed as plain text, never markup."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.table import Table
+
+from near_failover.cli.common import err, out
+from near_failover.console import plain, safe
+from near_failover.neard.check import Finding, Severity
+
+
+def print_finding_lines(findings: list[Finding]) -> None:
+    for f in findings:
+        colour = "red" if f.severity == Severity.ERROR else "yellow"
+        out.print(f"[{colour}]{f.severity.value}[/]: {safe(f.what)}", highlight=False, soft_wrap=True)
+        out.print(plain(f"  why: {f.why}"), highlight=False, soft_wrap=True)
+        out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
+
+
+def say_step(step: dict[str, Any], shown: dict[int, str | None]) -> None:
+    """A step's start, then its end, each printed once (as a move run here prints them)."""
+    from datetime import datetime
+
+    if step["id"] not in shown:
+        err.print(plain(f"{step['name']}...", "dim"), highlight=False)
+        shown[step["id"]] = None
+    if step["outcome"] is not None and shown[step["id"]] is None:
+        seconds = (datetime.fromisoformat(step["ended"]) - datetime.fromisoformat(step["started"])).total_seconds()
+        proof = f" (fence proven: {step['evidence']['proof']})" if step["evidence"].get("proof") else ""
+        err.print(plain(f"{step['name']}: {step['outcome']} in {seconds:.2f}s{proof}", "dim"), highlight=False)
+        shown[step["id"]] = step["outcome"]
+
+
+def print_move(result: Any) -> None:
+    """The move's plan, outcome and recovery; every value in it comes from nodes or the inventory,
+    so it is printed as plain text (a `[/]` in a node's answer is shown, not read as markup)."""
+    move = f"{result.kind} ({result.mode}) {result.source or '?'} -> {result.target}"
+    if result.plan is not None and result.outcome == "dry-run":
+        out.print(plain(f"plan: {move}"), highlight=False)
+        for i, step in enumerate(result.plan.steps, 1):
+            out.print(plain(f"  {i}. {step.name} (deadline {step.deadline:.0f}s): {step.does}"), highlight=False, soft_wrap=True)
+        out.print("timeouts: " + ", ".join(f"{d.name} {d.seconds:g}s ({d.origin})" for d in result.timeouts), markup=False, highlight=False, soft_wrap=True)
+        out.print("preflight checks:")
+        for name, value in result.checks.items():
+            out.print(plain(f"  {name}: {json.dumps(value)}"), highlight=False, soft_wrap=True)
+    colour = "green" if result.ok else "red"
+    out.print(f"[{colour}]{safe(result.outcome)}[/]: " + safe(move + (f": {result.message}" if result.message else "")), highlight=False, soft_wrap=True)
+    if result.seconds:
+        out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
+    if result.missed is not None:
+        out.print(plain("  missed duties: " + ", ".join(f"{k} {v}" for k, v in result.missed.items())))
+    for note in result.notes:
+        out.print(plain(f"  note: {note}"), highlight=False, soft_wrap=True)
+    for name, state in result.node_states.items():
+        out.print(plain(f"  {name}: {json.dumps(state)}"), highlight=False)
+    for what, commands in result.recovery.items():
+        out.print(plain(f"  to {what}:"))
+        for c in commands:
+            out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
+    for left in result.keys_left_behind:
+        out.print(
+            plain(f"WARNING: the pool key may still be on {left.node} ({left.path}), whose host could not be reached. "
+                  f"If that host comes back and its neard starts, it signs beside {result.target}: a double sign.", "bold red"),
+            highlight=False,
+            soft_wrap=True,
+        )
+        out.print(plain(f"As soon as {left.node} answers again, before anything else, run:", "bold red"), highlight=False)
+        for c in left.commands:
+            out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
+
+
+def print_lease(lease: dict[str, Any]) -> None:
+    if "error" in lease:
+        out.print(plain(f"lease ({lease['store']}): cannot be read: {lease['error']}", "red"), highlight=False, soft_wrap=True)
+        return
+    leader = lease["leader"]
+    held = safe(f"{leader['member']} holds it (generation {leader['generation']})") if leader else "[red]nobody holds it[/]"
+    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease["paused"] else "on"
+    out.print(f"lease ({safe(lease['store'])}): {held}; automatic decisions {decisions}", highlight=False)
+    for m in lease["members"]:
+        health = "healthy" if m["healthy"] else "[red]" + safe("; ".join(m["problems"])) + "[/]"
+        out.print(f"  agent {safe(m['name'])}: {safe(m['role'])}, {health}", highlight=False, soft_wrap=True)
+
+
+def print_status(view: dict[str, Any]) -> None:
+    table = Table(title=plain(f"{view['validator']} on {view['chain_id']}"))
+    for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
+        table.add_column(col)
+    for n in view["nodes"]:  # every cell is what a node answered: plain text, never markup
+        table.add_row(*(plain(cell) for cell in (
+            n["name"], n["role"], n.get("key_loaded") or "-", n.get("head", "-"), n.get("lag", "-"),
+            n.get("syncing", "-"), json.dumps(n.get("tracking")), n.get("memtries", "-"), n.get("version", "-"))))
+    out.print(table)
+    p = view["production"]
+    if p:
+        for kind in ("blocks", "chunks", "endorsements"):
+            k = p[kind]
+            pct = f"{k['percent']:.1f}%" if k["percent"] is not None else "-"
+            flag = " [red]below kickout threshold[/]" if k["at_risk"] else ""
+            out.print(f"{kind}: {k['produced']}/{k['expected']} {pct} (kickout < {k['kickout_threshold']}%){flag}")
+        out.print(f"online: {p['online_percent']}% (rewards zero below 90%, full from 99%)")
+    if "lease" in view:
+        print_lease(view["lease"])
+    if view["double_signer_risk"]:
+        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view['signers']))}[/]")
+    for name in view["keys_left_in_home"]:
+        out.print(
+            plain(f"{name} has the pool's key in its home while {', '.join(view['signers'])} signs: a restart or SIGHUP "
+                  f"of its neard makes two signers. Stop its neard and move the key out of its home.", "bold red"),
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def print_history(runs: list[dict[str, Any]]) -> None:
+    for run in runs:
+        colour = "green" if run["state"] == "ok" else "red"
+        mode = f" ({run['mode']})" if run["mode"] else ""
+        move = f" {run['from']} -> {run['to']}" if run["to"] else f" on {run['from']}"
+        out.print(f"[{colour}]run {run['id']}[/] " + safe(f"{run['started']} {run['kind']}{mode}{move}: {run['state']}"), highlight=False)
+        for s in run["steps"]:
+            out.print(plain(f"  {s['name']}: {s['outcome'] or 'did not finish'}"), highlight=False)
+        if run["state"] != "ok" and run["detail"].get("recovery"):
+            for what, commands in run["detail"]["recovery"].items():
+                out.print(plain(f"  to {what}:"))
+                for c in commands:
+                    out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
+
