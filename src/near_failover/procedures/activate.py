@@ -9,11 +9,13 @@ No SIGHUP and no stop reaches a neard that is still starting (startup.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from near_failover.limits import CONFIG_JSON, KEY_FILE
-from near_failover.neard.config import as_validator, backup_name, dumps_config, parse_config_text
+from near_failover.neard.config import as_validator, backup_name, config_diff, dumps_config, parse_config_text
 from near_failover.neard.jsonc import has_comments
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
@@ -61,11 +63,22 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
 async def edit_config_to_validator(node: NodeAccess) -> tuple[str, bool]:
     """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup
     path and whether the file had comments (neard's format drops them; the backup keeps them)."""
+    backup, comments = await edit_home_config(node, as_validator, always=True)
+    assert backup is not None
+    return backup, comments
+
+
+async def edit_home_config(node: NodeAccess, edit: Callable[[dict[str, Any]], dict[str, Any]], always: bool = False) -> tuple[str | None, bool]:
+    """Apply ``edit`` to the node's config.json on its host, atomically, after a backup beside
+    it; unless ``always``, an edit that changes nothing writes nothing (backup None)."""
     path = node.spec.config_path
     text = await node.host.read_text(path, CONFIG_JSON)
-    edited = as_validator(parse_config_text(text, source=f"{node.name}:{path}"))
+    current = parse_config_text(text, source=f"{node.name}:{path}")
+    edited = edit(current)
+    if not always and not config_diff(current, edited):
+        return None, False
     mode = await node.host.stat_mode(path)
-    backup = backup_name(path)  # the CLI's name for the same backup
+    backup = PurePosixPath(backup_name(Path(path)))  # the CLI's name for the same backup
     await node.host.write_atomic(backup, text, mode)
     await node.host.write_atomic(path, dumps_config(edited), mode)
     return str(backup), has_comments(text)

@@ -1,0 +1,81 @@
+"""`rejoin` end to end on the localnet: the upgrade cycle of docs/upgrade-cycle.md, run as
+written, and the refusal of an Option 1 node that validated, each checked against the ledger."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.localnet_harness import Localnet, cli, running
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "upgrade-cycle.md"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Localnet]:
+    """One localnet for both tests (each starts from any signer and ends with a ready cluster):
+    its start and stop are a third of this file's time."""
+    with running(tmp_path_factory.mktemp("rejoin") / "net") as net:
+        yield net
+
+
+def doc_commands() -> list[list[str]]:
+    """The one ```sh block of the upgrade cycle, without its comments."""
+    (block,) = re.findall(r"```sh\n(.*?)```", DOC.read_text(), re.DOTALL)
+    return [shlex.split(line) for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def rejoin(net: Localnet, node: str) -> tuple[int, dict]:
+    done = cli("rejoin", "-c", net.inventory, "--node", node, "--timeout", "60", "--json", check=False)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_upgrade_cycle_as_documented(net: Localnet) -> None:
+    commands = doc_commands()
+    assert [c[1] for c in commands] == ["switchover", "rejoin", "switchover", "rejoin", "status"]
+    for argv in commands:
+        assert argv[0] == "near-failover"
+        cli(*[str(net.inventory) if a == "inventory.toml" else a for a in argv[1:]])
+    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
+    # val-b is a ready hot-swap standby again: running, unmasked, the guide's Option 2 settings.
+    config = json.loads((net.directory / "val-b" / "config.json").read_text())
+    assert config["tracked_shards_config"] == {"ShadowValidator": net.pool()}
+    assert not (net.directory / "val-b" / "validator_key.json").exists()
+    assert net.rpc_status("val-b")["validator_account_id"] is None
+    runs = json.loads(cli("history", "-c", net.inventory, "--json").stdout)
+    assert [(r["kind"], r["to"], r["outcome"]) for r in runs if r["kind"] == "rejoin"][:2] == [
+        ("rejoin", "val-b", "ready"), ("rejoin", "val-a", "ready")
+    ]
+    net.wait_height(5)
+    net.assert_no_double_sign()
+
+
+def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localnet) -> None:
+    cli("switchover", "-c", net.inventory, "--to", "val-c", "--mode", "rpc", "--yes")
+    cli("switchover", "-c", net.inventory, "--to", "val-b", "--yes")
+    # As a failover on the chain's silence leaves it: the key back in val-c's home.
+    home_key = net.directory / "val-c" / "validator_key.json"
+    shutil.copy(net.directory / "keys" / "val-c" / "validator_key.json", home_key)
+    home_key.chmod(0o600)
+    before = (net.directory / "val-c" / "config.json").read_text()
+
+    code, result = rejoin(net, "val-c")
+    assert code == 1 and result["outcome"] == "refused", result
+    assert 'standby = "hot-swap"' in result["message"] and "val-c" in result["message"]
+    assert not home_key.exists()  # parked first: another node signs
+    assert (net.directory / "keys" / "val-c" / "validator_key.json").exists()
+    assert (net.directory / "val-c" / "config.json").read_text() == before  # the mode was not changed
+
+    net.edit_inventory("val-c", standby="hot-swap")
+    code, result = rejoin(net, "val-c")
+    assert code == 0 and result["ready"], result
+    assert json.loads((net.directory / "val-c" / "config.json").read_text())["tracked_shards_config"] == {"ShadowValidator": net.pool()}
+    assert list((net.directory / "val-c").glob("config.json.*.bak"))
+    net.wait_height(5)
+    net.assert_no_double_sign()
