@@ -39,7 +39,8 @@ def agent(
 
     from near_failover.api.client import api_verify
     from near_failover.ha.agent import Agent, AgentError, load_token
-    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError, lease_clock, open_lease_store
+    from near_failover.ha.sdnotify import supervise
     from near_failover.inventory import InventoryError
 
     log_to_stderr()
@@ -60,7 +61,12 @@ def agent(
         async with store:
             with journal_or_fail(inv) as journal:
                 the_agent = Agent(inv, spec.name, store, journal, token=token, api_verify=verify)
-                tasks = [asyncio.create_task(the_agent.run(stop))]
+                ready = asyncio.Event()
+                tasks = [asyncio.create_task(the_agent.run(stop, ready))]
+                # systemd's Type=notify and WatchdogSec=: READY once the agent's watchdog watches,
+                # WATCHDOG=1 while its loop beats (a loop legitimately takes up to a ttl).
+                last_beat = lambda: the_agent.heartbeat.last["at"] if the_agent.heartbeat.last else None
+                pings = asyncio.create_task(supervise(ready, last_beat, lease_clock, stale_after=the_agent.settings.ttl))
                 if server is not None:
                     from near_failover.api.app import create_app
 
@@ -72,6 +78,7 @@ def agent(
                     if task is not tasks[0]:
                         task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                pings.cancel()
                 for task in done:
                     task.result()
 
@@ -79,6 +86,31 @@ def agent(
         asyncio.run(go())
     except AgentError as exc:
         fail(str(exc), EXIT_REFUSED)
+
+
+@app.command("watchdog")
+def watchdog(
+    inventory: Path = InventoryOption,
+    node: str = typer.Option(..., "--node", help="The node whose agent this watchdog guards."),
+) -> None:
+    """Run the agent's watchdog on its own (deploy/systemd/near-failover-watchdog.service), so a
+    crashed, killed or restarted agent does not take it along: it fences neard at the lease's end
+    if the agent stops renewing, and waits for the next agent. The agent uses it, instead of a
+    child of its own, when its environment has NEAR_FAILOVER_WATCHDOG=unit."""
+    from near_failover.ha.wake import raise_priority
+    from near_failover.ha.watchdog_unit import watch_forever
+    from near_failover.inventory import InventoryError
+
+    inv = load_inventory_or_fail(inventory)
+    try:
+        spec = inv.node(node)
+    except InventoryError as exc:
+        fail(str(exc))
+    print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
+    try:
+        asyncio.run(watch_forever(inventory, inv, spec.name))
+    except InventoryError as exc:
+        fail(f"watchdog: cannot start: {exc}")
 
 
 def _api_server(spec: Any) -> Any:
