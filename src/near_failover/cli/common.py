@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from near_failover.cli_errors import SafeTyperGroup, fail
+from near_failover.cli_errors import EXIT_REFUSED, SafeTyperGroup, fail
 from near_failover.console import console, plain
 from near_failover.ha.alerts import send_alert
 from near_failover.redact import redact_record
@@ -56,6 +57,24 @@ InventoryOption = typer.Option(..., "-c", "--inventory", help="The inventory TOM
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(redact_record(data), indent=2) + "\n")
+
+
+def run_and_print(work: Coroutine[Any, Any, Any], as_json: bool, human: Callable[[Any], None]) -> Any:
+    """Run a journaled procedure and print its result (``to_json()`` with --json, else ``human``);
+    a journal that refuses the run (another in progress, one interrupted) exits 1 with why."""
+    import asyncio
+
+    from near_failover.procedures.journal import JournalError
+
+    try:
+        result = asyncio.run(work)
+    except JournalError as exc:
+        fail(str(exc), EXIT_REFUSED)
+    if as_json:
+        print_json(result.to_json())
+    else:
+        human(result)
+    return result
 
 
 def load_inventory_or_fail(path: Path) -> Any:

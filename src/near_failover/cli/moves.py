@@ -23,6 +23,7 @@ from near_failover.cli.common import (
     load_inventory_or_fail,
     out,
     print_json,
+    run_and_print,
 )
 from near_failover.cli.render import print_move, say_step
 from near_failover.cli_errors import EXIT_REFUSED, fail
@@ -41,7 +42,6 @@ class MoveMode(str, Enum):
 
 
 def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in_window: bool, dry_run: bool, yes: bool, force: bool, as_json: bool, take_over: bool) -> None:
-    from near_failover.procedures.journal import JournalError
     from near_failover.procedures.move import Move
     from near_failover.procedures.nodes import open_nodes
     from near_failover.procedures.plan import MoveOptions
@@ -86,14 +86,7 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             await deliver_alert(inventory, AlertEvent.move(pool, result.to_json()))
         return result
 
-    try:
-        result = asyncio.run(go())
-    except JournalError as exc:
-        fail(str(exc), EXIT_REFUSED)
-    if as_json:
-        print_json(result.to_json())
-    else:
-        print_move(result)
+    result = run_and_print(go(), as_json, print_move)
     if not result.ok:
         raise typer.Exit(EXIT_REFUSED)
 

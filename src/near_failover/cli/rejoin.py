@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from near_failover.cli.common import (
     journal_or_fail,
     load_inventory_or_fail,
     out,
-    print_json,
+    run_and_print,
 )
 from near_failover.cli.render import print_finding_lines
 from near_failover.cli_errors import EXIT_REFUSED, fail
@@ -36,7 +35,6 @@ def rejoin(
     config.json for its inventory standby mode (backup kept), start, wait for sync and run the
     readiness checks of `check --role <mode>-standby`. Exit 0 when ready, 1 when not (with why)."""
     from near_failover.inventory import UnknownNode
-    from near_failover.procedures.journal import JournalError
     from near_failover.procedures.nodes import open_nodes
     from near_failover.procedures.rejoin import Rejoin
 
@@ -51,19 +49,16 @@ def rejoin(
             with journal_or_fail(inv) as journal:
                 return await Rejoin(inv, nodes, node, journal, timeout, progress=lambda msg: err.print(plain(msg, "dim"), highlight=False)).run()
 
-    try:
-        result = asyncio.run(go())
-    except JournalError as exc:
-        fail(str(exc), EXIT_REFUSED)
-    if as_json:
-        print_json(result.to_json())
-    else:
-        colour = "green" if result.ready else "red"
-        out.print(f"[{colour}]{safe(result.outcome)}[/]: " + safe(result.message), highlight=False, soft_wrap=True)
-        if result.seconds:
-            out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
-        for note in result.notes:
-            out.print(plain(f"  note: {note}"), highlight=False, soft_wrap=True)
-        print_finding_lines(result.findings)
+    result = run_and_print(go(), as_json, _print_rejoin)
     if not result.ready:
         raise typer.Exit(EXIT_REFUSED)
+
+
+def _print_rejoin(result: Any) -> None:
+    colour = "green" if result.ready else "red"
+    out.print(f"[{colour}]{safe(result.outcome)}[/]: " + safe(result.message), highlight=False, soft_wrap=True)
+    if result.seconds:
+        out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result.seconds.items()))
+    for note in result.notes:
+        out.print(plain(f"  note: {note}"), highlight=False, soft_wrap=True)
+    print_finding_lines(result.findings)
