@@ -149,6 +149,7 @@ class Rejoin:
         self.say = progress or (lambda _msg: None)
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
         self.config_changed = False
+        self.notes: list[str] = []  # what the operator should know, shown with the result
 
     async def run(self) -> RejoinResult:
         result = RejoinResult(self.node.name, self.mode, ready=False, outcome="refused")
@@ -173,6 +174,7 @@ class Rejoin:
         except (TimeoutError, StepFailed, RpcError, HostError, ControlError, ConfigError) as exc:
             result.outcome = "not-ready"
             result.message = str(exc) or type(exc).__name__
+        result.notes = self.notes
         self.journal.finish_run(run_id, result.outcome, {"message": result.message, "notes": result.notes})
         return result
 
@@ -184,6 +186,7 @@ class Rejoin:
                 value = await action()
             finally:
                 result.seconds[name] = round(time.monotonic() - began, 3)
+            self.say(f"{name}: done in {result.seconds[name]:.2f}s")
             if isinstance(value, dict):
                 rec.add(**value)
             elif isinstance(value, RejoinPlan):
@@ -213,7 +216,10 @@ class Rejoin:
             file_tracking=effective_tracking(parse_config_text(text, source=f"{node.name}:{node.spec.config_path}")),
             running_tracking=await self._running_tracking() if own is not None else None,
         )
-        return plan_rejoin(view, self.inventory_path)
+        plan = plan_rejoin(view, self.inventory_path)
+        if not signers:
+            self.notes.append(f"no node signs for {self.pool} now: {node.name} comes back as a standby, not as the signer")
+        return plan
 
     async def _running_tracking(self) -> Any:
         try:
