@@ -7,13 +7,20 @@ import json
 import re
 import shlex
 import shutil
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from near_failover.inventory import Inventory, load_inventory
+from near_failover.procedures.journal import Journal
+from near_failover.procedures.move import Move
+from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.rejoin import Rejoin
 from tests.integration.localnet_harness import Localnet, cli, running
 
+T = TypeVar("T")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "upgrade-cycle.md"
 
 
@@ -56,9 +63,21 @@ def test_upgrade_cycle_as_documented(net: Localnet) -> None:
     net.assert_no_double_sign()
 
 
-def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localnet) -> None:
-    cli("switchover", "-c", net.inventory, "--to", "val-c", "--mode", "rpc", "--yes")
-    cli("switchover", "-c", net.inventory, "--to", "val-b", "--yes")
+async def in_process(net: Localnet, work: Callable[[Inventory, dict[str, NodeAccess], Journal], Awaitable[T]]) -> T:
+    """Run procedures in this process (fewer CLI start-ups on a loaded machine); the CLI's own
+    exit codes are checked by the calls through it."""
+    inventory = load_inventory(net.inventory)
+    async with open_nodes(inventory) as nodes:
+        with Journal(Path(inventory.journal.path)) as journal:
+            return await work(inventory, nodes, journal)
+
+
+async def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localnet) -> None:
+    async def moves(inventory: Inventory, nodes: dict[str, NodeAccess], journal: Journal) -> None:
+        for to, mode in (("val-c", "rpc"), ("val-b", "hot-swap")):
+            assert (await Move(inventory, nodes, "switchover", mode, to, journal).run()).ok  # type: ignore[arg-type]
+
+    await in_process(net, moves)
     # As a failover on the chain's silence leaves it: the key back in val-c's home.
     home_key = net.directory / "val-c" / "validator_key.json"
     shutil.copy(net.directory / "keys" / "val-c" / "validator_key.json", home_key)
@@ -73,8 +92,8 @@ def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localnet) ->
     assert (net.directory / "val-c" / "config.json").read_text() == before  # the mode was not changed
 
     net.edit_inventory("val-c", standby="hot-swap")
-    code, result = rejoin(net, "val-c")
-    assert code == 0 and result["ready"], result
+    ready = await in_process(net, lambda inventory, nodes, journal: Rejoin(inventory, nodes, "val-c", journal, timeout=60).run())
+    assert ready.ready and ready.outcome == "ready", ready
     assert json.loads((net.directory / "val-c" / "config.json").read_text())["tracked_shards_config"] == {"ShadowValidator": net.pool()}
     assert list((net.directory / "val-c").glob("config.json.*.bak"))
     net.wait_height(5)
