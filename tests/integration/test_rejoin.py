@@ -56,9 +56,10 @@ def test_upgrade_cycle_as_documented(net: Localnet) -> None:
     assert not (net.directory / "val-b" / "validator_key.json").exists()
     assert net.rpc_status("val-b")["validator_account_id"] is None
     runs = json.loads(cli("history", "-c", net.inventory, "--json").stdout)
-    assert [(r["kind"], r["to"], r["outcome"]) for r in runs if r["kind"] == "rejoin"][:2] == [
-        ("rejoin", "val-b", "ready"), ("rejoin", "val-a", "ready")
+    assert [(r["kind"], r["from"], r["outcome"]) for r in runs if r["kind"] == "rejoin"][:2] == [
+        ("rejoin", "val-b", "ok"), ("rejoin", "val-a", "ok")
     ]
+    assert "rejoin (hot-swap) on val-a: ok" in cli("history", "-c", net.inventory).stdout
     net.wait_height(5)
     net.assert_no_double_sign()
 

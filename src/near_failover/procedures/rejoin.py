@@ -153,7 +153,7 @@ class Rejoin:
 
     async def run(self) -> RejoinResult:
         result = RejoinResult(self.node.name, self.mode, ready=False, outcome="refused")
-        result.run_id = run_id = self.journal.start_run(self.pool, JOURNAL_KIND, self.mode, None, self.node.name)
+        result.run_id = run_id = self.journal.start_run(self.pool, JOURNAL_KIND, self.mode, self.node.name)
         try:
             plan = await self._step(result, "preflight", self._preflight)
             if plan.fence or plan.park:
@@ -175,7 +175,8 @@ class Rejoin:
             result.outcome = "not-ready"
             result.message = str(exc) or type(exc).__name__
         result.notes = self.notes
-        self.journal.finish_run(run_id, result.outcome, {"message": result.message, "notes": result.notes})
+        # "ok" as for a move (history shows it so); "not-ready" and "refused" say what went wrong.
+        self.journal.finish_run(run_id, "ok" if result.ready else result.outcome, {"message": result.message, "notes": result.notes})
         return result
 
     async def _step(self, result: RejoinResult, name: str, action: Callable[[], Any]) -> Any:
@@ -233,7 +234,7 @@ class Rejoin:
         if plan.fence:
             self.say(f"{self.node.name} signs beside another node: fencing it")
             proof = await fence_reachable(self.node, stop_timeout=self.settings.fence / 2, restore_key_on_failure=False, pool=self.pool)
-            return {"fenced": proof.evidence}
+            return {"proof": proof.kind, **proof.evidence}  # as a move's fence step (journal.stop_times reads it)
         self.say(f"{self.node.name}: its home holds the pool key while another node signs: parking it")
         return {"key_parked_at": await park_key(self.node)}
 
