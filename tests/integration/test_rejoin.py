@@ -99,3 +99,19 @@ async def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localn
     assert list((net.directory / "val-c").glob("config.json.*.bak"))
     net.wait_height(5)
     net.assert_no_double_sign()
+
+
+def test_a_standby_without_its_staged_key_is_not_ready(net: Localnet, tmp_path: Path) -> None:
+    """Exit 1 with the reason: a standby that could not take over is not called ready. val-c is
+    a running standby whichever test ran before (its mode is the inventory's either way)."""
+    staged = net.directory / "keys" / "val-c" / "validator_key.json"
+    aside = tmp_path / "validator_key.json"
+    shutil.move(staged, aside)  # kept: never the last copy
+    try:
+        code, result = rejoin(net, "val-c")
+    finally:
+        shutil.move(aside, staged)
+    assert code == 1 and result["outcome"] == "not-ready" and not result["ready"], result
+    assert f"no valid staged key at val-c:{staged}" in result["message"]
+    assert any(f["fix"] == f"run `near-failover keys stage -c {net.inventory} --to val-c`" for f in result["findings"])
+    net.assert_no_double_sign()
