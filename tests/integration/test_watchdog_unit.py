@@ -80,7 +80,10 @@ def test_unit_watchdog_fences_after_its_agent_is_killed(cluster: HaCluster, tmp_
         last = cluster.heartbeat("val-a")
         assert last is not None and last["armed"]
 
-        marker = wait_for(lambda: cluster.watchdog_marker("val-a"), 15, "the unit watchdog to fence val-a", interval=0.02)
+        try:
+            marker = wait_for(lambda: cluster.watchdog_marker("val-a"), 15, "the unit watchdog to fence val-a", interval=0.02)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{unit_log.read_text()}\n{cluster.logs()}") from None
         assert marker["generation"] == last["generation"] and marker["fenced_at"] < marker["valid_until"], marker
         assert not alive(neard) and not (cluster.home("val-a") / "validator_key.json").exists() and marker["evidence"]["masked"]
         assert "fencing val-a" in unit_log.read_text()

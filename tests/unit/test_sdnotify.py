@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,17 @@ def test_notify_to_an_abstract_socket() -> None:
         sock.settimeout(5)
         assert notify("WATCHDOG=1", {"NOTIFY_SOCKET": "@" + name})
         assert sock.recv(64) == b"WATCHDOG=1"
+
+
+def test_a_reader_that_falls_behind_never_blocks_the_sender(listener: tuple[socket.socket, dict[str, str]]) -> None:
+    """The unread queue fills (max_dgram_qlen): notify then says False at once, never waits."""
+    _, env = listener
+    sent: list[bool] = []
+    sender = threading.Thread(target=lambda: sent.extend(notify("WATCHDOG=1", env) for _ in range(5000)), daemon=True)
+    sender.start()
+    sender.join(20)
+    assert not sender.is_alive(), f"notify blocked after {len(sent)} datagrams"
+    assert sent[0] and not sent[-1]
 
 
 def test_without_systemd_nothing_is_sent(tmp_path: Path) -> None:

@@ -34,7 +34,10 @@ def notify(state: str, environ: Mapping[str, str] | None = None) -> bool:
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.sendto(state.encode(), address)
+            # Never wait: a reader that falls behind fills its queue (net.unix.max_dgram_qlen,
+            # 10 by default), and a blocking send would then stop the watchdog's or the agent's
+            # whole event loop, fence included. A ping lost that way is one systemd did not read.
+            sock.sendto(state.encode(), socket.MSG_DONTWAIT, address)
     except OSError:
         return False
     return True
