@@ -20,6 +20,7 @@ from near_failover.procedures.nodes import NodeAccess, open_nodes
 from near_failover.procedures.rejoin import Rejoin
 from tests.integration.localnet_harness import Localnet, cli, running
 
+pytestmark = pytest.mark.integration
 T = TypeVar("T")
 DOC = Path(__file__).resolve().parents[2] / "docs" / "upgrade-cycle.md"
 
