@@ -17,6 +17,10 @@ from near_failover.redact import redact_record
 STATUS_LEASE_TIMEOUT = 10.0
 
 
+# `status`: the blocks over which each kickout ratio's rate is measured for its projection.
+STATUS_RATE_BLOCKS = 10
+
+
 HISTORY_LIMIT_MAX = 1_000_000
 
 

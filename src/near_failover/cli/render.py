@@ -72,47 +72,101 @@ def print_move(result: Any) -> None:
             out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
 
-def print_lease(lease: dict[str, Any]) -> None:
-    if "error" in lease:
-        out.print(plain(f"lease ({lease['store']}): cannot be read: {lease['error']}", "red"), highlight=False, soft_wrap=True)
+def human(value: Any) -> str:
+    """A value as a person reads it: `-` for unknown, yes/no, a tracking dict as `key value`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {human(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(human(v) for v in value) or "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def role_text(node: Any, full: bool = True) -> str:
+    """signer | standby (ready | not ready: why) | fenced (why; rejoin: command) | down (why);
+    without ``full``, the short form for a table cell (the reasons follow the table)."""
+    from near_failover.procedures.status import Role
+
+    why = "; ".join(node.why)
+    if node.role == Role.STANDBY:
+        return f"{node.standby_mode} standby (" + ("ready)" if node.ready else (f"not ready: {why})" if full else "not ready)"))
+    if node.role == Role.FENCED:
+        return f"fenced ({why}; rejoin: {node.rejoin})" if full else "fenced"
+    if node.role == Role.DOWN:
+        return f"down ({why or 'its RPC does not answer'})" if full else "down"
+    if node.role == Role.WRONG_KEY:
+        return f"wrong key ({node.key_loaded})"
+    return str(node.role.value)
+
+
+def print_lease(lease: Any) -> None:
+    if lease.error is not None:
+        out.print(plain(f"lease ({lease.store}): cannot be read: {lease.error}", "red"), highlight=False, soft_wrap=True)
         return
-    leader = lease["leader"]
-    held = safe(f"{leader['member']} holds it (generation {leader['generation']})") if leader else "[red]nobody holds it[/]"
-    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease["paused"] else "on"
-    out.print(f"lease ({safe(lease['store'])}): {held}; automatic decisions {decisions}", highlight=False)
-    for m in lease["members"]:
-        health = "healthy" if m["healthy"] else "[red]" + safe("; ".join(m["problems"])) + "[/]"
-        out.print(f"  agent {safe(m['name'])}: {safe(m['role'])}, {health}", highlight=False, soft_wrap=True)
+    leader = lease.leader
+    held = safe(f"{leader.member} holds it (generation {leader.generation})") if leader else "[red]nobody holds it[/]"
+    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease.paused else "on"
+    out.print(f"lease ({safe(lease.store)}): {held}; automatic decisions {decisions}", highlight=False)
+    for m in lease.members:
+        health = "healthy" if m.healthy else "[red]" + safe("; ".join(m.problems) or "unhealthy") + "[/]"
+        out.print(f"  agent {safe(m.name)}: {safe(m.role)}, {health}", highlight=False, soft_wrap=True)
+    if lease.missing_agents:
+        out.print(plain(f"  agents that should run and do not: {', '.join(lease.missing_agents)} "
+                        "(start `near-failover agent -c INVENTORY --node NODE` beside each neard)", "red"), highlight=False, soft_wrap=True)
 
 
-def print_status(view: dict[str, Any]) -> None:
-    table = Table(title=plain(f"{view['validator']} on {view['chain_id']}"))
-    for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
+def print_production(p: Any) -> None:
+    if p.epoch_length:
+        out.print(f"epoch: height {p.height}, {p.epoch_progress_percent:g}% of {p.epoch_length} blocks since {p.epoch_start_height}", highlight=False)
+    else:
+        out.print(f"epoch: height {p.height}, started at {p.epoch_start_height} (length unknown)", highlight=False)
+    for kind, k in p.kinds().items():
+        pct = f"{k.percent:.1f}%" if k.percent is not None else "-"
+        flag = " [red]below kickout threshold[/]" if k.at_risk else ""
+        projected = ""
+        if k.projected_percent is not None:
+            colour = "red" if k.projected_at_risk else "green"
+            projected = f", [{colour}]{k.projected_percent:.1f}% at the epoch's end[/] at the rate of the last {p.rate_blocks} blocks"
+        out.print(f"{kind}: {k.produced}/{k.expected} {pct} (kickout < {k.kickout_threshold}%){flag}{projected}", highlight=False)
+    online = f"{p.online_percent}%" if p.online_percent is not None else "-"
+    out.print(f"online: {online} (rewards zero below {p.reward_thresholds['zero_below']}%, full from {p.reward_thresholds['full_from']}%)", highlight=False)
+
+
+def print_status(view: Any) -> None:
+    table = Table(title=plain(f"{view.validator} on {view.chain_id}"))
+    for col in ("node", "role", "key staged", "key in home", "restart pending", "head", "lag", "syncing", "tracking", "memtries", "version"):
         table.add_column(col)
-    for n in view["nodes"]:  # every cell is what a node answered: plain text, never markup
-        table.add_row(*(plain(cell) for cell in (
-            n["name"], n["role"], n.get("key_loaded") or "-", n.get("head", "-"), n.get("lag", "-"),
-            n.get("syncing", "-"), json.dumps(n.get("tracking")), n.get("memtries", "-"), n.get("version", "-"))))
+    for n in view.nodes:  # every cell is what a node answered: plain text, never markup
+        table.add_row(*(plain(human(cell)) for cell in (
+            n.name, role_text(n, full=False), n.key_staged, n.key_in_home, ("yes: " + "; ".join(n.restart_pending)) if n.restart_pending else (None if n.tracking is None else False),
+            n.head, n.lag, n.syncing, n.tracking, n.memtries, n.version)))
     out.print(table)
-    p = view["production"]
-    if p:
-        for kind in ("blocks", "chunks", "endorsements"):
-            k = p[kind]
-            pct = f"{k['percent']:.1f}%" if k["percent"] is not None else "-"
-            flag = " [red]below kickout threshold[/]" if k["at_risk"] else ""
-            out.print(f"{kind}: {k['produced']}/{k['expected']} {pct} (kickout < {k['kickout_threshold']}%){flag}")
-        out.print(f"online: {p['online_percent']}% (rewards zero below 90%, full from 99%)")
-    if "lease" in view:
-        print_lease(view["lease"])
-    if view["double_signer_risk"]:
-        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view['signers']))}[/]")
-    for name in view["keys_left_in_home"]:
+    for n in view.nodes:
+        if role_text(n) != role_text(n, full=False):
+            out.print(plain(f"{n.name}: {role_text(n)}"), highlight=False, soft_wrap=True)
+    if view.production is not None:
+        print_production(view.production)
+    if view.lease is not None:
+        print_lease(view.lease)
+    if view.double_signer_risk:
+        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view.signers))}[/]")
+    for name in view.keys_left_in_home:
         out.print(
-            plain(f"{name} has the pool's key in its home while {', '.join(view['signers'])} signs: a restart or SIGHUP "
+            plain(f"{name} has the pool's key in its home while {', '.join(view.signers)} signs: a restart or SIGHUP "
                   f"of its neard makes two signers. Stop its neard and move the key out of its home.", "bold red"),
             highlight=False,
             soft_wrap=True,
         )
+    verdict = view.verdict
+    if verdict is not None:
+        word, colour = {0: ("ok", "green"), 3: ("degraded", "yellow")}.get(verdict.exit_code, ("critical", "bold red"))
+        out.print(f"[{colour}]{word}[/]" + safe(": " + "; ".join(verdict.problems) if verdict.problems else ": one node signs and the chain shows it producing"),
+                  highlight=False, soft_wrap=True)
 
 
 def print_history(runs: list[dict[str, Any]]) -> None:
