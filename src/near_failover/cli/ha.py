@@ -11,6 +11,8 @@ import typer
 from near_failover.cli.common import (
     InventoryOption,
     JsonOption,
+    LogFormatOption,
+    LogLevelOption,
     app,
     deliver_alert,
     err,
@@ -23,6 +25,7 @@ from near_failover.cli.common import (
 from near_failover.cli_errors import EXIT_REFUSED, fail
 from near_failover.console import plain
 from near_failover.ha.alerts import AlertEvent, AlertKind
+from near_failover.logs import LogFormat, LogLevel, settings_summary
 
 alert_app = typer.Typer(help="Check the alert targets of an inventory.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -31,6 +34,8 @@ alert_app = typer.Typer(help="Check the alert targets of an inventory.", no_args
 def agent(
     inventory: Path = InventoryOption,
     node: str = typer.Option(..., "--node", help="The node this agent runs beside."),
+    log_format: LogFormat = LogFormatOption,
+    log_level: LogLevel = LogLevelOption,
 ) -> None:
     """Run the automatic-mode agent beside one neard: renew the lease while healthy, fence itself
     before it can expire, promote the best standby when the leader is gone. Serves its API on the
@@ -42,7 +47,7 @@ def agent(
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
     from near_failover.inventory import InventoryError
 
-    log_to_stderr()
+    log_to_stderr(log_format, log_level, export=True)
     inv = load_inventory_or_fail(inventory)
     try:
         spec = inv.node(node)
@@ -50,6 +55,7 @@ def agent(
         token, verify = load_token(inv), api_verify(inv)
     except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
+    log_agent_settings(inv, spec.name, log_format, log_level)
     server = _api_server(spec)
 
     async def go() -> None:
@@ -79,6 +85,13 @@ def agent(
         asyncio.run(go())
     except AgentError as exc:
         fail(str(exc), EXIT_REFUSED)
+
+
+def log_agent_settings(inventory: Any, node: str, fmt: LogFormat, level: LogLevel) -> None:
+    """One line at the agent's start with what it runs with, before its loop logs anything."""
+    import structlog
+
+    structlog.get_logger("near_failover.agent").info("agent starting", **settings_summary(inventory, node, fmt, level))
 
 
 def _api_server(spec: Any) -> Any:
@@ -150,6 +163,8 @@ def resume(inventory: Path = InventoryOption) -> None:
 def guard(
     inventory: Path = InventoryOption,
     node: str = typer.Option(..., "--node", help="The node whose neard is about to start."),
+    log_format: LogFormat = LogFormatOption,
+    log_level: LogLevel = LogLevelOption,
 ) -> None:
     """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
     its home unless this node holds the lease."""
@@ -157,6 +172,7 @@ def guard(
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
     from near_failover.inventory import InventoryError
 
+    log_to_stderr(log_format, log_level)
     inv = load_inventory_or_fail(inventory)
     try:
         node = inv.node(node).name
