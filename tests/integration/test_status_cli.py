@@ -15,14 +15,33 @@ NOT_HUMAN = re.compile(r"\b(None|null|True|False)\b")
 
 
 def status(net: Localnet, *extra: str) -> subprocess.CompletedProcess[str]:
-    return cli("status", "-c", net.inventory, "--rate-blocks", "5", *extra, check=False)
+    return cli("status", "-c", net.inventory, "--rate-blocks", "3", *extra, check=False)
 
 
 def assert_human(text: str) -> None:
     assert not NOT_HUMAN.search(text), text
 
 
+def assert_watch_until_ctrl_c(net: Localnet) -> None:
+    watching = subprocess.Popen([*CLI, "status", "-c", str(net.inventory), "--watch", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        seen = ""
+        while seen.count("ok: one node signs") < 2:
+            assert time.monotonic() < deadline and watching.poll() is None, seen
+            seen += watching.stdout.readline()  # type: ignore[union-attr]
+        # The second view projects at the rate the watch itself measured.
+        assert "at the rate of the last" in seen
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait(30) == 0
+        assert "Traceback" not in watching.stderr.read()  # type: ignore[union-attr]
+    finally:
+        if watching.poll() is None:
+            watching.kill()
+
+
 def test_status_exit_codes_roles_and_human_text(net: Localnet):
+    assert cli("history", "-c", net.inventory).stdout.strip() == "no runs yet"
     healthy = status(net)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     text = " ".join(healthy.stdout.split())
@@ -33,6 +52,8 @@ def test_status_exit_codes_roles_and_human_text(net: Localnet):
     assert view["verdict"] == {"exit_code": 0, "problems": []}
     b = next(n for n in view["nodes"] if n["name"] == "val-b")
     assert (b["role"], b["ready"], b["key_staged"], b["key_in_home"], b["restart_pending"]) == ("standby", True, True, False, [])
+
+    assert_watch_until_ctrl_c(net)
 
     # A [lease] whose agents do not run: signing, but degraded (3), and the agents are named.
     plain_inventory = net.inventory.read_text()
@@ -55,8 +76,18 @@ def test_status_exit_codes_roles_and_human_text(net: Localnet):
     assert "down (neard is not running" in shown and "critical: no node signs for the pool" in shown
     assert_human(down.stdout)
 
+    # A switchover needs a signer: refused, and history says why.
+    assert cli("switchover", "-c", net.inventory, "--to", "val-b", "--yes", check=False).returncode == 1
     # A failover fences val-a: its role says so and names the command that brings it back.
     cli("failover", "-c", net.inventory, "--to", "val-b", "--yes")
+    told = cli("history", "-c", net.inventory)
+    assert_human(told.stdout)
+    failover_run, refused_run = " ".join(told.stdout.split()).split("run ")[1:3]
+    assert "failover (hot-swap) val-a -> val-b: ok in " in failover_run and "missed duties: blocks " in failover_run
+    assert "started by near-failover failover, by " in failover_run and "fence: ok in " in failover_run
+    assert "switchover" in refused_run and "reason: no reachable node is signing for the pool" in refused_run
+    only = json.loads(cli("history", "-c", net.inventory, "--kind", "switchover", "--since", "10m", "--json").stdout)
+    assert [(r["kind"], r["state"]) for r in only] == [("switchover", "refused")] and only[0]["steps"][0]["name"] == "preflight"
     net.wait_height(10)
     after = status(net)
     shown = " ".join(after.stdout.split())
@@ -67,21 +98,3 @@ def test_status_exit_codes_roles_and_human_text(net: Localnet):
     fenced = next(n for n in json.loads(status(net, "--json").stdout)["nodes"] if n["name"] == "val-a")
     assert fenced["role"] == "fenced" and fenced["masked"] is True
     net.assert_no_double_sign()
-
-
-def test_status_watch_until_ctrl_c(net: Localnet):
-    watching = subprocess.Popen([*CLI, "status", "-c", str(net.inventory), "--watch", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        seen = ""
-        while seen.count("ok: one node signs") < 2:
-            assert time.monotonic() < deadline and watching.poll() is None, seen
-            seen += watching.stdout.readline()  # type: ignore[union-attr]
-        # The second view projects at the rate the watch itself measured.
-        assert "at the rate of the last" in seen
-        watching.send_signal(signal.SIGINT)
-        assert watching.wait(30) == 0
-        assert "Traceback" not in watching.stderr.read()  # type: ignore[union-attr]
-    finally:
-        if watching.poll() is None:
-            watching.kill()

@@ -169,17 +169,39 @@ def print_status(view: Any) -> None:
                   highlight=False, soft_wrap=True)
 
 
-def print_history(runs: list[dict[str, Any]]) -> None:
-    for run in runs:
-        colour = "green" if run["state"] == "ok" else "red"
-        mode = f" ({run['mode']})" if run["mode"] else ""
-        move = f" {run['from']} -> {run['to']}" if run["to"] else f" on {run['from']}"
-        out.print(f"[{colour}]run {run['id']}[/] " + safe(f"{run['started']} {run['kind']}{mode}{move}: {run['state']}"), highlight=False)
-        for s in run["steps"]:
-            out.print(plain(f"  {s['name']}: {s['outcome'] or 'did not finish'}"), highlight=False)
-        if run["state"] != "ok" and run["detail"].get("recovery"):
-            for what, commands in run["detail"]["recovery"].items():
+def print_history(entries: list[Any]) -> None:
+    """Each run: when, what, outcome and duration, who started it, the duties the pool missed,
+    why it ended so, its steps with their durations, and the commands left to run."""
+    if not entries:
+        out.print("no runs yet")
+        return
+    for e in entries:
+        run = e.run
+        colour = "green" if run.state == "ok" else "red"
+        mode = f" ({run.mode})" if run.mode else ""
+        move = f" {run.from_node or '?'} -> {run.to_node}" if run.to_node else f" on {run.from_node or '?'}"
+        took = f" in {_seconds(e.seconds)}" if e.seconds else ""  # an event starts and ends at once
+        when = run.started.strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.print(f"[{colour}]run {run.id}[/] " + safe(f"{when} {run.kind}{mode}{move}: {run.state}{took}"), highlight=False, soft_wrap=True)
+        out.print(plain(f"  started by {e.initiator}"), highlight=False, soft_wrap=True)
+        if e.reason:
+            out.print(plain(f"  reason: {e.reason}"), highlight=False, soft_wrap=True)
+        if e.missed:
+            out.print(plain("  missed duties: " + ", ".join(f"{k} {human(v)}" for k, v in e.missed.items())), highlight=False)
+        for s in e.steps:
+            if s.name == run.kind and len(e.steps) == 1:
+                continue  # an event's one step repeats the run
+            took = f" in {_seconds((s.ended - s.started).total_seconds())}" if s.ended else ""
+            proof = f" (fence proven: {s.evidence['proof']})" if s.evidence.get("proof") else ""
+            failed = s.outcome not in (None, "ok") and s.evidence.get("error") and not (e.reason and e.reason in s.evidence["error"])
+            error = f": {s.evidence['error']}" if failed else ""
+            out.print(plain(f"  {s.name}: {s.outcome or 'did not finish'}{took}{proof}{error}"), highlight=False, soft_wrap=True)
+        if run.state != "ok" and run.detail.get("recovery"):
+            for what, commands in run.detail["recovery"].items():
                 out.print(plain(f"  to {what}:"))
                 for c in commands:
                     out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s" if value < 120 else f"{value / 60:.1f} min"

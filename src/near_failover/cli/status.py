@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from near_failover.cli.common import (
     print_json,
 )
 from near_failover.cli.render import print_history, print_status
+from near_failover.cli_errors import fail
 
 
 async def _lease_status(inv: Any) -> Any:
@@ -117,19 +119,42 @@ def _window_start(samples: list[Any], blocks: int) -> Any:
     return inside[0] if inside else samples[-1]
 
 
+KindOption = typer.Option(None, "--kind", metavar="KIND",
+                          help="Only runs of this kind (switchover, failover, auto-failover, self-fence, ...); repeat for several.")
+
+
 @app.command("history")
 def history(
     inventory: Path = InventoryOption,
-    limit: int = typer.Option(20, "--limit", min=1, max=HISTORY_LIMIT_MAX, help=f"How many runs, newest first (1 to {HISTORY_LIMIT_MAX})."),
+    limit: int = typer.Option(20, "--limit", min=1, max=HISTORY_LIMIT_MAX, metavar="N", help=f"How many runs, newest first (1 to {HISTORY_LIMIT_MAX})."),
+    since: str | None = typer.Option(None, "--since", metavar="WHEN",
+                                     help="Only runs started since WHEN: a UTC date or time (2026-12-01, 2026-12-01T08:00) or a span back from now (30m, 6h, 7d)."),
+    kinds: list[str] | None = KindOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Past and interrupted runs with their steps, evidence and, where a run did not finish,
-    the commands that finish or revert it."""
+    """Past and interrupted runs: who started each, how long it took, its steps, the duties the
+    pool missed, why it was refused or stopped and, where a run did not finish, the commands
+    that finish or revert it."""
     inv = load_inventory_or_fail(inventory)
+    start = parse_since(since) if since is not None else None
     with journal_or_fail(inv) as journal:
-        runs = [{**run.to_json(), "steps": [s.to_json() for s in journal.steps(run.id)]} for run in journal.runs(inv.validator.account_id, limit)]
+        entries = journal.history(inv.validator.account_id, limit, kinds or None, start)
     if as_json:
-        print_json(runs)
+        print_json([e.to_json() for e in entries])
         return
-    print_history(runs)
+    print_history(entries)
 
+
+def parse_since(text: str) -> datetime:
+    """``--since``: an ISO date or time (UTC unless it says otherwise), or ``<n>m|h|d`` ago."""
+    import re
+    from datetime import UTC, timedelta
+
+    if match := re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text):
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        fail(f"--since {text!r}: expected a date or time (2026-12-01, 2026-12-01T08:00) or a span back from now (30m, 6h, 7d)")
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
