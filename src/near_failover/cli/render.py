@@ -20,18 +20,76 @@ def print_finding_lines(findings: list[Finding]) -> None:
         out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
 
 
+# While a step runs longer than this, a move followed through an agent says so again.
+STILL_RUNNING_EVERY = 15.0
+
+
 def say_step(step: dict[str, Any], shown: dict[int, str | None]) -> None:
-    """A step's start, then its end, each printed once (as a move run here prints them)."""
-    from datetime import datetime
+    """A step's start, then its end, each printed once (as a move run here prints them); while
+    it runs, every STILL_RUNNING_EVERY seconds, how long it has been running (an Option 1
+    activation can wait 900 s for neard's memtries)."""
+    from datetime import UTC, datetime
 
     if step["id"] not in shown:
         err.print(plain(f"{step['name']}...", "dim"), highlight=False)
         shown[step["id"]] = None
-    if step["outcome"] is not None and shown[step["id"]] is None:
-        seconds = (datetime.fromisoformat(step["ended"]) - datetime.fromisoformat(step["started"])).total_seconds()
+    started = datetime.fromisoformat(step["started"])
+    if step["outcome"] is None:
+        running = (datetime.now(UTC) - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds()
+        mark = f"running {int(running // STILL_RUNNING_EVERY)}"
+        if running >= STILL_RUNNING_EVERY and shown[step["id"]] != mark:
+            phase = step["evidence"].get("phase")
+            err.print(plain(f"{step['name']}: still running after {running:.0f}s" + (f" ({phase})" if phase else ""), "dim"), highlight=False)
+            shown[step["id"]] = mark
+    elif shown[step["id"]] is None or shown[step["id"]].startswith("running"):  # type: ignore[union-attr]
+        seconds = (datetime.fromisoformat(step["ended"]) - started).total_seconds()
         proof = f" (fence proven: {step['evidence']['proof']})" if step["evidence"].get("proof") else ""
         err.print(plain(f"{step['name']}: {step['outcome']} in {seconds:.2f}s{proof}", "dim"), highlight=False)
         shown[step["id"]] = step["outcome"]
+
+
+def api_error_text(body: Any) -> str:
+    """An agent API's error answer as one sentence: its message, else its error code or detail;
+    never the raw object."""
+    if isinstance(body, dict):
+        for field in ("message", "detail", "error"):
+            value = body.get(field)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, list) and value:
+                return "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
+        return "no reason given"
+    return str(body) if body else "no reason given"
+
+
+def move_result_from_json(data: dict[str, Any]) -> Any:
+    """A move's result as an agent's API returns it (MoveResult.to_json), back as a MoveResult,
+    so a move run through the agents prints as one run here does."""
+    from near_failover.procedures.move import KeyLeftBehind, MoveResult
+
+    return MoveResult(
+        kind=data.get("kind") or "switchover",
+        mode=data.get("mode") or "hot-swap",
+        source=data.get("from"),
+        target=str(data.get("to") or "?"),
+        ok=bool(data.get("ok")),
+        outcome=str(data.get("outcome") or ("ok" if data.get("ok") else "failed")),
+        message=str(data.get("message") or ""),
+        run_id=data.get("run_id"),
+        seconds=dict(data.get("seconds") or {}),
+        missed=data.get("missed"),
+        recovery=dict(data.get("recovery") or {}),
+        node_states=dict(data.get("node_states") or {}),
+        notes=list(data.get("notes") or []),
+        keys_left_behind=[KeyLeftBehind(k["node"], k["path"], list(k["commands"])) for k in data.get("keys_left_behind") or []],
+    )
+
+
+def print_agent_move(who: str, data: dict[str, Any]) -> None:
+    """A move an agent ran: who ran it, then the same lines as a move run here."""
+    result = move_result_from_json(data)
+    out.print(plain(f"run {result.run_id if result.run_id is not None else '-'} was run by {who}'s agent"), highlight=False)
+    print_move(result)
 
 
 def print_move(result: Any) -> None:
