@@ -62,6 +62,12 @@ def test_status_exit_codes_roles_and_human_text(net: Localnet):
     assert degraded.returncode == 3, degraded.stdout + degraded.stderr
     assert "agents that should run and do not: val-a, val-b, val-c" in " ".join(degraded.stdout.split())
     assert_human(degraded.stdout)
+    # pause, resume and guard answer scripts in JSON too.
+    assert json.loads(cli("pause", "-c", net.inventory, "--json").stdout) == {"validator": net.pool(), "store": "sqlite", "paused": True}
+    assert "automatic decisions paused" in json.loads(status(net, "--json").stdout)["verdict"]["problems"]
+    assert json.loads(cli("resume", "-c", net.inventory, "--json").stdout)["paused"] is False
+    allowed = json.loads(cli("guard", "-c", net.inventory, "--node", "val-b", "--json").stdout)
+    assert (allowed["node"], allowed["allowed"]) == ("val-b", True) and allowed["reason"]
     net.inventory.write_text(plain_inventory)
 
     # Usage errors exit 2.

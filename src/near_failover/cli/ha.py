@@ -111,7 +111,7 @@ def _api_server(spec: Any) -> Any:
         fail(f"node {spec.name}: {exc}")
 
 
-def _set_paused(inventory: Path, paused: bool) -> None:
+def _set_paused(inventory: Path, paused: bool, as_json: bool) -> None:
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
 
     inv = load_inventory_or_fail(inventory)
@@ -124,7 +124,10 @@ def _set_paused(inventory: Path, paused: bool) -> None:
         asyncio.run(go())
     except LeaseStoreError as exc:
         fail(str(exc), EXIT_REFUSED)
-    out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
+    if as_json:
+        print_json({"validator": inv.validator.account_id, "store": inv.lease.store if inv.lease else "sqlite", "paused": paused})
+    else:
+        out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
 
 
 @alert_app.command("test")
@@ -148,15 +151,15 @@ def alert_test(inventory: Path = InventoryOption, as_json: bool = JsonOption) ->
 
 
 @app.command("pause")
-def pause(inventory: Path = InventoryOption) -> None:
+def pause(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
     """Stop automatic promotions for this validator (maintenance); leaders keep their lease."""
-    _set_paused(inventory, True)
+    _set_paused(inventory, True, as_json)
 
 
 @app.command("resume")
-def resume(inventory: Path = InventoryOption) -> None:
+def resume(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
     """Restart automatic decisions after `pause`."""
-    _set_paused(inventory, False)
+    _set_paused(inventory, False, as_json)
 
 
 @app.command("guard")
@@ -165,6 +168,7 @@ def guard(
     node: str = typer.Option(..., "--node", help="The node whose neard is about to start."),
     log_format: LogFormat = LogFormatOption,
     log_level: LogLevel = LogLevelOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
     its home unless this node holds the lease."""
@@ -185,7 +189,10 @@ def guard(
             return await boot_guard(inv, node, store)
 
     verdict = asyncio.run(go())
-    (out if verdict.allowed else err).print(plain(("ok: " if verdict.allowed else "refused: ") + verdict.reason), highlight=False, soft_wrap=True)
+    if as_json:
+        print_json({"node": node, "allowed": verdict.allowed, "reason": verdict.reason})
+    else:
+        (out if verdict.allowed else err).print(plain(("ok: " if verdict.allowed else "refused: ") + verdict.reason), highlight=False, soft_wrap=True)
     if not verdict.allowed:
         raise typer.Exit(EXIT_REFUSED)
 
