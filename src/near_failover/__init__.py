@@ -1,24 +1,11 @@
 """near-failover: fenced, verified, journaled failover for NEAR Protocol validators."""
 
-import structlog as _structlog
-
-from near_failover.redact import redact_log_event as _redact_log_event
-
 __version__ = "0.1.0"
 
-# structlog's default renderer prints every frame's local variables with a traceback; a password
-# (etcd), a token or a key being parsed can be among them. Every entry point (the CLI, the agent,
-# the watchdog) imports this package first, so tracebacks never show locals. Every event, the
-# text of its exception included, then passes the one redaction rule set (near_failover.redact).
-_structlog.configure(
-    processors=[
-        _structlog.contextvars.merge_contextvars,
-        _structlog.processors.add_log_level,
-        _structlog.processors.StackInfoRenderer(),
-        _structlog.dev.set_exc_info,
-        _structlog.processors.format_exc_info,
-        _redact_log_event,
-        _structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-        _structlog.dev.ConsoleRenderer(exception_formatter=_structlog.dev.RichTracebackFormatter(show_locals=False)),
-    ]
-)
+# Every entry point (the CLI, the agent, the watchdog) imports this package first, so every
+# process logs through near_failover.logs from its start: tracebacks without local variables, the
+# one redaction rule set on every event, and no colour codes unless the output is a terminal.
+# The format and level an agent exported reach the watchdog it spawns the same way.
+from near_failover.logs import configure_from_env as _configure_from_env
+
+_configure_from_env()

@@ -107,10 +107,7 @@ async def run_demo(directory: Path | None, block_time: float, memtrie_load: floa
                     second = await Move(inventory, nodes, "failover", "rpc", "val-c", journal, settings, progress=say).run()
                     moves.append(summarise(second))
                     status = await cluster_status(inventory, nodes)
-                    history = [
-                        {**run.to_json(), "steps": [s.to_json() for s in journal.steps(run.id)]}
-                        for run in journal.runs(inventory.validator.account_id)
-                    ]
+                    history = journal.history(inventory.validator.account_id)
             book = ledger(where)
     return {"moves": moves, "double_signs": book["double_signs"], "status": status, "history": history, "ledger": book}
 
@@ -253,7 +250,6 @@ async def run_auto_demo(directory: Path | None, block_time: float, memtrie_load:
                 async with open_nodes(inventory) as nodes:
                     status = await cluster_status(inventory, nodes)
                 with Journal(Path(inventory.journal.path)) as journal:
-                    history = [{**run.to_json(), "steps": [s.to_json() for s in journal.steps(run.id)]}
-                               for run in journal.runs(inventory.validator.account_id)]
+                    history = journal.history(inventory.validator.account_id)
             book = ledger(where)
     return {"moves": [move], "double_signs": book["double_signs"], "status": status, "history": history, "ledger": book}

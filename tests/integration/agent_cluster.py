@@ -85,11 +85,12 @@ class AgentCluster:
 
 def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val-b"), tls: TlsFiles | None = None,
                         lease_variants: dict[str, dict[str, Any]] | None = None, lease: dict[str, Any] | None = None,
-                        alerts: list[dict[str, Any]] | None = None, **localnet: Any) -> AgentCluster:
+                        alerts: list[dict[str, Any]] | None = None, agent_args: tuple[str, ...] = (), **localnet: Any) -> AgentCluster:
     """A localnet whose inventory keeps `nodes` (and `alerts` as its [[alert]] tables), with an agent and its API on each (over https
     with `tls`'s server certificate and CA); waits until every agent is healthy in its role and
     all of them name the one leader. `lease_variants` gives an agent its own inventory, with
     those [lease] fields changed (what that agent believes); `lease` overrides LEASE's timings;
+    `agent_args` are added to each agent's command line (`--log-format json`);
     `localnet` are start_localnet's options."""
     net = start_localnet(directory, **localnet)
     try:
@@ -123,7 +124,7 @@ def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val
         for name in nodes:
             with open(directory / f"agent-{name}.log", "ab") as log:
                 cluster.agents[name] = subprocess.Popen(
-                    [*AGENT, "-c", str(inventories[name]), "--node", name],
+                    [*AGENT, "-c", str(inventories[name]), "--node", name, *agent_args],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 )
     except BaseException:

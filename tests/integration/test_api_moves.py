@@ -213,7 +213,11 @@ def test_failover_through_the_target_agent_by_the_cli_without_force(cluster: Age
     text = " ".join(stderr.split())
     assert "started by val-c's agent" in text and "preflight..." in text and "fence: ok" in text, stderr
     assert "(fence proven: chain-silence)" in text and "verify: ok" in text, stderr
-    assert "ok: run" in stdout and "by val-c's agent" in stdout, stdout
+    # The result prints as a move run here: outcome, seconds per phase, missed duties.
+    shown = " ".join(stdout.split())
+    assert "was run by val-c's agent" in shown and "ok: failover (rpc) " in shown and "-> val-c" in shown, stdout
+    assert "seconds: " in shown and "fence " in shown and "missed duties: blocks " in shown, stdout
+    assert "None" not in stdout and "{" not in stdout, stdout
 
     run = cluster.get("val-c", "/history?limit=1").json()["runs"][0]
     assert (run["kind"], run["to"], run["state"], step(run, "fence")["evidence"]["proof"]) == ("failover", "val-c", "ok", "chain-silence"), run

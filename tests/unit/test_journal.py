@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -80,7 +81,9 @@ def test_run_and_steps_are_recorded(tmp_path: Path) -> None:
     assert (run.kind, run.mode, run.from_node, run.to_node, run.outcome, run.state) == (
         "switchover", "hot-swap", "val-a", "val-b", "failed", "failed",
     )
+    initiator = run.detail.pop("initiator")
     assert run.detail == {"recovery": ["near-failover ... unmask"], "reason": "fence"}
+    assert f"on {socket.gethostname()}" in initiator and ", by " in initiator
     assert run.owner_pid == os.getpid()
     assert run.to_json()["from"] == "val-a"
     with pytest.raises(JournalError):
@@ -245,3 +248,17 @@ def test_time_is_recorded_in_utc(tmp_path: Path) -> None:
     run_id = journal.start_run("pool.near", "switchover")
     started = journal.run(run_id).started
     assert started.tzinfo is not None and abs(started.timestamp() - before) < 3600
+
+
+def test_runs_by_kind_and_since(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    with Journal(tmp_path / "j.sqlite") as journal:
+        first = journal.start_run("pool.near", "switchover", "hot-swap", "val-a", "val-b")
+        journal.finish_run(first, "ok")
+        fence = journal.record_event("pool.near", "self-fence", "val-b", {"reason": "neard gone"})
+        assert [r.id for r in journal.runs("pool.near", kinds=["self-fence"])] == [fence]
+        assert [r.id for r in journal.runs("pool.near", kinds=["switchover", "self-fence"])] == [fence, first]
+        assert journal.runs("pool.near", since=datetime.now(UTC) + timedelta(minutes=1)) == []
+        assert len(journal.runs("pool.near", since=datetime.now(UTC) - timedelta(minutes=1))) == 2
+        assert "initiator" in journal.run(fence).detail

@@ -13,9 +13,14 @@ import typer
 from near_failover.cli_errors import EXIT_REFUSED, SafeTyperGroup, fail
 from near_failover.console import console, plain
 from near_failover.ha.alerts import send_alert
+from near_failover.logs import LogFormat, LogLevel, configure_from_env, configure_logging
 from near_failover.redact import redact_record
 
 STATUS_LEASE_TIMEOUT = 10.0
+
+
+# `status`: the blocks over which each kickout ratio's rate is measured for its projection.
+STATUS_RATE_BLOCKS = 10
 
 
 HISTORY_LIMIT_MAX = 1_000_000
@@ -103,10 +108,19 @@ def journal_or_fail(inventory: Any) -> Any:
         fail(f"{exc}; {fix}")
 
 
-def log_to_stderr() -> None:
-    import structlog
+LogFormatOption = typer.Option(LogFormat.CONSOLE, "--log-format", help="console (for a terminal; colours only there), json or logfmt (one event a line).")
 
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+LogLevelOption = typer.Option(LogLevel.INFO, "--log-level", help="The lowest level logged.")
+
+
+def log_to_stderr(fmt: LogFormat | None = None, level: LogLevel = LogLevel.INFO, export: bool = False) -> None:
+    """Logs to stderr, so they never mix with --json on stdout; ``export`` passes the format to
+    the processes this one starts (the agent's watchdog). Without ``fmt``: the environment's."""
+    if fmt is None:
+        configure_from_env(sys.stderr)
+    else:
+        configure_logging(fmt, level, sys.stderr, export)
 
 
 async def deliver_alert(inventory: Any, event: Any) -> list[Any]:

@@ -11,6 +11,8 @@ import typer
 from near_failover.cli.common import (
     InventoryOption,
     JsonOption,
+    LogFormatOption,
+    LogLevelOption,
     app,
     deliver_alert,
     err,
@@ -23,6 +25,7 @@ from near_failover.cli.common import (
 from near_failover.cli_errors import EXIT_REFUSED, fail
 from near_failover.console import plain
 from near_failover.ha.alerts import AlertEvent, AlertKind
+from near_failover.logs import LogFormat, LogLevel, settings_summary
 
 alert_app = typer.Typer(help="Check the alert targets of an inventory.", no_args_is_help=True, rich_markup_mode=None)
 
@@ -31,6 +34,8 @@ alert_app = typer.Typer(help="Check the alert targets of an inventory.", no_args
 def agent(
     inventory: Path = InventoryOption,
     node: str = typer.Option(..., "--node", help="The node this agent runs beside."),
+    log_format: LogFormat = LogFormatOption,
+    log_level: LogLevel = LogLevelOption,
 ) -> None:
     """Run the automatic-mode agent beside one neard: renew the lease while healthy, fence itself
     before it can expire, promote the best standby when the leader is gone. Serves its API on the
@@ -43,7 +48,7 @@ def agent(
     from near_failover.ha.sdnotify import supervise
     from near_failover.inventory import InventoryError
 
-    log_to_stderr()
+    log_to_stderr(log_format, log_level, export=True)
     inv = load_inventory_or_fail(inventory)
     try:
         spec = inv.node(node)
@@ -51,6 +56,7 @@ def agent(
         token, verify = load_token(inv), api_verify(inv)
     except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
+    log_agent_settings(inv, spec.name, log_format, log_level)
     server = _api_server(spec)
 
     async def go() -> None:
@@ -113,6 +119,13 @@ def watchdog(
         fail(f"watchdog: cannot start: {exc}")
 
 
+def log_agent_settings(inventory: Any, node: str, fmt: LogFormat, level: LogLevel) -> None:
+    """One line at the agent's start with what it runs with, before its loop logs anything."""
+    import structlog
+
+    structlog.get_logger("near_failover.agent").info("agent starting", **settings_summary(inventory, node, fmt, level))
+
+
 def _api_server(spec: Any) -> Any:
     """The node's agent API, bound (with its TLS files loaded) before the agent starts, so a busy
     port or a wrong certificate stops the agent at once with the address or the file named."""
@@ -130,7 +143,7 @@ def _api_server(spec: Any) -> Any:
         fail(f"node {spec.name}: {exc}")
 
 
-def _set_paused(inventory: Path, paused: bool) -> None:
+def _set_paused(inventory: Path, paused: bool, as_json: bool) -> None:
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
 
     inv = load_inventory_or_fail(inventory)
@@ -143,7 +156,10 @@ def _set_paused(inventory: Path, paused: bool) -> None:
         asyncio.run(go())
     except LeaseStoreError as exc:
         fail(str(exc), EXIT_REFUSED)
-    out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
+    if as_json:
+        print_json({"validator": inv.validator.account_id, "store": inv.lease.store if inv.lease else "sqlite", "paused": paused})
+    else:
+        out.print("automatic decisions paused: agents keep renewing but never promote" if paused else "automatic decisions resumed")
 
 
 @alert_app.command("test")
@@ -167,21 +183,24 @@ def alert_test(inventory: Path = InventoryOption, as_json: bool = JsonOption) ->
 
 
 @app.command("pause")
-def pause(inventory: Path = InventoryOption) -> None:
+def pause(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
     """Stop automatic promotions for this validator (maintenance); leaders keep their lease."""
-    _set_paused(inventory, True)
+    _set_paused(inventory, True, as_json)
 
 
 @app.command("resume")
-def resume(inventory: Path = InventoryOption) -> None:
+def resume(inventory: Path = InventoryOption, as_json: bool = JsonOption) -> None:
     """Restart automatic decisions after `pause`."""
-    _set_paused(inventory, False)
+    _set_paused(inventory, False, as_json)
 
 
 @app.command("guard")
 def guard(
     inventory: Path = InventoryOption,
     node: str = typer.Option(..., "--node", help="The node whose neard is about to start."),
+    log_format: LogFormat = LogFormatOption,
+    log_level: LogLevel = LogLevelOption,
+    as_json: bool = JsonOption,
 ) -> None:
     """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
     its home unless this node holds the lease."""
@@ -189,6 +208,7 @@ def guard(
     from near_failover.ha.lease import LeaseStoreError, open_lease_store
     from near_failover.inventory import InventoryError
 
+    log_to_stderr(log_format, log_level)
     inv = load_inventory_or_fail(inventory)
     try:
         node = inv.node(node).name
@@ -201,7 +221,10 @@ def guard(
             return await boot_guard(inv, node, store)
 
     verdict = asyncio.run(go())
-    (out if verdict.allowed else err).print(plain(("ok: " if verdict.allowed else "refused: ") + verdict.reason), highlight=False, soft_wrap=True)
+    if as_json:
+        print_json({"node": node, "allowed": verdict.allowed, "reason": verdict.reason})
+    else:
+        (out if verdict.allowed else err).print(plain(("ok: " if verdict.allowed else "refused: ") + verdict.reason), highlight=False, soft_wrap=True)
     if not verdict.allowed:
         raise typer.Exit(EXIT_REFUSED)
 

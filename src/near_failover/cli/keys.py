@@ -37,7 +37,7 @@ def keys_inspect(
         table.add_row("public_key", plain(key.public_key))
         table.add_row("valid", "yes: the public key matches the secret key")
         for w in warnings:
-            table.add_row("[yellow]warning[/]", plain(f"{w} (fix: chmod 600 {file})"))
+            table.add_row("[yellow]warning[/]", plain(w))  # each warning already says the fix
         out.print(table)
     raise typer.Exit(EXIT_REFUSED if warnings else 0)
 

@@ -21,11 +21,10 @@ from near_failover.cli.common import (
     err,
     journal_or_fail,
     load_inventory_or_fail,
-    out,
     print_json,
     run_and_print,
 )
-from near_failover.cli.render import print_move, say_step
+from near_failover.cli.render import api_error_text, print_agent_move, print_move, say_step
 from near_failover.cli_errors import EXIT_REFUSED, fail
 from near_failover.console import plain
 from near_failover.ha.alerts import AlertEvent
@@ -71,9 +70,7 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
             if as_json:
                 print_json(result)
             else:
-                out.print(plain(f"{'ok' if result.get('ok') else 'failed'}: run {result.get('run_id')} by {who}'s agent: {result.get('message') or result.get('outcome')}"), highlight=False, soft_wrap=True)
-                if result.get("seconds"):
-                    out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result["seconds"].items()))
+                print_agent_move(who, result)
             raise typer.Exit(0 if result.get("ok") else EXIT_REFUSED)
 
     async def go() -> Any:
@@ -142,7 +139,7 @@ async def _through_the_lease(inventory: Any, kind: str, options: Any) -> tuple[s
         except ValueError:
             fail(f"{runner.name}'s agent API answered HTTP {answer.status_code} without JSON", EXIT_REFUSED)
         if answer.status_code != 202:
-            fail(f"{runner.name}'s agent refused the {kind} (HTTP {answer.status_code}): {started.get('message', started)}", EXIT_REFUSED)
+            fail(f"{runner.name}'s agent refused the {kind} (HTTP {answer.status_code}): {api_error_text(started)}", EXIT_REFUSED)
         run_id = started["run_id"]
         err.print(plain(f"run {run_id} started by {runner.name}'s agent; following {api}/runs/{run_id}"), highlight=False)
         return runner.name, await _follow_run(client, api, runner.name, run_id)
@@ -170,7 +167,7 @@ async def _follow_run(client: Any, api: str, who: str, run_id: int) -> dict[str,
             answer = await client.get(f"{api}/runs/{run_id}")
             run = answer.json()
             if answer.status_code != 200:
-                fail(f"{who}'s agent cannot show run {run_id} (HTTP {answer.status_code}): {run.get('message', run)}", EXIT_REFUSED)
+                fail(f"{who}'s agent cannot show run {run_id} (HTTP {answer.status_code}): {api_error_text(run)}", EXIT_REFUSED)
             misses = 0
         except (httpx.HTTPError, ValueError) as exc:
             misses += 1

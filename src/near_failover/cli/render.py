@@ -20,18 +20,76 @@ def print_finding_lines(findings: list[Finding]) -> None:
         out.print(plain(f"  fix: {f.fix}"), highlight=False, soft_wrap=True)
 
 
+# While a step runs longer than this, a move followed through an agent says so again.
+STILL_RUNNING_EVERY = 15.0
+
+
 def say_step(step: dict[str, Any], shown: dict[int, str | None]) -> None:
-    """A step's start, then its end, each printed once (as a move run here prints them)."""
-    from datetime import datetime
+    """A step's start, then its end, each printed once (as a move run here prints them); while
+    it runs, every STILL_RUNNING_EVERY seconds, how long it has been running (an Option 1
+    activation can wait 900 s for neard's memtries)."""
+    from datetime import UTC, datetime
 
     if step["id"] not in shown:
         err.print(plain(f"{step['name']}...", "dim"), highlight=False)
         shown[step["id"]] = None
-    if step["outcome"] is not None and shown[step["id"]] is None:
-        seconds = (datetime.fromisoformat(step["ended"]) - datetime.fromisoformat(step["started"])).total_seconds()
+    started = datetime.fromisoformat(step["started"])
+    if step["outcome"] is None:
+        running = (datetime.now(UTC) - (started if started.tzinfo else started.replace(tzinfo=UTC))).total_seconds()
+        mark = f"running {int(running // STILL_RUNNING_EVERY)}"
+        if running >= STILL_RUNNING_EVERY and shown[step["id"]] != mark:
+            phase = step["evidence"].get("phase")
+            err.print(plain(f"{step['name']}: still running after {running:.0f}s" + (f" ({phase})" if phase else ""), "dim"), highlight=False)
+            shown[step["id"]] = mark
+    elif shown[step["id"]] is None or shown[step["id"]].startswith("running"):  # type: ignore[union-attr]
+        seconds = (datetime.fromisoformat(step["ended"]) - started).total_seconds()
         proof = f" (fence proven: {step['evidence']['proof']})" if step["evidence"].get("proof") else ""
         err.print(plain(f"{step['name']}: {step['outcome']} in {seconds:.2f}s{proof}", "dim"), highlight=False)
         shown[step["id"]] = step["outcome"]
+
+
+def api_error_text(body: Any) -> str:
+    """An agent API's error answer as one sentence: its message, else its error code or detail;
+    never the raw object."""
+    if isinstance(body, dict):
+        for field in ("message", "detail", "error"):
+            value = body.get(field)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, list) and value:
+                return "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
+        return "no reason given"
+    return str(body) if body else "no reason given"
+
+
+def move_result_from_json(data: dict[str, Any]) -> Any:
+    """A move's result as an agent's API returns it (MoveResult.to_json), back as a MoveResult,
+    so a move run through the agents prints as one run here does."""
+    from near_failover.procedures.move import KeyLeftBehind, MoveResult
+
+    return MoveResult(
+        kind=data.get("kind") or "switchover",
+        mode=data.get("mode") or "hot-swap",
+        source=data.get("from"),
+        target=str(data.get("to") or "?"),
+        ok=bool(data.get("ok")),
+        outcome=str(data.get("outcome") or ("ok" if data.get("ok") else "failed")),
+        message=str(data.get("message") or ""),
+        run_id=data.get("run_id"),
+        seconds=dict(data.get("seconds") or {}),
+        missed=data.get("missed"),
+        recovery=dict(data.get("recovery") or {}),
+        node_states=dict(data.get("node_states") or {}),
+        notes=list(data.get("notes") or []),
+        keys_left_behind=[KeyLeftBehind(k["node"], k["path"], list(k["commands"])) for k in data.get("keys_left_behind") or []],
+    )
+
+
+def print_agent_move(who: str, data: dict[str, Any]) -> None:
+    """A move an agent ran: who ran it, then the same lines as a move run here."""
+    result = move_result_from_json(data)
+    out.print(plain(f"run {result.run_id if result.run_id is not None else '-'} was run by {who}'s agent"), highlight=False)
+    print_move(result)
 
 
 def print_move(result: Any) -> None:
@@ -72,60 +130,136 @@ def print_move(result: Any) -> None:
             out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
 
-def print_lease(lease: dict[str, Any]) -> None:
-    if "error" in lease:
-        out.print(plain(f"lease ({lease['store']}): cannot be read: {lease['error']}", "red"), highlight=False, soft_wrap=True)
+def human(value: Any) -> str:
+    """A value as a person reads it: `-` for unknown, yes/no, a tracking dict as `key value`."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {human(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(human(v) for v in value) or "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def role_text(node: Any, full: bool = True) -> str:
+    """signer | standby (ready | not ready: why) | fenced (why; rejoin: command) | down (why);
+    without ``full``, the short form for a table cell (the reasons follow the table)."""
+    from near_failover.procedures.status import Role
+
+    why = "; ".join(node.why)
+    if node.role == Role.STANDBY:
+        return f"{node.standby_mode} standby (" + ("ready)" if node.ready else (f"not ready: {why})" if full else "not ready)"))
+    if node.role == Role.FENCED:
+        return f"fenced ({why}; rejoin: {node.rejoin})" if full else "fenced"
+    if node.role == Role.DOWN:
+        return f"down ({why or 'its RPC does not answer'})" if full else "down"
+    if node.role == Role.WRONG_KEY:
+        return f"wrong key ({node.key_loaded})"
+    return str(node.role.value)
+
+
+def print_lease(lease: Any) -> None:
+    if lease.error is not None:
+        out.print(plain(f"lease ({lease.store}): cannot be read: {lease.error}", "red"), highlight=False, soft_wrap=True)
         return
-    leader = lease["leader"]
-    held = safe(f"{leader['member']} holds it (generation {leader['generation']})") if leader else "[red]nobody holds it[/]"
-    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease["paused"] else "on"
-    out.print(f"lease ({safe(lease['store'])}): {held}; automatic decisions {decisions}", highlight=False)
-    for m in lease["members"]:
-        health = "healthy" if m["healthy"] else "[red]" + safe("; ".join(m["problems"])) + "[/]"
-        out.print(f"  agent {safe(m['name'])}: {safe(m['role'])}, {health}", highlight=False, soft_wrap=True)
+    leader = lease.leader
+    held = safe(f"{leader.member} holds it (generation {leader.generation})") if leader else "[red]nobody holds it[/]"
+    decisions = "[yellow]paused[/] (no automatic promotion; `near-failover resume`)" if lease.paused else "on"
+    out.print(f"lease ({safe(lease.store)}): {held}; automatic decisions {decisions}", highlight=False)
+    for m in lease.members:
+        health = "healthy" if m.healthy else "[red]" + safe("; ".join(m.problems) or "unhealthy") + "[/]"
+        out.print(f"  agent {safe(m.name)}: {safe(m.role)}, {health}", highlight=False, soft_wrap=True)
+    if lease.missing_agents:
+        out.print(plain(f"  agents that should run and do not: {', '.join(lease.missing_agents)} "
+                        "(start `near-failover agent -c INVENTORY --node NODE` beside each neard)", "red"), highlight=False, soft_wrap=True)
 
 
-def print_status(view: dict[str, Any]) -> None:
-    table = Table(title=plain(f"{view['validator']} on {view['chain_id']}"))
-    for col in ("node", "role", "key loaded", "head", "lag", "syncing", "tracking", "memtries", "version"):
+def print_production(p: Any) -> None:
+    if p.epoch_length:
+        out.print(f"epoch: height {p.height}, {p.epoch_progress_percent:g}% of {p.epoch_length} blocks since {p.epoch_start_height}", highlight=False)
+    else:
+        out.print(f"epoch: height {p.height}, started at {p.epoch_start_height} (length unknown)", highlight=False)
+    for kind, k in p.kinds().items():
+        pct = f"{k.percent:.1f}%" if k.percent is not None else "-"
+        flag = " [red]below kickout threshold[/]" if k.at_risk else ""
+        projected = ""
+        if k.projected_percent is not None:
+            colour = "red" if k.projected_at_risk else "green"
+            projected = f", [{colour}]{k.projected_percent:.1f}% at the epoch's end[/] at the rate of the last {p.rate_blocks} blocks"
+        out.print(f"{kind}: {k.produced}/{k.expected} {pct} (kickout < {k.kickout_threshold}%){flag}{projected}", highlight=False)
+    online = f"{p.online_percent}%" if p.online_percent is not None else "-"
+    out.print(f"online: {online} (rewards zero below {p.reward_thresholds['zero_below']}%, full from {p.reward_thresholds['full_from']}%)", highlight=False)
+
+
+def print_status(view: Any) -> None:
+    table = Table(title=plain(f"{view.validator} on {view.chain_id}"))
+    for col in ("node", "role", "key staged", "key in home", "restart pending", "head", "lag", "syncing", "tracking", "memtries", "version"):
         table.add_column(col)
-    for n in view["nodes"]:  # every cell is what a node answered: plain text, never markup
-        table.add_row(*(plain(cell) for cell in (
-            n["name"], n["role"], n.get("key_loaded") or "-", n.get("head", "-"), n.get("lag", "-"),
-            n.get("syncing", "-"), json.dumps(n.get("tracking")), n.get("memtries", "-"), n.get("version", "-"))))
+    for n in view.nodes:  # every cell is what a node answered: plain text, never markup
+        table.add_row(*(plain(human(cell)) for cell in (
+            n.name, role_text(n, full=False), n.key_staged, n.key_in_home, ("yes: " + "; ".join(n.restart_pending)) if n.restart_pending else (None if n.tracking is None else False),
+            n.head, n.lag, n.syncing, n.tracking, n.memtries, n.version)))
     out.print(table)
-    p = view["production"]
-    if p:
-        for kind in ("blocks", "chunks", "endorsements"):
-            k = p[kind]
-            pct = f"{k['percent']:.1f}%" if k["percent"] is not None else "-"
-            flag = " [red]below kickout threshold[/]" if k["at_risk"] else ""
-            out.print(f"{kind}: {k['produced']}/{k['expected']} {pct} (kickout < {k['kickout_threshold']}%){flag}")
-        out.print(f"online: {p['online_percent']}% (rewards zero below 90%, full from 99%)")
-    if "lease" in view:
-        print_lease(view["lease"])
-    if view["double_signer_risk"]:
-        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view['signers']))}[/]")
-    for name in view["keys_left_in_home"]:
+    for n in view.nodes:
+        if role_text(n) != role_text(n, full=False):
+            out.print(plain(f"{n.name}: {role_text(n)}"), highlight=False, soft_wrap=True)
+    if view.production is not None:
+        print_production(view.production)
+    if view.lease is not None:
+        print_lease(view.lease)
+    if view.double_signer_risk:
+        out.print(f"[bold red]several nodes have the pool's key loaded: {safe(', '.join(view.signers))}[/]")
+    for name in view.keys_left_in_home:
         out.print(
-            plain(f"{name} has the pool's key in its home while {', '.join(view['signers'])} signs: a restart or SIGHUP "
+            plain(f"{name} has the pool's key in its home while {', '.join(view.signers)} signs: a restart or SIGHUP "
                   f"of its neard makes two signers. Stop its neard and move the key out of its home.", "bold red"),
             highlight=False,
             soft_wrap=True,
         )
+    verdict = view.verdict
+    if verdict is not None:
+        word, colour = {0: ("ok", "green"), 3: ("degraded", "yellow")}.get(verdict.exit_code, ("critical", "bold red"))
+        out.print(f"[{colour}]{word}[/]" + safe(": " + "; ".join(verdict.problems) if verdict.problems else ": one node signs and the chain shows it producing"),
+                  highlight=False, soft_wrap=True)
 
 
-def print_history(runs: list[dict[str, Any]]) -> None:
-    for run in runs:
-        colour = "green" if run["state"] == "ok" else "red"
-        mode = f" ({run['mode']})" if run["mode"] else ""
-        move = f" {run['from']} -> {run['to']}" if run["to"] else f" on {run['from']}"
-        out.print(f"[{colour}]run {run['id']}[/] " + safe(f"{run['started']} {run['kind']}{mode}{move}: {run['state']}"), highlight=False)
-        for s in run["steps"]:
-            out.print(plain(f"  {s['name']}: {s['outcome'] or 'did not finish'}"), highlight=False)
-        if run["state"] != "ok" and run["detail"].get("recovery"):
-            for what, commands in run["detail"]["recovery"].items():
+def print_history(entries: list[Any]) -> None:
+    """Each run: when, what, outcome and duration, who started it, the duties the pool missed,
+    why it ended so, its steps with their durations, and the commands left to run."""
+    if not entries:
+        out.print("no runs yet")
+        return
+    for e in entries:
+        run = e.run
+        colour = "green" if run.state == "ok" else "red"
+        mode = f" ({run.mode})" if run.mode else ""
+        move = f" {run.from_node or '?'} -> {run.to_node}" if run.to_node else f" on {run.from_node or '?'}"
+        took = f" in {_seconds(e.seconds)}" if e.seconds else ""  # an event starts and ends at once
+        when = run.started.strftime("%Y-%m-%d %H:%M:%S UTC")
+        out.print(f"[{colour}]run {run.id}[/] " + safe(f"{when} {run.kind}{mode}{move}: {run.state}{took}"), highlight=False, soft_wrap=True)
+        out.print(plain(f"  started by {e.initiator}"), highlight=False, soft_wrap=True)
+        if e.reason:
+            out.print(plain(f"  reason: {e.reason}"), highlight=False, soft_wrap=True)
+        if e.missed:
+            out.print(plain("  missed duties: " + ", ".join(f"{k} {human(v)}" for k, v in e.missed.items())), highlight=False)
+        for s in e.steps:
+            if s.name == run.kind and len(e.steps) == 1:
+                continue  # an event's one step repeats the run
+            took = f" in {_seconds((s.ended - s.started).total_seconds())}" if s.ended else ""
+            proof = f" (fence proven: {s.evidence['proof']})" if s.evidence.get("proof") else ""
+            failed = s.outcome not in (None, "ok") and s.evidence.get("error") and not (e.reason and e.reason in s.evidence["error"])
+            error = f": {s.evidence['error']}" if failed else ""
+            out.print(plain(f"  {s.name}: {s.outcome or 'did not finish'}{took}{proof}{error}"), highlight=False, soft_wrap=True)
+        if run.state != "ok" and run.detail.get("recovery"):
+            for what, commands in run.detail["recovery"].items():
                 out.print(plain(f"  to {what}:"))
                 for c in commands:
                     out.print(plain(f"    {c}"), highlight=False, soft_wrap=True)
 
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}s" if value < 120 else f"{value / 60:.1f} min"

@@ -26,7 +26,7 @@ from near_failover.neard.config import (
 )
 from near_failover.neard.keys import KeyFile, KeyFileError, load_key_file, permission_problems
 
-# neard-behaviour §1.4: the AllShards panic applies only to these chain ids.
+# The AllShards panic applies only to these chain ids (nearcore/src/config_validate.rs).
 PUBLIC_CHAINS = ("mainnet", "testnet")
 
 
@@ -107,7 +107,7 @@ def check_home(facts: HomeFacts, role: Role, validator_id: str | None = None) ->
             Finding(
                 Severity.ERROR,
                 f"{cfg_file} cannot be read: {facts.config_error}",
-                "neard refuses to start without a valid config.json (neard-behaviour §1.4).",
+                "neard refuses to start without a valid config.json (nearcore: nearcore/src/config_validate.rs).",
                 "Fix the file, or restore the latest config.json.*.bak beside it.",
             )
         ]
@@ -119,7 +119,7 @@ def check_home(facts: HomeFacts, role: Role, validator_id: str | None = None) ->
                 Severity.ERROR,
                 f"{cfg_file}: {err}",
                 "neard runs this check at start and on SIGHUP: it refuses to start, and a SIGHUP "
-                "reload fails as a whole, so a hot swap would not load the key (§1.4, §2.1).",
+                "reload fails as a whole, so a hot swap would not load the key (nearcore: nearcore/src/config_validate.rs and nearcore/src/dyn_config.rs).",
                 "Fix the field as the message says.",
             )
         )
@@ -130,7 +130,7 @@ def check_home(facts: HomeFacts, role: Role, validator_id: str | None = None) ->
             Finding(
                 Severity.WARNING,
                 f"{cfg_file} uses the deprecated field(s) {', '.join(legacy)} (effective: {_show(tracking)})",
-                "neard still honours them (§1.2), but the failover guide uses tracked_shards_config "
+                "neard still honours them (nearcore: nearcore/src/config.rs), but the failover guide uses tracked_shards_config "
                 "and setting both makes neard refuse to start.",
                 f"Run `near-failover config {_edit_command(role)} --home {facts.home}`, which "
                 "writes tracked_shards_config and removes the legacy fields.",
@@ -172,8 +172,8 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
             Finding(
                 Severity.ERROR,
                 f"standby home holds a validator key: {key_path}",
-                "neard loads validator_key.json at start and on every SIGHUP (§2.2): this standby "
-                "would sign beside the primary, which NEAR treats as malicious double signing (§7).",
+                "neard loads validator_key.json at start and on every SIGHUP (nearcore: core/chain-configs/src/updatable_config.rs): this standby "
+                "would sign beside the primary: two signers for one account produce conflicting blocks and chunks.",
                 "Move it out of the home (e.g. `near-failover keys stage`), then keep it only in "
                 "the node's key_store outside the home.",
             )
@@ -183,7 +183,7 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
             Finding(
                 Severity.ERROR,
                 f"validator home has no key file: {key_path}",
-                "Without validator_key.json neard runs as a non-validator and signs nothing (§3).",
+                "Without validator_key.json neard runs as a non-validator and signs nothing (nearcore: core/crypto/src/key_file.rs).",
                 "Put the pool's validator_key.json in the home (mode 0600), or run a switchover to this node.",
             )
         )
@@ -193,7 +193,7 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
                 Severity.ERROR,
                 facts.key_error,
                 "neard refuses to start with an invalid key file, and a SIGHUP reload fails as a "
-                "whole, keeping the old signer (§2.2, §3).",
+                "whole, keeping the old signer (nearcore: core/chain-configs/src/updatable_config.rs and core/crypto/src/key_file.rs).",
                 "Replace it with a valid copy of the pool's key.",
             )
         )
@@ -202,7 +202,7 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
             Finding(
                 Severity.ERROR,
                 "; ".join(facts.key_permission_problems),
-                "The validator key lets anyone who reads it sign for the pool; neard writes it with mode 0600 (§3).",
+                "The validator key lets anyone who reads it sign for the pool; neard writes it with mode 0600 (nearcore: core/crypto/src/key_file.rs).",
                 f"chmod 600 {key_path}",
             )
         )
@@ -212,7 +212,7 @@ def _key_rules(facts: HomeFacts, role: Role, validator_id: str | None) -> list[F
                 Severity.ERROR,
                 f"{key_path} holds a key for {facts.key.account_id}, not {validator_id}",
                 "neard does not check the account at load; a key for another account makes the "
-                "node a non-validator, or panic at the epoch key check (§1.4, §3).",
+                "node a non-validator, or panic at the epoch key check (nearcore: nearcore/src/config_validate.rs and core/crypto/src/key_file.rs).",
                 f"Use the key of {validator_id}.",
             )
         )
@@ -243,7 +243,7 @@ def _role_rules(
                     Severity.ERROR,
                     f"{cfg_file} shadows {tracking.value}, not {validator_id}",
                     "The standby follows the shards of the shadowed account; after a hot swap it "
-                    "would lack the pool's shard state and miss chunks (§1.1).",
+                    "would lack the pool's shard state and miss chunks (nearcore: core/chain-configs/src/client_config.rs).",
                     fix_cmd.replace("<pool id>", validator_id),
                 )
             )
@@ -252,7 +252,7 @@ def _role_rules(
                 Finding(
                     Severity.ERROR,
                     f"{cfg_file}: store.load_mem_tries_for_tracked_shards is false on a hot-swap standby",
-                    "Memtries load only at start (§2.3, §6): without them the promoted node falls "
+                    "Memtries load only at start (nearcore: nearcore/src/dyn_config.rs and core/store/src/trie/shard_tries.rs): without them the promoted node falls "
                     "behind on chunks until a restart, which Option 2 exists to avoid.",
                     fix_cmd.replace("<pool id>", validator_id or "<pool id>"),
                 )
@@ -274,7 +274,7 @@ def _role_rules(
                     Severity.ERROR,
                     f"{cfg_file}: store.load_mem_tries_for_tracked_shards is true on an rpc standby",
                     "Memtries for every shard need several hundred GB of RAM; the guide sets them "
-                    "off on an AllShards standby (§6).",
+                    "off on an AllShards standby (nearcore: core/store/src/trie/shard_tries.rs).",
                     fix_cmd,
                 )
             )
@@ -286,7 +286,7 @@ def _role_rules(
                     f"{cfg_file} tracks AllShards on {facts.chain_id}",
                     "neard panics at start and on key hot-load: \"validator must not track all "
                     "shards. Please set `tracked_shards_config` field in `config.json` to "
-                    "\\\"NoShards\\\".\" (§1.4)",
+                    "\\\"NoShards\\\".\" (nearcore: nearcore/src/config_validate.rs)",
                     fix_cmd,
                 )
             )
@@ -296,7 +296,7 @@ def _role_rules(
                     Severity.WARNING,
                     f"{cfg_file} tracks {_show(tracking)} on a validator",
                     "A validator tracks its own shards anyway; extra shards cost memory and sync "
-                    "time (§1.1). The guide sets NoShards.",
+                    "time (nearcore: core/chain-configs/src/client_config.rs). The guide sets NoShards.",
                     fix_cmd,
                 )
             )
@@ -306,7 +306,7 @@ def _role_rules(
                     Severity.WARNING,
                     f"{cfg_file}: store.load_mem_tries_for_tracked_shards is false on a validator",
                     "Validators without memtries fall behind on chunks (node-docs: \"Always Kicked "
-                    "Issue\", §1.3).",
+                    "Issue\"; nearcore: core/store/src/config.rs).",
                     fix_cmd,
                 )
             )
@@ -338,7 +338,7 @@ def check_running(
                 Severity.ERROR,
                 f"node at {node} is syncing (head {status.sync_info.latest_block_height})",
                 "A syncing node cannot sign; a failover to it would miss every duty until it "
-                "catches up (neard-behaviour §6, issue #12030).",
+                "catches up (nearcore issue #12030; core/store/src/trie/shard_tries.rs).",
                 "Wait until `syncing` is false before relying on this node.",
             )
         )
@@ -348,8 +348,8 @@ def check_running(
             Finding(
                 Severity.ERROR,
                 f"standby at {node} has a validator key loaded ({loaded})",
-                "Two nodes with the pool's key sign conflicting blocks and chunks (§7).",
-                "Remove validator_key.json from its home and send SIGHUP (§2.2).",
+                "Two nodes with the pool's key sign conflicting blocks and chunks (nearcore: chain/client/src/client.rs).",
+                "Remove validator_key.json from its home and send SIGHUP (nearcore: core/chain-configs/src/updatable_config.rs).",
             )
         )
     if role == Role.VALIDATOR:
@@ -358,7 +358,7 @@ def check_running(
                 Finding(
                     Severity.ERROR,
                     f"validator at {node} has no validator key loaded",
-                    "status.validator_account_id is null: the node signs nothing (§4.2).",
+                    "status.validator_account_id is null: the node signs nothing (nearcore: core/primitives/src/views.rs).",
                     "Check validator_key.json in its home and send SIGHUP, or restart neard.",
                 )
             )
@@ -367,7 +367,7 @@ def check_running(
                 Finding(
                     Severity.ERROR,
                     f"validator at {node} signs as {loaded}, not {validator_id}",
-                    "The loaded key belongs to another account (§3).",
+                    "The loaded key belongs to another account (nearcore: core/crypto/src/key_file.rs).",
                     f"Load the key of {validator_id}.",
                 )
             )
@@ -379,7 +379,7 @@ def check_running(
                 Finding(
                     Severity.WARNING,
                     f"node at {node} runs with tracking {json.dumps(running)}, config.json says {json.dumps(on_disk)}",
-                    "Shard tracking is read only at start; SIGHUP does not apply it (§2.3).",
+                    "Shard tracking is read only at start; SIGHUP does not apply it (nearcore: nearcore/src/dyn_config.rs).",
                     "Restart neard when you mean the file's setting to apply.",
                 )
             )

@@ -99,6 +99,26 @@ def _own_start_ticks() -> int | None:
     return process_start_ticks(os.getpid())
 
 
+def initiator() -> str:
+    """Who starts a run from this process, for `history`: the user, and the command (an
+    agent names its node, so an automatic move says which agent made it)."""
+    import getpass
+    import sys
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid {os.getuid()}"
+    args = sys.argv[1:]
+    if args[:1] == ["agent"] and "--node" in args[:-1]:
+        command = f"the agent of {args[args.index('--node') + 1]}"
+    elif args and not args[0].startswith("-"):
+        command = f"near-failover {args[0]}"
+    else:
+        command = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return f"{command}, by {user} on {socket.gethostname()}"
+
+
 @dataclass(frozen=True)
 class Step:
     id: int
@@ -363,7 +383,7 @@ class Journal:
                     from_node,
                     to_node,
                     now,
-                    _evidence_json(detail),
+                    _evidence_json({"initiator": initiator(), **(detail or {})}),
                     os.getpid(),
                     self._host,
                     _own_start_ticks(),
@@ -379,9 +399,9 @@ class Journal:
         now = _now()
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT INTO runs (validator, kind, from_node, started, ended, outcome, owner_pid, owner_host, owner_start) "
-                "VALUES (?, ?, ?, ?, ?, 'ok', ?, ?, ?)",
-                (validator, kind, node, now, now, os.getpid(), self._host, _own_start_ticks()),
+                "INSERT INTO runs (validator, kind, from_node, started, ended, outcome, detail, owner_pid, owner_host, owner_start) "
+                "VALUES (?, ?, ?, ?, ?, 'ok', ?, ?, ?, ?)",
+                (validator, kind, node, now, now, _evidence_json({"initiator": initiator()}), os.getpid(), self._host, _own_start_ticks()),
             )
             assert cursor.lastrowid is not None
             db.execute(
@@ -424,17 +444,20 @@ class Journal:
             raise JournalError(f"{self.path}: no run with id {run_id}")
         return self._run_from_row(row)
 
-    def runs(self, validator: str | None = None, limit: int = 20) -> list[Run]:
-        """The latest runs first."""
-        if validator is None:
-            rows = self._db.execute(
-                f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?", (limit,)
-            ).fetchall()
-        else:
-            rows = self._db.execute(
-                f"SELECT {self._RUN_COLUMNS} FROM runs WHERE validator = ? ORDER BY id DESC LIMIT ?",
-                (validator, limit),
-            ).fetchall()
+    def runs(self, validator: str | None = None, limit: int = 20, kinds: list[str] | None = None, since: datetime | None = None) -> list[Run]:
+        """The latest runs first; only ``kinds`` and runs started at or after ``since`` if given."""
+        where, args = [], []
+        if validator is not None:
+            where.append("validator = ?")
+            args.append(validator)
+        if kinds:
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args += kinds
+        if since is not None:
+            where.append("started >= ?")
+            args.append(since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        rows = self._db.execute(f"SELECT {self._RUN_COLUMNS} FROM runs {clause}ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [self._run_from_row(row) for row in rows]
 
     def last_interrupted(self, validator: str) -> Run | None:
@@ -510,3 +533,42 @@ class Journal:
             )
             for (sid, rid, name, started, ended, outcome, evidence) in rows
         ]
+
+    def history(self, validator: str, limit: int = 20, kinds: list[str] | None = None, since: datetime | None = None) -> list[HistoryEntry]:
+        """The latest runs first, each with its steps: what `history` and the demo show."""
+        return [HistoryEntry(run, self.steps(run.id)) for run in self.runs(validator, limit, kinds, since)]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One run with its steps, and what a person asks of it: how long, why, who, what it cost."""
+
+    run: Run
+    steps: list[Step]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.run.to_json(), "steps": [s.to_json() for s in self.steps]}
+
+    @property
+    def seconds(self) -> float | None:
+        return (self.run.ended - self.run.started).total_seconds() if self.run.ended else None
+
+    @property
+    def reason(self) -> str | None:
+        """Why it ended as it did: a move's message, or the reason an event (a self-fence) gave."""
+        message = self.run.detail.get("message")
+        if message:
+            return str(message)
+        for step in self.steps:
+            if step.evidence.get("reason"):
+                return str(step.evidence["reason"])
+        return None
+
+    @property
+    def missed(self) -> dict[str, int] | None:
+        missed = self.run.detail.get("missed")
+        return missed if isinstance(missed, dict) else None
+
+    @property
+    def initiator(self) -> str:
+        return str(self.run.detail.get("initiator") or f"pid {self.run.owner_pid} on {self.run.owner_host}")

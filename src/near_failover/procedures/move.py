@@ -194,7 +194,8 @@ class Move:
         if result.outcome == "stopped":
             result.node_states = await self._node_states()
         left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
-        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery, **left})
+        self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery,
+                                                                "seconds": result.seconds, "missed": result.missed, **left})
         return result
 
     def _resolve_settings(self, result: MoveResult) -> None:
