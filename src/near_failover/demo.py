@@ -198,7 +198,7 @@ async def crash_and_measure(inventory_path: Path, standby: str, timeout: float, 
 
         async def producing() -> bool:
             snap = await _production(new, pool)
-            return snap is not None and snap.produced > before.produced  # type: ignore[union-attr]
+            return snap is not None and snap.produced > before.produced
 
         await wait_for(producing, timeout)
         first_duty = time.monotonic() - fault

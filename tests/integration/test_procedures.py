@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from tests.integration.localnet_harness import CLI, Localnet, cli
 from tests.integration.webhook_server import running_webhook
 

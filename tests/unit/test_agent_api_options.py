@@ -10,7 +10,13 @@ from pydantic import ValidationError
 from near_failover.api.app import FailoverRequest, SwitchoverRequest
 from near_failover.api.client import api_verify
 from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
-from near_failover.ha.operator import failover_refusal, failover_start_refusal, handover_to_another, leader_problem, standby_problem
+from near_failover.ha.operator import (
+    failover_refusal,
+    failover_start_refusal,
+    handover_to_another,
+    leader_problem,
+    standby_problem,
+)
 from near_failover.inventory import InventoryError, load_inventory
 from near_failover.procedures.plan import MoveOptions
 

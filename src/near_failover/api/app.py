@@ -32,10 +32,10 @@ from near_failover.api.agent_view import AgentView
 from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
-from near_failover.procedures.journal import JournalError
 from near_failover.limits import API_BODY_BYTES, human_size
-from near_failover.redact import redact_record, redact_text
+from near_failover.procedures.journal import JournalError
 from near_failover.procedures.plan import MoveOptions
+from near_failover.redact import redact_record, redact_text
 
 log = logging.getLogger("near_failover.api")
 

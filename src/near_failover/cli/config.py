@@ -150,6 +150,7 @@ def config_standby(
             fail(f"--validator-id: {problem}")
     with config_errors_fail(home / "config.json"):
         if mode == StandbyMode.hot_swap:
+            assert validator_id is not None  # checked above
             edited = neard_config.as_hot_swap_standby(cfg, validator_id)
         else:
             edited = neard_config.as_rpc_standby(cfg)

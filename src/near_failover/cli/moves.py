@@ -67,14 +67,14 @@ def _move(kind: str, inventory_path: Path, to: str, mode: Optional[MoveMode], in
         options = MoveOptions(target.name, chosen, in_window=in_window, force=force, take_over_interrupted=take_over)  # type: ignore[arg-type]
         via_agent = asyncio.run(_through_the_lease(inventory, kind, options))
         if via_agent is not None:
-            who, result = via_agent
+            who, answer = via_agent
             if as_json:
-                print_json(result)
+                print_json(answer)
             else:
-                out.print(plain(f"{'ok' if result.get('ok') else 'failed'}: run {result.get('run_id')} by {who}'s agent: {result.get('message') or result.get('outcome')}"), highlight=False, soft_wrap=True)
-                if result.get("seconds"):
-                    out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in result["seconds"].items()))
-            raise typer.Exit(0 if result.get("ok") else EXIT_REFUSED)
+                out.print(plain(f"{'ok' if answer.get('ok') else 'failed'}: run {answer.get('run_id')} by {who}'s agent: {answer.get('message') or answer.get('outcome')}"), highlight=False, soft_wrap=True)
+                if answer.get("seconds"):
+                    out.print("  seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in answer["seconds"].items()))
+            raise typer.Exit(0 if answer.get("ok") else EXIT_REFUSED)
 
     async def go() -> Any:
         async with open_nodes(inventory) as nodes:

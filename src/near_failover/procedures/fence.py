@@ -22,16 +22,16 @@ from typing import Any
 
 from near_failover.control.base import ControlError, StopOutcome
 from near_failover.hosts import HostError
-from near_failover.limits import KEY_FILE
 from near_failover.hosts.base import CommandTimeout
 from near_failover.hosts.local import LocalHost
 from near_failover.inventory import Node
+from near_failover.limits import KEY_FILE
 from near_failover.neard.check import Finding, Severity
+from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.nodes import NodeAccess
 from near_failover.procedures.observe import SignerObservation, SignerVerdict, observe_until_silent
-from near_failover.neard.rpc import RpcError
 
 
 @dataclass

@@ -14,23 +14,42 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
+from near_failover.control.base import ControlError
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory
 from near_failover.limits import CONFIG_JSON, KEY_FILE, LOG_CONFIG
-from near_failover.neard.config import effective_tracking, memtries_enabled, parse_config_text, semantic_errors, ConfigError
+from near_failover.neard.config import (
+    ConfigError,
+    effective_tracking,
+    memtries_enabled,
+    parse_config_text,
+    semantic_errors,
+)
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
-from near_failover.control.base import ControlError
 from near_failover.procedures import recovery
-from near_failover.procedures.activate import Activation, activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
-from near_failover.procedures.startup import running_memtries, wait_until_started
-from near_failover.procedures.window import gap_need
+from near_failover.procedures.activate import (
+    Activation,
+    activate,
+    wait_key_loaded,
+    wait_producing,
+    wait_rpc,
+    withdraw_key,
+)
 from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
 from near_failover.procedures.errors import Refused, StepFailed
-from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence, run_fence_command
+from near_failover.procedures.fence import (
+    FenceProof,
+    confirm_no_other_signer,
+    fence_reachable,
+    prove_chain_silence,
+    run_fence_command,
+)
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
 from near_failover.procedures.plan import TIMEOUT_KEYS, Deadline, Kind, Mode, MoveSettings, Plan, make_plan
+from near_failover.procedures.startup import running_memtries, wait_until_started
+from near_failover.procedures.window import gap_need
 
 T = TypeVar("T")
 DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
@@ -361,7 +380,7 @@ class Move:
             if lag > self.settings.max_lag_blocks:
                 raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
             checks["lag_blocks"] = lag
-        elif src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
+        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
             raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
         checks["other_nodes"] = await confirm_no_other_signer(
             self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
@@ -555,6 +574,7 @@ class Move:
         states: dict[str, Any] = {}
         for name, node in self.nodes.items():
             status = await node.status_or_none()
+            key_file: bool | str
             try:
                 key_file = await node.key_in_home()
             except HostError:

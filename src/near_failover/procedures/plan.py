@@ -7,7 +7,7 @@ order (a fence always comes before any step that gives the target the key).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from near_failover.inventory import Inventory
 
@@ -60,7 +60,8 @@ class MoveSettings:
                 if name in keys:
                     chosen[name] = Deadline(name, value, f"[node.timeouts] of {node}")
         deadlines = [chosen[name] for name in TIMEOUT_KEYS]
-        return cls(**{d.name: d.seconds for d in deadlines}), deadlines
+        seconds: dict[str, Any] = {d.name: d.seconds for d in deadlines}
+        return cls(**seconds), deadlines
 
 
 TIMEOUT_KEYS = ("preflight", "stage", "fence", "activate_hot_swap", "activate_rpc", "verify", "settle", "window_wait")
