@@ -13,6 +13,7 @@ import re
 import shlex
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -129,6 +130,15 @@ def apprise_urls(path: Path) -> list[str]:
     if not urls:
         raise ValueError(f"url_file {path}: no apprise URL in it; put one per line (e.g. discord://webhook_id/webhook_token)")
     return urls
+
+
+class StandbyMode(StrEnum):
+    """How a node waits when it does not sign, and so how a move activates it: the guide's
+    Option 2 (hot swap: ShadowValidator, memtries on, the key copied in and SIGHUP) or Option 1
+    (rpc: an RPC node, restarted as validator)."""
+
+    HOT_SWAP = "hot-swap"
+    RPC = "rpc"
 
 
 class InventoryError(Exception):
@@ -413,7 +423,7 @@ class Node(_Strict):
     start: list[str] | None = None
     commands: NodeCommands | None = None
     key_store: PurePosixPath
-    standby: Literal["hot-swap", "rpc"]
+    standby: StandbyMode
     priority: int = Field(default=100, ge=0)
     ssh: SshSettings | None = None
     # The automatic mode's agent API on this node (`near-failover agent` listens there; other
@@ -524,13 +534,13 @@ class Node(_Strict):
                 'e.g. start = ["neard", "--home", "<home>", "run"]'
             )
         if spec.kind == "command":
-            needed = ["start", "stop", "is_active"] + (["reload"] if self.standby == "hot-swap" else [])
+            needed = ["start", "stop", "is_active"] + (["reload"] if self.standby == StandbyMode.HOT_SWAP else [])
             missing = [c for c in needed if self.commands is None or getattr(self.commands, c) is None]
             if missing:
                 raise ValueError(
                     'control = "command" needs [node.commands] with '
                     + ", ".join(needed)
-                    + " (reload because standby is hot-swap)" * (self.standby == "hot-swap")
+                    + " (reload because standby is hot-swap)" * (self.standby == StandbyMode.HOT_SWAP)
                     + "; missing: "
                     + ", ".join(missing)
                 )
