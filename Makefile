@@ -61,7 +61,7 @@ bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # A paused leader host that wakes (issue 11): the wake-up test repeated 20 times on sqlite and
 # on etcd, plus the measurement of the residual risk without a fence_command (README figures);
