@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
 
-.PHONY: install system-packages test test-long mainnet slow fuzz wake demo bench screenshots clean
+.PHONY: install system-packages lint test test-long mainnet slow fuzz wake demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ install: $(BIN)/.installed
 system-packages:
 	scripts/ensure-debian-packages $(DEBIAN_PACKAGES)
 
-test: install system-packages
+# ruff (rules and line length in pyproject.toml), mypy on src/ (every function annotated), and the
+# import contracts of pyproject.toml (DESIGN.md's layers, no loops); make test runs it first.
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: install system-packages lint
 	$(BIN)/pytest -q
 
 # Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
@@ -54,7 +61,7 @@ bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # A paused leader host that wakes (issue 11): the wake-up test repeated 20 times on sqlite and
 # on etcd, plus the measurement of the residual risk without a fence_command (README figures);

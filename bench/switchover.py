@@ -36,14 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from near_failover.inventory import Inventory, load_inventory
+from near_failover.inventory import Inventory, StandbyMode, load_inventory
 from near_failover.neard.config import as_hot_swap_standby, dumps_config, load_config
 from near_failover.neard.rpc import NeardRpc
 from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.move import Move
+from near_failover.procedures.move import Move, MoveRequest
 from near_failover.procedures.nodes import open_nodes
-from near_failover.procedures.plan import MoveSettings
+from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 
 CLI = [sys.executable, "-m", "near_failover"]
 
@@ -113,7 +113,8 @@ async def our_switchover(inv: Inventory, target: str, in_window: bool) -> dict[s
             # The gap --in-window needs comes from the source's journaled stop (the "ours" move
             # fenced it): on the mainnet profile's 20 s stop none may come, so the wait is bounded.
             settings = MoveSettings(window_wait=WINDOW_WAIT) if in_window else None
-            result = await Move(inv, nodes, "switchover", "hot-swap", target, journal, settings, in_window=in_window).run()
+            request = MoveRequest(MoveKind.SWITCHOVER, MoveOptions(target, StandbyMode.HOT_SWAP, in_window=in_window), settings=settings)
+            result = await Move(inv, nodes, journal, request).run()
             total = time.monotonic() - started
     if in_window and result.outcome == "refused":
         return {"refused": result.message}

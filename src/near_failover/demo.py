@@ -19,12 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from near_failover.inventory import load_inventory
+from near_failover.inventory import StandbyMode, load_inventory
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.move import Move, MoveResult
+from near_failover.procedures.move import Move, MoveRequest, MoveResult
 from near_failover.procedures.nodes import open_nodes
-from near_failover.procedures.plan import MoveSettings
+from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 from near_failover.procedures.status import cluster_status
 
 Say = Callable[[str], None]
@@ -95,7 +95,8 @@ async def run_demo(directory: Path | None, block_time: float, memtrie_load: floa
             async with open_nodes(inventory) as nodes:
                 with Journal(Path(inventory.journal.path)) as journal:
                     say("1/2 planned switchover, Option 2 hot swap: val-a -> val-b")
-                    first = await Move(inventory, nodes, "switchover", "hot-swap", "val-b", journal, settings, progress=say).run()
+                    first = await Move(inventory, nodes, journal, MoveRequest(
+                        MoveKind.SWITCHOVER, MoveOptions("val-b", StandbyMode.HOT_SWAP), settings=settings, progress=say)).run()
                     moves.append(summarise(first))
                     if not first.ok:
                         raise RuntimeError(f"switchover failed: {first.message}")
@@ -104,7 +105,8 @@ async def run_demo(directory: Path | None, block_time: float, memtrie_load: floa
                     if pid:
                         os.kill(pid, signal.SIGKILL)
                     time.sleep(block_time * 2)
-                    second = await Move(inventory, nodes, "failover", "rpc", "val-c", journal, settings, progress=say).run()
+                    second = await Move(inventory, nodes, journal, MoveRequest(
+                        MoveKind.FAILOVER, MoveOptions("val-c", StandbyMode.RPC), settings=settings, progress=say)).run()
                     moves.append(summarise(second))
                     status = await cluster_status(inventory, nodes)
                     history = journal.history(inventory.validator.account_id)
@@ -195,7 +197,7 @@ async def crash_and_measure(inventory_path: Path, standby: str, timeout: float, 
 
         async def producing() -> bool:
             snap = await _production(new, pool)
-            return snap is not None and snap.produced > before.produced  # type: ignore[union-attr]
+            return snap is not None and snap.produced > before.produced
 
         await wait_for(producing, timeout)
         first_duty = time.monotonic() - fault

@@ -13,6 +13,7 @@ import re
 import shlex
 import tomllib
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -29,9 +30,8 @@ from pydantic import (
 )
 
 from near_failover.limits import INVENTORY, SECRET_FILE, FileRejected, read_regular_text
-from near_failover.ha.alerts import AlertTarget
 from near_failover.neard.account import account_id_problem
-from near_failover.redact import redact_url
+from near_failover.redact import redact_url, url_origin
 from near_failover.urls import checked_http_url
 
 DEFAULT_JOURNAL_PATH = "~/.local/state/near-failover/journal.sqlite"
@@ -40,6 +40,105 @@ DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 _NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _CONTROL_EXPECTED = 'expected "systemd:<unit>", "pidfile:<path>" or "command"'
 _HOST_EXPECTED = 'expected "local" or "ssh://[user@]host[:port]"'
+
+
+class AlertTarget(BaseModel):
+    """One ``[[alert]]`` table of the inventory: where and in which format to send alerts.
+
+    ``kind = "telegram"``: ``url`` is the bot's ``https://api.telegram.org/bot<token>/sendMessage``
+    (or the same without ``/sendMessage``) and ``chat_id`` is required. ``kind = "apprise"``:
+    ``url_file`` names a file (mode 0600) with one or more apprise URLs (``discord://...``,
+    ``pagerduty://...``, ``mailtos://...``), one per line; it is read at each send. A delivery
+    is tried ``attempts`` times, ``backoff`` seconds apart, doubling.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["json", "slack", "telegram", "apprise"]
+    url: str | None = Field(default=None, repr=False)
+    url_file: Path | None = None
+    chat_id: str | None = None
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    attempts: int = Field(default=3, ge=1, le=10)
+    backoff: float = Field(default=1.0, ge=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The value itself is not echoed: a webhook URL is a credential.
+            raise ValueError('expected a webhook URL such as "https://hooks.example.com/..."')
+        return value
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("url_file", mode="before")
+    @classmethod
+    def _url_file(cls, value: Any) -> Any:
+        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> AlertTarget:
+        if self.kind == "apprise":
+            if self.url is not None or self.url_file is None:
+                raise ValueError('kind = "apprise" takes url_file = "<file with the apprise URLs, mode 0600>", not url: an apprise URL holds its credentials')
+            apprise_urls(self.url_file)  # a missing, empty or readable-by-others file is an inventory error now
+        elif self.url is None or self.url_file is not None:
+            raise ValueError(f'kind = "{self.kind}" needs url = "https://..." (url_file is for kind = "apprise")')
+        if self.kind == "telegram" and not self.chat_id:
+            raise ValueError('kind = "telegram" needs chat_id = "<chat id or @channel>"')
+        if self.kind != "telegram" and self.chat_id is not None:
+            raise ValueError('chat_id is used only with kind = "telegram"')
+        return self
+
+    @property
+    def redacted_url(self) -> str:
+        """What logs and errors may show of the URL: scheme://host[:port], or for apprise the
+        file's name (its URLs are credentials from the scheme on)."""
+        return str(self.url_file) if self.url is None else url_origin(self.url)
+
+    @property
+    def post_url(self) -> str:
+        assert self.url is not None
+        if self.kind == "telegram" and not self.url.rstrip("/").endswith("/sendMessage"):
+            return self.url.rstrip("/") + "/sendMessage"
+        return self.url
+
+    def label(self) -> str:
+        return f"{self.kind} {self.redacted_url}"
+
+
+def apprise_urls(path: Path) -> list[str]:
+    """The apprise URLs in ``path`` (one per line, # comments): ValueError naming the file and
+    the fix, never its content, when it is missing, empty or readable by others."""
+    try:
+        mode = path.stat().st_mode
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"url_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); write the apprise URLs there, one per line, mode 0600") from None
+    if mode & 0o077:
+        raise ValueError(f"url_file {path}: readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
+    urls = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not urls:
+        raise ValueError(f"url_file {path}: no apprise URL in it; put one per line (e.g. discord://webhook_id/webhook_token)")
+    return urls
+
+
+class StandbyMode(StrEnum):
+    """How a node waits when it does not sign, and so how a move activates it: the guide's
+    Option 2 (hot swap: ShadowValidator, memtries on, the key copied in and SIGHUP) or Option 1
+    (rpc: an RPC node, restarted as validator)."""
+
+    HOT_SWAP = "hot-swap"
+    RPC = "rpc"
 
 
 class InventoryError(Exception):
@@ -324,7 +423,7 @@ class Node(_Strict):
     start: list[str] | None = None
     commands: NodeCommands | None = None
     key_store: PurePosixPath
-    standby: Literal["hot-swap", "rpc"]
+    standby: StandbyMode
     priority: int = Field(default=100, ge=0)
     ssh: SshSettings | None = None
     # The automatic mode's agent API on this node (`near-failover agent` listens there; other
@@ -435,13 +534,13 @@ class Node(_Strict):
                 'e.g. start = ["neard", "--home", "<home>", "run"]'
             )
         if spec.kind == "command":
-            needed = ["start", "stop", "is_active"] + (["reload"] if self.standby == "hot-swap" else [])
+            needed = ["start", "stop", "is_active"] + (["reload"] if self.standby == StandbyMode.HOT_SWAP else [])
             missing = [c for c in needed if self.commands is None or getattr(self.commands, c) is None]
             if missing:
                 raise ValueError(
                     'control = "command" needs [node.commands] with '
                     + ", ".join(needed)
-                    + " (reload because standby is hot-swap)" * (self.standby == "hot-swap")
+                    + " (reload because standby is hot-swap)" * (self.standby == StandbyMode.HOT_SWAP)
                     + "; missing: "
                     + ", ".join(missing)
                 )

@@ -11,9 +11,9 @@ import json
 import os
 import threading
 import tracemalloc
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, settings

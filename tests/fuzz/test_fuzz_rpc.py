@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from near_failover.neard.rpc import NeardRpc, RpcError
 from tests.conftest import FIXTURES
-from tests.fuzz.bounds import FUZZ, AnswerServer, LoopRunner, dumps, json_values, mutated_json, mutated_text, within_memory
+from tests.fuzz.bounds import (
+    FUZZ,
+    AnswerServer,
+    LoopRunner,
+    dumps,
+    json_values,
+    mutated_json,
+    mutated_text,
+    within_memory,
+)
 
 NODE = "val-fuzz"
 

@@ -98,8 +98,9 @@ def start_agent_cluster(directory: Path, nodes: tuple[str, ...] = ("val-a", "val
         fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(TOKEN + "\n")
-        import tomli_w
         import tomllib
+
+        import tomli_w
 
         data = tomllib.loads(net.inventory.read_text())
         data["node"] = [n for n in data["node"] if n["name"] in nodes]

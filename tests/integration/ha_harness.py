@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from typing import Any, Callable
 import httpx
 import pytest
 import tomli_w
-import tomllib
 
 from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock, open_lease_store
@@ -375,7 +375,7 @@ class HaCluster:
         assert answer.status_code == 200, answer.text
 
     def wait_leader(self, node: str, timeout: float = 30) -> LeaderInfo:
-        return wait_for(lambda: (l := self.leader()) is not None and l.member == node and l, timeout, f"{node} to hold the lease")
+        return wait_for(lambda: (leader := self.leader()) is not None and leader.member == node and leader, timeout, f"{node} to hold the lease")
 
     def wait_ready(self, timeout: float = 40) -> LeaderInfo:
         """val-a holds the lease, signs, and both standbys publish healthy standby records."""

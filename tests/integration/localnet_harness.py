@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,6 @@ from typing import Any
 
 import httpx
 import tomli_w
-import tomllib
 
 CLI = [sys.executable, "-m", "near_failover"]
 # Short blocks keep the suite fast; long epochs keep every test inside one epoch, so the

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -205,7 +204,7 @@ def test_json_nested_past_serde_jsons_limit_is_an_input_error(run, tmp_path, fix
 
 def read_only_bind(path: Path, *command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``command`` run in a mount namespace where ``path`` is read-only (root ignores modes)."""
-    script = f'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
+    script = 'mount --bind "$1" "$1" && mount -o remount,ro,bind "$1" && shift && exec "$@"'
     return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(path), *CLI, *command],
                           capture_output=True, text=True, timeout=120, env={**os.environ, **env})
 

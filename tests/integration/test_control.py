@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.fake_systemd import define_unit, install_fake_systemctl
-
 from near_failover.control import (
     CommandControl,
     ControlError,
@@ -30,6 +28,7 @@ from near_failover.control import (
 )
 from near_failover.hosts import LocalHost, host_for
 from near_failover.inventory import NodeCommands, parse_inventory
+from tests.integration.fake_systemd import define_unit, install_fake_systemctl
 from tests.integration.sshd_server import SshdServer, running_sshd
 
 pytestmark = pytest.mark.integration

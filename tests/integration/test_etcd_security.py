@@ -17,10 +17,25 @@ import pytest
 import tomli_w
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable, MemberRecord, open_lease_store
+from near_failover.ha.lease import (
+    LeaseConfigError,
+    LeaseStoreError,
+    LeaseStoreUnavailable,
+    MemberRecord,
+    open_lease_store,
+)
 from near_failover.inventory import Inventory, InventoryError, load_inventory
-from tests.integration.etcd_server import (NF_ROLE, EtcdServer, TlsFiles, as_root, enable_auth, jwt_token_args, make_tls,
-                                          running_etcd, write_password_file)
+from tests.integration.etcd_server import (
+    NF_ROLE,
+    EtcdServer,
+    TlsFiles,
+    as_root,
+    enable_auth,
+    jwt_token_args,
+    make_tls,
+    running_etcd,
+    write_password_file,
+)
 from tests.integration.localnet_harness import CLI
 from tests.unit import lease_contract as contract
 

@@ -10,12 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-from collections.abc import Iterator
 
 from tests.integration.fake_systemd import define_unit, install_fake_systemctl
 from tests.integration.localnet_harness import BLOCK_TIME, Localnet, start_localnet, stop_localnet

@@ -24,7 +24,19 @@ import pytest
 from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.localnet.homes import free_port
 from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
-from tests.integration.ha_harness import BLOCK_TIME, LEASE_TIMINGS, NODES, POOL, HaCluster, alive, assert_missed_within, etcd_in_namespace, guard, step, wait_for
+from tests.integration.ha_harness import (
+    BLOCK_TIME,
+    LEASE_TIMINGS,
+    NODES,
+    POOL,
+    HaCluster,
+    alive,
+    assert_missed_within,
+    etcd_in_namespace,
+    guard,
+    step,
+    wait_for,
+)
 from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration

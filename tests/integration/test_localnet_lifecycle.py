@@ -10,10 +10,9 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+from near_failover.localnet.homes import create_localnet
 from near_failover.neard.config import effective_tracking, load_config, memtries_enabled
 from near_failover.neard.keys import load_key_file
-
-from near_failover.localnet.homes import create_localnet
 
 from .localnet_support import LOCALNET, POOL, Net, localnet_cli, wait_for
 

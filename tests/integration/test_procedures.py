@@ -17,7 +17,6 @@ import threading
 import time
 from pathlib import Path
 
-
 from tests.integration.localnet_harness import CLI, Localnet, cli
 from tests.integration.webhook_server import running_webhook
 
@@ -223,8 +222,9 @@ async def _move_with_hook(net: Localnet, to: str, mode: str, on_activate) -> tup
     fence (it stands for whatever breaks between the checks and the key's arrival)."""
     from near_failover.inventory import load_inventory
     from near_failover.procedures.journal import Journal
-    from near_failover.procedures.move import Move
+    from near_failover.procedures.move import Move, MoveRequest
     from near_failover.procedures.nodes import open_nodes
+    from near_failover.procedures.plan import MoveKind, MoveOptions
 
     inventory = load_inventory(net.inventory)
 
@@ -234,7 +234,7 @@ async def _move_with_hook(net: Localnet, to: str, mode: str, on_activate) -> tup
 
     async with open_nodes(inventory) as nodes:
         with Journal(Path(inventory.journal.path)) as journal:
-            result = await Move(inventory, nodes, "switchover", mode, to, journal, progress=progress).run()
+            result = await Move(inventory, nodes, journal, MoveRequest(MoveKind.SWITCHOVER, MoveOptions(to, mode), progress=progress)).run()
             steps = journal.steps(result.run_id)
     return result, steps
 
@@ -248,6 +248,9 @@ async def test_rollback_when_the_staged_key_breaks_after_preflight(net: Localnet
     result, steps = await _move_with_hook(net, "val-b", "hot-swap", corrupt)
     assert not result.ok and result.outcome == "rolled-back", result.message
     assert [s.name for s in steps][-2:] == ["activate", "rollback"]
+    # The run executed the plan --dry-run prints: its steps in its order with its deadlines.
+    planned = [(p.name, p.deadline) for p in result.plan.steps]
+    assert [(s.name, s.evidence["deadline"]) for s in steps[:-1]] == planned[:len(steps) - 1]
     assert steps[-2].outcome == "failed" and "invalid" in steps[-2].evidence["error"]
     assert net.rpc_status("val-a")["validator_account_id"] == net.pool()  # the old primary signs again
     assert net.rpc_status("val-b")["validator_account_id"] is None

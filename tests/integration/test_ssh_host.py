@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from near_failover import limits
 from near_failover.hosts import (
     CommandTimeout,
     Host,
@@ -31,7 +32,6 @@ from near_failover.hosts import (
     SshHost,
     host_for,
 )
-from near_failover import limits
 from near_failover.inventory import parse_inventory
 from tests.integration.sshd_server import SshdServer, running_sshd
 

@@ -209,14 +209,14 @@ def test_a_fenced_members_stale_figures_are_marked(cluster: AgentCluster, browse
         age = float(page.locator("#production-age .stale-mark").get_attribute("data-stale-age") or 0)
         assert age >= 10
         expect(page.locator("#counts-detail")).to_have_text(re.compile(r"^\d healthy, 0 standby ready, 1 fenced$"), timeout=WAIT_MS)
-        expect(page.locator(f'#history li').first).to_contain_text("switchover", timeout=WAIT_MS)
+        expect(page.locator('#history li').first).to_contain_text("switchover", timeout=WAIT_MS)
         page.screenshot(path=str(shots / "status-page-fenced.png"))
 
         page.goto(cluster.apis[new] + "/", timeout=WAIT_MS)
         expect(page.locator("#role")).to_have_text("leader", timeout=WAIT_MS)
         expect(page.locator("#production-age")).to_have_text("", timeout=WAIT_MS)
         expect(page.locator('#production div.num[data-kind="blocks"]')).not_to_have_class(stale)
-        expect(page.locator(f'#history li').first).to_contain_text("switchover", timeout=WAIT_MS)
+        expect(page.locator('#history li').first).to_contain_text("switchover", timeout=WAIT_MS)
         page.screenshot(path=str(shots / "status-page-leader.png"))
     finally:
         page.close()

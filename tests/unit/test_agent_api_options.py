@@ -10,9 +10,16 @@ from pydantic import ValidationError
 from near_failover.api.app import FailoverRequest, SwitchoverRequest
 from near_failover.api.client import api_verify
 from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
-from near_failover.ha.operator import failover_refusal, failover_start_refusal, handover_to_another, leader_problem, standby_problem
+from near_failover.ha.operator import (
+    failover_refusal,
+    failover_start_refusal,
+    handover_to_another,
+    leader_problem,
+    manual_move_route,
+    standby_problem,
+)
 from near_failover.inventory import InventoryError, load_inventory
-from near_failover.procedures.plan import MoveOptions
+from near_failover.procedures.plan import MoveKind, MoveOptions
 
 POOL = "pool.poolv1.near"
 INVENTORY = """
@@ -120,3 +127,30 @@ def test_a_standby_leaves_the_lease_of_a_switchover_to_its_target() -> None:
     assert handover_to_another("val-c", [leader, standby]) == "val-b"
     assert handover_to_another("val-b", [leader, standby]) is None
     assert handover_to_another("val-c", [standby]) is None
+
+
+APIS = {"val-a": "http://127.0.0.1:8008", "val-b": "http://127.0.0.1:8009", "val-c": None}
+LEADER_A = LeaderInfo(member="val-a", generation=4, ttl_left=5.0)
+
+
+@pytest.mark.parametrize(("kind", "target", "leader", "runner", "refusal", "here_if_stopped"), [
+    # No manual failover while a leader holds the lease: the agents fail over on their own.
+    (MoveKind.FAILOVER, "val-b", LEADER_A, None, "val-a holds the lease (generation 4): the agents fail over on their own", False),
+    # A switchover goes to the leader's agent, which hands the lease over.
+    (MoveKind.SWITCHOVER, "val-b", LEADER_A, "val-a", None, False),
+    # No leader: a switchover runs from the CLI; a failover through the target's agent, or from the
+    # CLI when that agent is stopped or the target has no api.
+    (MoveKind.SWITCHOVER, "val-b", None, None, None, False),
+    (MoveKind.FAILOVER, "val-b", None, "val-b", None, True),
+    (MoveKind.FAILOVER, "val-c", None, None, None, False),
+    # A leader without an api cannot be asked: the switchover is refused rather than run around it.
+    (MoveKind.SWITCHOVER, "val-b", LeaderInfo(member="val-c", generation=2), None, "val-c holds the lease but has no `api`", False),
+])
+def test_a_manual_move_never_goes_around_the_agents(kind: MoveKind, target: str, leader: LeaderInfo | None, runner: str | None,
+                                                    refusal: str | None, here_if_stopped: bool) -> None:
+    route = manual_move_route(kind, target, leader, APIS)
+    assert (route.runner, route.here_if_agent_stopped) == (runner, here_if_stopped)
+    if refusal is None:
+        assert route.refusal is None
+    else:
+        assert route.refusal is not None and route.refusal.startswith(refusal)

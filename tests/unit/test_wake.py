@@ -10,7 +10,7 @@ import sys
 import time
 
 from near_failover.ha.lease import lease_clock
-from near_failover.ha.wake import NeardHandle, WakeGuard, raise_priority, sleep_until
+from near_failover.ha.wake import NeardHandle, WakeGuard, sleep_until
 
 
 def sleeper() -> subprocess.Popen[bytes]:

@@ -19,7 +19,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -30,12 +30,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from near_failover.api.agent_view import AgentView
 from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
+from near_failover.api.models import ErrorAnswer, FailsafeAnswer, MoveRefusedAnswer, MoveStarted, RunAnswer
 from near_failover.api.page import render_page
 from near_failover.ha.lease import LeaseStoreUnavailable
-from near_failover.procedures.journal import JournalError
+from near_failover.inventory import StandbyMode
 from near_failover.limits import API_BODY_BYTES, human_size
-from near_failover.redact import redact_record, redact_text
+from near_failover.procedures.journal import JournalError
+from near_failover.procedures.move import MoveResult
 from near_failover.procedures.plan import MoveOptions
+from near_failover.redact import redact_record, redact_text
 
 log = logging.getLogger("near_failover.api")
 
@@ -194,7 +197,7 @@ class MoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     to: str = Field(min_length=1, description="the node that becomes the signer")
-    mode: Literal["hot-swap", "rpc"] | None = Field(default=None, description="the target's standby mode; default from the inventory")
+    mode: StandbyMode | None = Field(default=None, description="the target's standby mode; default from the inventory")
     take_over_interrupted: bool = Field(default=False, description="start even though an earlier run was interrupted (after checking each node)")
 
     def options(self) -> MoveOptions:
@@ -247,16 +250,16 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
     registry = agent_registry(agent)
     move_lock = asyncio.Lock()
     running: dict[asyncio.Future[Any], int | None] = {}  # moves started here, with their run id once known
-    results: dict[int, dict[str, Any]] = {}  # their results by run id, the latest KEPT_RESULTS
+    results: dict[int, MoveResult] = {}  # their results by run id, the latest KEPT_RESULTS
 
     def move_done(task: asyncio.Future[Any]) -> None:
         running.pop(task, None)
         move_lock.release()
         if task.cancelled() or task.exception() is not None:
             return  # the journal has the run and says where it stopped
-        result = task.result()
-        if result.get("run_id") is not None:
-            results[result["run_id"]] = result
+        result = MoveResult.model_validate(task.result())
+        if result.run_id is not None:
+            results[result.run_id] = result
             while len(results) > KEPT_RESULTS:
                 results.pop(next(iter(results)))
 
@@ -353,13 +356,15 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         document, policy = render_page(agent.node)
         return HTMLResponse(document, headers={"Content-Security-Policy": policy, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
-    @app.get("/runs/{run_id}", summary="One run of the journal with its steps as they happen; `active` while a move started here runs, then its `result`")
+    @app.get("/runs/{run_id}", summary="One run of the journal with its steps as they happen; `active` while a move started here runs, then its `result`",
+             response_model=RunAnswer, responses={404: {"model": ErrorAnswer}})
     async def run(run_id: int = Path(ge=1)) -> JSONResponse:
         try:
             found = agent.journal_run(run_id)
         except JournalError as exc:
             raise ApiError(404, "not-found", f"{redact_text(str(exc))}; /history lists the runs") from None
-        return safe_json({**found, "active": run_id in running.values(), "result": results.get(run_id)})
+        answer = RunAnswer.model_validate({**found, "active": run_id in running.values(), "result": results.get(run_id)})
+        return safe_json(answer.model_dump(mode="json", by_alias=True))
 
     async def start_move(what: str, begin: Callable[[Callable[[int], None]], Awaitable[dict[str, Any]]]) -> JSONResponse:
         """202 with the run id once the journal has the run; an answer before that is a refusal."""
@@ -385,15 +390,19 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         await asyncio.wait((task, started), return_when=asyncio.FIRST_COMPLETED)  # never cancels the move
         if started.done():
             run_id = started.result()
-            return safe_json({"run_id": run_id, "run": f"/runs/{run_id}"}, 202)
-        result = await call(what, task, None)
-        raise ApiError(409, "refused", f"could not {what}: {result.get('message') or result.get('outcome')}", {"result": result})
+            return safe_json(MoveStarted(run_id=run_id, run=f"/runs/{run_id}").model_dump(mode="json"), 202)
+        result = MoveResult.model_validate(await call(what, task, None))
+        raise ApiError(409, "refused", f"could not {what}: {result.message or result.outcome}", {"result": result.to_json()})
 
-    @app.post("/switchover", status_code=202, summary="Move the validator to `to` through the lease (send it to the leader's agent); 202 with the run id")
+    refused: dict[int | str, dict[str, Any]] = {409: {"model": MoveRefusedAnswer}}
+
+    @app.post("/switchover", summary="Move the validator to `to` through the lease (send it to the leader's agent); 202 with the run id",
+              response_model=MoveStarted, status_code=202, responses=refused)
     async def switchover(body: SwitchoverRequest) -> JSONResponse:
         return await start_move(f"switch the validator over to {body.to}", lambda on_start: agent.request_switchover(body.options(), on_start))
 
-    @app.post("/failover", status_code=202, summary="Fail the validator over to this node (send it to the target's agent) with the CLI's rules; 202 with the run id")
+    @app.post("/failover", summary="Fail the validator over to this node (send it to the target's agent) with the CLI's rules; 202 with the run id",
+              response_model=MoveStarted, status_code=202, responses=refused)
     async def failover(body: FailoverRequest) -> JSONResponse:
         return await start_move(f"fail the validator over to {body.to}", lambda on_start: agent.request_failover(body.options(), body.confirm, on_start))
 
@@ -407,10 +416,10 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         await call("resume automatic decisions", agent.set_paused(False), PAUSE_TIMEOUT)
         return safe_json({"paused": False})
 
-    @app.post("/failsafe", summary="Another agent's leader asks: do you still see me as leader at this generation?")
+    @app.post("/failsafe", summary="Another agent's leader asks: do you still see me as leader at this generation?", response_model=FailsafeAnswer)
     async def failsafe(body: FailsafeRequest) -> JSONResponse:
         confirmed = await call("answer the failsafe confirmation", agent.confirm_leader(body.leader, body.generation), FAILSAFE_TIMEOUT)
-        return safe_json({"confirmed": bool(confirmed)})
+        return safe_json(FailsafeAnswer(confirmed=bool(confirmed)).model_dump())
 
     app.add_middleware(BodyLimit, max_bytes=API_BODY_BYTES)  # inside the token check: strangers get 401
     app.add_middleware(BearerAuth, token=token)

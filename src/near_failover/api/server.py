@@ -26,7 +26,7 @@ log = logging.getLogger("near_failover.api")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8008
 # On stop, requests in flight get this long; then connections are closed.
-GRACEFUL_SHUTDOWN = 3.0
+GRACEFUL_SHUTDOWN = 3  # uvicorn takes whole seconds
 
 LOG_CONFIG: dict[str, Any] = {
     "version": 1,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -15,6 +14,7 @@ from rich.table import Table
 from near_failover.cli.common import HomeOption, JsonOption, err, out, print_json
 from near_failover.cli_errors import EXIT_REFUSED, fail
 from near_failover.console import plain
+from near_failover.inventory import StandbyMode
 from near_failover.neard import config as neard_config
 from near_failover.neard.account import account_id_problem
 
@@ -73,11 +73,6 @@ def _print_config_summary(summary: dict[str, Any], source: str) -> None:
     for problem in summary["semantic_errors"]:
         table.add_row("[red]neard error[/]", plain(problem))
     out.print(table)
-
-
-class StandbyMode(str, Enum):
-    rpc = "rpc"
-    hot_swap = "hot-swap"
 
 
 def _json_value(value: Any) -> Any:
@@ -142,14 +137,15 @@ def config_standby(
 ) -> None:
     """Prepare this node as a standby, as the failover guide's Option 1 or Option 2 says."""
     cfg = load_home_config(home)
-    if mode == StandbyMode.hot_swap:
+    if mode == StandbyMode.HOT_SWAP:
         if not validator_id:
             fail("--mode hot-swap needs --validator-id <pool id> (the account this standby shadows)")
         problem = account_id_problem(validator_id)
         if problem:
             fail(f"--validator-id: {problem}")
     with config_errors_fail(home / "config.json"):
-        if mode == StandbyMode.hot_swap:
+        if mode == StandbyMode.HOT_SWAP:
+            assert validator_id is not None  # checked above
             edited = neard_config.as_hot_swap_standby(cfg, validator_id)
         else:
             edited = neard_config.as_rpc_standby(cfg)

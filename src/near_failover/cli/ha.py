@@ -71,7 +71,9 @@ def agent(
                 tasks = [asyncio.create_task(the_agent.run(stop, ready))]
                 # systemd's Type=notify and WatchdogSec=: READY once the agent's watchdog watches,
                 # WATCHDOG=1 while its loop beats (a loop legitimately takes up to a ttl).
-                last_beat = lambda: the_agent.heartbeat.last["at"] if the_agent.heartbeat.last else None
+                def last_beat() -> float | None:
+                    return the_agent.heartbeat.last["at"] if the_agent.heartbeat.last else None
+
                 pings = asyncio.create_task(supervise(ready, last_beat, lease_clock, stale_after=the_agent.settings.ttl))
                 if server is not None:
                     from near_failover.api.app import create_app

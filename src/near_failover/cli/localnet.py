@@ -152,7 +152,7 @@ def down_command(
 @app.command("node")
 def node_command(home: Path = typer.Option(..., "--home", help="The neard home: config.json, node_key.json, genesis.json.")) -> None:
     """Run one emulated neard in the foreground (what the inventory's `start` runs)."""
-    from near_failover.localnet.node import run_node
+    from near_failover.localnet.node_main import run_node
 
     raise typer.Exit(run_node(home))
 

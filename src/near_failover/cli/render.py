@@ -10,6 +10,7 @@ from rich.table import Table
 from near_failover.cli.common import err, out
 from near_failover.console import plain, safe
 from near_failover.neard.check import Finding, Severity
+from near_failover.procedures.move import MoveResult
 
 
 def print_finding_lines(findings: list[Finding]) -> None:
@@ -48,46 +49,8 @@ def say_step(step: dict[str, Any], shown: dict[int, str | None]) -> None:
         shown[step["id"]] = step["outcome"]
 
 
-def api_error_text(body: Any) -> str:
-    """An agent API's error answer as one sentence: its message, else its error code or detail;
-    never the raw object."""
-    if isinstance(body, dict):
-        for field in ("message", "detail", "error"):
-            value = body.get(field)
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, list) and value:
-                return "; ".join(str(v.get("msg", v)) if isinstance(v, dict) else str(v) for v in value)
-        return "no reason given"
-    return str(body) if body else "no reason given"
-
-
-def move_result_from_json(data: dict[str, Any]) -> Any:
-    """A move's result as an agent's API returns it (MoveResult.to_json), back as a MoveResult,
-    so a move run through the agents prints as one run here does."""
-    from near_failover.procedures.move import KeyLeftBehind, MoveResult
-
-    return MoveResult(
-        kind=data.get("kind") or "switchover",
-        mode=data.get("mode") or "hot-swap",
-        source=data.get("from"),
-        target=str(data.get("to") or "?"),
-        ok=bool(data.get("ok")),
-        outcome=str(data.get("outcome") or ("ok" if data.get("ok") else "failed")),
-        message=str(data.get("message") or ""),
-        run_id=data.get("run_id"),
-        seconds=dict(data.get("seconds") or {}),
-        missed=data.get("missed"),
-        recovery=dict(data.get("recovery") or {}),
-        node_states=dict(data.get("node_states") or {}),
-        notes=list(data.get("notes") or []),
-        keys_left_behind=[KeyLeftBehind(k["node"], k["path"], list(k["commands"])) for k in data.get("keys_left_behind") or []],
-    )
-
-
-def print_agent_move(who: str, data: dict[str, Any]) -> None:
+def print_agent_move(who: str, result: MoveResult) -> None:
     """A move an agent ran: who ran it, then the same lines as a move run here."""
-    result = move_result_from_json(data)
     out.print(plain(f"run {result.run_id if result.run_id is not None else '-'} was run by {who}'s agent"), highlight=False)
     print_move(result)
 

@@ -18,9 +18,9 @@ from near_failover.control.base import (
     StopOutcome,
 )
 from near_failover.hosts.base import Host, HostError, HostFileNotFound, NoSuchProcess
-from near_failover.limits import PID_FILE
 from near_failover.hosts.home import home_rpc_ports
 from near_failover.hosts.processes import process_command, process_serves
+from near_failover.limits import PID_FILE
 
 # A pid whose process started this long after the pid file was written is a reused pid, not ours.
 PID_REUSE_SLACK = 2.0

@@ -19,110 +19,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from near_failover.inventory import AlertTarget, apprise_urls
 from near_failover.limits import WEBHOOK_ANSWER_BYTES, BoundedAsyncClient
-from near_failover.redact import REDACTED, redact_record, redact_text, url_origin
+from near_failover.redact import REDACTED, redact_record, redact_text
 
 log = structlog.get_logger(__name__)
 
 TELEGRAM_TEXT_LIMIT = 4096
-
-
-class AlertTarget(BaseModel):
-    """One ``[[alert]]`` table of the inventory: where and in which format to send alerts.
-
-    ``kind = "telegram"``: ``url`` is the bot's ``https://api.telegram.org/bot<token>/sendMessage``
-    (or the same without ``/sendMessage``) and ``chat_id`` is required. ``kind = "apprise"``:
-    ``url_file`` names a file (mode 0600) with one or more apprise URLs (``discord://...``,
-    ``pagerduty://...``, ``mailtos://...``), one per line; it is read at each send. A delivery
-    is tried ``attempts`` times, ``backoff`` seconds apart, doubling.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: Literal["json", "slack", "telegram", "apprise"]
-    url: str | None = Field(default=None, repr=False)
-    url_file: Path | None = None
-    chat_id: str | None = None
-    timeout: float = Field(default=5.0, gt=0, le=60)
-    attempts: int = Field(default=3, ge=1, le=10)
-    backoff: float = Field(default=1.0, ge=0, le=60)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The value itself is not echoed: a webhook URL is a credential.
-            raise ValueError('expected a webhook URL such as "https://hooks.example.com/..."')
-        return value
-
-    @field_validator("chat_id", mode="before")
-    @classmethod
-    def _chat_id(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        return value
-
-    @field_validator("url_file", mode="before")
-    @classmethod
-    def _url_file(cls, value: Any) -> Any:
-        return Path(value).expanduser() if isinstance(value, (str, Path)) else value
-
-    @model_validator(mode="after")
-    def _kind_needs(self) -> AlertTarget:
-        if self.kind == "apprise":
-            if self.url is not None or self.url_file is None:
-                raise ValueError('kind = "apprise" takes url_file = "<file with the apprise URLs, mode 0600>", not url: an apprise URL holds its credentials')
-            apprise_urls(self.url_file)  # a missing, empty or readable-by-others file is an inventory error now
-        elif self.url is None or self.url_file is not None:
-            raise ValueError(f'kind = "{self.kind}" needs url = "https://..." (url_file is for kind = "apprise")')
-        if self.kind == "telegram" and not self.chat_id:
-            raise ValueError('kind = "telegram" needs chat_id = "<chat id or @channel>"')
-        if self.kind != "telegram" and self.chat_id is not None:
-            raise ValueError('chat_id is used only with kind = "telegram"')
-        return self
-
-    @property
-    def redacted_url(self) -> str:
-        """What logs and errors may show of the URL: scheme://host[:port], or for apprise the
-        file's name (its URLs are credentials from the scheme on)."""
-        return str(self.url_file) if self.url is None else url_origin(self.url)
-
-    @property
-    def post_url(self) -> str:
-        assert self.url is not None
-        if self.kind == "telegram" and not self.url.rstrip("/").endswith("/sendMessage"):
-            return self.url.rstrip("/") + "/sendMessage"
-        return self.url
-
-    def label(self) -> str:
-        return f"{self.kind} {self.redacted_url}"
-
-
-def apprise_urls(path: Path) -> list[str]:
-    """The apprise URLs in ``path`` (one per line, # comments): ValueError naming the file and
-    the fix, never its content, when it is missing, empty or readable by others."""
-    try:
-        mode = path.stat().st_mode
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"url_file {path}: cannot read it ({getattr(exc, 'strerror', None) or exc}); write the apprise URLs there, one per line, mode 0600") from None
-    if mode & 0o077:
-        raise ValueError(f"url_file {path}: readable by others (mode {mode & 0o777:o}); run chmod 600 {path}")
-    urls = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not urls:
-        raise ValueError(f"url_file {path}: no apprise URL in it; put one per line (e.g. discord://webhook_id/webhook_token)")
-    return urls
 
 
 class AlertKind(StrEnum):

@@ -1,6 +1,7 @@
-"""What an operator asks an agent through its API beside the automatic loop: a failover, run by
-the target's agent under the lease with the CLI's rules, and whether this member is the signer
-or a ready standby (load balancers' and checks' GET /leader and GET /standby).
+"""What an operator asks of the agents beside the automatic loop: where a manual move runs when
+agents hold a lease (never around them), a failover run by the target's agent under the lease
+with the CLI's rules, and whether this member is the signer or a ready standby (load balancers'
+and checks' GET /leader and GET /standby).
 
 The decisions are pure functions of what the agent knows; the agent does the I/O.
 """
@@ -8,15 +9,43 @@ The decisions are pure functions of what the agent knows; the agent does the I/O
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from near_failover.ha.lease import LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.move import MoveResult
-from near_failover.procedures.plan import MoveOptions
+from near_failover.procedures.plan import MoveKind, MoveOptions
 
 STOP_THE_AGENTS = "the agents fail over on their own. To take over by hand, stop the agents first (their leader fences itself and releases the lease)"
+
+
+@dataclass(frozen=True)
+class ManualMoveRoute:
+    """Where an operator's move runs when the inventory has a [lease]."""
+
+    runner: str | None = None  # the node whose agent runs it; None: the CLI runs it itself
+    refusal: str | None = None  # why it runs nowhere
+    # A failover whose runner's agent is not listening (stopped) runs from the CLI instead.
+    here_if_agent_stopped: bool = False
+
+
+def manual_move_route(kind: MoveKind, target: str, leader: LeaderInfo | None, apis: Mapping[str, str | None]) -> ManualMoveRoute:
+    """A manual move never goes around the agents: a switchover is run by the leader's agent
+    (which then hands the lease over); a failover is refused while a leader holds the lease (the
+    agents fail over on their own), and otherwise run by the target's agent under the lease. The
+    CLI runs it itself only when no agent is in the way: a switchover with no leader, a failover
+    whose target has no ``api`` (``apis``: each node's, None when it has none)."""
+    if kind == MoveKind.FAILOVER and leader is not None:
+        return ManualMoveRoute(refusal=f"{leader.member} holds the lease (generation {leader.generation}): {STOP_THE_AGENTS}")
+    if leader is None and kind == MoveKind.SWITCHOVER:
+        return ManualMoveRoute()
+    runner = target if leader is None else leader.member
+    if not apis.get(runner):
+        if kind == MoveKind.FAILOVER:
+            return ManualMoveRoute()
+        return ManualMoveRoute(refusal=f"{runner} holds the lease but has no `api` in the inventory: run the switchover through its agent's API")
+    return ManualMoveRoute(runner, here_if_agent_stopped=kind == MoveKind.FAILOVER)
 
 
 @dataclass

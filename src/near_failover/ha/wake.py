@@ -52,7 +52,7 @@ class _Timespec(ctypes.Structure):
 def _clock_nanosleep() -> Callable[..., int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return libc.clock_nanosleep  # type: ignore[no-any-return]
+        return libc.clock_nanosleep
     except (OSError, AttributeError):
         return None
 

@@ -30,6 +30,17 @@ DETACH_SCRIPT = (
     "setsid -f sh -c 'echo \"$$\" >&3; exec \"$@\" 3>&-' sh \"$@\" >>\"$log\" 2>&1 </dev/null"
 )
 
+# What proc_links_text runs (hosts/processes.py parses its output): prints the TCP tables, then
+# every cwd and fd link of the processes matched by $1 (a pid, or every pid), as
+# "<path>\t<link target>"; an unreadable link prints an empty target. find exits 1 when a
+# process vanished or a link was unreadable during the walk: that is a normal scan.
+SCAN_SCRIPT = (
+    'echo "@tcp"; [ "$2" = notcp ] || cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; echo "@links"; '
+    'pat="${1:-[0-9]*}"; '
+    "find /proc/$pat/cwd /proc/$pat/fd -maxdepth 1 -printf '%p\\t%l\\n' 2>/dev/null; "
+    's=$?; [ "$s" -le 1 ] || exit "$s"'
+)
+
 
 class HostError(Exception):
     """A failure on a host; the message names the host, the operation and, when known, the fix."""
@@ -229,8 +240,6 @@ class Host(ABC):
         """"@tcp", /proc/net/tcp and tcp6, "@links", then "<path>\\t<link target>" for the cwd and
         fd links of ``pid`` (or of every process); an unreadable link has an empty target. Read
         by one command (hosts/processes.py parses it)."""
-        from near_failover.hosts.processes import SCAN_SCRIPT
-
         argv = ["sh", "-c", SCAN_SCRIPT, "sh", str(pid) if pid is not None else "", "" if with_tcp else "notcp"]
         result = await self.run(argv, timeout=timeout)
         if not result.ok:

@@ -17,17 +17,6 @@ from near_failover.hosts.base import Host, HostError, PathLike
 
 LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp's `st` column (include/net/tcp_states.h)
 
-# Prints the TCP tables, then every cwd and fd link of the processes matched by $1 (a pid, or
-# every pid), as "<path>\t<link target>"; an unreadable link prints an empty target. find exits
-# 1 when a process vanished or a link was unreadable during the walk: that is a normal scan.
-SCAN_SCRIPT = (
-    'echo "@tcp"; [ "$2" = notcp ] || cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; echo "@links"; '
-    'pat="${1:-[0-9]*}"; '
-    "find /proc/$pat/cwd /proc/$pat/fd -maxdepth 1 -printf '%p\\t%l\\n' 2>/dev/null; "
-    's=$?; [ "$s" -le 1 ] || exit "$s"'
-)
-
-
 @dataclass(frozen=True)
 class ServingProcess:
     """A process that serves the home, and what showed it (its port, its cwd, an open file)."""

@@ -171,7 +171,7 @@ class SshHost(Host):
             options["agent_path"] = None
         try:
             return await asyncio.wait_for(
-                asyncssh.connect(self.hostname, self.port, **options),  # type: ignore[arg-type]
+                asyncssh.connect(self.hostname, self.port, **options),
                 self.connect_timeout + 1,
             )
         except asyncssh.HostKeyNotVerifiable as exc:
@@ -271,13 +271,14 @@ class SshHost(Host):
             attrs = await sftp.stat(str(path))
             check_regular(path, attrs.permissions or 0, attrs.size or 0, limit)
             # Read in chunks to EOF: /proc files report size 0, so "read to size" would be empty.
-            chunks = []
+            chunks: list[bytes] = []
             total = 0
             async with sftp.open(str(path), "rb") as f:
                 while chunk := await f.read(_READ_CHUNK):
                     total += len(chunk)
                     if total > limit.max_bytes:
                         raise FileRejected(path, f"grew past {limit.describe()} while read")
+                    assert isinstance(chunk, bytes)  # opened "rb": asyncssh's types say str | bytes
                     chunks.append(chunk)
             return b"".join(chunks)
 

@@ -12,7 +12,7 @@ def main() -> int:
     if len(args) == 3 and args[0] == "node" and args[1] == "--home":
         from pathlib import Path
 
-        from near_failover.localnet.node import run_node
+        from near_failover.localnet.node_main import run_node
 
         return run_node(Path(args[2]))
     if len(args) == 3 and args[0] == "chain" and args[1] == "--dir":

@@ -273,7 +273,7 @@ class ChainServer:
 
     def _sign(self, body: dict) -> dict:
         peer_id = str(body.get("peer_id", ""))
-        self._seen({"peer_id": peer_id, "addr": body.get("addr"), "name": body.get("name")})
+        self._seen({"peer_id": peer_id, "addr": str(body.get("addr") or ""), "name": str(body.get("name") or "")})
         pid = body.get("pid")
         signer = Signer(str(body.get("process") or peer_id), peer_id, str(body.get("name") or self._name(peer_id)), int(pid) if isinstance(pid, int) else None)
         results = []

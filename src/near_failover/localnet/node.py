@@ -29,12 +29,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
-from near_failover.localnet.chain import KIND_BLOCK, KIND_CHUNK, hash_text, shard_uid, signing_message
-from near_failover.localnet.http import HttpClient, HttpError, start_server
 from near_failover.localnet import config_rules
+from near_failover.localnet.chain import KIND_BLOCK, KIND_CHUNK, hash_text, shard_uid, signing_message
 from near_failover.localnet.config_rules import ConfigFileIssue, TrackedShards
+from near_failover.localnet.http import Handler, HttpClient, HttpError, start_server
 from near_failover.localnet.node_state import DATA_FORMAT, ShardBook, split_by_epoch, tracked_shards_for_epoch
 from near_failover.localnet.profile import Timings, fast
 from near_failover.localnet.util import Log, read_json, write_json_atomic
@@ -44,7 +44,6 @@ EARLY_FATAL_SIGNALS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 DATA_FILE = "localnet-node.json"
 EMULATOR_FILE = "emulator.json"
 PUBLIC_CHAINS = ("mainnet", "testnet")
-NEARD_VERSION = {"version": "2.13.0", "build": "near-failover-localnet", "commit": "0" * 40, "rustc_version": "emulated"}
 ALL_SHARDS_PANIC = (
     "The `chain_id` field specified in genesis is among mainnet/testnet, so validator must not track all shards. "
     'Please set `tracked_shards_config` field in `config.json` to "NoShards".'
@@ -116,9 +115,10 @@ class Metrics:
 
 
 class Node:
-    def __init__(self, home: Path, log: Log) -> None:
+    def __init__(self, home: Path, log: Log, rpc_handler: Callable[[Node], Handler]) -> None:
         self.home = home
         self.log = log
+        self.rpc_handler = rpc_handler  # node_rpc.NodeRpc's, given by node_main (no import loop)
         self.metrics = Metrics()
         self.signer: KeyFile | None = None
         self.hot: dict[str, Any] = {}
@@ -808,11 +808,9 @@ class Node:
             handle_signals(False)
             await self.load_memtries()
             self.check_validator_tracked_shards()
-            from near_failover.localnet.node_rpc import NodeRpc
-
             host, port = parse_addr(self.rpc_addr, "rpc.addr")
             try:
-                self.rpc_server = await start_server(NodeRpc(self).handle, host, port, on_error=lambda e: self.log.error("jsonrpc", "handler failed", error=repr(e)))
+                self.rpc_server = await start_server(self.rpc_handler(self), host, port, on_error=lambda e: self.log.error("jsonrpc", "handler failed", error=repr(e)))
             except OSError as exc:
                 self.panic(f"failed to start the JSON-RPC server on {self.rpc_addr}: {exc}", "chain/jsonrpc/src/lib.rs:0:0")
             self.log.info("neard", "starting http server", addr=self.rpc_addr)
@@ -867,24 +865,3 @@ def _rss_mb() -> float:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except (OSError, ValueError):
         return 0.0
-
-
-def run_node(home: Path) -> int:
-    # Until neard installs its handlers these signals take their default action (they kill it);
-    # Python would turn SIGINT into KeyboardInterrupt, and an ignored SIGHUP could be inherited.
-    for sig in EARLY_FATAL_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    log = Log()
-    node = Node(home.resolve(), log)
-
-    async def main() -> int:
-        try:
-            node.load_home()
-        except NodeExit as exc:
-            return exc.code
-        return await node.run()
-
-    try:
-        return asyncio.run(main())
-    except NodeExit as exc:  # a panic raised inside a task or a signal callback
-        return exc.code

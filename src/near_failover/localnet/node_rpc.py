@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from near_failover.localnet.chain import PROTOCOL_VERSION, hash_text, shard_uid
 from near_failover.localnet.http import HttpError, Request, Response
-from near_failover.localnet.node import NEARD_VERSION
+from near_failover.localnet.node import Node
 from near_failover.localnet.util import rfc3339_nanos
 
 MEMTRIE_ARENA_BYTES = 4 * 2**30  # emulated size of one shard's memtrie arena
-
-if TYPE_CHECKING:
-    from near_failover.localnet.node import Node
+# What the emulated neard answers as its build (status.version, near_build_info).
+NEARD_VERSION = {"version": "2.13.0", "build": "near-failover-localnet", "commit": "0" * 40, "rustc_version": "emulated"}
 
 
 class RpcFailure(Exception):
@@ -91,7 +90,7 @@ def _duration_value(raw: Any, default_ns: int) -> list[int]:
 
 
 class NodeRpc:
-    def __init__(self, node: "Node") -> None:
+    def __init__(self, node: Node) -> None:
         self.node = node
 
     # --- HTTP routes ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path, PurePosixPath
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from near_failover.limits import CONFIG_JSON, FileRejected, read_regular_file, read_regular_text
 from near_failover.neard import jsonc
@@ -243,7 +243,10 @@ def dumps_config(cfg: dict) -> str:
     return jsonc.dumps(cfg, indent=2)
 
 
-def backup_name(path: Path, when: datetime | None = None) -> Path:
+AnyPath = TypeVar("AnyPath", Path, PurePosixPath)  # a local file, or one on a node's host
+
+
+def backup_name(path: AnyPath, when: datetime | None = None) -> AnyPath:
     """`config.json.<UTC YYYYmmddTHHMMSSffffffZ>.bak` beside `path`."""
     when = when or datetime.now(timezone.utc)
     stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
@@ -809,11 +812,11 @@ def _diff_into(old: object, new: object, prefix: str, changes: list[tuple[str, o
             path = f"{prefix}.{key}" if prefix else key
             _diff_into(old.get(key, MISSING), new.get(key, MISSING), path, changes)
         return
-    if old is MISSING and _is_record(new):
+    if old is MISSING and isinstance(new, dict) and _is_record(new):
         for key, value in new.items():
             _diff_into(MISSING, value, f"{prefix}.{key}" if prefix else key, changes)
         return
-    if new is MISSING and _is_record(old):
+    if new is MISSING and isinstance(old, dict) and _is_record(old):
         for key, value in old.items():
             _diff_into(value, MISSING, f"{prefix}.{key}" if prefix else key, changes)
         return

@@ -35,9 +35,8 @@ from pydantic import (
 )
 
 from near_failover.limits import RPC_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
-from near_failover.redact import redact_url
-from near_failover.urls import checked_http_url
 from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
+from near_failover.urls import checked_http_url
 
 __all__ = [
     "DEFAULT_TIMEOUT",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from near_failover.inventory import StandbyMode
 from near_failover.limits import CONFIG_JSON, KEY_FILE
 from near_failover.neard.config import as_validator, backup_name, config_diff, dumps_config, parse_config_text
 from near_failover.neard.jsonc import has_comments
@@ -27,7 +28,7 @@ from near_failover.procedures.startup import Say, wait_ready_after_restart, wait
 
 @dataclass
 class Activation:
-    mode: str
+    mode: StandbyMode
     config_backup: str | None = None
     # Option 1: how the restart went (phases, seconds, memtries the process holds).
     restart: dict[str, Any] | None = None
@@ -84,12 +85,12 @@ async def edit_home_config(node: NodeAccess, edit: Callable[[dict[str, Any]], di
     return str(backup), has_comments(text)
 
 
-async def activate(node: NodeAccess, mode: str, key: KeyFile, deadline: float, stop_timeout: float, say: Say) -> Activation:
+async def activate(node: NodeAccess, mode: StandbyMode, key: KeyFile, deadline: float, stop_timeout: float, say: Say) -> Activation:
     """Give `node` the key; Option 1 returns only once the restarted neard is up, has loaded its
     memtries and is synced, within `deadline`, so verify only has to see it sign."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
-    if mode == "hot-swap":
+    if mode == StandbyMode.HOT_SWAP:
         await signal_when_started(node, "sending SIGHUP", end - loop.time(), deadline, say)
         await install_key(node, key)
         await node.control.reload()
@@ -174,13 +175,13 @@ async def wait_producing(node: NodeAccess, account_id: str, baseline: Production
     )
 
 
-async def withdraw_key(node: NodeAccess, mode: str, config_backup: str | None, restart_timeout: float, say: Say) -> dict[str, Any]:
+async def withdraw_key(node: NodeAccess, mode: StandbyMode, config_backup: str | None, restart_timeout: float, say: Say) -> dict[str, Any]:
     """Undo an activation that provably never took: key out of home (the staged copy stays), and
     for Option 1 the old config back, so the node is the standby it was."""
     await node.host.remove(await node.validator_key_path(), missing_ok=True)
-    action = "restarting it" if mode == "rpc" and config_backup else "sending SIGHUP"
+    action = "restarting it" if mode == StandbyMode.RPC and config_backup else "sending SIGHUP"
     waited = await signal_when_started(node, action, restart_timeout, restart_timeout, say)
-    if mode == "rpc" and config_backup:
+    if mode == StandbyMode.RPC and config_backup:
         path = node.spec.config_path
         await node.host.write_atomic(path, await node.host.read_bytes(config_backup, CONFIG_JSON), await node.host.stat_mode(path))
         await node.control.restart(timeout=restart_timeout)

@@ -18,25 +18,36 @@ import asyncio
 import shutil
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from near_failover.control.base import ControlError, StopOutcome
 from near_failover.hosts import HostError
-from near_failover.limits import KEY_FILE
 from near_failover.hosts.base import CommandTimeout
 from near_failover.hosts.local import LocalHost
 from near_failover.inventory import Node
+from near_failover.limits import KEY_FILE
 from near_failover.neard.check import Finding, Severity
+from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.nodes import NodeAccess
 from near_failover.procedures.observe import SignerObservation, SignerVerdict, observe_until_silent
-from near_failover.neard.rpc import RpcError
+
+
+class ProofKind(StrEnum):
+    """What proves the old signer cannot sign: the reason a move may give the target the key."""
+
+    STOPPED = "stopped"  # reached: stopped, masked, key out of its home, observed not signing
+    CHAIN_SILENCE = "chain-silence"  # unreachable: the pool silent on the chain while duties were due
+    FORCED = "forced"  # the operator skipped the proof (failover --force, confirmed by the pool id)
+    SELF_FENCED = "self-fenced"  # automatic mode: the old leader's record that it fenced itself
+    OBSERVED = "observed"  # automatic mode: the old leader's neard observed not signing
 
 
 @dataclass
 class FenceProof:
-    kind: str  # "stopped" | "chain-silence" | "forced"
+    kind: ProofKind
     evidence: dict[str, Any] = field(default_factory=dict)
     # Where the old primary's key copy now lives, so a rollback can put it back.
     parked_key: str | None = None
@@ -112,7 +123,7 @@ async def fence_reachable(
     if await source.key_in_home():
         raise StepFailed(f"{source.name}: a validator key reappeared in {source.spec.home}", known=False)
     return FenceProof(
-        "stopped",
+        ProofKind.STOPPED,
         {
             "node": source.name,
             "stop": stopped.evidence(),
@@ -147,7 +158,7 @@ async def prove_chain_silence(target: NodeAccess, account_id: str, blocks: int, 
                 "somewhere. Fence it (stop neard, remove its key) before failing over."
             )
         if verdict == "silent":
-            return FenceProof("chain-silence", watch.evidence())
+            return FenceProof(ProofKind.CHAIN_SILENCE, watch.evidence())
         await asyncio.sleep(poll)
     raise Refused(
         f"no proof of silence within {deadline:.0f}s: the pool had no duties long enough, or the chain did "

@@ -11,26 +11,60 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Awaitable, Callable, TypeVar
 
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
+from near_failover.control.base import ControlError
 from near_failover.hosts import HostError
-from near_failover.inventory import Inventory
+from near_failover.inventory import Inventory, StandbyMode
 from near_failover.limits import CONFIG_JSON, KEY_FILE, LOG_CONFIG
-from near_failover.neard.config import effective_tracking, memtries_enabled, parse_config_text, semantic_errors, ConfigError
+from near_failover.neard.config import (
+    ConfigError,
+    effective_tracking,
+    memtries_enabled,
+    parse_config_text,
+    semantic_errors,
+)
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
-from near_failover.control.base import ControlError
 from near_failover.procedures import recovery
-from near_failover.procedures.activate import Activation, activate, wait_key_loaded, wait_producing, wait_rpc, withdraw_key
-from near_failover.procedures.startup import running_memtries, wait_until_started
-from near_failover.procedures.window import gap_need
+from near_failover.procedures.activate import (
+    Activation,
+    activate,
+    wait_key_loaded,
+    wait_producing,
+    wait_rpc,
+    withdraw_key,
+)
 from near_failover.procedures.chain_view import Production, on_chain_public_key, production_of
 from near_failover.procedures.errors import Refused, StepFailed
-from near_failover.procedures.fence import FenceProof, confirm_no_other_signer, fence_reachable, prove_chain_silence, run_fence_command
+from near_failover.procedures.fence import (
+    FenceProof,
+    ProofKind,
+    confirm_no_other_signer,
+    fence_reachable,
+    prove_chain_silence,
+    run_fence_command,
+)
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
-from near_failover.procedures.plan import TIMEOUT_KEYS, Deadline, Kind, Mode, MoveSettings, Plan, make_plan
+from near_failover.procedures.plan import (
+    TIMEOUT_KEYS,
+    Deadline,
+    MoveKind,
+    MoveOptions,
+    MoveSettings,
+    Plan,
+    PlannedStep,
+    StepName,
+    make_plan,
+)
+from near_failover.procedures.startup import running_memtries, wait_until_started
+from near_failover.procedures.window import gap_need
 
 T = TypeVar("T")
 DEFAULT_BLOCK_TIME = 0.6  # mainnet's block time (neard-behaviour §5)
@@ -39,8 +73,18 @@ STEP_MARGIN = 0.5
 Progress = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class KeyLeftBehind:
+class Outcome(StrEnum):
+    """How a move ended (the journal's run outcome)."""
+
+    OK = "ok"
+    REFUSED = "refused"  # nothing was changed
+    ROLLED_BACK = "rolled-back"  # the target never loaded the key; the old primary signs again
+    STOPPED = "stopped"  # the outcome is not known: each node's state and the commands to finish
+    DRY_RUN = "dry-run"
+    INTERRUPTED = "interrupted"  # the journal's word for a run whose process died (never a result's own)
+
+
+class KeyLeftBehind(BaseModel):
     """The pool key still (or perhaps, when the old primary was not identified) in the home of a
     node the move could not reach (a failover on the chain-silence proof): it signs again if
     that host returns and its neard restarts."""
@@ -50,95 +94,114 @@ class KeyLeftBehind:
     commands: list[str]  # what to run once the host answers again
 
     def to_json(self) -> dict[str, Any]:
-        return {"node": self.node, "path": self.path, "commands": self.commands}
+        return self.model_dump(mode="json")
 
 
-@dataclass
-class MoveResult:
-    kind: Kind
-    mode: Mode
-    source: str | None
-    target: str
+class NodeState(BaseModel):
+    """One node as a stopped move left it, for the operator who finishes or reverts it."""
+
+    rpc: bool  # its RPC answered
+    key_loaded: str | None  # the validator account its neard has loaded
+    key_in_home: bool | str  # the key file in its home, or "host unreachable"
+    head: int | None
+
+
+# What the JSON of a result says about one deadline: its seconds and where they came from.
+TimeoutUsed = TypedDict("TimeoutUsed", {"seconds": float, "from": str})
+
+
+class MoveResult(BaseModel):
+    """A move's result: printed by the CLI, answered by the agent API (its response_model),
+    alerted and journaled. JSON names the nodes "from" and "to"."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    kind: MoveKind
+    mode: StandbyMode
+    source: str | None = Field(alias="from")
+    target: str = Field(alias="to")
     ok: bool
-    outcome: str  # "ok" | "refused" | "rolled-back" | "stopped" | "dry-run"
+    outcome: Outcome
     message: str = ""
     run_id: int | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = Field(default_factory=dict)
     missed: dict[str, int] | None = None
-    checks: dict[str, Any] = field(default_factory=dict)
-    recovery: dict[str, list[str]] = field(default_factory=dict)
-    node_states: dict[str, Any] = field(default_factory=dict)
-    plan: Plan | None = None
-    timeouts: list[Deadline] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # what the operator should know or do next
-    keys_left_behind: list[KeyLeftBehind] = field(default_factory=list)
+    checks: dict[str, Any] = Field(default_factory=dict)
+    recovery: dict[str, list[str]] = Field(default_factory=dict)
+    node_states: dict[str, NodeState] = Field(default_factory=dict)
+    timeouts: list[Deadline] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)  # what the operator should know or do next
+    keys_left_behind: list[KeyLeftBehind] = Field(default_factory=list)
+    plan: Plan | None = Field(default=None, exclude=True)  # printed by --dry-run, not sent
+
+    @field_validator("timeouts", mode="before")
+    @classmethod
+    def _timeouts_from_json(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [Deadline(name, used["seconds"], used["from"]) for name, used in value.items()]
+        return value
+
+    @field_serializer("timeouts")
+    def _timeouts_to_json(self, deadlines: list[Deadline]) -> dict[str, TimeoutUsed]:
+        return {d.name: {"seconds": d.seconds, "from": d.origin} for d in deadlines}
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "mode": self.mode,
-            "from": self.source,
-            "to": self.target,
-            "ok": self.ok,
-            "outcome": self.outcome,
-            "message": self.message,
-            "run_id": self.run_id,
-            "seconds": self.seconds,
-            "missed": self.missed,
-            "checks": self.checks,
-            "recovery": self.recovery,
-            "node_states": self.node_states,
-            "timeouts": {d.name: {"seconds": d.seconds, "from": d.origin} for d in self.timeouts},
-            "notes": self.notes,
-            "keys_left_behind": [k.to_json() for k in self.keys_left_behind],
-        }
+        return self.model_dump(mode="json", by_alias=True)
+
+
+@dataclass(frozen=True)
+class AutomaticMove:
+    """What the automatic mode adds to a failover it runs under the lease."""
+
+    # A proof the agent already holds: the old leader's own record that it fenced itself for
+    # the lease generation that just ended.
+    proven_fence: FenceProof | None = None
+    # The last word before the key is given (the lease is still ours); it raises Refused to
+    # stop the move with the old signer fenced and the target without a key.
+    before_activate: Callable[[], Awaitable[None]] | None = None
+    journal_kind: str | None = None  # the journal's name for the run ("auto-failover")
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    """Everything one move is asked to do: its kind, the operator's options, and what a caller
+    may add (the known old signer, deadlines of its own, the automatic mode's hooks)."""
+
+    kind: MoveKind
+    options: MoveOptions  # the target, mode (None: its standby mode), in_window, force, take over
+    source: str | None = None  # the old signer when the caller knows it; else found by the move
+    settings: MoveSettings | None = None  # None: the inventory's [timeouts] and [node.timeouts]
+    automatic: AutomaticMove | None = None
+    progress: Progress | None = None  # told each step as it starts and ends
+    on_start: Callable[[int], None] | None = None  # told the run's id as soon as the journal has it
 
 
 class Move:
-    """One switchover or failover of the inventory's validator to `target`."""
+    """One switchover or failover of the inventory's validator to the request's target."""
 
-    def __init__(
-        self,
-        inventory: Inventory,
-        nodes: dict[str, NodeAccess],
-        kind: Kind,
-        mode: Mode,
-        target: str,
-        journal: Journal,
-        settings: MoveSettings | None = None,
-        source: str | None = None,
-        force: bool = False,
-        in_window: bool = False,
-        progress: Progress | None = None,
-        take_over_interrupted: bool = False,
-        proven_fence: FenceProof | None = None,
-        journal_kind: str | None = None,
-        before_activate: Callable[[], Awaitable[None]] | None = None,
-        on_start: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, inventory: Inventory, nodes: dict[str, NodeAccess], journal: Journal, request: MoveRequest) -> None:
+        options = request.options
+        automatic = request.automatic or AutomaticMove()
+        target = inventory.node(options.to)
         self.inv = inventory
         self.nodes = nodes
-        self.kind = kind
-        self.mode = mode
-        self.target = nodes[inventory.node(target).name]
-        self.source_name = source
+        self.kind = MoveKind(request.kind)
+        self.mode = StandbyMode(options.mode or target.standby)
+        self.target = nodes[target.name]
+        self.source_name = request.source
         self.journal = journal
-        # Given by the caller (tests, the demo), else resolved from the inventory once the
-        # source is known ([node.timeouts] of the source and the target count).
-        self.given_settings = settings
-        self.settings = settings or MoveSettings()
-        self.force = force
-        self.in_window = in_window
-        self.take_over_interrupted = take_over_interrupted
-        # A proof the caller already holds (the automatic mode: the old leader's own record that
-        # it fenced itself for the lease generation that just ended).
-        self.proven_fence = proven_fence
-        # The last word before the key is given (the automatic mode: the lease is still ours); it
-        # raises Refused to stop the move with the old signer fenced and the target without a key.
-        self.before_activate = before_activate
-        self.journal_kind = journal_kind or kind
-        # Told the run's id as soon as the journal has it (the agent API answers with it at once).
-        self.on_start = on_start
+        # Given by the caller (tests, the demo, the agent), else resolved from the inventory once
+        # the source is known ([node.timeouts] of the source and the target count).
+        self.given_settings = request.settings
+        self.settings = request.settings or MoveSettings()
+        self.force = options.force
+        self.in_window = options.in_window
+        self.take_over_interrupted = options.take_over_interrupted
+        self.proven_fence = automatic.proven_fence
+        self.before_activate = automatic.before_activate
+        self.journal_kind = automatic.journal_kind or self.kind.value
+        self.on_start = request.on_start
+        progress = request.progress
         self.say = progress or (lambda _msg: None)
         self.pool = inventory.validator.account_id
         self.inventory_path = str(inventory.source) if inventory.source else "inventory.toml"
@@ -158,15 +221,16 @@ class Move:
     # --- the run -----------------------------------------------------------------------------
 
     async def run(self, dry_run: bool = False) -> MoveResult:
-        result = MoveResult(self.kind, self.mode, self.source_name, self.target.name, ok=False, outcome="refused")
+        result = MoveResult(kind=self.kind, mode=self.mode, source=self.source_name, target=self.target.name, ok=False,
+                            outcome=Outcome.REFUSED)
         try:
             await self._find_source(result)
             self._resolve_settings(result)
             result.plan = make_plan(self.kind, self.mode, result.source, self.target.name, self.settings, self.source_reachable,
-                                    stonith=self.source is not None and bool(self.source.spec.fence_command))
+                                    stonith=self.source is not None and bool(self.source.spec.fence_command), in_window=self.in_window)
             if dry_run:
                 result.checks = await self._preflight(result)
-                result.ok, result.outcome = True, "dry-run"
+                result.ok, result.outcome = True, Outcome.DRY_RUN
                 result.message = "preflight passed; nothing changed"
                 return result
         except Refused as exc:
@@ -178,20 +242,20 @@ class Move:
         if self.on_start is not None:
             self.on_start(result.run_id)
         try:
-            await self._steps(result)
-            result.ok, result.outcome = True, "ok"
+            await self._steps(result, result.plan)
+            result.ok, result.outcome = True, Outcome.OK
         except Refused as exc:
-            result.outcome, result.message = "refused", str(exc)
+            result.outcome, result.message = Outcome.REFUSED, str(exc)
         except StepFailed as exc:
             result.message = str(exc)
             if exc.known:
                 await self._rollback(result)
             else:
-                result.outcome = "stopped"
+                result.outcome = Outcome.STOPPED
         except (RpcError, HostError, ControlError, asyncio.TimeoutError) as exc:
-            result.outcome = "stopped"
+            result.outcome = Outcome.STOPPED
             result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
-        if result.outcome == "stopped":
+        if result.outcome == Outcome.STOPPED:
             result.node_states = await self._node_states()
         left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
         self.journal.finish_run(result.run_id, result.outcome, {"message": result.message, "recovery": result.recovery,
@@ -204,27 +268,45 @@ class Move:
         else:
             result.timeouts = [Deadline(name, float(getattr(self.settings, name)), "given by the caller") for name in TIMEOUT_KEYS]
 
-    async def _steps(self, result: MoveResult) -> None:
-        result.checks = await self._step(result, "preflight", lambda: self._preflight(result))
-        await self._step(result, "stage", self._stage)
-        self._record_recovery(result, "fence")
-        self.proof = await self._step(result, "fence", self._fence)
-        self._record_recovery(result, "activate")
-        await self._step(result, "activate", self._activate)
-        await self._step(result, "verify", self._verify)
-        await self._step(result, "settle", lambda: self._settle(result))
+    async def _steps(self, result: MoveResult, plan: Plan) -> None:
+        """Run the plan's steps, in its order, with its deadlines: what --dry-run printed."""
+        for step in plan.steps:
+            await self._step(result, step, self._action(result, step.name))
 
-    async def _step(self, result: MoveResult, name: str, action: Callable[[], Awaitable[T]]) -> T:
-        deadline = self.settings.deadline(name, self.mode)
-        if name == "preflight" and self.in_window:
-            deadline += self.settings.window_wait  # waiting for the duty gap is part of preflight
+    def _action(self, result: MoveResult, name: StepName) -> Callable[[], Awaitable[Any]]:
+        """What a planned step does when it runs."""
+
+        async def preflight() -> dict[str, Any]:
+            result.checks = await self._preflight(result)
+            return result.checks
+
+        async def fence() -> FenceProof:
+            self._record_recovery(result, StepName.FENCE)
+            self.proof = await self._fence()
+            return self.proof
+
+        async def activate() -> Activation:
+            self._record_recovery(result, StepName.ACTIVATE)
+            return await self._activate()
+
+        async def settle() -> dict[str, Any]:
+            return await self._settle(result)
+
+        actions: dict[StepName, Callable[[], Awaitable[Any]]] = {
+            StepName.PREFLIGHT: preflight, StepName.STAGE: self._stage, StepName.FENCE: fence,
+            StepName.ACTIVATE: activate, StepName.VERIFY: self._verify, StepName.SETTLE: settle,
+        }
+        return actions[name]
+
+    async def _step(self, result: MoveResult, step: PlannedStep, action: Callable[[], Awaitable[T]]) -> T:
+        name, deadline = step.name.value, step.deadline
         started = time.monotonic()
         with self.journal.step(result.run_id, name, {"deadline": deadline}) as rec:  # type: ignore[arg-type]
             self.say(f"{name}...")
             try:
                 value = await asyncio.wait_for(action(), deadline)
             except asyncio.TimeoutError:
-                known = name in ("preflight", "stage")
+                known = name in (StepName.PREFLIGHT, StepName.STAGE)
                 if known:
                     raise Refused(f"{name} did not finish within its {deadline:.0f}s deadline") from None
                 raise StepFailed(f"{name} did not finish within its {deadline:.0f}s deadline", known=False) from None
@@ -237,7 +319,7 @@ class Move:
     def _record_recovery(self, result: MoveResult, before: str) -> None:
         source = self.source.spec if self.source else None
         parked = self.proof.parked_key if self.proof else None
-        if before == "fence":
+        if before == StepName.FENCE:
             # Until the fence ends, the old primary may already have lost its key: same as after it.
             cmds = recovery.commands_after_fence(self.inventory_path, self.kind, self.mode, source, self.target.spec, None, self.key_paths)
         else:
@@ -320,13 +402,13 @@ class Move:
             raise Refused(f"cannot read {t.name}'s running tracking (client_config): {exc}") from exc
         checks["target_tracking"] = running
         shadow = {"ShadowValidator": self.pool}
-        if self.mode == "hot-swap" and running != shadow:
+        if self.mode == StandbyMode.HOT_SWAP and running != shadow:
             raise Refused(
                 f"{t.name} runs with tracking {running}, not {{'ShadowValidator': '{self.pool}'}}: a hot swap "
                 "would leave it without the pool's shards. Use --mode rpc, or prepare it with "
                 f"`near-failover config standby --mode hot-swap --validator-id {self.pool}` and restart it"
             )
-        if self.mode == "rpc" and running not in ("AllShards", shadow):
+        if self.mode == StandbyMode.RPC and running not in ("AllShards", shadow):
             raise Refused(
                 f"{t.name} runs with tracking {running}: Option 1 restarts it as the validator, so it must already hold "
                 f"the pool's shards (AllShards, as the guide's standby, or {shadow}). Prepare it with "
@@ -353,7 +435,7 @@ class Move:
         src = self.source
         src_status = await src.status_or_none() if src else None
         checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
-        if self.kind == "switchover":
+        if self.kind == MoveKind.SWITCHOVER:
             if src is None or src_status is None or src_status.validator_account_id != self.pool:
                 raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
             if src_status.sync_info.syncing:
@@ -362,7 +444,7 @@ class Move:
             if lag > self.settings.max_lag_blocks:
                 raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
             checks["lag_blocks"] = lag
-        elif src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
+        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
             raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
         checks["other_nodes"] = await confirm_no_other_signer(
             self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
@@ -376,7 +458,7 @@ class Move:
         which applies only at the next start (neard-behaviour §6)."""
         running = await running_memtries(t)
         in_file = memtries_enabled(cfg)
-        if self.mode == "hot-swap" and not running:
+        if self.mode == StandbyMode.HOT_SWAP and not running:
             seen = "its /metrics could not be read" if running is None else "its /metrics shows no memtrie loaded"
             fix = "restart it to load them (memtries load only at start)" if in_file else f"set them on with `near-failover config standby --home {t.spec.home} --mode hot-swap --validator-id {self.pool}` and restart it"
             raise Refused(f"{t.name}'s running neard has no memtries ({seen}): a hot-swapped validator would fall behind on chunks; {fix}")
@@ -425,7 +507,7 @@ class Move:
     async def _wait_for_window(self, t: NodeAccess) -> dict[str, Any]:
         """Wait (bounded) for a gap in the pool's duties long enough for the source's stop (as
         journaled from its earlier fences) plus neard applying the SIGHUP."""
-        if self.mode == "rpc":
+        if self.mode == StandbyMode.RPC:
             raise Refused("--in-window needs --mode hot-swap: a restart through the memtrie load outlasts any duty gap")
         source = self.source.name if self.source else "the old signer"
         need = gap_need(source, self.journal.stop_times(source) if self.source else [], self.block_time)
@@ -459,12 +541,12 @@ class Move:
             proof = await fence_reachable(self.source, stop_timeout=self.settings.fence / 2, pool=self.pool)
             proof.evidence.update(waited)
         elif self.force:
-            proof = FenceProof("forced", {"confirmed_by_operator": True})
+            proof = FenceProof(ProofKind.FORCED, {"confirmed_by_operator": True})
         else:
             proof = await prove_chain_silence(
                 self.target, self.pool, self.settings.silence_blocks, self.settings.fence / (2 if stonith else 1), self.block_time
             )
-        if stonith and proof.kind in ("chain-silence", "forced"):
+        if stonith and proof.kind in (ProofKind.CHAIN_SILENCE, ProofKind.FORCED):
             # Silence is no proof that a paused machine stays silent when it wakes: STONITH first.
             assert self.source is not None and self.source.spec.fence_command
             self.say(f"running {self.source.name}'s fence_command")
@@ -506,7 +588,7 @@ class Move:
             result.missed = now.minus(self.baseline)
         result.recovery = {}
         notes = []
-        if self.mode == "rpc":
+        if self.mode == StandbyMode.RPC:
             notes.append(f"{self.target.name} now tracks only the pool's shards: it can no longer go back to tracking all shards (guide, Option 1)")
             if self.activation is not None and self.activation.comments_dropped:
                 notes.append(f"{self.target.name}'s config.json had comments, which neard's format drops; they stay in {self.activation.config_backup}")
@@ -520,11 +602,11 @@ class Move:
             )
         if self.source is not None and self.source_reachable:
             notes.append(f"{self.source.name} stays fenced (neard stopped and masked, key out of its home)")
-        elif self.proof is not None and self.proof.kind in ("chain-silence", "forced"):
+        elif self.proof is not None and self.proof.kind in (ProofKind.CHAIN_SILENCE, ProofKind.FORCED):
             # The old primary, or, when no node could be shown to be it, every unreachable one.
             for node in [self.source] if self.source is not None else self.unreachable:
                 path = self.key_paths[node.name]
-                result.keys_left_behind.append(KeyLeftBehind(node.name, path, recovery.clear_left_key(node.spec, path)))
+                result.keys_left_behind.append(KeyLeftBehind(node=node.name, path=path, commands=recovery.clear_left_key(node.spec, path)))
                 notes.append(f"the pool key may still be in {node.name}'s home ({path}): its host could not be reached")
         result.notes = notes
         return {"signer": self.target.name, "missed": result.missed, "notes": notes, "keys_left_behind": [k.to_json() for k in result.keys_left_behind]}
@@ -537,7 +619,7 @@ class Move:
         with self.journal.step(result.run_id, "rollback") as rec:  # type: ignore[arg-type]
             backup = self.activation.config_backup if self.activation else None
             rec.add(target=await withdraw_key(self.target, self.mode, backup, self.settings.activate_rpc, self.say))
-            if self.source is not None and self.source_reachable and self.proof and self.proof.kind == "stopped":
+            if self.source is not None and self.source_reachable and self.proof and self.proof.kind == ProofKind.STOPPED:
                 src = self.source
                 await src.control.unmask()
                 await src.host.write_atomic(await src.validator_key_path(), await src.host.read_bytes(self.proof.parked_key or src.spec.key_store, KEY_FILE), 0o600)
@@ -545,10 +627,10 @@ class Move:
                 assert self.key is not None
                 await wait_rpc(src, self.settings.activate_rpc)
                 rec.add(source=await wait_key_loaded(src, self.key, self.settings.verify))
-                result.outcome = "rolled-back"
+                result.outcome = Outcome.ROLLED_BACK
                 result.message += f"; rolled back: {src.name} signs again"
             else:
-                result.outcome = "stopped"
+                result.outcome = Outcome.STOPPED
                 result.message += "; the target holds no key; the old primary was not fenced by this run, so it is not restarted"
         result.recovery = {}
 
@@ -556,6 +638,7 @@ class Move:
         states: dict[str, Any] = {}
         for name, node in self.nodes.items():
             status = await node.status_or_none()
+            key_file: bool | str
             try:
                 key_file = await node.key_in_home()
             except HostError:

@@ -74,7 +74,8 @@ async def _status(node: NodeAccess, timeout: float) -> tuple[StatusResponse | No
 async def _home_node_key(node: NodeAccess) -> str | None:
     """The public key of the home's node_key.json, to tell this home's neard from another."""
     cfg = await node.home_config()
-    name = cfg.get("node_key_file") if isinstance(cfg.get("node_key_file"), str) else "node_key.json"
+    configured = cfg.get("node_key_file")
+    name = configured if isinstance(configured, str) else "node_key.json"
     try:
         return parse_key_file(await node.host.read_text(node.spec.home / name), source=name).public_key
     except (HostError, KeyFileError):

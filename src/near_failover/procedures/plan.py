@@ -1,20 +1,39 @@
 """The plan of a move: which steps run, in which order, with which deadline.
 
 Pure data, so `--dry-run` can print exactly what a real run would do, and tests can check the
-order (a fence always comes before any step that gives the target the key).
+order (a fence always comes before any step that gives the target the key). A run executes its
+plan's steps, in the plan's order and with the plan's deadlines (procedures/move.py), so the
+printed plan and the run cannot drift apart.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from enum import StrEnum
+from typing import Any
 
-from near_failover.inventory import Inventory
+from near_failover.inventory import Inventory, StandbyMode
 
-Kind = Literal["switchover", "failover"]
-Mode = Literal["hot-swap", "rpc"]
 
-STEP_ORDER = ("preflight", "stage", "fence", "activate", "verify", "settle")
+class MoveKind(StrEnum):
+    """A switchover moves the validator off a healthy primary; a failover off a broken one."""
+
+    SWITCHOVER = "switchover"
+    FAILOVER = "failover"
+
+
+class StepName(StrEnum):
+    """The steps of every move, in the order they run (DESIGN, procedures)."""
+
+    PREFLIGHT = "preflight"
+    STAGE = "stage"
+    FENCE = "fence"
+    ACTIVATE = "activate"
+    VERIFY = "verify"
+    SETTLE = "settle"
+
+
+STEP_ORDER = tuple(StepName)
 
 
 @dataclass(frozen=True)
@@ -42,9 +61,11 @@ class MoveSettings:
     # --in-window: how long to wait for a gap in the pool's duties.
     window_wait: float = 300.0
 
-    def deadline(self, step: str, mode: Mode) -> float:
-        if step == "activate":
-            return self.activate_rpc if mode == "rpc" else self.activate_hot_swap
+    def deadline(self, step: str, mode: StandbyMode, in_window: bool = False) -> float:
+        if step == StepName.ACTIVATE:
+            return self.activate_rpc if mode == StandbyMode.RPC else self.activate_hot_swap
+        if step == StepName.PREFLIGHT and in_window:
+            return self.preflight + self.window_wait  # waiting for the duty gap is part of preflight
         return float(getattr(self, step))
 
     @classmethod
@@ -60,7 +81,8 @@ class MoveSettings:
                 if name in keys:
                     chosen[name] = Deadline(name, value, f"[node.timeouts] of {node}")
         deadlines = [chosen[name] for name in TIMEOUT_KEYS]
-        return cls(**{d.name: d.seconds for d in deadlines}), deadlines
+        seconds: dict[str, Any] = {d.name: d.seconds for d in deadlines}
+        return cls(**seconds), deadlines
 
 
 TIMEOUT_KEYS = ("preflight", "stage", "fence", "activate_hot_swap", "activate_rpc", "verify", "settle", "window_wait")
@@ -77,24 +99,27 @@ class Deadline:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    name: str
+    """One step as --dry-run shows it and as the run executes it: its name picks the action."""
+
+    name: StepName
     deadline: float
     does: str
 
 
 @dataclass(frozen=True)
 class Plan:
-    kind: Kind
-    mode: Mode
+    kind: MoveKind
+    mode: StandbyMode
     source: str | None
     target: str
     steps: list[PlannedStep] = field(default_factory=list)
 
 
-def make_plan(kind: Kind, mode: Mode, source: str | None, target: str, settings: MoveSettings, source_reachable: bool,
-              stonith: bool = False) -> Plan:
+def make_plan(kind: MoveKind, mode: StandbyMode, source: str | None, target: str, settings: MoveSettings, source_reachable: bool,
+              stonith: bool = False, in_window: bool = False) -> Plan:
     """The guide's procedure (Option 1 or 2) as ordered, bounded steps. ``stonith``: the source
-    has a fence_command, run (and needed) when its fence rests on the chain's silence."""
+    has a fence_command, run (and needed) when its fence rests on the chain's silence;
+    ``in_window``: preflight also waits for a gap in the pool's duties."""
     fence = (
         f"move the key out of {source}'s home, stop its neard and confirm the process is gone, mask it"
         if source and source_reachable
@@ -103,20 +128,21 @@ def make_plan(kind: Kind, mode: Mode, source: str | None, target: str, settings:
     )
     activate = (
         f"copy the staged key into {target}'s home and send SIGHUP (Option 2 hot swap)"
-        if mode == "hot-swap"
+        if mode == StandbyMode.HOT_SWAP
         else f"set NoShards + memtries in {target}'s config.json, copy the key in, restart neard and wait "
         "through the memtrie load (Option 1)"
     )
     does = {
-        "preflight": f"{target}: synced, same chain, tracking ready for {mode}, staged key valid and equal to the on-chain key"
-        + (f"; {source} alive and signing" if kind == "switchover" else ""),
-        "stage": f"the key staged on {target} outside its home, mode 0600",
-        "fence": fence,
-        "activate": activate,
-        "verify": f"{target}'s status shows the pool's account and key, not syncing, and the chain shows the pool producing again",
-        "settle": "record the new topology; the old primary stays fenced (masked, key out of its home)",
+        StepName.PREFLIGHT: f"{target}: synced, same chain, tracking ready for {mode}, staged key valid and equal to the on-chain key"
+        + (f"; {source} alive and signing" if kind == MoveKind.SWITCHOVER else "")
+        + ("; then wait for a gap in the pool's duties long enough for the swap" if in_window else ""),
+        StepName.STAGE: f"the key staged on {target} outside its home, mode 0600",
+        StepName.FENCE: fence,
+        StepName.ACTIVATE: activate,
+        StepName.VERIFY: f"{target}'s status shows the pool's account and key, not syncing, and the chain shows the pool producing again",
+        StepName.SETTLE: "record the new topology; the old primary stays fenced (masked, key out of its home)",
     }
-    steps = [PlannedStep(name, settings.deadline(name, mode), does[name]) for name in STEP_ORDER]
+    steps = [PlannedStep(name, settings.deadline(name, mode, in_window), does[name]) for name in STEP_ORDER]
     return Plan(kind, mode, source, target, steps)
 
 
@@ -125,7 +151,7 @@ class MoveOptions:
     """What an operator chooses for a move, asked the same way by the CLI and the agent API."""
 
     to: str
-    mode: Mode | None = None  # None: the target's standby mode
+    mode: StandbyMode | None = None  # None: the target's standby mode
     in_window: bool = False  # a switchover waits for a gap in the pool's duties
     force: bool = False  # a failover skips the silence proof (confirmed by the pool id)
     take_over_interrupted: bool = False
