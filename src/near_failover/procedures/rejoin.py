@@ -23,7 +23,7 @@ from typing import Any
 
 from near_failover.control.base import ControlError
 from near_failover.hosts import HostError
-from near_failover.inventory import Inventory
+from near_failover.inventory import Inventory, StandbyMode
 from near_failover.limits import CONFIG_JSON, KEY_FILE
 from near_failover.neard.check import Finding, HomeFacts, Severity, check_home, check_running
 from near_failover.neard.config import (
@@ -42,7 +42,7 @@ from near_failover.procedures.errors import Refused, StepFailed
 from near_failover.procedures.fence import fence_reachable, park_key
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess
-from near_failover.procedures.plan import Mode, MoveSettings
+from near_failover.procedures.plan import MoveSettings
 from near_failover.procedures.startup import running_memtries, wait_ready_after_restart
 
 JOURNAL_KIND = "rejoin"
@@ -53,7 +53,7 @@ class RejoinView:
     """What preflight saw, the input of every rejoin decision."""
 
     node: str
-    mode: Mode
+    mode: StandbyMode
     pool: str
     signs: bool  # the node's own neard has the pool's key loaded
     key_in_home: bool
@@ -85,7 +85,7 @@ def plan_rejoin(view: RejoinView, inventory_path: str) -> RejoinPlan:
             f"would leave the pool without a signer; move first (`near-failover switchover -c {inventory_path} --to OTHER`)"
         )
     refusal = None
-    if view.mode == "rpc" and "NoShards" in (view.file_tracking.mode, view.running_tracking):
+    if view.mode == StandbyMode.RPC and "NoShards" in (view.file_tracking.mode, view.running_tracking):
         refusal = (
             f"{view.node} has validated as an Option 1 node (it tracks NoShards): it cannot go back to tracking all "
             f'shards (guide, Option 1). Set standby = "hot-swap" for {view.node} in {inventory_path} and run rejoin again'
@@ -95,21 +95,21 @@ def plan_rejoin(view: RejoinView, inventory_path: str) -> RejoinPlan:
     return RejoinPlan(fence=view.signs, park=view.key_in_home and not view.signs, refusal=refusal)
 
 
-def standby_edit(mode: Mode, pool: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+def standby_edit(mode: StandbyMode, pool: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The guide's standby settings for ``mode``: the same edits as `config standby`."""
-    if mode == "rpc":
+    if mode == StandbyMode.RPC:
         return as_rpc_standby
     return lambda cfg: as_hot_swap_standby(cfg, pool)
 
 
-def standby_role(mode: Mode) -> Role:
-    return Role.RPC_STANDBY if mode == "rpc" else Role.HOT_SWAP_STANDBY
+def standby_role(mode: StandbyMode) -> Role:
+    return Role.RPC_STANDBY if mode == StandbyMode.RPC else Role.HOT_SWAP_STANDBY
 
 
 @dataclass
 class RejoinResult:
     node: str
-    mode: Mode
+    mode: StandbyMode
     ready: bool
     outcome: str  # "ready" | "not-ready" | "refused"
     message: str = ""
@@ -140,7 +140,7 @@ class Rejoin:
         self.inv = inventory
         self.nodes = nodes
         self.node = nodes[inventory.node(node).name]
-        self.mode: Mode = self.node.spec.standby
+        self.mode: StandbyMode = self.node.spec.standby
         self.pool = inventory.validator.account_id
         self.journal = journal
         self.settings, _ = MoveSettings.for_move(inventory, self.node.name, self.node.name)
@@ -279,7 +279,7 @@ class Rejoin:
         except RpcError:
             client_config = None
         findings += check_running(facts, role, self.pool, status, client_config)
-        if self.mode == "hot-swap" and not await running_memtries(node):
+        if self.mode == StandbyMode.HOT_SWAP and not await running_memtries(node):
             findings.append(Finding(Severity.ERROR, f"{node.name}'s running neard holds no memtries",
                                     "a hot-swapped validator without memtries falls behind on chunks (neard-behaviour §6)",
                                     "restart it with store.load_mem_tries_for_tracked_shards on"))
