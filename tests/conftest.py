@@ -28,7 +28,10 @@ def fixtures_dir() -> Path:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    os.environ.setdefault(SESSION_MARK, uuid.uuid4().hex)
+    if "PYTEST_XDIST_WORKER" in os.environ:  # each worker checks the processes of its own tests
+        os.environ[SESSION_MARK] = uuid.uuid4().hex
+    else:
+        os.environ.setdefault(SESSION_MARK, uuid.uuid4().hex)
 
 
 def processes_of_this_session() -> dict[int, str]:
