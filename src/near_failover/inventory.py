@@ -344,6 +344,10 @@ class Node(_Strict):
     # proves this node fenced only by the chain's silence runs it, and needs its exit 0, before
     # any key is given: a paused machine that wakes later cannot sign then.
     fence_command: list[str] | None = None
+    # How the user this tool logs in as (neard's own user, who owns its home) gets the actions only
+    # root may do, systemctl on neard's unit: "root" logs in as root; "sudo" runs each through
+    # `sudo -n` with the fixed rules of deploy/sudoers/near-failover (`check --control` proves them).
+    privilege: Literal["root", "sudo"] = "root"
 
     @field_validator("name")
     @classmethod
@@ -445,6 +449,11 @@ class Node(_Strict):
                     + "; missing: "
                     + ", ".join(missing)
                 )
+        if self.privilege == "sudo" and spec.kind != "systemd":
+            raise ValueError(
+                'privilege = "sudo" is for control = "systemd:<unit>" (its systemctl runs through sudo -n); '
+                "a pid file's or commands' control runs as the login user: put sudo in [node.commands] if they need it"
+            )
         if self.commands is not None and spec.kind != "command":
             raise ValueError('[node.commands] is used only with control = "command"')
         if self.home == self.key_store or self.home in self.key_store.parents:

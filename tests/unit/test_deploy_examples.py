@@ -18,7 +18,24 @@ def test_example_inventory_loads():
 
 def test_neard_unit_runs_the_boot_guard_first():
     unit = (DEPLOY / "systemd" / "neard.service").read_text()
-    assert "ExecStartPre=/usr/local/bin/near-failover guard" in unit
+    # "+": the guard reads root-only secrets while neard itself runs as User=near.
+    assert "ExecStartPre=+/usr/local/bin/near-failover guard" in unit
+    assert "\nUser=near\n" in unit
+
+
+def test_shipped_sudoers_file_is_the_rules_a_fence_and_an_activation_run() -> None:
+    """deploy/sudoers/near-failover allows exactly what SystemdControl runs through sudo for the
+    example inventory's user and unit, and sudo's own parser accepts it."""
+    import shutil
+    import subprocess
+
+    from near_failover.control.privilege import sudoers_text
+
+    shipped = DEPLOY / "sudoers" / "near-failover"
+    assert shipped.read_text() == sudoers_text("near", "neard.service")
+    visudo = shutil.which("visudo") or "/usr/sbin/visudo"
+    done = subprocess.run([visudo, "-cf", str(shipped)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_grafana_dashboard_is_importable():
