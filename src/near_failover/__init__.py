@@ -6,6 +6,16 @@ from near_failover.redact import redact_log_event as _redact_log_event
 
 __version__ = "0.1.0"
 
+
+def installed_version() -> str:
+    """The version pip or pipx installed (the wheel's metadata), else this tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("near-failover")
+    except PackageNotFoundError:
+        return __version__
+
 # structlog's default renderer prints every frame's local variables with a traceback; a password
 # (etcd), a token or a key being parsed can be among them. Every entry point (the CLI, the agent,
 # the watchdog) imports this package first, so tracebacks never show locals. Every event, the

@@ -14,6 +14,7 @@ import shlex
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -756,6 +757,26 @@ def parse_inventory(text: str, source: Path) -> Inventory:
         raise InventoryError("\n".join(problems), problems) from None
     inventory._source = Path(source)
     return inventory
+
+
+SYSTEM_INVENTORY = Path("/etc/near-failover/inventory.toml")
+INVENTORY_ENV = "NEAR_FAILOVER_CONFIG"
+
+
+def inventory_path(given: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:
+    """Which inventory a command uses: ``-c``, else ``$NEAR_FAILOVER_CONFIG``, else the system
+    file. An explicit ``-c`` is returned as given (its loader names it if it is missing); else the
+    first place set is used only if it exists, so a stale variable never falls through to another
+    inventory. The text says what each place held, for the error when none is usable."""
+    if given is not None:
+        return given, ""
+    from_env = environ.get(INVENTORY_ENV, "").strip()
+    chosen = Path(os.path.expanduser(from_env)) if from_env else SYSTEM_INVENTORY
+    env_text = f"${INVENTORY_ENV} names {from_env}, which does not exist" if from_env else f"${INVENTORY_ENV} is not set"
+    system_text = f"{SYSTEM_INVENTORY} {'is not read while it is set' if from_env else 'does not exist'}"
+    if chosen.exists():
+        return chosen, ""
+    return None, f"-c was not given, {env_text}, {system_text}"
 
 
 def load_inventory(path: Path | str) -> Inventory:

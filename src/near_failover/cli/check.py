@@ -115,7 +115,7 @@ def _check_layout(inventory_path: Path, as_json: bool) -> None:
 def _check_control(inventory_path: Path | None, name: str | None, as_json: bool) -> None:
     from near_failover.procedures.fence import fence_command_findings
 
-    if inventory_path is None or name is None:
+    if name is None:
         fail("check --control needs -c INVENTORY and --node NODE")
     inventory = load_inventory_or_fail(inventory_path)
     try:
