@@ -34,7 +34,7 @@ def test_shipped_sudoers_file_is_the_rules_a_fence_and_an_activation_run() -> No
     shipped = DEPLOY / "sudoers" / "near-failover"
     assert shipped.read_text() == sudoers_text("near", "neard.service")
     visudo = shutil.which("visudo") or "/usr/sbin/visudo"
-    done = subprocess.run([visudo, "-cf", str(shipped)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([visudo, "-cf", str(shipped)], check=False, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -60,3 +60,13 @@ def test_grafana_dashboard_is_importable():
             assert panel["description"] and panel["targets"], panel["title"]
             assert panel["datasource"]["uid"] == "${datasource}"
             assert all(t["expr"] and t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
+
+
+def test_drill_suggests_timeouts_from_the_slowest_figure_with_room() -> None:
+    from near_failover.procedures.drill import NodeFigures, suggest_timeouts
+
+    figures = {"a": NodeFigures(stop_seconds=20.0, restart_seconds=100.0, sighup_to_first_duty_seconds=4.0),
+               "b": NodeFigures(stop_seconds=5.0, restart_seconds=None, sighup_to_first_duty_seconds=1.0)}
+    assert suggest_timeouts(figures) == {"fence": 60.0, "activate_rpc": 180.0, "activate_hot_swap": 12.0, "verify": 12.0}
+    assert suggest_timeouts({"a": NodeFigures(stop_seconds=0.5)}) == {"fence": 10.0}  # never below 10 s
+    assert suggest_timeouts({}) == {}

@@ -11,7 +11,6 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -116,12 +115,18 @@ def _node(value: str) -> tuple[str, str]:
     return name, host
 
 
+InitInventoryOption = typer.Option(None, "-c", "--inventory", dir_okay=False, help=f"Where to write it; default: ${INVENTORY_ENV}, else {SYSTEM_INVENTORY}.")
+AccountOption = typer.Option(None, "--account-id", help="The pool's account id, such as mypool.poolv1.near.")
+ChainOption = typer.Option(None, "--chain-id", help="mainnet, testnet or localnet.")
+NodesOption = typer.Option(None, "--node", help=NODE_HELP)
+
+
 @app.command("init")
 def init(
-    inventory: Optional[Path] = typer.Option(None, "-c", "--inventory", dir_okay=False, help=f"Where to write it; default: ${INVENTORY_ENV}, else {SYSTEM_INVENTORY}."),
-    account_id: Optional[str] = typer.Option(None, "--account-id", help="The pool's account id, such as mypool.poolv1.near."),
-    chain_id: Optional[str] = typer.Option(None, "--chain-id", help="mainnet, testnet or localnet."),
-    nodes: Optional[list[str]] = typer.Option(None, "--node", help=NODE_HELP),
+    inventory: Path | None = InitInventoryOption,
+    account_id: str | None = AccountOption,
+    chain_id: str | None = ChainOption,
+    nodes: list[str] | None = NodesOption,
 ) -> None:
     """Write a commented inventory and a new API token (0600) beside it; never overwrites."""
     path = inventory or Path(os.path.expanduser(os.environ.get(INVENTORY_ENV, "").strip() or str(SYSTEM_INVENTORY)))

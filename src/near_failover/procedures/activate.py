@@ -9,6 +9,7 @@ No SIGHUP and no stop reaches a neard that is still starting (startup.py).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,14 @@ async def install_key(node: NodeAccess, expected: KeyFile) -> None:
 async def edit_config_to_validator(node: NodeAccess) -> tuple[str, bool]:
     """Option 1's config edit on the node's host, keeping a backup beside it; returns the backup
     path and whether the file had comments (neard's format drops them; the backup keeps them)."""
+    return await edit_config_on_host(node, as_validator)
+
+
+async def edit_config_on_host(node: NodeAccess, edit: Callable[[dict], dict]) -> tuple[str, bool]:
+    """``edit`` applied to config.json on the node's host, atomically and with a backup beside it."""
     path = node.spec.config_path
     text = await node.host.read_text(path, CONFIG_JSON)
-    edited = as_validator(parse_config_text(text, source=f"{node.name}:{path}"))
+    edited = edit(parse_config_text(text, source=f"{node.name}:{path}"))
     mode = await node.host.stat_mode(path)
     backup = backup_name(path)  # the CLI's name for the same backup
     await node.host.write_atomic(backup, text, mode)
