@@ -32,8 +32,9 @@ def test_drill_yes_moves_there_and_back_and_reports_every_figure(net: Localnet, 
     net.assert_no_double_sign()
 
 
-def test_drill_without_yes_and_without_a_terminal_changes_nothing(net: Localnet, tmp_path: Path) -> None:
-    done = cli("drill", "-c", net.inventory, "--report", tmp_path / "drill.json", check=False)
+def test_drill_without_yes_and_without_a_terminal_is_refused_before_any_node_is_reached(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.toml"
+    cli("init", "-c", inventory, "--account-id", "pool.poolv1.near", "--chain-id", "testnet", "--node", "val-a=ssh://near@192.0.2.1", "--node", "val-b=ssh://near@192.0.2.2")
+    done = cli("drill", "-c", inventory, "--report", tmp_path / "drill.json", check=False)
     assert done.returncode == 2 and "pass --yes" in done.stderr, done.stderr
     assert not (tmp_path / "drill.json").exists()
-    assert net.rpc_status("val-a")["validator_account_id"] == net.pool()
