@@ -21,6 +21,8 @@ SUDOERS_FILE = "deploy/sudoers/near-failover"
 CHECK_TIMEOUT = 15.0
 # Whether $1 is writable, or, while it does not exist yet, its nearest existing parent (the fence
 # and `keys stage` create a missing key store folder).
+# Exits 3 when neard's unit runs a process whose /proc entries (its cwd) this login cannot read.
+_PROC_READABLE = 'pid=$(systemctl show -p MainPID --value "$1") || exit 0; [ "${pid:-0}" = 0 ] || readlink "/proc/$pid/cwd" >/dev/null || exit 3'
 _WRITABLE = 'd="$1"; while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; test -w "$d"'
 
 
@@ -37,6 +39,7 @@ async def rights_findings(node: Node, host: Host) -> list[Finding]:
         user, uid = await login_user(host)
         findings = await _root_findings(node, host, user, uid)
         findings += await _writable_findings(node, host, user)
+        findings += await _proc_findings(node, host, user)
     except HostError as exc:
         return [Finding(Severity.ERROR, f"cannot reach {node.name} to check its rights: {exc}", "a fence acts on the node's host", "make the host reachable and run this check again")]
     return findings
@@ -78,3 +81,17 @@ async def _writable_findings(node: Node, host: Host, user: str) -> list[Finding]
                 f"log in as the user that owns {node.home} (neard's user), or give {user} write access to {folder}",
             ))
     return findings
+
+
+async def _proc_findings(node: Node, host: Host, user: str) -> list[Finding]:
+    """The fence proves neard gone by its /proc entries (hosts/processes.py); another user's
+    are unreadable, so a neard that still runs with its port closed would go unseen."""
+    unit = node.control_spec.unit
+    if unit is None or (await host.run(["sh", "-c", _PROC_READABLE, "sh", unit], timeout=CHECK_TIMEOUT)).exit_code != 3:
+        return []
+    return [Finding(
+        Severity.ERROR,
+        f"{node.name}: {user} cannot read the /proc entries of {unit}'s process",
+        "the fence's proof looks for any process serving the home in /proc; another user's are invisible to this login",
+        f"log in as the user neard runs as (User= of {unit}), who owns its home",
+    )]
