@@ -56,31 +56,33 @@ async def _root_findings(node: Node, host: Host, user: str, uid: int) -> list[Fi
             "systemd lets only root stop, kill, mask and start a unit",
             f'set privilege = "sudo" in {node.name}\'s [[node]] table and install {SUDOERS_FILE} (with {user} and {unit}) in /etc/sudoers.d, or log in as root',
         )]
-    findings = []
-    for action in systemd_actions(unit):
-        allowed = await host.run([*SUDO, "-l", "systemctl", *action.argv], timeout=CHECK_TIMEOUT)
-        if not allowed.ok:
-            findings.append(Finding(
-                Severity.ERROR,
-                f"{node.name}: sudo does not allow {user} to run `{action.rule()}`, needed by {action.needed_by}",
-                "with privilege = \"sudo\" every root-only command runs as `sudo -n`, which fails at once without a rule",
-                f"add `{user} ALL=(root) NOPASSWD: {action.rule()}` to /etc/sudoers.d/near-failover (as in {SUDOERS_FILE}), then `visudo -cf` it",
-            ))
-    return findings
+    return await _failing(host, [(
+        [*SUDO, "-l", "systemctl", *action.argv],
+        Finding(
+            Severity.ERROR,
+            f"{node.name}: sudo does not allow {user} to run `{action.rule()}`, needed by {action.needed_by}",
+            "with privilege = \"sudo\" every root-only command runs as `sudo -n`, which fails at once without a rule",
+            f"add `{user} ALL=(root) NOPASSWD: {action.rule()}` to /etc/sudoers.d/near-failover (as in {SUDOERS_FILE}), then `visudo -cf` it",
+        ),
+    ) for action in systemd_actions(unit)])
 
 
 async def _writable_findings(node: Node, host: Host, user: str) -> list[Finding]:
-    findings = []
     folders = {node.home: "neard's home (the key moves in and out of it)", PurePosixPath(node.key_store).parent: "the key store's folder (the fence parks the key there)"}
-    for folder, what in folders.items():
-        if not (await host.run(["sh", "-c", _WRITABLE, "sh", str(folder)], timeout=CHECK_TIMEOUT)).ok:
-            findings.append(Finding(
-                Severity.ERROR,
-                f"{node.name}: {user} cannot write {folder}, {what}",
-                "a fence that cannot move the key out of the home leaves it there for the next start",
-                f"log in as the user that owns {node.home} (neard's user), or give {user} write access to {folder}",
-            ))
-    return findings
+    return await _failing(host, [(
+        ["sh", "-c", _WRITABLE, "sh", str(folder)],
+        Finding(
+            Severity.ERROR,
+            f"{node.name}: {user} cannot write {folder}, {what}",
+            "a fence that cannot move the key out of the home leaves it there for the next start",
+            f"log in as the user that owns {node.home} (neard's user), or give {user} write access to {folder}",
+        ),
+    ) for folder, what in folders.items()])
+
+
+async def _failing(host: Host, probes: list[tuple[list[str], Finding]]) -> list[Finding]:
+    """The finding of each probe (an argv that changes nothing) that exits non-zero on the host."""
+    return [finding for argv, finding in probes if not (await host.run(argv, timeout=CHECK_TIMEOUT)).ok]
 
 
 async def _proc_findings(node: Node, host: Host, user: str) -> list[Finding]:
