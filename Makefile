@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Debian packages the tests start for real: an OpenSSH server on loopback, etcd, Chromium
 # (the status page, through Playwright), iproute2 (network namespaces for partitions), prometheus
-# (its promtool checks and unit-tests deploy/prometheus/; its server is not left running).
-DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus
+# (its promtool checks and unit-tests deploy/prometheus/; its server is not left running), sudo
+# (the least-privilege deployment, with deploy/sudoers/ and a throwaway user).
+DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus sudo
 
 .PHONY: install system-packages lint test test-long mainnet slow fuzz wake demo bench screenshots clean
 

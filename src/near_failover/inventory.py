@@ -12,6 +12,7 @@ import os
 import re
 import shlex
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -443,6 +444,10 @@ class Node(_Strict):
     # proves this node fenced only by the chain's silence runs it, and needs its exit 0, before
     # any key is given: a paused machine that wakes later cannot sign then.
     fence_command: list[str] | None = None
+    # How the user this tool logs in as (neard's own user, who owns its home) gets the actions only
+    # root may do, systemctl on neard's unit: "root" logs in as root; "sudo" runs each through
+    # `sudo -n` with the fixed rules of deploy/sudoers/near-failover (`check --control` proves them).
+    privilege: Literal["root", "sudo"] = "root"
 
     @field_validator("name")
     @classmethod
@@ -544,6 +549,11 @@ class Node(_Strict):
                     + "; missing: "
                     + ", ".join(missing)
                 )
+        if self.privilege == "sudo" and spec.kind != "systemd":
+            raise ValueError(
+                'privilege = "sudo" is for control = "systemd:<unit>" (its systemctl runs through sudo -n); '
+                "a pid file's or commands' control runs as the login user: put sudo in [node.commands] if they need it"
+            )
         if self.commands is not None and spec.kind != "command":
             raise ValueError('[node.commands] is used only with control = "command"')
         if self.home == self.key_store or self.home in self.key_store.parents:
@@ -846,6 +856,26 @@ def parse_inventory(text: str, source: Path) -> Inventory:
         raise InventoryError("\n".join(problems), problems) from None
     inventory._source = Path(source)
     return inventory
+
+
+SYSTEM_INVENTORY = Path("/etc/near-failover/inventory.toml")
+INVENTORY_ENV = "NEAR_FAILOVER_CONFIG"
+
+
+def inventory_path(given: Path | None, environ: Mapping[str, str]) -> tuple[Path | None, str]:
+    """Which inventory a command uses: ``-c``, else ``$NEAR_FAILOVER_CONFIG``, else the system
+    file. An explicit ``-c`` is returned as given (its loader names it if it is missing); else the
+    first place set is used only if it exists, so a stale variable never falls through to another
+    inventory. The text says what each place held, for the error when none is usable."""
+    if given is not None:
+        return given, ""
+    from_env = environ.get(INVENTORY_ENV, "").strip()
+    chosen = Path(os.path.expanduser(from_env)) if from_env else SYSTEM_INVENTORY
+    env_text = f"${INVENTORY_ENV} names {from_env}, which does not exist" if from_env else f"${INVENTORY_ENV} is not set"
+    system_text = f"{SYSTEM_INVENTORY} {'is not read while it is set' if from_env else 'does not exist'}"
+    if chosen.exists():
+        return chosen, ""
+    return None, f"-c was not given, {env_text}, {system_text}"
 
 
 def load_inventory(path: Path | str) -> Inventory:

@@ -13,8 +13,9 @@ from pathlib import Path
 
 # The fake systemctl: unit state in files under $FAKE_SYSTEMD_DIR, a real process per unit.
 # <unit>.json holds {"exec": argv, "kill_mode": "control-group"|"none", "timeout_stop": secs,
-# "unit_in_etc": bool}. `stop --no-block` returns at once and stops the unit in a detached
-# re-run of this script (STOP_WORKER), as systemd runs the stop job after systemctl returned.
+# "unit_in_etc": bool, "user": the unit's User= (needs a root systemctl)}. `stop --no-block`
+# returns at once and stops the unit in a detached re-run of this script (STOP_WORKER), as systemd
+# runs the stop job after systemctl returned. calls.log records each call and the uid it ran as.
 FAKE_SYSTEMCTL = textwrap.dedent(
     """
     import json, os, signal, subprocess, sys, time
@@ -27,7 +28,7 @@ FAKE_SYSTEMCTL = textwrap.dedent(
     no_block = "--no-block" in sys.argv
     if args[0] != STOP_WORKER:
         with open(state / "calls.log", "a") as f:
-            f.write(" ".join(sys.argv[1:]) + "\\n")
+            f.write(" ".join(sys.argv[1:]) + f"\\tuid={os.getuid()}\\n")
 
     def unit_conf(unit):
         path = state / f"{unit}.json"
@@ -83,8 +84,13 @@ FAKE_SYSTEMCTL = textwrap.dedent(
         if main_pid(unit):
             return
         log = open(state / f"{unit}.log", "ab")
+        as_user = {}
+        if conf.get("user"):  # the unit's User=: its uid, its group, no supplementary groups
+            import pwd
+            entry = pwd.getpwnam(conf["user"])
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         proc = subprocess.Popen(conf["exec"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+                                start_new_session=True, **as_user)
         (state / f"{unit}.pid").write_text(str(proc.pid))
 
     def stop(unit):

@@ -85,8 +85,11 @@ def _listening(port: int) -> bool:
 
 
 @contextmanager
-def running_sshd(directory: Path, start_timeout: float = 15.0) -> Iterator[SshdServer]:
-    """Start sshd in the foreground (-D -e) on a free loopback port; stop it on exit."""
+def running_sshd(
+    directory: Path, start_timeout: float = 15.0, user: str | None = None, wrap: list[str] | None = None
+) -> Iterator[SshdServer]:
+    """Start sshd in the foreground (-D -e) on a free loopback port; stop it on exit. ``user``: the
+    one user it lets in (default: ours); ``wrap``: an argv that runs sshd's (e.g. in a namespace)."""
     sshd = _require(SSHD_CANDIDATES, "OpenSSH server (sshd)")
     sftp_server = _require(SFTP_SERVER_CANDIDATES, "OpenSSH sftp-server")
     directory.mkdir(parents=True, exist_ok=True)
@@ -99,7 +102,7 @@ def running_sshd(directory: Path, start_timeout: float = 15.0) -> Iterator[SshdS
     if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
         # sshd's privilege-separation folder; Debian's service creates it at boot (RuntimeDirectory).
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    user = getpass.getuser()
+    user = user or getpass.getuser()
     process: subprocess.Popen[bytes] | None = None
     port = 0
     for _attempt in range(3):  # a free port can be taken between probing and binding
@@ -127,7 +130,7 @@ def running_sshd(directory: Path, start_timeout: float = 15.0) -> Iterator[SshdS
             )
         )
         log = open(directory / "sshd.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
+        process = subprocess.Popen([*(wrap or []), sshd, "-D", "-e", "-f", str(config)], stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline and process.poll() is None and not _listening(port):

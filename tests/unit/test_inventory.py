@@ -309,3 +309,23 @@ def test_ssh_nodes_on_one_machine_sharing_a_home_are_refused_at_load(tmp_path: P
     assert "nodes val-b and val-c share the home /home/near/.near on 10.0.0.12:22" in message
     # The same paths on two machines are fine.
     load_inventory(write(tmp_path, HEADER + NODE_B + other.replace("10.0.0.12", "10.0.0.13")))
+
+
+def test_privilege_defaults_to_root_and_sudo_is_for_systemd_control(tmp_path: Path) -> None:
+    """privilege = "sudo" runs systemctl through sudo -n; a pid file's or commands' control has no
+    root-only step to route, so asking for sudo there is a mistake named at load."""
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_A + NODE_B.replace('standby = "rpc"', 'standby = "rpc"\nprivilege = "sudo"')))
+    assert [n.privilege for n in inventory.nodes] == ["root", "sudo"]
+    message = error_of(tmp_path, HEADER + NODE_A.replace('standby = "hot-swap"', 'standby = "hot-swap"\nprivilege = "sudo"'))
+    assert 'node[0] (node "val-a")' in message and 'privilege = "sudo" is for control = "systemd:<unit>"' in message
+    message = error_of(tmp_path, HEADER + NODE_B.replace('standby = "rpc"', 'standby = "rpc"\nprivilege = "doas"'))
+    assert "node[0].privilege" in message and "'root' or 'sudo'" in message
+
+
+def test_root_only_systemctl_verbs_are_the_sudoers_rules() -> None:
+    from near_failover.control.privilege import needs_root, systemd_actions
+
+    actions = systemd_actions("neard.service")
+    assert all(needs_root(a.argv) for a in actions)
+    assert not needs_root(("show", "-p", "MainPID", "--value", "neard.service")) and not needs_root(("is-active", "--quiet", "neard.service"))
+    assert "/usr/bin/systemctl stop --no-block neard.service" in [a.rule() for a in actions]

@@ -5,7 +5,7 @@ crash log), 2 a usage or input error (cli_errors.py). One module per group of co
 registers its commands on the root app of `common.py`.
 """
 
-from near_failover.cli import check, demo, moves, rejoin, status  # noqa: F401  (they register their commands)
+from near_failover.cli import check, demo, drill, init, moves, rejoin, status  # noqa: F401  (they register their commands)
 from near_failover.cli.common import app
 from near_failover.cli.config import config_app
 from near_failover.cli.ha import alert_app

@@ -33,7 +33,7 @@ def check(
     validator_id: Optional[str] = typer.Option(None, "--validator-id", help="The pool id this node serves."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the running node at this RPC URL."),
     chain_id: Optional[str] = typer.Option(None, "--chain-id", help="Expected chain id (default: genesis.json in the home)."),
-    control: bool = typer.Option(False, "--control", help="Check what fencing --node needs from this machine (with -c and --node)."),
+    control: bool = typer.Option(False, "--control", help="Prove, changing nothing, that --node's login may run every command a fence and an activation need (sudo rules, writable home), and its fence_command (with -c and --node)."),
     inventory: Optional[Path] = typer.Option(
         None, "-c", "--inventory", dir_okay=False,
         help="Alone: check every node's home and key_store by real path on its machine. With --control and --node: what fencing that node needs.",
@@ -115,15 +115,27 @@ def _check_layout(inventory_path: Path, as_json: bool) -> None:
 def _check_control(inventory_path: Path | None, name: str | None, as_json: bool) -> None:
     from near_failover.procedures.fence import fence_command_findings
 
-    if inventory_path is None or name is None:
+    if name is None:
         fail("check --control needs -c INVENTORY and --node NODE")
     inventory = load_inventory_or_fail(inventory_path)
     try:
         node = inventory.node(name)
     except Exception as exc:  # UnknownNode names the known nodes
         fail(str(exc))
-    ok_line = f"{node.name}'s fence_command ({(node.fence_command or ['?'])[0]}) is set and runnable here."
-    _report_findings(fence_command_findings(node), {"node": node.name}, ok_line, as_json)
+    findings = fence_command_findings(node) + asyncio.run(_rights(node, inventory))
+    ok_line = (
+        f"{node.name}'s fence_command ({(node.fence_command or ['?'])[0]}) is set and runnable here, and every "
+        f"command a fence and an activation run on {node.name} is allowed for its login (privilege = {node.privilege})."
+    )
+    _report_findings(findings, {"node": node.name}, ok_line, as_json)
+
+
+async def _rights(node: Any, inventory: Any) -> list[Finding]:
+    from near_failover.hosts import host_for
+    from near_failover.procedures.rights import rights_findings
+
+    async with host_for(node, inventory.ssh) as host:
+        return await rights_findings(node, host)
 
 
 def _report_findings(findings: list[Finding], head: dict[str, Any], ok_line: str, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -45,6 +46,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from near_failover import installed_version
+
+        sys.stdout.write(f"near-failover {installed_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version, help="Print near-failover's version and exit."),
+) -> None:
+    """Fenced, verified, journaled failover for NEAR validators."""
+
+
 out = console()
 
 
@@ -57,7 +73,10 @@ HomeOption = typer.Option(..., "--home", help="neard home directory (holds confi
 JsonOption = typer.Option(False, "--json", help="Print JSON for scripts.")
 
 
-InventoryOption = typer.Option(..., "-c", "--inventory", help="The inventory TOML (validator, nodes, journal).", dir_okay=False)
+InventoryOption = typer.Option(
+    None, "-c", "--inventory", dir_okay=False,
+    help="The inventory TOML (validator, nodes, journal); default: $NEAR_FAILOVER_CONFIG, else /etc/near-failover/inventory.toml.",
+)
 
 
 def print_json(data: Any) -> None:
@@ -82,11 +101,22 @@ def run_and_print(work: Coroutine[Any, Any, Any], as_json: bool, human: Callable
     return result
 
 
-def load_inventory_or_fail(path: Path) -> Any:
+def inventory_path_or_fail(path: Path | None) -> Path:
+    """The inventory to use: -c, else $NEAR_FAILOVER_CONFIG, else the system one; when the one
+    chosen does not exist, one line naming all three places and `init`."""
+    from near_failover.inventory import inventory_path
+
+    chosen, tried = inventory_path(path, os.environ)
+    if chosen is None:
+        fail(f"no inventory: {tried}; pass -c PATH, set NEAR_FAILOVER_CONFIG, or write one with `near-failover init`")
+    return chosen
+
+
+def load_inventory_or_fail(path: Path | None) -> Any:
     from near_failover.inventory import InventoryError, load_inventory
 
     try:
-        return load_inventory(path)
+        return load_inventory(inventory_path_or_fail(path))
     except InventoryError as exc:
         fail(str(exc))
 

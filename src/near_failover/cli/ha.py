@@ -171,7 +171,7 @@ def alert_test(inventory: Path = InventoryOption, as_json: bool = JsonOption) ->
 
     inv = load_inventory_or_fail(inventory)
     if not inv.alerts:
-        fail(f"{inventory}: no alert target: add an alert table (kind = json|slack|telegram|apprise), see deploy/inventory.example.toml")
+        fail(f"{inv.source}: no alert target: add an alert table (kind = json|slack|telegram|apprise), see deploy/inventory.example.toml")
     event = AlertEvent.condition(AlertKind.TEST, inv.validator.account_id, socket.gethostname(),
                                  "a test sent by `near-failover alert test`: this target receives near-failover's alerts")
     results = asyncio.run(deliver_alert(inv, event))

@@ -37,7 +37,7 @@ def control_for(node: Node, host: Host) -> NeardControl:
     spec = node.control_spec
     if spec.kind == "systemd":
         assert spec.unit is not None
-        return SystemdControl(node.name, host, spec.unit)
+        return SystemdControl(node.name, host, spec.unit, sudo=node.privilege == "sudo")
     if spec.kind == "pidfile":
         assert spec.pidfile is not None and node.start is not None  # the inventory checks both
         return PidfileControl(node.name, host, spec.pidfile, node.start, node.home, node.log_path, rpc_url=node.rpc)

@@ -12,6 +12,7 @@ from near_failover.control.base import (
     StopFailed,
     StopOutcome,
 )
+from near_failover.control.privilege import SUDO, SYSTEMCTL_PATH, needs_root
 from near_failover.hosts.base import CommandResult, CommandTimeout, Host
 
 
@@ -30,20 +31,33 @@ class SystemdControl(NeardControl):
         unit: str,
         command_timeout: float = 30.0,
         kill_grace: float = 10.0,
+        sudo: bool = False,
     ) -> None:
         super().__init__(node_name, host)
         self.unit = unit
         self.command_timeout = command_timeout
         self.kill_grace = kill_grace
+        self.sudo = sudo  # privilege = "sudo": the verbs that change the unit run as `sudo -n`
 
     def describe(self) -> str:
         return f"systemd unit {self.unit}"
 
     async def _systemctl(self, *args: str, timeout: float | None = None) -> CommandResult:
-        return await self.host.run(["systemctl", *args], timeout=timeout or self.command_timeout)
+        argv = ["systemctl", *args]
+        if self.sudo and needs_root(args):
+            argv = [*SUDO, *argv]
+        return await self.host.run(argv, timeout=timeout or self.command_timeout)
 
     def _failed(self, action: str, result: CommandResult) -> ControlError:
         detail = (result.stderr or result.stdout).strip() or f"exit code {result.exit_code}"
+        if self.sudo and result.argv[: len(SUDO)] == list(SUDO) and "sudo:" in detail:
+            rule = " ".join([SYSTEMCTL_PATH, *result.argv[len(SUDO) + 1 :]])
+            return ControlError(
+                self.node_name,
+                f"sudo refused `systemctl {action} {self.unit}` ({detail}); allow it with the rule "
+                f"`NOPASSWD: {rule}` (deploy/sudoers/near-failover) and prove every rule with "
+                "`near-failover check -c INVENTORY --node NODE --control`",
+            )
         return ControlError(
             self.node_name,
             f"systemctl {action} {self.unit} failed: {detail}; see `journalctl -u {self.unit}`",
