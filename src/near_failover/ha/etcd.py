@@ -36,8 +36,8 @@ import httpx
 import structlog
 from pydantic import ValidationError
 
-from near_failover.limits import ETCD_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 from near_failover.ha.lease import (
+    ClusterView,
     LeaderInfo,
     LeaderLease,
     LeaseConfigError,
@@ -47,6 +47,7 @@ from near_failover.ha.lease import (
     MemberRecord,
     lease_clock,
 )
+from near_failover.limits import ETCD_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
 
 log = structlog.get_logger(__name__)
 
@@ -352,9 +353,29 @@ class EtcdLeaseStore(LeaseStore):
         answer = await self._request("/v3/kv/range", {"key": _b64(self.leader_key)})
         with _answer_shape(self.where, "/v3/kv/range"):
             kv = _range_kv(answer)
-            generation = int(kv["create_revision"]) if kv is not None else 0
+        return await self._leader_of(kv, with_ttl=True)
+
+    async def view(self, with_ttl: bool = False) -> ClusterView:
+        """One range over the pool's prefix: the leader, the members and the pause flag as of
+        one revision (and, ``with_ttl``, the leader lease's time to live: one more request)."""
+        answer = await self._request("/v3/kv/range", {"key": _b64(self._prefix), "range_end": _prefix_end(self._prefix)})
+        with _answer_shape(self.where, "/v3/kv/range"):
+            kvs = answer.get("kvs") or []
+            _range_kv({"kvs": kvs})  # the same shape check as every range answer
+            revision = int(answer.get("header", {}).get("revision", 0)) or None
+            keys = {_unb64(kv["key"]): kv for kv in kvs}
+        members_start = self.member_key("")
+        members = self._records([kv for key, kv in sorted(keys.items()) if key.startswith(members_start)])
+        leader = await self._leader_of(keys.get(self.leader_key), with_ttl=with_ttl)
+        return ClusterView(leader, tuple(members), self.pause_key in keys, revision)
+
+    async def _leader_of(self, kv: dict[str, Any] | None, with_ttl: bool) -> LeaderInfo | None:
+        """The leader record in ``kv`` (the leader key's range answer); its lease's time to live
+        asked of etcd only ``with_ttl``."""
         if kv is None:
             return None
+        with _answer_shape(self.where, "/v3/kv/range"):
+            generation = int(kv["create_revision"])
         try:
             value = json.loads(_unb64(kv.get("value", "")))
             member = str(value["member"])
@@ -365,7 +386,7 @@ class EtcdLeaseStore(LeaseStore):
             ) from None
         ttl_left: float | None = None
         lease_id = kv.get("lease")
-        if lease_id:
+        if lease_id and with_ttl:
             ttl_answer = await self._request("/v3/lease/timetolive", {"ID": str(lease_id)})
             # -1 when the lease has just expired and the key is about to be deleted.
             with _answer_shape(self.where, "/v3/lease/timetolive"):
@@ -423,13 +444,17 @@ class EtcdLeaseStore(LeaseStore):
         answer = await self._request(
             "/v3/kv/range", {"key": _b64(start), "range_end": _prefix_end(start)}
         )
-        records = []
         with _answer_shape(self.where, "/v3/kv/range"):
             kvs = answer.get("kvs") or []
             _range_kv({"kvs": kvs})  # the same shape check as every range answer
+        return self._records(kvs)
+
+    @staticmethod
+    def _records(kvs: list[dict[str, Any]]) -> list[MemberRecord]:
+        """The member records among ``kvs``, sorted by name; unreadable ones skipped (logged)."""
+        records = []
         for kv in kvs:
             try:
-                key = _unb64(kv["key"])
                 records.append(MemberRecord.model_validate_json(_unb64(kv.get("value", ""))))
             except (ValidationError, ValueError, KeyError, TypeError) as exc:
                 log.warning("unreadable member record skipped", key=str(kv.get("key"))[:100], error=str(exc)[:200])
