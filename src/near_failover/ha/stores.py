@@ -3,7 +3,8 @@ ha/lease.py, the interface; the interface imports neither)."""
 
 from __future__ import annotations
 
-from near_failover.ha.etcd import EtcdLeaseStore, tls_context
+from near_failover.ha.etcd import EtcdLeaseStore
+from near_failover.ha.etcd_transport import tls_context
 from near_failover.ha.lease import LeaseConfigError, LeaseStore
 from near_failover.ha.sqlite_lease import SqliteLeaseStore
 from near_failover.inventory import Inventory, InventoryError, read_secret_file
