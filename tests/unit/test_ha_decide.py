@@ -96,6 +96,8 @@ CASES = [
     Case("leader-gone", Kind.SELF_FENCE, leading(GONE), None, memory(Phase.LEADER), reason="neard is gone: neard RPC does not answer"),
     Case("leader-unhealthy-long", Kind.SELF_FENCE, leading(SICK_LEADER), None, memory(Phase.LEADER, bad=2),
          reason="unhealthy for 3 checks: head stuck at 10"),
+    Case("leader-unhealthy-ending", Kind.SELF_FENCE, leading(SICK_LEADER, lease_remaining=1.2), None, memory(Phase.LEADER, bad=0),
+         reason="lease about to expire (1.2s left)"),
     Case("leader-unhealthy", Kind.WAIT, leading(SICK_LEADER), None, memory(Phase.LEADER, bad=1), reason="unhealthy for 2 of 3 checks"),
     Case("requested-refused", Kind.REFUSE, observed(failover_requested=True), A_LEADS, reason="val-a holds the lease (generation 7)"),
     Case("requested", Kind.PROMOTE, observed(failover_requested=True), NOBODY, reason="an operator's failover"),
@@ -132,7 +134,18 @@ def test_each_rule_decides_with_a_one_line_reason(case: Case) -> None:
 
 
 def test_every_rule_has_a_case() -> None:
-    assert {c.rule for c in CASES} | {"renewal-lost"} == {name for name, _ in RULES}
+    assert {c.rule for c in CASES} | {"renewal-lost", "renewal-unanswered"} == {name for name, _ in RULES}
+
+
+def test_a_healthy_leader_renews_even_late_and_is_checked_after() -> None:
+    """As before the decision core: the margin is checked before neard is observed, and once the
+    renewal answered (renewal-unanswered), not between: a healthy late leader tries to renew."""
+    assert decide(leading(lease_remaining=2.0), None, memory(Phase.LEADER), NOW).kind is Kind.RENEW
+
+
+def test_an_unhealthy_leader_says_it_is_unhealthy_even_at_its_margin() -> None:
+    fence = decide(leading(SICK_LEADER, lease_remaining=0.5), None, memory(Phase.LEADER, bad=2), NOW)
+    assert fence.rule == "leader-unhealthy-long" and "unhealthy for 3 checks" in fence.reason
 
 
 def test_design_lists_the_rules_and_transitions_the_code_has() -> None:
@@ -201,7 +214,7 @@ def test_a_switchover_target_named_until_the_target_leads() -> None:
 @pytest.mark.parametrize(("renewed", "remaining", "phase", "expected"), [
     (False, 9.0, Phase.LEADER, "renewal-lost"),
     (False, 9.0, Phase.HANDING_OVER, "renewal-lost"),
-    (True, 2.0, Phase.LEADER, "leader-lease-ending"),
+    (True, 2.0, Phase.LEADER, "renewal-unanswered"),
     (True, 2.0, Phase.HANDING_OVER, None),
     (True, 9.0, Phase.LEADER, None),
 ])

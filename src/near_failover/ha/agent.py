@@ -223,6 +223,10 @@ class Agent:
             self._start_watchdog()
             try:
                 await self._wait_watchdog()
+                # The start grace (standby-start-grace) counts from the first loop, not from the
+                # constructor: a watchdog slow to start on a loaded host must not spend the time
+                # the signer's agent has to claim the lease.
+                self._remember(started=time.monotonic())
                 if ready:
                     ready.set()
                 while not stop.is_set():
@@ -395,10 +399,6 @@ class Agent:
                 fence = after_renewal(renewed, self.lease.remaining(), self.phase, self.settings, self.renew_error)
                 if fence is not None:
                     await self._self_fence(self._noted(Kind.SELF_FENCE, *fence).reason)
-        elif kind is Kind.WAIT and self.lease is not None:
-            fence = after_renewal(True, self.lease.remaining(), self.phase, self.settings, self.renew_error)
-            if fence is not None:
-                await self._self_fence(self._noted(Kind.SELF_FENCE, *fence).reason)
         elif kind is Kind.CLAIM:
             await self._claim(decision.reason)
         elif kind is Kind.REFUSE:

@@ -322,14 +322,17 @@ class Decision:
 
 # Every rule of decide(), in order: (name, what it decides). DESIGN.md lists the same rows.
 RULES: tuple[tuple[str, str], ...] = (
-    ("leader-watchdog", "leader whose watchdog does not watch: self-fence"),
-    ("leader-lease-ending", "leader with less than fence_margin of its lease left: self-fence"),
+    ("leader-watchdog", "leader whose watchdog does not watch: self-fence (before neard is observed)"),
+    ("leader-lease-ending", "leader with less than fence_margin of its lease left: self-fence (before neard is observed)"),
     ("observe", "no health observed yet this loop: observe neard first"),
     ("handing-over", "leader running a switchover (neard stopped on purpose): renew only"),
     ("leader-healthy", "healthy leader: renew"),
     ("renewal-lost", "after a renewal: the store no longer holds the lease for this node: self-fence"),
+    ("renewal-unanswered", "after a renewal the store did not answer (or no time was left to ask) and less than "
+                           "fence_margin is left: self-fence"),
     ("leader-gone", "leader whose neard process is gone: self-fence at once (a crash, not a flap)"),
     ("leader-unhealthy-long", "leader unhealthy for unhealthy_loops checks: self-fence"),
+    ("leader-unhealthy-ending", "leader unhealthy for fewer checks, with less than fence_margin of its lease left: self-fence"),
     ("leader-unhealthy", "leader unhealthy for fewer checks: keep the lease, do not renew"),
     ("requested-refused", ("operator's failover while a leader holds the lease, the store is down, neard signs, the node is "
                            "fenced or its watchdog does not watch: refuse")),
@@ -365,7 +368,7 @@ def decide(observation: Observation, view: ClusterView | None, memory: Memory, n
     if o.lease_remaining is not None and memory.phase is not Phase.HANDING_OVER:
         if o.watchdog_problem is not None:
             return made(Kind.SELF_FENCE, "leader-watchdog", f"{o.watchdog_problem}: without it this node must not lead")
-        if o.lease_remaining < rules.fence_margin:
+        if o.health is None and o.lease_remaining < rules.fence_margin:
             return made(Kind.SELF_FENCE, "leader-lease-ending", lease_ending_reason(o.lease_remaining, o.renew_error))
     if o.health is None:
         return made(Kind.OBSERVE, "observe", "neard not observed yet this loop")
@@ -394,6 +397,8 @@ def _as_leader(o: Observation, health: Health, memory: Memory) -> Decision:
         return Decision(Kind.SELF_FENCE, f"neard is gone: {'; '.join(problems)}", mem, "leader-gone")
     if mem.bad >= rules.unhealthy_loops:
         return Decision(Kind.SELF_FENCE, f"unhealthy for {mem.bad} checks: {'; '.join(problems)}", mem, "leader-unhealthy-long")
+    if o.lease_remaining is not None and o.lease_remaining < rules.fence_margin:
+        return Decision(Kind.SELF_FENCE, lease_ending_reason(o.lease_remaining, o.renew_error), mem, "leader-unhealthy-ending")
     return Decision(Kind.WAIT, f"unhealthy for {mem.bad} of {rules.unhealthy_loops} checks, lease not renewed: {'; '.join(problems)}",
                     mem, "leader-unhealthy")
 
@@ -486,7 +491,7 @@ def after_renewal(renewed: bool, remaining: float, phase: Phase, rules: Rules, r
     if not renewed:
         return "renewal-lost", "the lease was lost to another member"
     if phase is not Phase.HANDING_OVER and remaining < rules.fence_margin:
-        return "leader-lease-ending", lease_ending_reason(remaining, renew_error)
+        return "renewal-unanswered", lease_ending_reason(remaining, renew_error)
     return None
 
 
