@@ -114,12 +114,14 @@ async def main() -> None:
     parser.add_argument("--block-time", type=float, default=0.6)
     parser.add_argument("--profile", choices=("fast", "mainnet", "both"), default="both")
     parser.add_argument("--runs", type=int, default=1, help="runs per scenario: median and maximum are printed")
+    parser.add_argument("--scenario", action="append", choices=[s.name for s in SCENARIOS], help="only these (default: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     profiles = ("fast", "mainnet") if args.profile == "both" else (args.profile,)
     results: dict[str, dict[str, Any]] = {p: {} for p in profiles}
+    chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
     for p in profiles:
-        for s in SCENARIOS:
+        for s in chosen:
             results[p][s.name] = combined([await scenario(args.block_time, s, p) for _ in range(args.runs)])
     if args.json:
         print(json.dumps(results, indent=2))
@@ -128,7 +130,7 @@ async def main() -> None:
     print(f"unplanned failover after SIGKILL of the signer's neard, {args.block_time} s blocks; each profile's scenarios in one run; {runs}")
     print(f"{'policy':<16} {'to':<6} " + "   ".join(f"{p + ' profile':^46}" for p in profiles))
     print(f"{'':<23}" + "   ".join(f"{'ok':<5} {'key loaded s':>12} {'first duty s':>12} {'missed b/c/e':<10} {'2x':>2}" for _ in profiles))
-    for s in SCENARIOS:
+    for s in chosen:
         row = []
         for p in profiles:
             m = results[p][s.name]
@@ -137,7 +139,7 @@ async def main() -> None:
                        f"{str(x['blocks']) + '/' + str(x['chunks']) + '/' + str(x['endorsements']):<10} {m['double_signs']:>2}")
         print(f"{s.name:<16} {s.standby:<6} " + "   ".join(row))
     ratios = []
-    for p in profiles:
+    for p in profiles if {"ours hot-swap", "kuutamod-like"} <= {s.name for s in chosen} else ():
         ours, kuutamod = results[p]["ours hot-swap"]["seconds"]["total"], results[p]["kuutamod-like"]["seconds"]["total"]
         ratios.append(f"{p}: {kuutamod / ours:.1f}x")
     print("kuutamod-like / ours hot-swap (first duty), same profile's run: " + "; ".join(ratios))

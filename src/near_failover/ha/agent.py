@@ -14,6 +14,7 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -166,6 +167,10 @@ class Agent:
         # there (a frozen or suspended host) SIGKILLs neard before anything else, as its watchdog.
         self.wake = WakeGuard(self.heartbeat.written_lease_end, margin=self.settings.watchdog_reserve / 2)
         self.neard_searched = 0.0
+        # Set when the neard we lead with exits (its pidfd polls readable): the loop checks at
+        # once instead of after its pause, so a crash is noticed when it happens.
+        self.neard_exited = asyncio.Event()
+        self.exit_watch: int | None = None  # our own copy of the held pidfd, watched by the event loop
 
     @property
     def me(self) -> NodeAccess:
@@ -236,12 +241,40 @@ class Agent:
                     except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
                         log.exception("agent loop failed", node=self.node)
                     self._alert_risks()
-                    try:
-                        await asyncio.wait_for(stop.wait(), self._pause_after(began))
-                    except TimeoutError:
-                        pass
+                    await self._pause(stop, self._pause_after(began))
             finally:
+                self._watch_exit(None)
                 await self._shutdown()
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        """Sleep between checks until ``seconds`` pass, the agent stops, or our neard exits."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.neard_exited.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self.neard_exited.clear()
+
+    def _watch_exit(self, pidfd: int | None) -> None:
+        """Watch (a copy of) ``pidfd`` for neard's exit; None stops watching."""
+        loop = asyncio.get_running_loop()
+        if self.exit_watch is not None:
+            loop.remove_reader(self.exit_watch)
+            os.close(self.exit_watch)
+            self.exit_watch = None
+        if pidfd is None:
+            return
+        try:
+            self.exit_watch = os.dup(pidfd)
+        except OSError:
+            return
+        loop.add_reader(self.exit_watch, self._on_neard_exit)
+
+    def _on_neard_exit(self) -> None:
+        log.info("neard exited: checking now", node=self.node)
+        self._watch_exit(None)
+        self.neard_exited.set()
 
     def _pause_after(self, began: float) -> float:
         """loop_wait between checks, but a leader's next check comes no later than its fence
@@ -430,6 +463,7 @@ class Agent:
             log.warning("cannot find neard's process to hold for the wake guard", node=self.node, error=f"{type(exc).__name__}: {exc}")
             return
         self.wake.hold(handle)
+        self._watch_exit(handle.pidfd if handle is not None else None)
         if handle is not None:
             log.info("holding neard for the wake guard", node=self.node, pid=handle.pid)
 
