@@ -328,8 +328,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("handing-over", "leader running a switchover (neard stopped on purpose): renew only"),
     ("leader-healthy", "healthy leader: renew"),
     ("renewal-lost", "after a renewal: the store no longer holds the lease for this node: self-fence"),
-    ("renewal-unanswered", "after a renewal the store did not answer (or no time was left to ask) and less than "
-                           "fence_margin is left: self-fence"),
+    ("renewal-unanswered", "after an unanswered renewal (or none tried), less than fence_margin left: self-fence"),
     ("leader-gone", "leader whose neard process is gone: self-fence at once (a crash, not a flap)"),
     ("leader-unhealthy-long", "leader unhealthy for unhealthy_loops checks: self-fence"),
     ("leader-unhealthy-ending", "leader unhealthy for fewer checks, with less than fence_margin of its lease left: self-fence"),
@@ -362,8 +361,8 @@ def decide(observation: Observation, view: ClusterView | None, memory: Memory, n
     the store did not answer; a leader decides before reading it). ``now`` is monotonic time."""
     o, rules = observation, observation.rules
 
-    def made(kind: Kind, rule: str, reason: str, mem: Memory = memory, **extra: object) -> Decision:
-        return Decision(kind, reason, mem, rule, **extra)  # type: ignore[arg-type]
+    def made(kind: Kind, rule: str, reason: str) -> Decision:
+        return Decision(kind, reason, memory, rule)
 
     if o.lease_remaining is not None and memory.phase is not Phase.HANDING_OVER:
         if o.watchdog_problem is not None:
@@ -392,7 +391,7 @@ def _as_leader(o: Observation, health: Health, memory: Memory) -> Decision:
     # next check (with a store that hangs, that is a few milliseconds per loop).
     mem = replace(mem, problems=(*problems, *([o.failsafe_note] if o.failsafe_note else [])))
     if not mem.bad:
-        return Decision(Kind.RENEW, "neard healthy and signing: lease renewed", mem, "leader-healthy")
+        return Decision(Kind.RENEW, "neard healthy and signing: renew the lease", mem, "leader-healthy")
     if health.gone:  # a restart (memtrie load) would cost more duties than a failover
         return Decision(Kind.SELF_FENCE, f"neard is gone: {'; '.join(problems)}", mem, "leader-gone")
     if mem.bad >= rules.unhealthy_loops:
