@@ -31,7 +31,7 @@ from near_failover.demo import add_lease, agents, localnet
 from near_failover.inventory import load_inventory
 from near_failover.procedures.nodes import open_nodes
 
-OURS = {"ttl": 10, "loop_wait": 1, "retry_timeout": 2, "unhealthy_loops": 3}
+OURS: dict[str, float] = {"ttl": 10, "loop_wait": 1, "retry_timeout": 2, "unhealthy_loops": 3}
 NODES = ["val-a", "val-b", "val-c"]
 TICKS = os.sysconf("SC_CLK_TCK")
 

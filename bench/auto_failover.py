@@ -42,7 +42,7 @@ import tomli_w
 
 from near_failover.demo import add_lease, agents, crash_and_measure, ledger, localnet
 
-OURS = {"ttl": 10, "loop_wait": 1, "retry_timeout": 2, "unhealthy_loops": 3}
+OURS: dict[str, float] = {"ttl": 10, "loop_wait": 1, "retry_timeout": 2, "unhealthy_loops": 3}
 
 
 @dataclass(frozen=True)
