@@ -209,6 +209,8 @@ def test_a_switchover_target_named_until_the_target_leads() -> None:
     assert decide(observed(masked=True), NOBODY, handing, NOW).next_memory.handover_to == "val-c"
     assert decide(observed(masked=True), cluster(LeaderInfo("val-c", 8)), handing, NOW).next_memory.handover_to is None
     assert decide(observed(masked=True), NOBODY, handing, NOW + 11).next_memory.handover_to is None
+    # Between the switchover's move and its release the lease is still this node's: keep naming the target.
+    assert decide(observed(masked=True), cluster(LeaderInfo(ME, 7)), handing, NOW).next_memory.handover_to == "val-c"
 
 
 @pytest.mark.parametrize(("renewed", "remaining", "phase", "expected"), [

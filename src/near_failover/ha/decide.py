@@ -410,8 +410,11 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     mem = memory
     if leader is not None and leader.member != o.node:
         mem = replace(mem, last_leader=leader)
-    if mem.handover_to and (leader is not None or now >= mem.handover_until):
-        mem = replace(mem, handover_to=None)  # the switchover's target holds the lease (or never claimed it)
+    if mem.handover_to and ((leader is not None and leader.member != o.node) or now >= mem.handover_until):
+        # The switchover's target (or another) holds the lease, or it never claimed it. Not while
+        # the lease is still ours: between the move and the release, a loop that cleared it would
+        # publish a record without the target, and the target, signing, would fence itself.
+        mem = replace(mem, handover_to=None)
     may_lead = o.watchdog_problem is None
 
     if o.failover_requested:
