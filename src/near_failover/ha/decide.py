@@ -349,7 +349,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("standby-unready", "standby with problems (health or readiness): no promotion"),
     ("standby-settling", "standby healthy for fewer than ready_loops checks: wait"),
     ("standby-start-grace", "no leader seen since start, less than two ttls ago: the signer's agent claims first"),
-    ("standby-backoff", "backing off after a refused promotion: wait"),
+    ("standby-backoff", "backing off after a refused promotion (Memory.backoff_until; no loop sets it yet): wait"),
     ("standby-handover", "a switchover hands the lease to another member: wait"),
     ("standby-not-best", "another standby is the better candidate (priority, then name): wait"),
     ("standby-promote", "no leader, ready, the best candidate: take the lease and promote"),
