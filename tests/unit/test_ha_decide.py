@@ -174,6 +174,12 @@ def test_a_fenced_node_whose_neard_was_unmasked_stands_by_again() -> None:
     assert decision.next_memory.phase is Phase.STANDBY and decision.next_memory.problems == ()
 
 
+def test_a_node_fenced_while_its_loop_gathered_stays_fenced() -> None:
+    """A switchover's source becomes fenced while its loop awaits the store: that loop did not ask
+    whether neard is masked, and must not take the fenced node for a standby."""
+    assert decide(observed(masked=None), NOBODY, memory(Phase.FENCED), NOW).rule == "fenced-masked"
+
+
 def test_a_fenced_node_shows_the_fenced_problem() -> None:
     assert decide(observed(masked=True), NOBODY, memory(Phase.FENCED), NOW).next_memory.problems == (FENCED_PROBLEM,)
 

@@ -362,7 +362,7 @@ class Agent:
         else:
             health = await self._health(as_leader=False)
             view = await self._read_view()
-            masked = self.phase is Phase.FENCED and await on_doubt(self.me.control.is_masked(), True)
+            masked = await on_doubt(self.me.control.is_masked(), True) if self.phase is Phase.FENCED else None
             await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
         await self._publish()
         self._beat()
@@ -389,7 +389,7 @@ class Agent:
         self.store_ok, self.view, self.paused = True, view, view.paused
         return view
 
-    def _observation(self, watchdog_problem: str | None, health: Health | None = None, masked: bool = False) -> Observation:
+    def _observation(self, watchdog_problem: str | None, health: Health | None = None, masked: bool | None = None) -> Observation:
         return Observation(
             node=self.node, pool=self.pool, priority=self.spec.priority, rules=self.settings, wall=time.time(),
             lease_remaining=self.lease.remaining() if self.lease is not None else None, watchdog_problem=watchdog_problem,

@@ -267,7 +267,7 @@ class Observation:
     store_ok: bool = True                # the store answered this loop's read
     renew_error: str | None = None       # why the last renewal failed
     failsafe_note: str | None = None     # set while the failsafe, not the store, keeps the lease
-    masked: bool = False                 # neard masked (asked while fenced; doubt counts as masked)
+    masked: bool | None = None           # neard masked; None: not asked (the agent asks only while fenced)
     failover_requested: bool = False     # an operator's failover waits for this loop
 
     @property
@@ -418,7 +418,7 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     may_lead = o.watchdog_problem is None
 
     if o.failover_requested:
-        fenced = mem.phase is Phase.FENCED and o.masked
+        fenced = mem.phase is Phase.FENCED and o.masked is not False  # not asked, or doubt: fenced
         refusal = failover_start_refusal(o.node, leader, store_ok, o.signing, fenced, may_lead)
         if refusal is not None:
             return Decision(Kind.REFUSE, refusal, mem, "requested-refused")
@@ -436,7 +436,9 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
                             "signing-other-leader")
         return Decision(Kind.WAIT, f"neard signs; the lease cannot be claimed now ({_why_not_claim(store_ok, view, o)})", mem, "signing-wait")
 
-    if mem.phase is Phase.FENCED and o.masked:  # never leave the fenced state on doubt
+    # Never leave the fenced state on doubt, nor on a loop that did not ask (it became fenced
+    # while this loop gathered its observation: a switchover's source).
+    if mem.phase is Phase.FENCED and o.masked is not False:
         return Decision(Kind.WAIT, "fenced: neard is masked", replace(mem, problems=(FENCED_PROBLEM,)), "fenced-masked")
     if mem.phase is not Phase.STANDBY:
         mem = mem.moved(Phase.STANDBY)
