@@ -358,7 +358,12 @@ class Agent:
             if not self.store_ok or self._budget() <= 0:
                 self._beat()
                 return  # the store did not answer the renewal: the read and the record would not either
-            await self._read_view()
+            if await self._read_view() is None:
+                # Nor the record: a store that froze since the renewal must not cost the leader
+                # two budgets before its next renewal, which then has too little of its lease left
+                # to ask the others for the failsafe's confirmation.
+                self._beat()
+                return
         else:
             health = await self._health(as_leader=False)
             view = await self._read_view()
