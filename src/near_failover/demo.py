@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from near_failover.ha.lease import LeaseStoreError, MemberRole
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import StandbyMode, load_inventory
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.journal import Journal
@@ -176,9 +178,20 @@ async def crash_and_measure(inventory_path: Path, standby: str, timeout: float, 
         new = nodes[standby]
 
         async def leader_ready() -> bool:
-            return (await nodes["val-a"].status_or_none() or _NoStatus).validator_account_id == pool and (inventory_path.parent / "lease.sqlite").exists()
+            """val-a's agent holds the lease and the standby's agent has seen it: a crash before
+            that finds standbys that never saw a leader, which wait out their start grace (two
+            ttls, about 17 s more on a loaded machine, where agents take seconds to start)."""
+            if (await nodes["val-a"].status_or_none() or _NoStatus).validator_account_id != pool:
+                return False
+            try:
+                async with open_lease_store(inventory) as store:
+                    view = await store.view()
+            except LeaseStoreError:
+                return False
+            record = view.member(standby)
+            return view.leader is not None and view.leader.member == "val-a" and record is not None and record.role == MemberRole.STANDBY
 
-        await wait_for(leader_ready, 60)
+        await wait_for(leader_ready, 120, poll=0.5)
         await asyncio.sleep(3 * inventory.lease.loop_wait if inventory.lease else 1)  # the agents settle their roles
         before = await _production(new, pool)
         pid = await nodes["val-a"].control.main_pid()

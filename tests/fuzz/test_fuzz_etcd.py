@@ -49,6 +49,7 @@ OPERATIONS: dict[str, Callable[[EtcdLeaseStore], Awaitable[Any]]] = {
     "leader": lambda s: s.leader(),
     "members": lambda s: s.members(),
     "paused": lambda s: s.paused(),
+    "view": lambda s: s.view(with_ttl=True),
     "acquire_leader": lambda s: s.acquire_leader("a", 5),
     "renew": lambda s: s.renew(LeaderLease("a", 7, 5.0, 0.0, "694d77aa9e38260f")),
     "release": lambda s: s.release(LeaderLease("a", 7, 5.0, 0.0, "694d77aa9e38260f")),

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 SNAPSHOT_KEYS = {
     "node", "role", "leader", "generation", "healthy", "problems", "head", "paused", "failovers_total",
     "last_failover_seconds", "lease_remaining", "updated_at", "production", "account_id", "chain_id", "signing",
-    "store_up", "watchdog_up", "failsafe_active", "epoch", "production_at",
+    "store_up", "watchdog_up", "failsafe_active", "epoch", "production_at", "phase", "last_decision",
 }
 POSTS: list[tuple[str, dict[str, Any] | None]] = [
     ("/pause", None), ("/resume", None), ("/switchover", {"to": "val-b"}), ("/failsafe", {"leader": "val-a", "generation": 1}),
@@ -78,8 +78,12 @@ def test_status_health_cluster_metrics_of_leader_and_standby(cluster: AgentClust
     assert lead["healthy"] is True and lead["problems"] == []
     assert lead["lease_remaining"] > 0 and lead["head"] > 0
     assert set(lead["production"]) == {"blocks", "chunks", "endorsements"}
+    # Why the last loop did what it did: a leader claimed the lease or renews it, a standby waits.
+    assert lead["phase"] == "leader" and lead["last_decision"]["kind"] in ("claim", "renew") and lead["last_decision"]["reason"]
+    assert 0 < time.time() - lead["last_decision"]["at"] < 60
     stand = cluster.status(standby)
     assert (stand["node"], stand["role"], stand["leader"], stand["generation"], stand["lease_remaining"]) == (standby, "standby", leader, generation, None)
+    assert stand["phase"] == "standby" and stand["last_decision"]["kind"] == "wait" and stand["last_decision"]["reason"]
 
     for node in (leader, standby):
         health = cluster.get(node, "/health")

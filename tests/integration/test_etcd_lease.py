@@ -49,6 +49,22 @@ async def raw(etcd: EtcdServer, path: str, body: dict) -> dict:  # type: ignore[
         return response.json()  # type: ignore[no-any-return]
 
 
+class CountingStore(EtcdLeaseStore):
+    """Notes each request to etcd: view() must be one."""
+
+    def __init__(self, endpoints: list[str], account_id: str) -> None:
+        super().__init__(endpoints, account_id, operation_timeout=2.0)
+        self.round_trips: list[str] = []
+
+    async def _request(self, path: str, body: dict) -> dict:  # type: ignore[type-arg]
+        self.round_trips.append(path)
+        return await super()._request(path, body)
+
+
+async def test_one_view_is_one_range(etcd: EtcdServer, account: str) -> None:
+    await contract.one_view_shows_leader_members_and_pause(lambda: CountingStore([etcd.url], account), lambda s: s.round_trips)  # type: ignore[attr-defined]
+
+
 async def test_only_one_of_concurrent_acquirers_wins(etcd: EtcdServer, account: str) -> None:
     await contract.only_one_of_concurrent_acquirers_wins(opener(etcd, account))
 

@@ -154,7 +154,11 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
         freeze_height = cluster.height()
         failed = wait_for(lambda: cluster.runs("self-fence-failed"), 20, "val-a's failed fence in the journal")
         evidence = step(failed[-1], "self-fence-failed")["evidence"]  # the first (history is newest first)
-        assert "unhealthy" in evidence["reason"] and "could not stop neard on val-a" in evidence["error"], evidence
+        # Unhealthy for unhealthy_loops checks, or at its margin first: with the RPC hung, each
+        # check waits out its budget, so whether the third fits before the margin depends on
+        # when the freeze lands after a renewal (the same in both cases: a fence that fails).
+        assert ("unhealthy" in evidence["reason"] or "lease about to expire" in evidence["reason"]) \
+            and "could not stop neard on val-a" in evidence["error"], evidence
         # The key stays out of home: a restart of the hung neard could not load it again.
         assert "its key is parked at" in evidence["error"], evidence
         assert not (cluster.home("val-a") / "validator_key.json").exists()

@@ -164,3 +164,33 @@ async def pause_flag(open_store: OpenStore) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def one_view_shows_leader_members_and_pause(open_store: OpenStore, reads: Callable[[LeaseStore], list[str]]) -> None:
+    """view(): the leader, every member's record and the pause flag, from one read of the store
+    (``reads(store)`` lists the store's round trips since it opened)."""
+    a, b = open_store(), open_store()
+    try:
+        empty = await b.view()
+        assert (empty.leader, empty.members, empty.paused, empty.generation) == (None, (), False, None)
+        lease = await a.acquire_leader("a", 5)
+        assert lease is not None
+        await a.put_member(MemberRecord(name="b", role=MemberRole.STANDBY, priority=10), 5)
+        await a.put_member(MemberRecord(name="a", role=MemberRole.LEADER, generation=lease.generation), 5)
+        await a.set_paused(True)
+        before = len(reads(b))
+        view = await b.view()
+        assert len(reads(b)) - before == 1, reads(b)[before:]
+        assert view.leader is not None and (view.leader.member, view.generation) == ("a", lease.generation)
+        assert [(m.name, m.role) for m in view.members] == [("a", MemberRole.LEADER), ("b", MemberRole.STANDBY)]
+        assert view.paused and view.member("b") is not None and view.member("c") is None
+        timed = await b.view(with_ttl=True)
+        assert timed.leader is not None and timed.leader.ttl_left is not None and 0 < timed.leader.ttl_left <= 5
+        assert view.to_json()["leader"]["member"] == "a" and [m["name"] for m in view.to_json()["members"]] == ["a", "b"]
+        await a.release(lease)
+        await a.set_paused(False)
+        after = await b.view()
+        assert (after.leader, after.paused, len(after.members)) == (None, False, 2)
+    finally:
+        await a.close()
+        await b.close()

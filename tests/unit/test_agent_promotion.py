@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -35,3 +39,28 @@ async def test_no_key_on_a_lease_taken_since_the_keepers_last_renewal(tmp_path: 
         assert not agent.activating
     await store.close()
     await other.close()
+
+
+async def test_a_leader_wakes_when_its_neard_exits(tmp_path: Path) -> None:
+    """The loop's pause ends as soon as the process held for the wake guard exits, not at
+    loop_wait: a crash is noticed when it happens."""
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\nloop_wait = 30\nttl = 100\nretry_timeout = 20\n')
+    store = open_lease_store(inv)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)")
+    pidfd = os.pidfd_open(process.pid)
+    try:
+        with Journal(tmp_path / "journal.sqlite") as journal:
+            agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
+            agent._watch_exit(pidfd)
+            stop = asyncio.Event()
+            began = time.monotonic()
+            pause = asyncio.create_task(agent._pause(stop, 30))
+            await asyncio.sleep(0.2)
+            assert not pause.done()  # still paused while the process lives
+            process.kill()
+            await asyncio.wait_for(pause, 10)
+            assert time.monotonic() - began < 10 and agent.exit_watch is None
+    finally:
+        os.close(pidfd)
+        await process.wait()
+        await store.close()

@@ -1,9 +1,9 @@
-"""The rules in ha/policy.py, alone: when neard is gone, and whose fence a promoting standby must prove."""
+"""The health rules in ha/decide.py, alone: when neard is gone, and whose fence a promoting standby must prove."""
 
 from __future__ import annotations
 
 from near_failover.ha.lease import FenceObservation, LeaderInfo, MemberRecord, MemberRole
-from near_failover.ha.policy import HealthTracker, Sample, ended_leader, proof_from_observation, proof_from_record
+from near_failover.ha.decide import HealthTracker, Sample, ended_leader, proof_from_observation, proof_from_record
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 POOL = "pool.poolv1.near"

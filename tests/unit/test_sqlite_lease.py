@@ -10,7 +10,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -22,6 +24,8 @@ from near_failover.ha.lease import (
 from near_failover.ha.sqlite_lease import SqliteLeaseStore
 from near_failover.inventory import InventoryError, parse_inventory
 from tests.unit import lease_contract as contract
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -49,6 +53,22 @@ async def test_agents_creating_the_file_at_once_are_never_told_it_is_locked(tmp_
         finally:
             for s in stores:
                 await s.close()
+
+
+class CountingStore(SqliteLeaseStore):
+    """Notes each transaction: view() must be one."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.round_trips: list[str] = []
+
+    def _transaction(self, body: Callable[[sqlite3.Connection, float], T]) -> T:
+        self.round_trips.append(getattr(body, "__name__", "body"))
+        return super()._transaction(body)
+
+
+async def test_one_view_is_one_transaction(lease_file: Path) -> None:
+    await contract.one_view_shows_leader_members_and_pause(lambda: CountingStore(lease_file), lambda s: s.round_trips)  # type: ignore[attr-defined]
 
 
 async def test_generation_grows_across_leaders(lease_file: Path) -> None:

@@ -20,7 +20,8 @@ class AgentView(Protocol):
         #  "last_failover_seconds": float|None, "lease_remaining": float|None, "updated_at": float (unix),
         #  "production": None | {"blocks": {"produced","expected"}, "chunks": {...}, "endorsements": {...}},
         #  "production_at": float|None (unix, when production was read), "account_id", "chain_id": str,
-        #  "signing", "store_up", "watchdog_up", "failsafe_active": bool, "epoch": None | {"start": int, "length": int|None}}
+        #  "signing", "store_up", "watchdog_up", "failsafe_active": bool, "epoch": None | {"start": int, "length": int|None},
+        #  "phase": ha.decide.Phase value, "last_decision": None | {"kind": ha.decide.Kind value, "reason": str, "at": float (unix)}}
     async def cluster(self) -> dict[str, Any]: ...   # {"leader": {"member","generation","ttl_left"}|None, "paused": bool, "members": [MemberRecord.model_dump()]}
     def history(self, limit: int = 20) -> list[dict[str, Any]]: ...  # journal runs, each Run.to_json() + "steps": [Step.to_json()]
     def journal_run(self, run_id: int) -> dict[str, Any]: ...  # one journal run as in history(); raises JournalError when there is none

@@ -163,6 +163,9 @@ function showStatus(s) {
   text("readiness", ready.label);
   $("readiness").className = "big " + (ready.ready ? "ok" : "bad");
   text("readiness-reason", ready.reason ? "why: " + ready.reason : (s.role === "leader" ? "" : "synced, key staged, checks pass"));
+  const d = s.last_decision;
+  text("last-decision", d ? "this agent's last decision (" + Math.max(0, s.updated_at - d.at).toFixed(0) + " s ago): "
+    + d.kind + ": " + d.reason : "this agent has not decided yet");
   text("lastfailover", s.last_failover_seconds === null ? "this agent has not promoted its node"
     : "this agent's last took " + s.last_failover_seconds.toFixed(2) + " s");
   const age = s.production_at ? s.updated_at - s.production_at : null;
@@ -366,7 +369,7 @@ BODY = """
   <div class="card"><h2>Leader (signs for the pool)</h2><div id="leader" class="big">&hellip;</div>
     <div class="sub" id="generation"></div><div class="sub" id="lease"></div><div class="sub" id="ttl"></div></div>
   <div class="card"><h2>Automatic decisions</h2><div id="paused" class="big">&hellip;</div>
-    <div class="sub" id="paused-store"></div></div>
+    <div class="sub" id="paused-store"></div><div class="sub" id="last-decision"></div></div>
   <div class="card"><h2>Cluster</h2><div id="counts" class="big">&hellip;</div>
     <div class="sub" id="counts-detail"></div>
     <div class="sub">automatic failovers (all agents, since they started): <b id="failovers">&hellip;</b></div>

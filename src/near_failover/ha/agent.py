@@ -14,11 +14,12 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -26,7 +27,26 @@ import structlog
 
 from near_failover.api.client import Verify, api_client
 from near_failover.ha.alerts import AlertEvent, AlertSender
+from near_failover.ha.decide import (
+    FENCED_PROBLEM,
+    Decision,
+    Health,
+    HealthTracker,
+    Kind,
+    Memory,
+    Observation,
+    Phase,
+    Rules,
+    Sample,
+    after_renewal,
+    decide,
+    ended_leader,
+    proof_from_observation,
+    proof_from_record,
+    worth_logging,
+)
 from near_failover.ha.lease import (
+    ClusterView,
     FenceObservation,
     LeaderInfo,
     LeaderLease,
@@ -38,29 +58,18 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
-from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.operator import (
     RequestedFailover,
     failover_refusal,
-    failover_start_refusal,
-    handover_to_another,
     leader_problem,
     standby_problem,
 )
-from near_failover.ha.policy import (
-    HealthTracker,
-    Sample,
-    Streak,
-    best_candidate,
-    ended_leader,
-    proof_from_observation,
-    proof_from_record,
-)
+from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
 from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, spawn_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
-from near_failover.limits import API_ANSWER_BYTES, KEY_FILE, BoundedAsyncClient
+from near_failover.limits import KEY_FILE
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
@@ -69,13 +78,18 @@ from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError, Run
 from near_failover.procedures.move import Move
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
-from near_failover.procedures.observe import SETTLE_SECONDS, SignerObservation, SignerVerdict, observe_signer, observe_until_silent
+from near_failover.procedures.observe import (
+    SETTLE_SECONDS,
+    SignerObservation,
+    SignerVerdict,
+    observe_signer,
+    observe_until_silent,
+)
 from near_failover.procedures.plan import MoveOptions, MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
-FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the key to make this node a standby again"
 
 
 class AgentError(Exception):
@@ -83,23 +97,8 @@ class AgentError(Exception):
 
 
 @dataclass(frozen=True)
-class AgentSettings:
-    ttl: float = 10.0
-    loop_wait: float = 1.0
-    retry_timeout: float = 2.0
-    unhealthy_loops: int = 3
-    ready_loops: int = 2
-
-    @property
-    def watchdog_reserve(self) -> float:
-        # The watchdog fences when this little of the lease is left and the loop has not renewed
-        # it: the loop's own check (fence_margin, once per loop) comes first even when a loop runs
-        # late, and there is still time for a SIGTERM, half of it, then a SIGKILL.
-        return self.retry_timeout / 2
-
-    @property
-    def fence_margin(self) -> float:
-        return self.loop_wait + self.retry_timeout
+class AgentSettings(Rules):
+    """The decision rules' timings, as the inventory's ``[lease]`` sets them."""
 
     @classmethod
     def from_inventory(cls, inventory: Inventory) -> AgentSettings:
@@ -137,23 +136,18 @@ class Agent:
         state = state_dir or Path(inventory.journal.path).parent
         self.heartbeat = Heartbeat(state / f"agent-{self.node}.heartbeat")
         self.tracker = HealthTracker(self.pool)
-        self.streak = Streak()
-        self.role = MemberRole.STARTING
+        self.memory = Memory(started=time.monotonic())  # what decide() carries from loop to loop
+        self.last_decision: Decision | None = None
+        self.last_decision_at: float | None = None  # unix time of it
+        self.last_logged: Decision | None = None
         self.lease: LeaderLease | None = None
-        self.last_leader: LeaderInfo | None = None  # the last other leader seen: whose fence to prove
-        self.store_leader: LeaderInfo | None = None  # the store's answer at the last read that worked
-        self.started = time.monotonic()
-        self.problems: list[str] = []
-        self.promoting = False
+        self.view: ClusterView | None = None  # the store's cluster at the last read that worked
         self.paused = False
         self.store_ok = True
-        self.confirmed_until = 0.0  # a failsafe promise: no acquisition before this (monotonic)
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
         self.fence_observation: FenceObservation | None = None  # what we saw of our neard after our fence
-        self.handover_to: str | None = None  # set while this leader runs a planned switchover
-        self.handover_until = 0.0  # after it, until the target claims the lease (monotonic)
         self.requested: RequestedFailover | None = None  # an operator's failover, for the loop to take up
         self.failovers_total = 0
         self.last_failover_seconds: float | None = None
@@ -173,10 +167,52 @@ class Agent:
         # there (a frozen or suspended host) SIGKILLs neard before anything else, as its watchdog.
         self.wake = WakeGuard(self.heartbeat.written_lease_end, margin=self.settings.watchdog_reserve / 2)
         self.neard_searched = 0.0
+        # Set when the neard we lead with exits (its pidfd polls readable): the loop checks at
+        # once instead of after its pause, so a crash is noticed when it happens.
+        self.neard_exited = asyncio.Event()
+        self.exit_watch: int | None = None  # our own copy of the held pidfd, watched by the event loop
 
     @property
     def me(self) -> NodeAccess:
         return self.nodes[self.node]
+
+    # --- the state decide() carries, as the rest of the agent reads it ------------------
+
+    @property
+    def phase(self) -> Phase:
+        return self.memory.phase
+
+    @property
+    def role(self) -> str:
+        return self.memory.phase.role
+
+    @property
+    def promoting(self) -> bool:
+        """A promotion or a switchover runs: the loop's leader rules stand aside."""
+        return self.memory.phase in (Phase.PROMOTING, Phase.HANDING_OVER)
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.memory.problems)
+
+    @property
+    def last_leader(self) -> LeaderInfo | None:
+        return self.memory.last_leader
+
+    @property
+    def handover_to(self) -> str | None:
+        return self.memory.handover_to
+
+    @property
+    def store_leader(self) -> LeaderInfo | None:
+        return self.view.leader if self.view else None
+
+    def _remember(self, **changes: Any) -> None:
+        self.memory = replace(self.memory, **changes)
+
+    def _move(self, phase: Phase) -> None:
+        """Change phase as TRANSITIONS allows (IllegalTransition otherwise: a bug)."""
+        self.memory = self.memory.moved(phase)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -192,6 +228,10 @@ class Agent:
             self._start_watchdog()
             try:
                 await self._wait_watchdog()
+                # The start grace (standby-start-grace) counts from the first loop, not from the
+                # constructor: a watchdog slow to start on a loaded host must not spend the time
+                # the signer's agent has to claim the lease.
+                self._remember(started=time.monotonic())
                 if ready:
                     ready.set()
                 while not stop.is_set():
@@ -201,12 +241,40 @@ class Agent:
                     except Exception:  # noqa: BLE001 - one bad loop must not end the agent; no beat means the watchdog acts
                         log.exception("agent loop failed", node=self.node)
                     self._alert_risks()
-                    try:
-                        await asyncio.wait_for(stop.wait(), self._pause_after(began))
-                    except asyncio.TimeoutError:
-                        pass
+                    await self._pause(stop, self._pause_after(began))
             finally:
+                self._watch_exit(None)
                 await self._shutdown()
+
+    async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
+        """Sleep between checks until ``seconds`` pass, the agent stops, or our neard exits."""
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.neard_exited.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        self.neard_exited.clear()
+
+    def _watch_exit(self, pidfd: int | None) -> None:
+        """Watch (a copy of) ``pidfd`` for neard's exit; None stops watching."""
+        loop = asyncio.get_running_loop()
+        if self.exit_watch is not None:
+            loop.remove_reader(self.exit_watch)
+            os.close(self.exit_watch)
+            self.exit_watch = None
+        if pidfd is None:
+            return
+        try:
+            self.exit_watch = os.dup(pidfd)
+        except OSError:
+            return
+        loop.add_reader(self.exit_watch, self._on_neard_exit)
+
+    def _on_neard_exit(self) -> None:
+        log.info("neard exited: checking now", node=self.node)
+        self._watch_exit(None)
+        self.neard_exited.set()
 
     def _pause_after(self, began: float) -> float:
         """loop_wait between checks, but a leader's next check comes no later than its fence
@@ -224,7 +292,7 @@ class Agent:
         fix now, not a loop to repeat; a store that does not answer is an outage to wait out."""
         try:
             await asyncio.wait_for(self.store.leader(), 2 * self.settings.retry_timeout)
-        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+        except (TimeoutError, LeaseStoreUnavailable):
             pass
         except LeaseStoreError as exc:
             raise AgentError(f"{self.node}: the lease store refuses this agent: {exc}") from None
@@ -269,44 +337,114 @@ class Agent:
         return problem
 
     async def tick(self) -> None:
-        # One observation takes at most retry_timeout, one renewal as much again: a leader's loop
-        # fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule. A leader's waits also end
-        # at its fence margin (_budget), and its check comes first, so no slow store or frozen RPC
-        # can carry the loop past the point where it must fence itself.
+        """One loop: observe -> decide() -> act, and log the decision's reason.
+
+        One observation takes at most retry_timeout, one renewal as much again: a leader's loop
+        fits loop_wait + 2 * retry_timeout < ttl, the inventory's rule. A leader's waits also end
+        at its fence margin (_budget), and its first rules need no RPC, so no slow store or frozen
+        RPC can carry the loop past the point where it must fence itself."""
         self.wake.kill_if_due()  # first of all: a loop woken past its lease's kill point
         self._report_wake_kills()
         watchdog_problem = self._watchdog_problem()
         self.watchdog_ok = watchdog_problem is None
-        if self.lease is not None and not self.promoting:
-            if watchdog_problem is not None:
-                await self._self_fence(f"{watchdog_problem}: without it this node must not lead")
-                return
-            if await self._fence_if_lease_ending():
-                return
-        try:
-            sample = await asyncio.wait_for(self._observe(), self._budget())
-        except asyncio.TimeoutError:
-            sample = Sample(time.monotonic(), rpc_ok=False)
-        self.tracker.add(sample)
-        if self.lease is not None:
-            # Renew first: the store reads below would spend the lease's margin on a slow store.
-            await self._as_leader(sample)
+        if self.lease is not None and self.phase is not Phase.PROMOTING:
+            decision = self._decide(self._observation(watchdog_problem), self.view)
+            if decision.kind is Kind.OBSERVE:
+                decision = self._decide(self._observation(watchdog_problem, await self._health(as_leader=True)), self.view)
+            await self._act(decision)
             if self.lease is None:
                 return  # we fenced ourselves: this check's sample (our neard signing) is out of date
             await self._hold_neard()
             if not self.store_ok or self._budget() <= 0:
                 self._beat()
-                return  # the store did not answer the renewal: the reads and the record would not either
-        try:
-            self.paused = await asyncio.wait_for(self.store.paused(), self._budget())
-            leader = await asyncio.wait_for(self.store.leader(), self._budget()) if self.lease is None else None
-            self.store_ok, self.store_leader = True, leader
-        except (LeaseStoreError, asyncio.TimeoutError):  # down, or refusing us: either way no decision on it
-            self.store_ok, leader = False, None
-        if self.lease is None:
-            await self._as_follower(sample, leader, may_lead=watchdog_problem is None)
+                return  # the store did not answer the renewal: the read and the record would not either
+            if await self._read_view() is None:
+                # Nor the record: a store that froze since the renewal must not cost the leader
+                # two budgets before its next renewal, which then has too little of its lease left
+                # to ask the others for the failsafe's confirmation.
+                self._beat()
+                return
+        else:
+            health = await self._health(as_leader=False)
+            view = await self._read_view()
+            masked = await on_doubt(self.me.control.is_masked(), True) if self.phase is Phase.FENCED else None
+            await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
         await self._publish()
         self._beat()
+
+    async def _health(self, as_leader: bool) -> Health:
+        """Observe neard (within the loop's budget) and read it as the health policy does; a
+        standby's readiness (its staged key) is part of its health."""
+        try:
+            sample = await asyncio.wait_for(self._observe(), self._budget())
+        except TimeoutError:
+            sample = Sample(time.monotonic(), rpc_ok=False)
+        self.tracker.add(sample)
+        readiness = [] if as_leader else await self._readiness()
+        return Health(tuple(self.tracker.problems(as_leader=True)), tuple(self.tracker.problems(as_leader=False) + readiness),
+                      self.tracker.gone(), sample.key_loaded)
+
+    async def _read_view(self) -> ClusterView | None:
+        """The cluster as one read of the store sees it (None when it did not answer in time)."""
+        try:
+            view = await asyncio.wait_for(self.store.view(), self._budget())
+        except (TimeoutError, LeaseStoreError):  # down, or refusing us: either way no decision on it
+            self.store_ok = False
+            return None
+        self.store_ok, self.view, self.paused = True, view, view.paused
+        return view
+
+    def _observation(self, watchdog_problem: str | None, health: Health | None = None, masked: bool | None = None) -> Observation:
+        return Observation(
+            node=self.node, pool=self.pool, priority=self.spec.priority, rules=self.settings, wall=time.time(),
+            lease_remaining=self.lease.remaining() if self.lease is not None else None, watchdog_problem=watchdog_problem,
+            health=health, store_ok=self.store_ok, renew_error=self.renew_error, failsafe_note=self.failsafe_note,
+            masked=masked, failover_requested=self.requested is not None,
+        )
+
+    def _decide(self, observation: Observation, view: ClusterView | None) -> Decision:
+        """decide(), its memory kept at once (no await between reading and writing it: the API's
+        failsafe promise, set meanwhile, is not lost) and its reason recorded."""
+        decision = decide(observation, view, self.memory, time.monotonic())
+        self.memory = decision.next_memory
+        self._note(decision)
+        return decision
+
+    def _note(self, decision: Decision) -> None:
+        """The decision for /status, and one log line when it changed something or is not a
+        plain renew/wait repeat (the "decision" event: kind, reason, phase; issue 22 builds on it)."""
+        if decision.kind is Kind.OBSERVE:
+            return
+        self.last_decision, self.last_decision_at = decision, time.time()
+        if worth_logging(self.last_logged, decision):
+            log.info("decision", node=self.node, kind=decision.kind.value, reason=decision.reason,
+                     phase=self.memory.phase.value, rule=decision.rule)
+        self.last_logged = decision
+
+    def _noted(self, kind: Kind, rule: str, reason: str) -> Decision:
+        """A decision the act itself reaches (a renewal lost, a switchover's handover), recorded as decide()'s are."""
+        decision = Decision(kind, reason, self.memory, rule)
+        self._note(decision)
+        return decision
+
+    async def _act(self, decision: Decision) -> None:
+        kind = decision.kind
+        if kind is Kind.SELF_FENCE:
+            await self._self_fence(decision.reason)
+        elif kind is Kind.RENEW:
+            renewed = await self._renew_or_failsafe()
+            if self.lease is not None:
+                fence = after_renewal(renewed, self.lease.remaining(), self.phase, self.settings, self.renew_error)
+                if fence is not None:
+                    await self._self_fence(self._noted(Kind.SELF_FENCE, *fence).reason)
+        elif kind is Kind.CLAIM:
+            await self._claim(decision.reason)
+        elif kind is Kind.REFUSE:
+            request = self._take_request()
+            if request is not None:
+                request.refuse(decision.reason)
+        elif kind is Kind.PROMOTE:
+            await self._start_promotion(decision)
 
     def _alert_risks(self) -> None:
         """Unready standby, kickout ahead, store down, long pause: sent in the background."""
@@ -330,6 +468,7 @@ class Agent:
             log.warning("cannot find neard's process to hold for the wake guard", node=self.node, error=f"{type(exc).__name__}: {exc}")
             return
         self.wake.hold(handle)
+        self._watch_exit(handle.pidfd if handle is not None else None)
         if handle is not None:
             log.info("holding neard for the wake guard", node=self.node, pid=handle.pid)
 
@@ -374,37 +513,6 @@ class Agent:
 
     # --- leader ------------------------------------------------------------------------
 
-    async def _as_leader(self, sample: Sample) -> None:
-        assert self.lease is not None
-        if self.promoting:  # a switchover in progress stops our neard on purpose: only renew
-            await self._renew_or_failsafe()
-            return
-        self.problems = self.tracker.problems(as_leader=True)
-        self.streak.record(not self.problems)
-        # Shown for as long as the failsafe holds the lease, not only between a confirmation and
-        # the next check (with a store that hangs, that is a few milliseconds per loop).
-        self.problems += [self.failsafe_note] if self.failsafe_note else []
-        if not self.streak.bad:
-            if not await self._renew_or_failsafe():
-                return
-        elif self.tracker.gone():  # a crash: a restart (memtrie load) would cost more duties than a failover
-            await self._self_fence(f"neard is gone: {'; '.join(self.problems)}")
-            return
-        elif self.streak.bad >= self.settings.unhealthy_loops:
-            await self._self_fence(f"unhealthy for {self.streak.bad} checks: {'; '.join(self.problems)}")
-            return
-        if self.lease is not None:
-            await self._fence_if_lease_ending()
-
-    async def _fence_if_lease_ending(self) -> bool:
-        """Fence once less than fence_margin of the lease is left (True if this check tried)."""
-        assert self.lease is not None
-        if self.lease.remaining() >= self.settings.fence_margin:
-            return False
-        why = f": {self.renew_error}" if self.renew_error else ""
-        await self._self_fence(f"lease about to expire ({self.lease.remaining():.1f}s left) and not renewed{why}")
-        return True
-
     def _budget(self) -> float:
         """How long one RPC or store call may take: retry_timeout, and for a leader never past the
         point where it must fence itself (fence_margin before the lease's end), so a store or a
@@ -414,7 +522,7 @@ class Agent:
         return min(self.settings.retry_timeout, self.lease.remaining() - self.settings.fence_margin)
 
     async def _renew_or_failsafe(self) -> bool:
-        """Renew; False if the lease was lost (and we fenced). Store outage: Patroni's failsafe."""
+        """Renew; False if the lease was lost (the caller fences). Store outage: Patroni's failsafe."""
         assert self.lease is not None
         budget = self._budget()
         if budget <= 0:
@@ -422,23 +530,22 @@ class Agent:
         try:
             renewed = await asyncio.wait_for(self.store.renew(self.lease), budget)
             self.store_ok, self.failsafe_note, self.renew_error = True, None, None
-        except (LeaseStoreUnavailable, asyncio.TimeoutError) as exc:
+        except (TimeoutError, LeaseStoreUnavailable) as exc:
             self.store_ok, self.renew_error = False, str(exc) or f"no answer within {budget:.1f}s"
             if self._budget() > 0 and await self._failsafe_confirmed(self._budget()):
                 # Every member confirmed us directly and promised not to promote for a ttl.
                 self.lease.valid_until = max(self.lease.valid_until, lease_clock() + self.settings.ttl - self.settings.retry_timeout)
                 self.failsafe_note = f"lease store unavailable ({self.renew_error}); kept by failsafe confirmation of every member"
-                self.problems = [self.failsafe_note]
+                self._remember(problems=(self.failsafe_note,))
                 self._beat()
             else:
                 self.failsafe_note = None
             return True
         except LeaseStoreError as exc:  # it answers but refuses: no failsafe; the margin check fences in time
             self.store_ok, self.failsafe_note, self.renew_error = False, None, f"the lease store refuses the renewal: {exc}"
-            self.problems = [self.renew_error]
+            self._remember(problems=(self.renew_error,))
             return True
         if not renewed:
-            await self._self_fence("the lease was lost to another member")
             return False
         self._beat()  # the watchdog's deadline moves with the lease, not at the end of a slow loop
         return True
@@ -461,7 +568,7 @@ class Agent:
                     return False
             try:
                 answers = await asyncio.wait_for(asyncio.gather(*(ask(n.api) for n in others if n.api)), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
         return all(answers)
 
@@ -494,8 +601,9 @@ class Agent:
         evidence["observed"] = seen.evidence()
         self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason)
         self.lease = None
-        self.role = MemberRole.FENCED
-        self.problems, self.failsafe_note = [reason], None
+        self._move(Phase.FENCED)
+        self._remember(problems=(reason,))
+        self.failsafe_note = None
         self.heartbeat.beat(armed=False, generation=None)
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
         # The journal first: it is local, the store calls below may time out (a partition).
@@ -504,7 +612,7 @@ class Agent:
         if lease is not None:
             try:
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
-            except (LeaseStoreError, asyncio.TimeoutError):
+            except (TimeoutError, LeaseStoreError):
                 pass  # the lease expires on its own; our record or the chain proves the fence
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
 
@@ -521,7 +629,7 @@ class Agent:
         A standby then needs a fence of its own (a stop through the control channel, or chain
         silence) before it promotes."""
         log.error("self-fence failed", node=self.node, reason=reason, error=error)
-        self.problems = [f"{reason}; the fence FAILED ({error}): neard may still sign"]
+        self._remember(problems=(f"{reason}; the fence FAILED ({error}): neard may still sign",))
         self._journal_event("self-fence-failed", {"reason": reason, "error": error, "generation": lease.generation if lease else None})
         self._beat()
         await self._publish(self.settings.retry_timeout)  # the watchdog keeps the lease's deadline now
@@ -529,78 +637,40 @@ class Agent:
 
     # --- follower ----------------------------------------------------------------------
 
-    async def _as_follower(self, sample: Sample, leader: LeaderInfo | None, may_lead: bool) -> None:
-        """``may_lead`` is False while the watchdog does not watch: no lease is taken then."""
-        if leader is not None and leader.member != self.node:
-            self.last_leader = leader
-        if self.handover_to and (leader is not None or time.monotonic() >= self.handover_until):
-            self.handover_to = None  # the switchover's target holds the lease (or never claimed it)
-        if self.requested is not None:
-            await self._take_up_failover(sample, leader, may_lead)
-            return
-        if sample.key_loaded == self.pool:
-            await self._signing_without_lease(leader, may_lead)
-            return
-        if self.role == MemberRole.FENCED:
-            if await on_doubt(self.me.control.is_masked(), True):  # never leave the fenced state on doubt
-                self.problems = [FENCED_PROBLEM]
-                return
-            self.role = MemberRole.STANDBY  # the operator unmasked it: a standby again
-        self.role = MemberRole.STANDBY
-        self.problems = self.tracker.problems(as_leader=False) + await self._readiness()
-        self.streak.record(not self.problems)
-        if leader is not None or not self.store_ok or self.paused or self.promoting or not may_lead:
-            return
-        if time.monotonic() < self.confirmed_until:
-            return  # we promised a leader cut off from the store not to promote yet
-        if self.problems or self.streak.good < self.settings.ready_loops:
-            return
-        if self.last_leader is None and time.monotonic() - self.started < 2 * self.settings.ttl:
-            return  # at start, give the current signer's agent time to claim the lease
-        try:
-            members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
-        except (LeaseStoreError, asyncio.TimeoutError):
-            return
-        if handover_to_another(self.node, members):
-            return  # a planned switchover gives the lease to its target's agent
-        mine = self._record()
-        others = [m for m in members if m.name != self.node]
-        if best_candidate([*others, mine], max_age=3 * self.settings.loop_wait + self.settings.retry_timeout) != self.node:
-            return
-        lease = await self._acquire()
-        if lease is not None:
-            await self._promote(lease, members)
-
     async def _acquire(self) -> LeaderLease | None:
         # A lease granted after the wait gave up is never renewed: it expires, our neard unchanged.
         try:
             return await asyncio.wait_for(self.store.acquire_leader(self.node, self.settings.ttl), self.settings.retry_timeout)
-        except (LeaseStoreError, asyncio.TimeoutError):
+        except (TimeoutError, LeaseStoreError):
             return None
 
-    async def _signing_without_lease(self, leader: LeaderInfo | None, may_lead: bool) -> None:
-        """Our neard signs. With no leader it claims the lease (start-up); otherwise it must stop."""
-        if leader is None and self.store_ok and not self.paused and may_lead:
-            lease = await self._acquire()
-            if lease is not None:
-                self.lease, self.role = lease, MemberRole.LEADER
-                await self.alerts.notify(AlertEvent.role_change(
-                    self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason="its neard signs and no one held the lease", generation=lease.generation
-                ))
-                return
-        if leader is not None and leader.member != self.node:
-            if await self._handover_to_me(leader):
-                self.problems = [f"taking over from {leader.member} (planned switchover)"]
-                return
-            await self._self_fence(f"neard has the pool's key loaded while {leader.member} holds the lease")
+    async def _claim(self, reason: str) -> None:
+        """Our neard signs and no one holds the lease (start-up, a switchover's target): take it."""
+        lease = await self._acquire()
+        if lease is None:
+            return
+        self.lease = lease
+        self._move(Phase.LEADER)
+        await self.alerts.notify(AlertEvent.role_change(self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason=reason,
+                                                        generation=lease.generation))
 
-    async def _handover_to_me(self, leader: LeaderInfo) -> bool:
-        """A planned switchover run by the leader: it gives us the key before it drops the lease."""
-        try:
-            members = await asyncio.wait_for(self.store.members(), self.settings.retry_timeout)
-        except (LeaseStoreError, asyncio.TimeoutError):
-            return False
-        return any(m.name == leader.member and m.details.get("handover_to") == self.node for m in members)
+    def _take_request(self) -> RequestedFailover | None:
+        request, self.requested = self.requested, None
+        if request is not None:
+            request.taken.set()
+        return request
+
+    async def _start_promotion(self, decision: Decision) -> None:
+        """Take the lease, then promote: an operator's failover with its options, or ours."""
+        request = self._take_request() if decision.requested else None
+        if decision.requested and request is None:
+            return  # the request gave up (its caller's wait ended) before this loop took it
+        lease = await self._acquire()
+        if lease is None:
+            if request is not None:
+                request.refuse("the lease could not be taken (another member took it, or the store did not answer in time)")
+            return
+        await self._promote(lease, list(self.view.members) if self.view and not request else [], request)
 
     async def _readiness(self) -> list[str]:
         """Standby-specific readiness: the staged key present and valid for the pool."""
@@ -609,19 +679,6 @@ class Agent:
         except (HostError, KeyFileError) as exc:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
-
-    async def _take_up_failover(self, sample: Sample, leader: LeaderInfo | None, may_lead: bool) -> None:
-        """An operator's failover: refused as the CLI refuses one, else promoted like a standby."""
-        request, self.requested = self.requested, None
-        assert request is not None
-        request.taken.set()
-        fenced = self.role == MemberRole.FENCED and await on_doubt(self.me.control.is_masked(), True)
-        refusal = failover_start_refusal(self.node, leader, self.store_ok, sample.key_loaded == self.pool, fenced, may_lead)
-        lease = await self._acquire() if refusal is None else None
-        if lease is None:
-            request.refuse(refusal or "the lease could not be taken (another member took it, or the store did not answer in time)")
-            return
-        await self._promote(lease, [], request)
 
     def _requested_move(self, request: RequestedFailover) -> Move:
         """The CLI's failover with the operator's options, its fence proven by the Move itself."""
@@ -634,7 +691,8 @@ class Agent:
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord], request: RequestedFailover | None = None) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move
         (an operator's ``request``: with its options and the CLI's fence rules)."""
-        self.promoting, self.lease, self.lease_lost, self.activating = True, lease, None, False
+        self._move(Phase.PROMOTING)
+        self.lease, self.lease_lost, self.activating = lease, None, False
         self._beat()
         started = time.monotonic()
         ended = ended_leader(self.node, members, self.last_leader)
@@ -666,10 +724,9 @@ class Agent:
         if request:
             request.finish(result, reason if result is None else result.message)
         if result is not None and result.ok:
-            self.role = MemberRole.LEADER
+            self._move(Phase.LEADER)
             self.failovers_total += 1
             self.last_failover_seconds = round(time.monotonic() - started, 3)
-            self.promoting = False
             await self.alerts.notify(AlertEvent.role_change(
                 self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason=f"promoted after {old or 'the old leader'} was fenced", generation=lease.generation
             ))
@@ -680,14 +737,16 @@ class Agent:
         if signs or await on_doubt(self.me.key_in_home(), True):  # never drop a lease on doubt
             # We sign, or may once neard answers (a restart through the memtrie load): keep the
             # lease; health decides, and a leader that stays unhealthy fences itself.
-            self.role, self.promoting = MemberRole.LEADER, False
+            self._move(Phase.LEADER)
             return
         self.lease = None
-        self.promoting = False
+        self._move(Phase.STANDBY)
+        self._remember(last_refusal=reason)
+        self._noted(Kind.WAIT, "promotion-refused", f"the promotion was refused, lease released: {reason}")
         self.heartbeat.beat(armed=False, generation=None)
         try:
             await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
-        except (LeaseStoreError, asyncio.TimeoutError):
+        except (TimeoutError, LeaseStoreError):
             pass
         await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
 
@@ -724,7 +783,7 @@ class Agent:
         try:
             if not await asyncio.wait_for(self.store.renew(self.lease), timeout):
                 self.lease_lost = self.lease_lost or "the store no longer holds it for this node"
-        except (LeaseStoreUnavailable, asyncio.TimeoutError):
+        except (TimeoutError, LeaseStoreUnavailable):
             pass  # no answer: the lease holds as long as our own estimate says (below)
         except LeaseStoreError as exc:
             self.lease_lost = self.lease_lost or f"the store refuses the renewal: {exc}"
@@ -765,7 +824,7 @@ class Agent:
         no longer than its fence margin allows)."""
         try:
             await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), timeout or self._budget())
-        except (LeaseStoreError, asyncio.TimeoutError):
+        except (TimeoutError, LeaseStoreError):
             pass
 
     async def _shutdown(self) -> None:
@@ -780,7 +839,7 @@ class Agent:
         if self.role != MemberRole.FENCED:
             try:
                 await asyncio.wait_for(self.store.delete_member(self.node), self.settings.retry_timeout)
-            except (LeaseStoreError, asyncio.TimeoutError):
+            except (TimeoutError, LeaseStoreError):
                 pass
 
     def _journal_event(self, kind: str, evidence: dict[str, Any]) -> None:
@@ -817,6 +876,9 @@ class Agent:
             "watchdog_up": self.watchdog_ok,
             "failsafe_active": self.failsafe_note is not None,
             "epoch": {"start": last.epoch_start, "length": self.epoch_length} if last and last.epoch_start else None,
+            "phase": self.phase.value,
+            "last_decision": {"kind": self.last_decision.kind.value, "reason": self.last_decision.reason, "at": self.last_decision_at}
+            if self.last_decision else None,
         }
 
     async def cluster(self) -> dict[str, Any]:
@@ -873,7 +935,10 @@ class Agent:
             raise ValueError(str(exc)) from None
         if target.name == self.node:
             raise ValueError(f"{self.node} already holds the validator; name a standby to switch over to")
-        self.promoting, self.handover_to = True, target.name
+        if self.phase is not Phase.LEADER:
+            raise ValueError(f"{self.node} is {self.phase.value}: a switchover starts only from a settled leader; try again shortly")
+        self._move(Phase.HANDING_OVER)
+        self._remember(handover_to=target.name)
         try:
             await self._publish()  # the target's agent must know the key it is about to see is ours to give
             result = await Move(self.inventory, self.nodes, "switchover", options.mode or target.standby, target.name, self.journal,
@@ -882,18 +947,22 @@ class Agent:
             if result.ok and self.lease is not None:
                 # The target's agent sees its neard signing with no leader and claims the lease;
                 # our record names it until then (two ttls at most), so no third member takes it.
-                self.handover_until = time.monotonic() + 2 * self.settings.ttl
+                self._remember(handover_until=time.monotonic() + 2 * self.settings.ttl)
                 lease, self.lease = self.lease, None
-                self.role, self.fenced_generation, self.problems = MemberRole.FENCED, lease.generation, [FENCED_PROBLEM]
+                self._move(Phase.FENCED)
+                self._noted(Kind.HAND_OVER, "switchover-done", f"the switchover gave the key to {target.name}: the lease goes to it")
+                self.fenced_generation = lease.generation
+                self._remember(problems=(FENCED_PROBLEM,))
                 seen = await on_doubt(observe_signer(self.me, self.pool), None)
                 self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason) if seen and seen.not_signing else None
                 self.heartbeat.beat(armed=False, generation=None)
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         finally:
-            self.promoting = False
-            if time.monotonic() >= self.handover_until:
-                self.handover_to = None
+            if self.phase is Phase.HANDING_OVER:
+                self._move(Phase.LEADER)  # the switchover failed (or raised): still the leader
+            if time.monotonic() >= self.memory.handover_until:
+                self._remember(handover_to=None)
         return result.to_json()
 
     async def set_paused(self, paused: bool) -> None:
@@ -907,7 +976,7 @@ class Agent:
         known = self.last_leader
         if known is None or known.member != leader or known.generation != generation:
             return False
-        self.confirmed_until = time.monotonic() + self.settings.ttl
+        self._remember(confirmed_until=time.monotonic() + self.settings.ttl)
         return True
 
 

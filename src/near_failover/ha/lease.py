@@ -17,12 +17,9 @@ import abc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-if TYPE_CHECKING:
-    from near_failover.inventory import Inventory
 
 
 class LeaseStoreError(Exception):
@@ -139,6 +136,36 @@ class LeaderInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ClusterView:
+    """The whole cluster as one read of the store saw it (one etcd range over the pool's prefix,
+    one sqlite transaction): the leader, the members' records and the pause flag agree with each
+    other, so a loop never decides on a leader from one moment and members from another.
+    ``revision`` is the store's revision of that read (etcd's header revision; sqlite: None)."""
+
+    leader: LeaderInfo | None
+    members: tuple[MemberRecord, ...] = ()
+    paused: bool = False
+    revision: int | None = None
+
+    @property
+    def generation(self) -> int | None:
+        """The fencing generation of the live lease, if any."""
+        return self.leader.generation if self.leader else None
+
+    def member(self, name: str) -> MemberRecord | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """As the API's /cluster and `status` show it."""
+        leader = self.leader
+        return {
+            "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
+            "paused": self.paused,
+            "members": [m.model_dump() for m in self.members],
+        }
+
+
 class LeaseStore(abc.ABC):
     """One store of leases for one validator account. All methods may raise LeaseStoreUnavailable."""
 
@@ -164,6 +191,11 @@ class LeaseStore(abc.ABC):
         """The current leader, or None when the key is absent (or expired)."""
 
     @abc.abstractmethod
+    async def view(self, with_ttl: bool = False) -> ClusterView:
+        """Leader, members and pause flag from one read (one etcd range, one sqlite transaction).
+        ``with_ttl``: also the leader's time to live where that costs another request (etcd)."""
+
+    @abc.abstractmethod
     async def put_member(self, record: MemberRecord, ttl: float | None) -> None:
         """Publish ``record``; it disappears ``ttl`` seconds after the last put (None: never)."""
 
@@ -187,7 +219,7 @@ class LeaseStore(abc.ABC):
     async def close(self) -> None:
         """Release connections; leases held stay until they expire or are released."""
 
-    async def __aenter__(self) -> LeaseStore:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,12 +228,7 @@ class LeaseStore(abc.ABC):
 
 async def cluster_view(store: LeaseStore) -> dict[str, Any]:
     """The store's view of the cluster, as the API's /cluster and `status` show it."""
-    leader = await store.leader()
-    return {
-        "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
-        "paused": await store.paused(),
-        "members": [m.model_dump() for m in await store.members()],
-    }
+    return (await store.view(with_ttl=True)).to_json()
 
 
 def default_sqlite_path(account_id: str) -> Path:
@@ -209,31 +236,11 @@ def default_sqlite_path(account_id: str) -> Path:
     return Path("~/.local/state/near-failover").expanduser() / f"lease-{account_id}.sqlite"
 
 
-def open_lease_store(inventory: Inventory, node: str | None = None) -> LeaseStore:
-    """The store the inventory's ``[lease]`` table names; without one, the embedded sqlite store.
+def __getattr__(name: str) -> Any:
+    """``open_lease_store`` moved to ha/stores.py (it imports both stores, which import this
+    module): still found here, lazily, for callers not yet moved."""
+    if name == "open_lease_store":
+        from near_failover.ha.stores import open_lease_store
 
-    ``node`` is the node this process runs for (an agent, the boot guard): its etcd requests
-    leave from that node's ``lease_source_address`` when it has one."""
-    settings = inventory.lease
-    if settings is not None and settings.store == "etcd":
-        from near_failover.ha.etcd import EtcdLeaseStore, tls_context
-        from near_failover.inventory import InventoryError, read_secret_file
-
-        tls_files = (settings.ca_file, settings.cert_file, settings.key_file)
-        credentials = None
-        if settings.username is not None and settings.password_file is not None:
-            try:
-                credentials = (settings.username, read_secret_file(settings.password_file, "password_file"))
-            except InventoryError as exc:
-                raise LeaseConfigError(str(exc)) from None
-        return EtcdLeaseStore(
-            settings.endpoints,
-            inventory.validator.account_id,
-            operation_timeout=settings.retry_timeout,
-            local_address=inventory.node(node).lease_source_address if node else None,
-            tls=tls_context(*tls_files) if any(tls_files) else None,
-            credentials=credentials,
-        )
-    from near_failover.ha.sqlite_lease import SqliteLeaseStore
-
-    return SqliteLeaseStore.for_inventory(inventory)
+        return open_lease_store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,6 +27,7 @@ import structlog
 from pydantic import ValidationError
 
 from near_failover.ha.lease import (
+    ClusterView,
     LeaderInfo,
     LeaderLease,
     LeaseConfigError,
@@ -263,15 +264,24 @@ class SqliteLeaseStore(LeaseStore):
         await self._run(body)
         lease.valid_until = lease_clock()
 
-    async def leader(self) -> LeaderInfo | None:
-        def body(conn: sqlite3.Connection, now: float) -> LeaderInfo | None:
-            row = self._live_leader(conn, now)
-            if row is None:
-                return None
-            member, generation, ttl, expires_at = row
-            return LeaderInfo(member, int(generation), ttl_left=expires_at - now, ttl=float(ttl))
+    @classmethod
+    def _leader_info(cls, conn: sqlite3.Connection, now: float) -> LeaderInfo | None:
+        row = cls._live_leader(conn, now)
+        if row is None:
+            return None
+        member, generation, ttl, expires_at = row
+        return LeaderInfo(member, int(generation), ttl_left=expires_at - now, ttl=float(ttl))
 
-        return await self._run(body)
+    async def leader(self) -> LeaderInfo | None:
+        return await self._run(self._leader_info)
+
+    async def view(self, with_ttl: bool = False) -> ClusterView:
+        """Leader, members and pause flag in one transaction: one consistent cluster."""
+        def body(conn: sqlite3.Connection, now: float) -> tuple[LeaderInfo | None, list[tuple[str, str]], bool]:
+            return self._leader_info(conn, now), self._member_rows(conn, now), self._paused(conn)
+
+        leader, rows, paused = await self._run(body)
+        return ClusterView(leader, tuple(self._records(rows)), paused)
 
     # --- members ---------------------------------------------------------------------------------
 
@@ -290,13 +300,17 @@ class SqliteLeaseStore(LeaseStore):
     async def delete_member(self, name: str) -> None:
         await self._run(lambda conn, now: conn.execute("DELETE FROM members WHERE name = ?", (name,)))
 
-    async def members(self) -> list[MemberRecord]:
-        def body(conn: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
-            conn.execute("DELETE FROM members WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
-            return conn.execute("SELECT name, record FROM members ORDER BY name").fetchall()
+    @staticmethod
+    def _member_rows(conn: sqlite3.Connection, now: float) -> list[tuple[str, str]]:
+        conn.execute("DELETE FROM members WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return conn.execute("SELECT name, record FROM members ORDER BY name").fetchall()
 
+    async def members(self) -> list[MemberRecord]:
+        return self._records(await self._run(self._member_rows))
+
+    def _records(self, rows: list[tuple[str, str]]) -> list[MemberRecord]:
         records = []
-        for name, text in await self._run(body):
+        for name, text in rows:
             try:
                 records.append(MemberRecord.model_validate_json(text))
             except ValidationError as exc:
@@ -315,11 +329,12 @@ class SqliteLeaseStore(LeaseStore):
 
         await self._run(body)
 
-    async def paused(self) -> bool:
-        def body(conn: sqlite3.Connection, now: float) -> bool:
-            return conn.execute("SELECT 1 FROM flags WHERE name = 'paused'").fetchone() is not None
+    @staticmethod
+    def _paused(conn: sqlite3.Connection, now: float = 0.0) -> bool:
+        return conn.execute("SELECT 1 FROM flags WHERE name = 'paused'").fetchone() is not None
 
-        return await self._run(body)
+    async def paused(self) -> bool:
+        return await self._run(self._paused)
 
     async def close(self) -> None:
         with self._lock:

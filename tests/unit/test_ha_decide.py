@@ -1,0 +1,275 @@
+"""decide(), the agent's one decision per loop, rule by rule; and its phases' transition table.
+
+Pure: no process, no store, no clock. Every row of RULES (and of DESIGN.md's ha table) has a case
+here, every allowed transition a test, and every other pair of phases must raise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from near_failover.ha.decide import (
+    FENCED_PROBLEM,
+    RULES,
+    TRANSITIONS,
+    Decision,
+    Health,
+    IllegalTransition,
+    Kind,
+    Memory,
+    Observation,
+    Phase,
+    Rules,
+    after_renewal,
+    decide,
+    transition,
+    worth_logging,
+)
+from near_failover.ha.lease import ClusterView, FenceObservation, LeaderInfo, MemberRecord, MemberRole
+
+POOL = "pool.poolv1.near"
+ME = "val-b"
+WALL = 1_000_000.0
+NOW = 100.0  # monotonic; the agent started at 0, past the two-ttl start grace
+SIGNING = Health(as_leader=(), as_standby=("a validator key is loaded on a standby (pool.poolv1.near)",), gone=False, key_loaded=POOL)
+STANDING_BY = Health(as_leader=("the pool's key is not loaded",), as_standby=(), gone=False, key_loaded=None)
+SICK_LEADER = Health(as_leader=("head stuck at 10",), as_standby=("head stuck at 10",), gone=False, key_loaded=POOL)
+GONE = Health(as_leader=("neard RPC does not answer", "neard is not running"), as_standby=("neard RPC does not answer",),
+              gone=True, key_loaded=None)
+UNREADY = Health(as_leader=("the pool's key is not loaded",), as_standby=("no valid staged key: missing",), gone=False, key_loaded=None)
+
+
+def observed(health: Health | None = STANDING_BY, **changes: object) -> Observation:
+    base = Observation(node=ME, pool=POOL, priority=50, rules=Rules(), wall=WALL, lease_remaining=None, health=health)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def leading(health: Health | None = SIGNING, **changes: object) -> Observation:
+    return observed(health, **{"lease_remaining": 8.0, **changes})
+
+
+def memory(phase: Phase = Phase.STANDBY, **changes: object) -> Memory:
+    return replace(Memory(started=0.0, phase=phase, good=5, last_leader=LeaderInfo("val-a", 7)), **changes)  # type: ignore[arg-type]
+
+
+def record(name: str, **changes: object) -> MemberRecord:
+    fields = {"role": MemberRole.STANDBY, "healthy": True, "priority": 10, "updated_at": WALL, **changes}
+    return MemberRecord(name=name, **fields)  # type: ignore[arg-type]
+
+
+def cluster(leader: LeaderInfo | None = None, *members: MemberRecord, paused: bool = False) -> ClusterView:
+    return ClusterView(leader, tuple(members), paused, revision=42)
+
+
+STANDBY = memory()
+A_LEADS = cluster(LeaderInfo("val-a", 7), record("val-a", role=MemberRole.LEADER, generation=7))
+NOBODY = cluster(None, record("val-a", role=MemberRole.FENCED, fenced_generation=7,
+                              fence_observation=FenceObservation(verdict="gone", reason="port closed")))
+
+
+@dataclass(frozen=True)
+class Case:
+    rule: str
+    kind: Kind
+    observation: Observation
+    view: ClusterView | None = NOBODY
+    memory: Memory = STANDBY
+    now: float = NOW
+    reason: str = ""  # a fragment the one-line reason must contain
+
+
+CASES = [
+    Case("leader-watchdog", Kind.SELF_FENCE, leading(watchdog_problem="the agent's watchdog exited with -9"), None,
+         memory(Phase.LEADER), reason="watchdog exited with -9: without it this node must not lead"),
+    Case("leader-lease-ending", Kind.SELF_FENCE, leading(None, lease_remaining=2.9, renew_error="no answer within 2.0s"), None,
+         memory(Phase.LEADER), reason="lease about to expire (2.9s left) and not renewed: no answer within 2.0s"),
+    Case("observe", Kind.OBSERVE, leading(None), None, memory(Phase.LEADER)),
+    # A switchover's source stops its own neard: neither its watchdog nor its margin moves it.
+    Case("handing-over", Kind.RENEW, leading(STANDING_BY, lease_remaining=1.0, watchdog_problem="stuck"), None,
+         memory(Phase.HANDING_OVER), reason="renew only"),
+    Case("leader-healthy", Kind.RENEW, leading(), None, memory(Phase.LEADER, bad=2), reason="healthy"),
+    Case("leader-gone", Kind.SELF_FENCE, leading(GONE), None, memory(Phase.LEADER), reason="neard is gone: neard RPC does not answer"),
+    Case("leader-unhealthy-long", Kind.SELF_FENCE, leading(SICK_LEADER), None, memory(Phase.LEADER, bad=2),
+         reason="unhealthy for 3 checks: head stuck at 10"),
+    Case("leader-unhealthy-ending", Kind.SELF_FENCE, leading(SICK_LEADER, lease_remaining=1.2), None, memory(Phase.LEADER, bad=0),
+         reason="lease about to expire (1.2s left)"),
+    Case("leader-unhealthy", Kind.WAIT, leading(SICK_LEADER), None, memory(Phase.LEADER, bad=1), reason="unhealthy for 2 of 3 checks"),
+    Case("requested-refused", Kind.REFUSE, observed(failover_requested=True), A_LEADS, reason="val-a holds the lease (generation 7)"),
+    Case("requested", Kind.PROMOTE, observed(failover_requested=True), NOBODY, reason="an operator's failover"),
+    Case("signing-claim", Kind.CLAIM, observed(SIGNING), cluster(), memory(Phase.STARTING), reason="no one held the lease"),
+    Case("signing-handover", Kind.WAIT, observed(SIGNING),
+         cluster(LeaderInfo("val-a", 7), record("val-a", role=MemberRole.LEADER, details={"handover_to": ME})),
+         reason="taking over from val-a (planned switchover)"),
+    Case("signing-other-leader", Kind.SELF_FENCE, observed(SIGNING), A_LEADS, reason="key loaded while val-a holds the lease"),
+    Case("signing-wait", Kind.WAIT, observed(SIGNING, store_ok=False), None, reason="the store does not answer"),
+    Case("fenced-masked", Kind.WAIT, observed(masked=True), NOBODY, memory(Phase.FENCED), reason="fenced"),
+    Case("standby-leader", Kind.WAIT, observed(), A_LEADS, reason="val-a leads (generation 7)"),
+    Case("standby-store-down", Kind.WAIT, observed(store_ok=False), None, reason="does not answer"),
+    Case("standby-paused", Kind.WAIT, observed(), cluster(None, paused=True), reason="paused"),
+    Case("standby-watchdog", Kind.WAIT, observed(watchdog_problem="the agent's watchdog is still starting"), NOBODY,
+         reason="watchdog is still starting"),
+    Case("standby-promised", Kind.WAIT, observed(), NOBODY, memory(confirmed_until=NOW + 1), reason="promised"),
+    Case("standby-unready", Kind.WAIT, observed(UNREADY), NOBODY, reason="not ready: no valid staged key"),
+    Case("standby-settling", Kind.WAIT, observed(), NOBODY, memory(good=0), reason="ready for 1 of 2 checks"),
+    Case("standby-start-grace", Kind.WAIT, observed(), cluster(), memory(last_leader=None), now=5.0, reason="claims the lease first"),
+    Case("standby-backoff", Kind.WAIT, observed(), NOBODY, memory(backoff_until=NOW + 3, last_refusal="preflight refused"),
+         reason="backing off for 3.0s after: preflight refused"),
+    Case("standby-handover", Kind.WAIT, observed(), cluster(None, record("val-a", role=MemberRole.FENCED, details={"handover_to": "val-c"})),
+         reason="hands the lease to val-c"),
+    Case("standby-not-best", Kind.WAIT, observed(), cluster(None, record("val-c", priority=90)), reason="val-c is the better candidate"),
+    Case("standby-promote", Kind.PROMOTE, observed(), NOBODY, reason="val-a's lease (generation 7) ended"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.rule for c in CASES])
+def test_each_rule_decides_with_a_one_line_reason(case: Case) -> None:
+    decision = decide(case.observation, case.view, case.memory, case.now)
+    assert (decision.rule, decision.kind) == (case.rule, case.kind)
+    assert case.reason in decision.reason and "\n" not in decision.reason
+
+
+def test_every_rule_has_a_case() -> None:
+    assert {c.rule for c in CASES} | {"renewal-lost", "renewal-unanswered"} == {name for name, _ in RULES}
+
+
+def test_a_healthy_leader_renews_even_late_and_is_checked_after() -> None:
+    """As before the decision core: the margin is checked before neard is observed, and once the
+    renewal answered (renewal-unanswered), not between: a healthy late leader tries to renew."""
+    assert decide(leading(lease_remaining=2.0), None, memory(Phase.LEADER), NOW).kind is Kind.RENEW
+
+
+def test_an_unhealthy_leader_says_it_is_unhealthy_even_at_its_margin() -> None:
+    fence = decide(leading(SICK_LEADER, lease_remaining=0.5), None, memory(Phase.LEADER, bad=2), NOW)
+    assert fence.rule == "leader-unhealthy-long" and "unhealthy for 3 checks" in fence.reason
+
+
+def test_design_lists_the_rules_and_transitions_the_code_has() -> None:
+    design = (Path(__file__).parents[2] / "DESIGN.md").read_text()
+    listed_rules = re.findall(r"^\| \d+ \| `([a-z-]+)` \|", design, re.MULTILINE)
+    assert listed_rules == [name for name, _ in RULES]
+    listed_moves = set(re.findall(r"^\| (\w[\w-]*) → (\w[\w-]*) \|", design, re.MULTILINE))
+    assert listed_moves == {(a.value, b.value) for a, b in TRANSITIONS}
+
+
+# --- what the rules carry from loop to loop ------------------------------------------------
+
+
+def test_a_standby_that_promotes_names_the_lease_that_ended() -> None:
+    decision = decide(observed(), NOBODY, memory(), NOW)
+    assert decision.old_leader == LeaderInfo("val-a", 7) and not decision.requested
+
+
+def test_a_stale_record_of_a_better_standby_does_not_hold_this_one_back() -> None:
+    stale = cluster(None, record("val-c", priority=90, updated_at=WALL - 60))
+    assert decide(observed(), stale, memory(), NOW).kind is Kind.PROMOTE
+
+
+def test_a_fenced_node_whose_neard_was_unmasked_stands_by_again() -> None:
+    decision = decide(observed(masked=False), A_LEADS, memory(Phase.FENCED, problems=(FENCED_PROBLEM,)), NOW)
+    assert decision.next_memory.phase is Phase.STANDBY and decision.next_memory.problems == ()
+
+
+def test_a_node_fenced_while_its_loop_gathered_stays_fenced() -> None:
+    """A switchover's source becomes fenced while its loop awaits the store: that loop did not ask
+    whether neard is masked, and must not take the fenced node for a standby."""
+    assert decide(observed(masked=None), NOBODY, memory(Phase.FENCED), NOW).rule == "fenced-masked"
+
+
+def test_a_fenced_node_shows_the_fenced_problem() -> None:
+    assert decide(observed(masked=True), NOBODY, memory(Phase.FENCED), NOW).next_memory.problems == (FENCED_PROBLEM,)
+
+
+def test_an_operator_failover_to_a_masked_node_is_refused() -> None:
+    decision = decide(observed(failover_requested=True, masked=True), NOBODY, memory(Phase.FENCED), NOW)
+    assert decision.kind is Kind.REFUSE and "fenced" in decision.reason
+
+
+def test_the_first_check_of_a_node_that_does_not_sign_makes_it_a_standby() -> None:
+    assert decide(observed(), A_LEADS, memory(Phase.STARTING), NOW).next_memory.phase is Phase.STANDBY
+
+
+def test_a_standby_remembers_the_last_other_leader_it_saw() -> None:
+    seen = decide(observed(), cluster(LeaderInfo("val-c", 9)), memory(), NOW).next_memory.last_leader
+    assert seen == LeaderInfo("val-c", 9)
+
+
+def test_hysteresis_counts_consecutive_verdicts() -> None:
+    sick = decide(leading(SICK_LEADER), None, memory(Phase.LEADER, good=4), NOW).next_memory
+    assert (sick.good, sick.bad) == (0, 1)
+    well = decide(leading(), None, sick, NOW).next_memory
+    assert (well.good, well.bad) == (1, 0)
+
+
+def test_a_leader_kept_by_the_failsafe_says_so_in_its_problems() -> None:
+    note = "lease store unavailable (etcd down); kept by failsafe confirmation of every member"
+    assert decide(leading(failsafe_note=note), None, memory(Phase.LEADER), NOW).next_memory.problems == (note,)
+
+
+def test_a_switchover_target_named_until_the_target_leads() -> None:
+    handing = memory(Phase.FENCED, handover_to="val-c", handover_until=NOW + 10)
+    assert decide(observed(masked=True), NOBODY, handing, NOW).next_memory.handover_to == "val-c"
+    assert decide(observed(masked=True), cluster(LeaderInfo("val-c", 8)), handing, NOW).next_memory.handover_to is None
+    assert decide(observed(masked=True), NOBODY, handing, NOW + 11).next_memory.handover_to is None
+    # Between the switchover's move and its release the lease is still this node's: keep naming the target.
+    assert decide(observed(masked=True), cluster(LeaderInfo(ME, 7)), handing, NOW).next_memory.handover_to == "val-c"
+
+
+@pytest.mark.parametrize(("renewed", "remaining", "phase", "expected"), [
+    (False, 9.0, Phase.LEADER, "renewal-lost"),
+    (False, 9.0, Phase.HANDING_OVER, "renewal-lost"),
+    (True, 2.0, Phase.LEADER, "renewal-unanswered"),
+    (True, 2.0, Phase.HANDING_OVER, None),
+    (True, 9.0, Phase.LEADER, None),
+])
+def test_after_a_renewal(renewed: bool, remaining: float, phase: Phase, expected: str | None) -> None:
+    fence = after_renewal(renewed, remaining, phase, Rules(), None)
+    assert (fence[0] if fence else None) == expected
+
+
+def test_one_log_line_per_decision_that_changed_something() -> None:
+    renew = decide(leading(), None, memory(Phase.LEADER), NOW)
+    assert worth_logging(None, renew)
+    assert not worth_logging(renew, decide(leading(), None, renew.next_memory, NOW))  # a plain repeat
+    fence = decide(leading(GONE), None, renew.next_memory, NOW)
+    assert worth_logging(fence, fence)  # never quiet, even repeated
+    wait = decide(observed(), A_LEADS, memory(), NOW)
+    assert not worth_logging(wait, decide(observed(), A_LEADS, wait.next_memory, NOW))
+    assert worth_logging(wait, decide(observed(), cluster(LeaderInfo("val-c", 9)), wait.next_memory, NOW))
+    assert not worth_logging(wait, Decision(Kind.OBSERVE, "", wait.next_memory))
+
+
+# --- the phase table --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("start", "end"), sorted(TRANSITIONS), ids=[f"{a.value}->{b.value}" for a, b in sorted(TRANSITIONS)])
+def test_an_allowed_transition(start: Phase, end: Phase) -> None:
+    assert transition(start, end) is end
+    assert memory(start).moved(end).phase is end
+
+
+FORBIDDEN = sorted((a, b) for a, b in itertools.permutations(Phase, 2) if (a, b) not in TRANSITIONS)
+
+
+@pytest.mark.parametrize(("start", "end"), FORBIDDEN, ids=[f"{a.value}->{b.value}" for a, b in FORBIDDEN])
+def test_a_forbidden_transition_is_a_bug_that_raises(start: Phase, end: Phase) -> None:
+    with pytest.raises(IllegalTransition, match=f"from {start.value} to {end.value}"):
+        memory(start).moved(end)
+
+
+def test_staying_in_a_phase_is_no_transition() -> None:
+    assert all(transition(p, p) is p for p in Phase)
+
+
+def test_nothing_goes_back_to_starting_and_a_promotion_never_hands_over() -> None:
+    assert (Phase.STANDBY, Phase.STARTING) in FORBIDDEN and (Phase.PROMOTING, Phase.HANDING_OVER) in FORBIDDEN
+    assert (Phase.STANDBY, Phase.HANDING_OVER) in FORBIDDEN and (Phase.FENCED, Phase.HANDING_OVER) in FORBIDDEN
+
+
+def test_published_roles() -> None:
+    assert Phase.PROMOTING.role == MemberRole.STANDBY and Phase.HANDING_OVER.role == MemberRole.LEADER
+    assert Phase.FENCED.role == MemberRole.FENCED and Phase.STARTING.role == MemberRole.STARTING
