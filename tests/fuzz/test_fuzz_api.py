@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from near_failover.api.app import create_app
 from near_failover.ha.agent import Agent
-from near_failover.ha.lease import open_lease_store
+from near_failover.ha.stores import open_lease_store
 from near_failover.limits import API_BODY_BYTES
 from near_failover.procedures.journal import Journal
 from tests.fuzz.bounds import FUZZ, dumps, json_values, within_memory

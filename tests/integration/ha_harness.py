@@ -27,7 +27,8 @@ import pytest
 import tomli_w
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock, open_lease_store
+from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import load_inventory
 from tests.integration.etcd_server import EtcdServer, free_port
 from tests.integration.localnet_harness import CLI, Localnet, cli

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.agent import Agent, AgentError
-from near_failover.ha.lease import open_lease_store
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import load_inventory
 from near_failover.procedures.journal import Journal
 from tests.integration.localnet_harness import Localnet

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from near_failover.api.app import create_app
 from near_failover.api.server import ApiServer, ApiServerError, serve
 from near_failover.ha.agent import Agent
-from near_failover.ha.lease import open_lease_store
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import load_inventory
 from near_failover.procedures.journal import Journal
 from tests.integration.agent_cluster import AgentCluster, free_port, start_agent_cluster, stop_agent_cluster

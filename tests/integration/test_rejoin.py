@@ -13,10 +13,11 @@ from typing import TypeVar
 
 import pytest
 
-from near_failover.inventory import Inventory, load_inventory
+from near_failover.inventory import Inventory, StandbyMode, load_inventory
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.move import Move
+from near_failover.procedures.move import Move, MoveRequest
 from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.plan import MoveKind, MoveOptions
 from near_failover.procedures.rejoin import Rejoin
 from tests.integration.localnet_harness import Localnet, cli, running
 
@@ -77,7 +78,8 @@ async def in_process(net: Localnet, work: Callable[[Inventory, dict[str, NodeAcc
 async def test_option1_node_that_validated_is_refused_until_hot_swap(net: Localnet) -> None:
     async def moves(inventory: Inventory, nodes: dict[str, NodeAccess], journal: Journal) -> None:
         for to, mode in (("val-c", "rpc"), ("val-b", "hot-swap")):
-            assert (await Move(inventory, nodes, "switchover", mode, to, journal).run()).ok  # type: ignore[arg-type]
+            request = MoveRequest(MoveKind.SWITCHOVER, MoveOptions(to, StandbyMode(mode)))
+            assert (await Move(inventory, nodes, journal, request).run()).ok
 
     await in_process(net, moves)
     # As a failover on the chain's silence leaves it: the key back in val-c's home.

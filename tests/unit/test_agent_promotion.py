@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.agent import Agent
-from near_failover.ha.lease import open_lease_store
+from near_failover.ha.stores import open_lease_store
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.journal import Journal
 from tests.unit.test_sqlite_lease import inventory

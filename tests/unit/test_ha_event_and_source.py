@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.etcd import EtcdLeaseStore
-from near_failover.ha.lease import open_lease_store
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import InventoryError, parse_inventory
 from near_failover.procedures.journal import Journal, RunInProgress
 

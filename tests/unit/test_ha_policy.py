@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from near_failover.ha.lease import FenceObservation, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.decide import HealthTracker, Sample, ended_leader, proof_from_observation, proof_from_record
+from near_failover.ha.lease import FenceObservation, LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 POOL = "pool.poolv1.near"

@@ -108,9 +108,7 @@ def test_contract_fails_on_its_bad_import(contract: str, clean_report: tuple[dic
     assert "loop_" not in clean_details.get(contract, "") and importer not in clean_details.get(contract, "")
 
 
-# no-loops is left out until issue 13 breaks the loop of ha/lease.py with ha/etcd.py and
-# ha/sqlite_lease.py (see its comment in pyproject.toml).
-@pytest.mark.parametrize("contract", ["layers", "api-client", "localnet-apart", "neard-below"])
+@pytest.mark.parametrize("contract", ["layers", "api-client", "no-loops", "localnet-apart", "neard-below"])
 def test_contract_holds_on_the_real_tree(contract: str, clean_report: tuple[dict[str, str], dict[str, str]]) -> None:
     verdicts, details = clean_report
     assert verdicts[contract] == "KEPT", details.get(contract)

@@ -44,8 +44,9 @@ def agent(
 
     from near_failover.api.client import api_verify
     from near_failover.ha.agent import Agent, AgentError, load_token
-    from near_failover.ha.lease import LeaseStoreError, lease_clock, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError, lease_clock
     from near_failover.ha.sdnotify import supervise
+    from near_failover.ha.stores import open_lease_store
     from near_failover.inventory import InventoryError
 
     log_to_stderr(log_format, log_level, export=True)
@@ -146,7 +147,8 @@ def _api_server(spec: Any) -> Any:
 
 
 def _set_paused(inventory: Path, paused: bool, as_json: bool) -> None:
-    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError
+    from near_failover.ha.stores import open_lease_store
 
     inv = load_inventory_or_fail(inventory)
 
@@ -207,7 +209,8 @@ def guard(
     """Boot guard for systemd's ExecStartPre: refuse (exit 1) to let neard start with the key in
     its home unless this node holds the lease."""
     from near_failover.ha.guard import boot_guard
-    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError
+    from near_failover.ha.stores import open_lease_store
     from near_failover.inventory import InventoryError
 
     log_to_stderr(log_format, log_level)

@@ -92,8 +92,9 @@ async def _through_the_lease(inventory: Inventory, kind: MoveKind, options: Move
     it and its result (followed step by step), or None when the CLI may run it itself."""
     from near_failover.api.client import AgentApiError, AgentClient, api_verify
     from near_failover.ha.agent import load_token
-    from near_failover.ha.lease import LeaseStoreError, open_lease_store
+    from near_failover.ha.lease import LeaseStoreError
     from near_failover.ha.operator import manual_move_route
+    from near_failover.ha.stores import open_lease_store
 
     try:
         async with open_lease_store(inventory) as store:

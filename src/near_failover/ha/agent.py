@@ -76,7 +76,7 @@ from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError, Run
-from near_failover.procedures.move import Move
+from near_failover.procedures.move import AutomaticMove, Move, MoveRequest
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
 from near_failover.procedures.observe import (
     SETTLE_SECONDS,
@@ -85,7 +85,7 @@ from near_failover.procedures.observe import (
     observe_signer,
     observe_until_silent,
 )
-from near_failover.procedures.plan import MoveOptions, MoveSettings
+from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
@@ -683,10 +683,10 @@ class Agent:
     def _requested_move(self, request: RequestedFailover) -> Move:
         """The CLI's failover with the operator's options, its fence proven by the Move itself."""
         options = request.options
-        return Move(
-            self.inventory, self.nodes, "failover", options.mode or self.spec.standby, self.node, self.journal, force=options.force,
-            take_over_interrupted=options.take_over_interrupted, before_activate=self._lease_still_ours, on_start=request.on_start,
-        )
+        return Move(self.inventory, self.nodes, self.journal, MoveRequest(
+            MoveKind.FAILOVER, replace(options, to=self.node),
+            automatic=AutomaticMove(before_activate=self._lease_still_ours), on_start=request.on_start,
+        ))
 
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord], request: RequestedFailover | None = None) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move
@@ -705,11 +705,12 @@ class Agent:
                 proof = proof_from_record(members, ended)
                 if proof is None and old is not None:
                     proof = await self._observe_old_leader(old)
-                move = Move(
-                    self.inventory, self.nodes, "failover", self.spec.standby, self.node, self.journal,
-                    replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
-                    source=old, proven_fence=proof, journal_kind="auto-failover", before_activate=self._lease_still_ours,
-                )
+                move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
+                    MoveKind.FAILOVER, MoveOptions(self.node),
+                    settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
+                    source=old,
+                    automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind="auto-failover"),
+                ))
             result = await move.run()
         except JournalError as exc:
             result = None
@@ -941,8 +942,8 @@ class Agent:
         self._remember(handover_to=target.name)
         try:
             await self._publish()  # the target's agent must know the key it is about to see is ours to give
-            result = await Move(self.inventory, self.nodes, "switchover", options.mode or target.standby, target.name, self.journal,
-                                in_window=options.in_window, take_over_interrupted=options.take_over_interrupted, on_start=on_start).run()
+            request = MoveRequest(MoveKind.SWITCHOVER, replace(options, to=target.name), on_start=on_start)
+            result = await Move(self.inventory, self.nodes, self.journal, request).run()
             self.alerts.post(AlertEvent.move(self.pool, result.to_json()))
             if result.ok and self.lease is not None:
                 # The target's agent sees its neard signing with no leader and claims the lease;

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.operator import failover_start_refusal, handover_to_another
-from near_failover.procedures.fence import FenceProof
+from near_failover.procedures.fence import FenceProof, ProofKind
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 NOT_SIGNING = frozenset({SignerVerdict.NO_KEY.value, SignerVerdict.GONE.value})
@@ -147,14 +147,14 @@ def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> 
             seen = m.fence_observation
             if seen is None or seen.verdict not in NOT_SIGNING:
                 return None
-            return FenceProof("self-fenced", {"node": m.name, "generation": ended.generation, "record_at": m.updated_at,
+            return FenceProof(ProofKind.SELF_FENCED, {"node": m.name, "generation": ended.generation, "record_at": m.updated_at,
                                               "observed": seen.verdict, "observation": seen.reason, "observed_at": seen.observed_at})
     return None
 
 
 def proof_from_observation(seen: SignerObservation) -> FenceProof | None:
     """This node's own look at the old leader: a proof only when it shows it not signing."""
-    return FenceProof("observed", seen.evidence()) if seen.not_signing else None
+    return FenceProof(ProofKind.OBSERVED, seen.evidence()) if seen.not_signing else None
 
 
 # --- the agent's phase and its transitions --------------------------------------------------

@@ -234,13 +234,3 @@ async def cluster_view(store: LeaseStore) -> dict[str, Any]:
 def default_sqlite_path(account_id: str) -> Path:
     """Where the embedded store lives when ``[lease] path`` is not set: one file per pool."""
     return Path("~/.local/state/near-failover").expanduser() / f"lease-{account_id}.sqlite"
-
-
-def __getattr__(name: str) -> Any:
-    """``open_lease_store`` moved to ha/stores.py (it imports both stores, which import this
-    module): still found here, lazily, for callers not yet moved."""
-    if name == "open_lease_store":
-        from near_failover.ha.stores import open_lease_store
-
-        return open_lease_store
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

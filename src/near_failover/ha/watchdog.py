@@ -129,7 +129,7 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
         heartbeat.mark_watching(reserve)
         marked = lease_clock()
         searched = 0.0
-        fenced: tuple[int | None, float] | None = None  # the lease (generation, end) already fenced
+        fenced: tuple[Any, Any] | None = None  # the lease (generation, end) already fenced
         while True:
             report_kills(guard, node)
             if lease_clock() - marked >= WATCHING_EVERY:
