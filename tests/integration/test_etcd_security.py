@@ -22,8 +22,8 @@ from near_failover.ha.lease import (
     LeaseStoreError,
     LeaseStoreUnavailable,
     MemberRecord,
-    open_lease_store,
 )
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import Inventory, InventoryError, load_inventory
 from tests.integration.etcd_server import (
     NF_ROLE,

@@ -19,9 +19,9 @@ import pytest
 from near_failover.ha.lease import (
     LeaseConfigError,
     LeaseStoreUnavailable,
-    open_lease_store,
 )
 from near_failover.ha.sqlite_lease import SqliteLeaseStore
+from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import InventoryError, parse_inventory
 from tests.unit import lease_contract as contract
 
