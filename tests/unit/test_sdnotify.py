@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.sdnotify import beat_is_fresh, notify, notify_address, supervise, watchdog_interval
-from near_failover.ha.watchdog_unit import ExternalWatchdog, nothing_to_guard, start_watchdog
+from near_failover.ha.watchdog import ExternalWatchdog, start_watchdog
+from near_failover.ha.watchdog_unit import nothing_to_guard
 
 
 @pytest.fixture

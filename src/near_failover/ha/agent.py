@@ -66,7 +66,7 @@ from near_failover.ha.operator import (
 )
 from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
-from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, spawn_watchdog
+from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, start_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.limits import KEY_FILE
@@ -300,7 +300,7 @@ class Agent:
     def _start_watchdog(self) -> None:
         assert self.inventory.source is not None
         self.heartbeat.watching_marker.unlink(missing_ok=True)
-        self.watchdog = spawn_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
+        self.watchdog = start_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
         self.watchdog_started = time.monotonic()
 
     async def _wait_watchdog(self) -> None:

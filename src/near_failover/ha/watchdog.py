@@ -108,6 +108,38 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+WATCHDOG_ENV = "NEAR_FAILOVER_WATCHDOG"
+UNIT = "unit"  # NEAR_FAILOVER_WATCHDOG=unit: a systemd unit runs the watchdog, not the agent
+
+
+class ExternalWatchdog:
+    """Stands for the unit's watchdog where the agent holds its child's Popen: it is never the
+    agent's to kill or reap (systemd restarts it), and whether it watches is the marker's word."""
+
+    pid: int | None = None
+    returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return None
+
+    def kill(self) -> None:
+        """Not ours: a stuck unit watchdog is restarted by systemd (WatchdogSec of its unit)."""
+
+    def terminate(self) -> None:
+        """Not ours: it outlives the agent on purpose (it fences a lease the agent left)."""
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return None
+
+
+def start_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes] | ExternalWatchdog:
+    """The agent's watchdog: the unit's when the agent runs under deploy/systemd (the
+    environment says so), else a child process as before."""
+    if os.environ.get(WATCHDOG_ENV) == UNIT:
+        return ExternalWatchdog()
+    return spawn_watchdog(inventory, node, heartbeat, reserve)
+
+
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(

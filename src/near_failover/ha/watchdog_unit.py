@@ -7,27 +7,23 @@ leader's agent gone with neard still signing). Run by `near-failover-watchdog.se
 the agent's does not bind (no BindsTo/PartOf), it stays, fences at the lease's end as ever
 (watchdog.py), and waits for the next agent instead of exiting.
 
-The agent then must not spawn its own: `start_watchdog` is the one call it makes instead of
-`spawn_watchdog`; with NEAR_FAILOVER_WATCHDOG=unit in its environment (deploy/systemd's agent
-unit sets it) it returns an `ExternalWatchdog`, which the agent polls like the child process,
-and whose liveness it reads from the watching marker as it already does.
+The agent then must not spawn its own: with NEAR_FAILOVER_WATCHDOG=unit in its environment
+(deploy/systemd's agent unit sets it) watchdog.start_watchdog returns an `ExternalWatchdog`,
+which the agent polls like the child process, and whose liveness it reads from the watching
+marker as it already does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 from pathlib import Path
 
 from near_failover.ha.lease import lease_clock
 from near_failover.ha.sdnotify import notify, supervise
-from near_failover.ha.watchdog import POLL, WATCHING_EVERY, Heartbeat, _read_json, spawn_watchdog, watch
+from near_failover.ha.watchdog import POLL, WATCHING_EVERY, Heartbeat, _read_json, watch
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import Inventory
-
-WATCHDOG_ENV = "NEAR_FAILOVER_WATCHDOG"
-UNIT = "unit"  # NEAR_FAILOVER_WATCHDOG=unit: a systemd unit runs the watchdog, not the agent
 
 
 def heartbeat_path(inventory: Inventory, node: str) -> Path:
@@ -40,31 +36,6 @@ def watchdog_reserve(inventory: Inventory) -> float:
     from near_failover.ha.agent import AgentSettings
 
     return AgentSettings.from_inventory(inventory).watchdog_reserve
-
-
-class ExternalWatchdog:
-    """Stands for the unit's watchdog where the agent holds its child's Popen: it is never the
-    agent's to kill or reap (systemd restarts it), and whether it watches is the marker's word."""
-
-    pid: int | None = None
-    returncode: int | None = None
-
-    def poll(self) -> int | None:
-        return None
-
-    def kill(self) -> None:
-        """Not ours: a stuck unit watchdog is restarted by systemd (WatchdogSec of its unit)."""
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        return None
-
-
-def start_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes] | ExternalWatchdog:
-    """The agent's watchdog: the unit's when the agent runs under deploy/systemd (the
-    environment says so), else a child process as before."""
-    if os.environ.get(WATCHDOG_ENV) == UNIT:
-        return ExternalWatchdog()
-    return spawn_watchdog(inventory, node, heartbeat, reserve)
 
 
 def nothing_to_guard(beat: dict | None, fenced: dict | None, agent_alive: bool) -> bool:
