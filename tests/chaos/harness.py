@@ -398,6 +398,8 @@ class ChaosRun:
                 finally:
                     self.monitor.stopping.set()
                     self.monitor.join(5)
+        except AssertionError as exc:  # the cluster never became ready, or a wait in the harness ran out
+            self.outcome.violations.append(f"harness: {str(exc)[:2000]}")
         finally:
             self.outcome.seconds = time.monotonic() - began
         self.outcome.tracebacks = tracebacks_in(self.directory)
