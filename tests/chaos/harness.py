@@ -22,11 +22,14 @@ import signal
 import subprocess
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from near_failover.localnet.homes import free_port
 from tests.chaos.schedule import LEADER, STANDBY, Fault, FaultName, Schedule
@@ -50,6 +53,16 @@ LIVENESS_BOUND = 30.0
 TRACEBACK = "Traceback (most recent call last)"
 NEARD_FIRST_LEAD = 1.0  # how long a node's neard runs alone when it wakes first
 UNREADY_TRACKING = "Bogus"  # a tracked_shards_config variant neard refuses (config_rules: unknown variant)
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How the cluster is built: the chaos suite's short timings unless a benchmark says otherwise."""
+
+    block_time: float = BLOCK_TIME
+    lease: dict[str, float] = field(default_factory=dict)  # [lease] timings over ha_harness's LEASE_TIMINGS
+    own_lease: dict[str, dict[str, float]] = field(default_factory=dict)  # one agent's own [lease] timings
+    standby_mode: dict[str, str] = field(default_factory=dict)  # a node's standby mode ("rpc", "hot-swap")
 
 
 @dataclass(frozen=True)
@@ -148,9 +161,10 @@ def tracebacks_in(directory: Path) -> list[str]:
 class Monitor(threading.Thread):
     """Samples the chain's ledger every block: the pool's last signed height and its signer."""
 
-    def __init__(self, cluster: HaCluster) -> None:
+    def __init__(self, cluster: HaCluster, interval: float = BLOCK_TIME) -> None:
         super().__init__(daemon=True)
         self.cluster = cluster
+        self.interval = interval
         self.samples: list[Sample] = []
         self.stopping = threading.Event()
 
@@ -165,7 +179,7 @@ class Monitor(threading.Thread):
                       top["name"] if top else None)
 
     def run(self) -> None:
-        while not self.stopping.wait(BLOCK_TIME):
+        while not self.stopping.wait(self.interval):
             s = self.sample()
             if s is not None:
                 self.samples.append(s)
@@ -177,9 +191,10 @@ class Monitor(threading.Thread):
 class ChaosRun:
     """One schedule on a fresh localnet and store; `run()` returns its Outcome."""
 
-    def __init__(self, schedule: Schedule, directory: Path) -> None:
+    def __init__(self, schedule: Schedule, directory: Path, options: ClusterOptions | None = None) -> None:
         self.schedule = schedule
         self.directory = directory
+        self.options = options or ClusterOptions()
         self.cluster: HaCluster | None = None
         self.space: EtcdNamespace | None = None
         self.inventories: dict[str, Path] = {}
@@ -202,31 +217,39 @@ class ChaosRun:
             if self.schedule.store == "etcd":
                 self.space = stack.enter_context(etcd_in_namespace(self.directory / "etcd-ns", sources=len(NODES)))
                 endpoints = [self.space.url]
-            net = start_localnet(self.directory / "net", block_time=BLOCK_TIME)
+            net = start_localnet(self.directory / "net", block_time=self.options.block_time)
             stack.callback(stop_localnet, net)
             cluster = HaCluster(net, endpoints, self.space.etcd if self.space else None)
             self.cluster = cluster
             stack.callback(cluster.close)
             stack.callback(self._cleanup)
             if self.space is None:
-                cluster.configure_lease(store="sqlite", path=str(self.directory / "lease.sqlite"))
+                cluster.configure_lease(store="sqlite", path=str(self.directory / "lease.sqlite"), **self.options.lease)
             else:
-                cluster.configure_lease()
+                cluster.configure_lease(**self.options.lease)
                 for index, name in enumerate(NODES):
                     self.sources[name] = self.space.source_address(index)
                     net.edit_inventory(name, lease_source_address=self.sources[name])
+            for name, mode in self.options.standby_mode.items():
+                net.edit_inventory(name, standby=mode)
             cluster.enable_api()
-            self.inventories = {name: self.isolated_inventory(cluster, name) for name in NODES}
+            self.inventories = {name: self.isolated_inventory(cluster, name, self.options.own_lease.get(name, {})) for name in NODES}
             cluster.start_agents(inventories=self.inventories)
             cluster.wait_ready()
             cluster.wait_apis()
             yield cluster
 
     @staticmethod
-    def isolated_inventory(cluster: HaCluster, node: str) -> Path:
-        """`node`'s own inventory: every other node's host unreachable (nothing listens there)."""
+    def isolated_inventory(cluster: HaCluster, node: str, lease: dict[str, float]) -> Path:
+        """`node`'s own inventory: every other node's host unreachable (nothing listens there),
+        and its own [lease] timings if it has some."""
         unreachable = f"ssh://near@127.0.0.1:{free_port()}"
-        return cluster.inventory_variant(f"{node}-host", {n: {"host": unreachable} for n in NODES if n != node})
+        path = cluster.inventory_variant(f"{node}-host", {n: {"host": unreachable} for n in NODES if n != node})
+        if lease:
+            data = tomllib.loads(path.read_text())
+            data["lease"].update(lease)
+            path.write_text(tomli_w.dumps(data))
+        return path
 
     def _cleanup(self) -> None:
         for action in reversed(self.cleanups):
