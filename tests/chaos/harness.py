@@ -23,6 +23,7 @@ import subprocess
 import threading
 import time
 import tomllib
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -255,7 +256,7 @@ class ChaosRun:
         for action in reversed(self.cleanups):
             try:
                 action()
-            except (OSError, subprocess.SubprocessError, AssertionError):
+            except (OSError, subprocess.SubprocessError, AssertionError, RuntimeError):
                 pass
         if self.space is not None and self.space.etcd is not None and self.space.etcd.process.poll() is None:
             _signal(self.space.etcd.process.pid, signal.SIGCONT)
@@ -298,9 +299,16 @@ class ChaosRun:
             self.undo[index] = wake
         elif name is FaultName.PARTITION_NODE:
             assert self.space is not None
-            self.space.cut_off(self.sources[node])
-            self.cleanups.append(lambda: self.space.heal(self.sources[node]) if self.space else None)
-            self.undo[index] = lambda: self.space.heal(self.sources[node]) if self.space else None
+            space, address = self.space, self.sources[node]
+            space.cut_off(address)
+            healed = threading.Event()
+
+            def heal() -> None:
+                if not healed.is_set():
+                    healed.set()
+                    space.heal(address)
+            self.cleanups.append(heal)
+            self.undo[index] = heal
         elif name in (FaultName.ETCD_STOP, FaultName.ETCD_RESTART):
             assert self.space is not None and self.space.etcd is not None
             etcd = self.space.etcd
@@ -423,6 +431,8 @@ class ChaosRun:
                     self.monitor.join(5)
         except AssertionError as exc:  # the cluster never became ready, or a wait in the harness ran out
             self.outcome.violations.append(f"harness: {str(exc)[:2000]}")
+        except Exception as exc:  # noqa: BLE001 - one broken run must not end a long chaos session
+            self.outcome.violations.append(f"harness: {''.join(traceback.format_exception(exc))[-2000:]}")
         finally:
             self.outcome.seconds = time.monotonic() - began
         self.outcome.tracebacks = tracebacks_in(self.directory)
@@ -440,7 +450,7 @@ class ChaosRun:
                 journal.flush()
                 try:
                     action()
-                except (OSError, subprocess.SubprocessError, AssertionError, KeyError, ValueError) as exc:
+                except (OSError, subprocess.SubprocessError, AssertionError, KeyError, ValueError, RuntimeError) as exc:
                     self.outcome.notes.append(f"{label}: could not act: {exc!r}"[:300])
         ended = time.monotonic()
         # Someone signs again: a pool signature for a height above the chain's head when the last
