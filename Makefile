@@ -74,6 +74,7 @@ SEED ?=
 FIRST ?=
 chaos: install system-packages
 ifeq ($(SEED),)
+	rm -f chaos-figures.jsonl
 	$(BIN)/pytest -q -m chaos tests/chaos
 	$(BIN)/python -m tests.chaos --n $(N) --duration $(DURATION) $(if $(FIRST),--first $(FIRST)) --figures chaos-figures.jsonl
 else

@@ -1,6 +1,7 @@
 """`python -m tests.chaos`: run chaos schedules (what `make chaos` runs).
 
     python -m tests.chaos [--n N] [--duration SECONDS] [--seed SEED] [--first SEED] [--figures FILE]
+    python -m tests.chaos --summarise FILE
 
 --seed replays one schedule (a number or a named schedule); otherwise N random schedules from
 --first on (default: a seed from the clock, printed), stopping early when --duration runs out.
@@ -16,30 +17,34 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.chaos.harness import LIVENESS_BOUND, Outcome, run_schedule
 from tests.chaos.schedule import schedule_for
 
 
-def summary(outcomes: list[Outcome]) -> str:
-    """The figures the README quotes: N, the fault mix, and the invariants' results."""
+def summary(figures: list[dict[str, Any]]) -> str:
+    """The figures the README quotes, from outcomes' JSON (Outcome.to_json): N, the fault mix,
+    and the invariants' results."""
     mix: dict[str, int] = {}
-    for o in outcomes:
-        for f in o.schedule.faults:
-            mix[f.name.value] = mix.get(f.name.value, 0) + 1
-    stores = {s: sum(o.schedule.store == s for o in outcomes) for s in ("sqlite", "etcd")}
-    failing = [o for o in outcomes if not o.ok]
-    missed = {k: sum(o.missed.get(k, 0) for o in outcomes) for k in ("blocks", "chunks", "endorsements")}
+    for f in figures:
+        for name in f["faults"]:
+            mix[name] = mix.get(name, 0) + 1
+    stores = {s: sum(f["store"] == s for f in figures) for s in ("sqlite", "etcd")}
+    failing = [f for f in figures if not f["ok"]]
+    missed = {k: sum(f["missed"].get(k, 0) for f in figures) for k in ("blocks", "chunks", "endorsements")}
+    kinds = {kind: sum(any(v.startswith(kind) for v in f["violations"]) for f in figures) for kind in ("safety", "liveness", "traceback", "harness")}
+    reasons = [f["status_reason"] for f in figures if f["signed_again_after"] is None]
     lines = [
-        f"{len(outcomes)} schedules ({stores['sqlite']} sqlite, {stores['etcd']} etcd); faults: "
+        f"{len(figures)} schedules ({stores['sqlite']} sqlite, {stores['etcd']} etcd); faults: "
         + ", ".join(f"{k} {v}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])),
-        f"double signs: {sum(o.double_signs for o in outcomes)} in {sum(bool(o.double_signs) for o in outcomes)} schedule(s)",
+        f"double signs: {sum(f['double_signs'] for f in figures)} in {kinds['safety']} schedule(s)",
         (f"liveness violations (nobody signed within {LIVENESS_BOUND:g}s of the last fault, no matching reason): "
-         f"{sum(o.liveness_violation for o in outcomes)}"),
-        f"tracebacks: {sum(bool(o.tracebacks) for o in outcomes)} schedule(s)",
-        (f"worst no-signer gap: {max((o.worst_gap for o in outcomes), default=0):.1f}s; "
+         f"{kinds['liveness']}; nobody signed in {len(reasons)}, status saying: {sorted(set(map(str, reasons)))}"),
+        f"tracebacks: {kinds['traceback']} schedule(s); harness errors: {kinds['harness']}",
+        (f"worst no-signer gap: {max((f['worst_gap'] for f in figures), default=0):.1f}s; "
          f"missed duties in all: {missed['blocks']} blocks, {missed['chunks']} chunks, {missed['endorsements']} endorsements"),
-        f"failing: {len(failing)}" + "".join(f"\n  {o.schedule.replay}   # {'; '.join(o.violations)[:240]}" for o in failing),
+        f"failing: {len(failing)}" + "".join(f"\n  {f['replay']}   # {'; '.join(f['violations'])[:240]}" for f in failing),
     ]
     return "\n".join(lines)
 
@@ -52,7 +57,11 @@ def main() -> int:
     parser.add_argument("--first", type=int, default=None, help="the first random seed")
     parser.add_argument("--figures", type=Path, default=None, help="append each outcome as a JSON line")
     parser.add_argument("--keep", action="store_true", help="keep the directories of passing runs too")
+    parser.add_argument("--summarise", type=Path, default=None, metavar="FILE", help="only print the summary of a --figures file")
     args = parser.parse_args()
+    if args.summarise:
+        print(summary([json.loads(line) for line in args.summarise.read_text().splitlines() if line.strip()]))
+        return 0
     if args.seed:
         seeds = [args.seed]
     else:
@@ -79,7 +88,7 @@ def main() -> int:
                 out.write(json.dumps(outcome.to_json()) + "\n")
         if outcome.ok and not args.keep:
             shutil.rmtree(directory, ignore_errors=True)
-    print(summary(outcomes), flush=True)
+    print(summary([o.to_json() for o in outcomes]), flush=True)
     return 0 if all(o.ok for o in outcomes) else 1
 
 
