@@ -45,6 +45,7 @@ from tests.integration.ha_harness import (
     missed_between,
 )
 from tests.integration.localnet_harness import CLI, cli, start_localnet, stop_localnet
+from tests.integration.localnet_support import wait_for
 
 # After the last fault ends, someone signs within this bound, or `status` says why nobody will.
 # The slowest path the harness expects: a frozen leader's lease (4 s) runs out, 10 silent blocks
@@ -236,9 +237,26 @@ class ChaosRun:
             cluster.enable_api()
             self.inventories = {name: self.isolated_inventory(cluster, name, self.options.own_lease.get(name, {})) for name in NODES}
             cluster.start_agents(inventories=self.inventories)
-            cluster.wait_ready()
+            self.wait_settled(cluster)
             cluster.wait_apis()
             yield cluster
+
+    def wait_settled(self, cluster: HaCluster, timeout: float = 90) -> None:
+        """Someone holds the lease and its neard has the key, the others publish healthy standby
+        records. Usually val-a, whose neard signs from the start; on a loaded machine a standby's
+        agent has been seen to claim the free lease first (val-a then fences itself and the
+        standby is promoted): noted, as the schedule then starts from that leader."""
+        def settled() -> str | None:
+            leader = cluster.leader()
+            if leader is None or cluster.key_loaded(leader.member) != POOL:
+                return None
+            members = cluster.members()
+            ready = all(n in members and members[n].role == "standby" and members[n].healthy for n in NODES if n != leader.member)
+            return leader.member if ready else None
+
+        first = wait_for(settled, timeout, "a leader signing and two healthy standbys")
+        if first != "val-a":
+            self.outcome.notes.append(f"{first}'s agent claimed the free lease at start, before val-a's (val-a fenced itself)")
 
     @staticmethod
     def isolated_inventory(cluster: HaCluster, node: str, lease: dict[str, float]) -> Path:
@@ -491,7 +509,7 @@ class ChaosRun:
         if o.double_signs:
             nodes = sorted({n["name"] for e in o.double_sign_events for n in e.get("nodes", [])})
             o.violations.append(f"safety: {o.double_signs} double sign(s) in the ledger (signers {', '.join(nodes)})")
-        if o.signed_again_after is None:
+        if o.signed_again_after is None and not any(v.startswith("harness") for v in o.violations):
             if o.status_reason is None:
                 o.violations.append(f"liveness: nobody signed within {LIVENESS_BOUND:g}s after the last fault, and status gives no reason")
             elif o.status_reason != o.expected_reason:
