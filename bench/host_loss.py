@@ -172,10 +172,16 @@ def main() -> None:
         for fault in FAULTS:
             results[fault] = {}
             for policy in POLICIES:
-                losses = [lose_host(policy, fault, Path(tmp) / f"{fault}-{policy.name}-{i}") for i in range(args.runs)]
+                losses = []
+                for i in range(args.runs):
+                    losses.append(lose_host(policy, fault, Path(tmp) / f"{fault}-{policy.name}-{i}"))
+                    print(f"{fault} {policy.name} run {i + 1}: {losses[-1]}", file=sys.stderr, flush=True)
                 results[fault][policy.name] = summarise(losses)
         if args.cpu_load:
-            results["cpu_load"] = {p.name: under_load(p, args.cpu_load, Path(tmp) / f"load-{p.name}") for p in (*POLICIES, SHORT)}
+            results["cpu_load"] = {}
+            for policy in (*POLICIES, SHORT):
+                results["cpu_load"][policy.name] = under_load(policy, args.cpu_load, Path(tmp) / f"load-{policy.name}")
+                print(f"cpu load, {policy.name}: {results['cpu_load'][policy.name]}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(results, indent=2))
         return
