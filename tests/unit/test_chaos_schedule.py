@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.chaos.harness import Sample, reason_from_status, worst_gap
+from tests.chaos.harness import Sample, reason_from_status, tracebacks_in, worst_gap
 from tests.chaos.schedule import ETCD_FAULTS, NAMED, random_schedule, schedule_for
 
 
@@ -43,3 +45,11 @@ def test_worst_gap_is_the_longest_time_without_a_new_signature() -> None:
     samples = [Sample(t, 0, last, "val-a") for t, last in ((0.0, 1), (1.0, 2), (2.0, 2), (4.5, 2), (5.0, 3), (5.5, 3))]
     assert worst_gap(samples) == 3.5
     assert worst_gap([]) == 0.0
+
+
+def test_tracebacks_are_found_in_every_log_under_the_run(tmp_path: Path) -> None:
+    (tmp_path / "net" / "val-a").mkdir(parents=True)
+    (tmp_path / "net" / "agent-val-a.log").write_text("started\nall fine\n")
+    (tmp_path / "net" / "val-a" / "neard.log").write_text(
+        "INFO stopping\nTraceback (most recent call last):\n  File \"x.py\", line 1, in f\n    g()\nKeyError: 'height'\nINFO after\n")
+    assert tracebacks_in(tmp_path) == ["net/val-a/neard.log: KeyError: 'height'"]
