@@ -123,6 +123,12 @@ NAMED: dict[str, Schedule] = {
         (Fault(1.0, FaultName.KILL_NEARD, "val-b"), Fault(1.0, FaultName.KILL_NEARD, "val-c"), Fault(4.0, FaultName.KILL_NEARD, "val-a")),
         expected_reason="no ready standby",
     ),
+    # Issue 14's first scenario: the first standby by priority cannot promote (neard refuses its
+    # config), the leader's neard dies, val-c is healthy. Someone must sign within the bound.
+    "unready-first-standby": Schedule(
+        "unready-first-standby", "sqlite",
+        (Fault(1.0, FaultName.UNREADY_STANDBY, "val-b"), Fault(3.0, FaultName.KILL_NEARD, "val-a")),
+    ),
     "paused": Schedule("paused", "sqlite", (Fault(1.0, FaultName.PAUSE, CLUSTER), Fault(3.0, FaultName.KILL_NEARD, LEADER)), expected_reason="paused"),
 }
 
