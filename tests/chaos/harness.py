@@ -476,10 +476,11 @@ class ChaosRun:
                 except (OSError, subprocess.SubprocessError, AssertionError, KeyError, ValueError, RuntimeError) as exc:
                     self.outcome.notes.append(f"{label}: could not act: {exc!r}"[:300])
         ended = time.monotonic()
-        # Someone signs again: a pool signature for a height above the chain's head when the last
-        # fault ended (signatures for older heights may still arrive from a node that just died).
+        # Someone signs again: a pool signature for a height beyond the next one after the chain's
+        # head when the last fault ended (a node that just died may have signed up to the next
+        # height already: approvals are for the block after the head).
         end_mark = self.monitor.sample() or self.monitor.latest()
-        mark = end_mark.height if end_mark else 0
+        mark = end_mark.height + 1 if end_mark else 0
         deadline = ended + LIVENESS_BOUND
         while time.monotonic() < deadline:
             latest = self.monitor.latest()
