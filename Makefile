@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # (the least-privilege deployment, with deploy/sudoers/ and a throwaway user).
 DEBIAN_PACKAGES := openssh-server openssh-client etcd-server chromium iproute2 prometheus sudo
 
-.PHONY: install system-packages lint test test-long mainnet slow fuzz wake demo bench screenshots clean
+.PHONY: install system-packages lint test test-long mainnet slow fuzz wake chaos demo bench screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,3 +71,20 @@ wake: install system-packages
 	rm -f wake-figures.jsonl
 	NEAR_FAILOVER_WAKE_REPEAT=20 NEAR_FAILOVER_WAKE_FIGURES=wake-figures.jsonl $(BIN)/pytest -q -m wake tests/integration/test_wake.py
 	$(BIN)/python -m tests.integration.test_wake wake-figures.jsonl
+
+# Random fault schedules against the automatic mode (issue 15): the harness's own tests, then N
+# schedules (or until DURATION seconds are used), each from its seed; every failing seed prints
+# `make chaos SEED=...`, which replays that one schedule. FIRST= fixes the first seed (default:
+# from the clock). Outcomes go to chaos-figures.jsonl (the README's figures).
+N ?= 20
+DURATION ?= 7200
+SEED ?=
+FIRST ?=
+chaos: install system-packages
+ifeq ($(SEED),)
+	rm -f chaos-figures.jsonl
+	$(BIN)/pytest -q -m chaos tests/chaos
+	$(BIN)/python -m tests.chaos --n $(N) --duration $(DURATION) $(if $(FIRST),--first $(FIRST)) --figures chaos-figures.jsonl
+else
+	$(BIN)/python -m tests.chaos --seed $(SEED)
+endif

@@ -136,7 +136,13 @@ async def _serve_connection(handler: Handler, reader: asyncio.StreamReader, writ
 
 async def start_server(handler: Handler, host: str, port: int, on_error: Callable[[BaseException], None] = lambda e: None) -> asyncio.AbstractServer:
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _serve_connection(handler, reader, writer, on_error)
+        # A connection still open when the server stops is cancelled. Python 3.11's
+        # StreamReaderProtocol then calls task.exception() on the cancelled task, which raises and
+        # prints a traceback to the node's log (3.12 checks task.cancelled() first): end normally.
+        try:
+            await _serve_connection(handler, reader, writer, on_error)
+        except asyncio.CancelledError:
+            return
 
     return await asyncio.start_server(on_connect, host, port, reuse_address=True)
 
