@@ -36,6 +36,7 @@ from near_failover.ha.decide import (
     Memory,
     Observation,
     Phase,
+    Repeats,
     Rules,
     Sample,
     after_renewal,
@@ -91,6 +92,10 @@ from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
+
+
+PROMOTION_REFUSED = "promotion-refused"
+FENCE_FAILED = "self-fence-failed"
 
 
 class AgentError(Exception):
@@ -178,6 +183,8 @@ class Agent:
         # The lease an earlier agent of this node armed its watchdog for, while it may be live:
         # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
         self.inherited: tuple[int | None, float] | None = None
+        # Journal and alert records said once per run of equal ones, with a count (no storms).
+        self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
 
     @property
     def me(self) -> NodeAccess:
@@ -466,6 +473,8 @@ class Agent:
         failsafe promise, set meanwhile, is not lost) and its reason recorded."""
         decision = decide(observation, view, self.memory, time.monotonic())
         self.memory = decision.next_memory
+        if not self.memory.refusals and self.repeats[PROMOTION_REFUSED].key is not None:
+            self._end_run(PROMOTION_REFUSED)  # another member leads: this node's run of refusals is over
         self._note(decision)
         return decision
 
@@ -666,6 +675,7 @@ class Agent:
         self._remember(problems=(reason,))
         self.failsafe_note = None
         self.inherited = None  # our neard is fenced and seen not signing: no earlier lease to guard either
+        self._end_run(FENCE_FAILED)
         self._disarm()
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
         # The journal first: it is local, the store calls below may time out (a partition).
@@ -692,12 +702,43 @@ class Agent:
         silence) before it promotes."""
         log.error("self-fence failed", node=self.node, reason=reason, error=error)
         self._remember(problems=(f"{reason}; the fence FAILED ({error}): neard may still sign",))
-        self._journal_event("self-fence-failed", {"reason": reason, "error": error, "generation": lease.generation if lease else None})
         self._beat()
         await self._publish(self.settings.retry_timeout)  # the watchdog keeps the lease's deadline now
-        await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
+        # Retried every check (at most loop_wait apart: a fence never waits past the lease); said once per run of equal failures.
+        if self._first_of_run(FENCE_FAILED, error):
+            self._journal_event(FENCE_FAILED, {"reason": reason, "error": error, "generation": lease.generation if lease else None})
+            await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
 
     # --- follower ----------------------------------------------------------------------
+
+    def _refused(self, reason: str) -> None:
+        """A promotion refused or a lease not won: decide() backs off (doubling, capped) before the next try."""
+        self.memory = self.memory.refused(reason, time.monotonic(), self.settings)
+
+    def _won(self) -> None:
+        """The lease is ours: the backoff starts afresh, and a run of refusals is said with its count."""
+        self.memory = self.memory.unrefused()
+        self._end_run(PROMOTION_REFUSED)
+
+    def _first_of_run(self, what: str, key: str) -> bool:
+        """Whether to record this ``what`` (the first of a run of equal ones); a run it ends is recorded with its count."""
+        repeats, first, ended = self.repeats[what].seen(key)
+        self.repeats[what] = repeats
+        self._record_run(what, ended)
+        return first
+
+    def _end_run(self, what: str) -> None:
+        ended, self.repeats[what] = self.repeats[what].ended(), Repeats()
+        self._record_run(what, ended)
+
+    def _record_run(self, what: str, ended: Repeats | None) -> None:
+        """A run of equal records that repeated: one journal event and one alert, with the count."""
+        if ended is None or ended.key is None:
+            return
+        said = f"{ended.key} ({ended.count} times in a row)"
+        self._journal_event(f"{what}-repeated", {"reason": ended.key, "count": ended.count})
+        make = AlertEvent.promotion_refused if what == PROMOTION_REFUSED else AlertEvent.self_fence
+        self.alerts.post(make(self.pool, self.node, reason=said, details={"count": ended.count}))
 
     async def _acquire(self) -> LeaderLease | None:
         # A lease granted after the wait gave up is never renewed: it expires, our neard unchanged.
@@ -710,8 +751,10 @@ class Agent:
         """Our neard signs and no one holds the lease (start-up, a switchover's target): take it."""
         lease = await self._acquire()
         if lease is None:
+            self._refused("the lease could not be claimed (another member took it, or the store did not answer in time)")
             return
         self.lease = lease
+        self._won()
         self._move(Phase.LEADER)
         await self.alerts.notify(AlertEvent.role_change(self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason=reason,
                                                         generation=lease.generation))
@@ -729,6 +772,7 @@ class Agent:
             return  # the request gave up (its caller's wait ended) before this loop took it
         lease = await self._acquire()
         if lease is None:
+            self._refused("the lease could not be taken (another member took it, or the store did not answer in time)")
             if request is not None:
                 request.refuse("the lease could not be taken (another member took it, or the store did not answer in time)")
             return
@@ -787,6 +831,7 @@ class Agent:
         if request:
             request.finish(result, reason if result is None else result.message)
         if result is not None and result.ok:
+            self._won()
             self._move(Phase.LEADER)
             self.failovers_total += 1
             self.last_failover_seconds = round(time.monotonic() - started, 3)
@@ -804,14 +849,15 @@ class Agent:
             return
         self.lease = None
         self._move(Phase.STANDBY)
-        self._remember(last_refusal=reason)
+        self._refused(reason)
         self._noted(Kind.WAIT, "promotion-refused", f"the promotion was refused, lease released: {reason}")
         self._disarm()
         try:
             await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         except (TimeoutError, LeaseStoreError):
             pass
-        await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+        if self._first_of_run(PROMOTION_REFUSED, reason):
+            await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
 
     async def _observe_old_leader(self, old: str) -> FenceProof | None:
         """No record with an observation: look at the old leader ourselves (its RPC, and its
