@@ -68,7 +68,7 @@ from near_failover.ha.operator import (
 )
 from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
-from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, start_watchdog
+from near_failover.ha.watchdog import FIND_NEARD_EVERY, UNIT, WATCHDOG_ENV, Heartbeat, start_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.limits import KEY_FILE
@@ -355,7 +355,7 @@ class Agent:
 
     def _start_watchdog(self) -> None:
         assert self.inventory.source is not None
-        running = running_watchdog(self.heartbeat.path)
+        running = None if os.environ.get(WATCHDOG_ENV) == UNIT else running_watchdog(self.heartbeat.path)  # the unit's is never ours
         if running is not None and (self.watchdog is None or running != self.watchdog.pid):
             # An earlier agent's watchdog (it outlives a killed agent): one per node, so adopt it.
             log.info("adopting the running watchdog", node=self.node, pid=running)
