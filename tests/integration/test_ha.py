@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from near_failover.ha.lease import MemberRecord, MemberRole
+from near_failover.ha.lease import MemberRecord, MemberRole, lease_clock
 from near_failover.localnet.homes import free_port
 from tests.integration.etcd_server import enable_auth, revoke_access, running_etcd, write_password_file
 from tests.integration.ha_harness import (
@@ -686,3 +686,69 @@ def test_a_fence_record_without_the_leaders_observation_is_not_a_proof(cluster: 
     assert cluster.key_loaded("val-b") is None and cluster.key_loaded("val-c") is None
     assert cluster.signs_after("val-a", start) and cluster.key_loaded("val-a") == POOL
     cluster.assert_no_double_sign()
+
+
+def test_a_second_agent_for_the_same_node_is_refused_and_names_the_running_one(cluster: HaCluster) -> None:
+    """One agent per node (issue 14, part 6): a second agent for val-a, from another inventory
+    with another API address, exits 1 with one line naming the running agent's pid and API,
+    before it touches the heartbeat, the watchdog or the lease."""
+    cluster.configure_lease()
+    cluster.enable_api()
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    watchdog = cluster.watchdog_pid("val-a")
+    beat = cluster.heartbeat("val-a")
+    other = cluster.inventory_variant("second", {"val-a": {"api": f"http://127.0.0.1:{free_port()}"}})
+    second = cli("agent", "-c", other, "--node", "val-a", timeout=60, check=False)
+    assert second.returncode == 1, (second.stdout, second.stderr)
+    lines = second.stderr.strip().splitlines()
+    assert len(lines) == 1, second.stderr
+    assert f"pid {cluster.agent_pid('val-a')}" in lines[0] and cluster.api_url("val-a") in lines[0], lines[0]
+    assert "Traceback" not in second.stderr + second.stdout
+    assert cluster.watchdog_pids("val-a") == [watchdog]  # no second watchdog beside the first
+    now = cluster.heartbeat("val-a")
+    assert now is not None and now["armed"] and now["agent_pid"] == cluster.agent_pid("val-a"), (beat, now)
+    assert cluster.leader() == old and cluster.agents["val-a"].poll() is None
+    cluster.wait_blocks(4)
+    cluster.assert_no_double_sign()
+
+
+def test_a_leaders_agent_killed_and_restarted_within_its_lease_keeps_one_armed_watchdog(cluster: HaCluster) -> None:
+    """A leader's agent SIGKILLed and restarted at once (issue 14, part 6): the new agent adopts
+    the watchdog still running (no second one beside it) and never writes armed=False while the
+    old lease may be live; the watchdog fences val-a at that lease's end, a standby takes over,
+    and nothing double signs. On the old code the new agent disarmed the old watchdog at start
+    and started a second watchdog."""
+    cluster.configure_lease()
+    cluster.start_agents()
+    old = cluster.wait_ready()
+    watchdog = cluster.watchdog_pid("val-a")
+    before = cluster.ledger()
+    killed = cluster.agents["val-a"]
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    last = cluster.heartbeat("val-a")
+    assert last is not None and last["armed"] and last["generation"] == old.generation, last
+    cluster.start_agent("val-a")
+    watchdogs: set[int] = set()
+    # Armed until the lease's end, or until the watchdog's fence of that very lease (its marker).
+    while lease_clock() < last["valid_until"]:
+        beat = cluster.heartbeat("val-a")
+        if (fenced := cluster.watchdog_marker("val-a")) and fenced["valid_until"] == last["valid_until"]:
+            break
+        assert beat is not None and beat["armed"], f"the old lease was disarmed while live: {beat}\n{cluster.logs()}"
+        watchdogs.update(cluster.watchdog_pids("val-a"))
+        time.sleep(0.01)
+    # The restarted agent was up long before the lease's end (it beats with its own pid).
+    wait_for(lambda: (cluster.heartbeat("val-a") or {}).get("agent_pid") == cluster.agent_pid("val-a"), 30, "the new agent's beat")
+    new = cluster.wait_leader("val-b", timeout=40)
+    assert new.generation > old.generation
+    watchdogs.update(cluster.watchdog_pids("val-a"))
+    assert watchdogs == {watchdog}, f"watchdogs of val-a: {watchdogs}, the first was {watchdog}\n{cluster.logs()}"
+    fenced = cluster.watchdog_marker("val-a")
+    assert fenced is not None and fenced["generation"] == old.generation, fenced  # the old watchdog fenced the old lease
+    assert "FileNotFoundError" not in cluster.watchdog_log("val-a")
+    assert cluster.agents["val-a"].poll() is None and cluster.key_loaded("val-a") is None
+    wait_for(lambda: cluster.key_loaded("val-b") == POOL, 20, "val-b to sign")
+    cluster.wait_blocks(4)
+    assert_missed_within(before, cluster.assert_no_double_sign(), FREEZE_BOUND)

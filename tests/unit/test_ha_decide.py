@@ -24,6 +24,7 @@ from near_failover.ha.decide import (
     Memory,
     Observation,
     Phase,
+    Repeats,
     Rules,
     after_renewal,
     decide,
@@ -102,6 +103,9 @@ CASES = [
     Case("requested-refused", Kind.REFUSE, observed(failover_requested=True), A_LEADS, reason="val-a holds the lease (generation 7)"),
     Case("requested", Kind.PROMOTE, observed(failover_requested=True), NOBODY, reason="an operator's failover"),
     Case("signing-claim", Kind.CLAIM, observed(SIGNING), cluster(), memory(Phase.STARTING), reason="no one held the lease"),
+    Case("signing-backoff", Kind.WAIT, observed(SIGNING), cluster(),
+         memory(backoff_until=NOW + 1, last_refusal="the lease could not be claimed", refusals=2),
+         reason="backing off for 1.0s after: the lease could not be claimed (2 times in a row)"),
     Case("signing-handover", Kind.WAIT, observed(SIGNING),
          cluster(LeaderInfo("val-a", 7), record("val-a", role=MemberRole.LEADER, details={"handover_to": ME})),
          reason="taking over from val-a (planned switchover)"),
@@ -273,3 +277,95 @@ def test_nothing_goes_back_to_starting_and_a_promotion_never_hands_over() -> Non
 def test_published_roles() -> None:
     assert Phase.PROMOTING.role == MemberRole.STANDBY and Phase.HANDING_OVER.role == MemberRole.LEADER
     assert Phase.FENCED.role == MemberRole.FENCED and Phase.STARTING.role == MemberRole.STARTING
+
+
+# --- no retry storms: refusals back off, repeated records are said once with a count ----------
+
+# (loop_wait, ttl, refusals in a row, wait before the next try in milliseconds): doubling from
+# twice loop_wait, capped at three ttls.
+BACKOFF_ROWS = [
+    (1.0, 10.0, 1, 2_000),
+    (1.0, 10.0, 2, 4_000),
+    (1.0, 10.0, 3, 8_000),
+    (1.0, 10.0, 4, 16_000),
+    (1.0, 10.0, 5, 30_000),
+    (1.0, 10.0, 500, 30_000),
+    (0.4, 4.0, 1, 800),
+    (0.4, 4.0, 3, 3_200),
+    (0.4, 4.0, 4, 6_400),
+    (0.4, 4.0, 5, 12_000),
+]
+
+
+@pytest.mark.parametrize(("loop_wait", "ttl", "refusals", "wait_ms"), BACKOFF_ROWS)
+def test_the_backoff_doubles_from_twice_loop_wait_up_to_three_ttls(loop_wait: float, ttl: float, refusals: int, wait_ms: int) -> None:
+    assert round(Rules(ttl=ttl, loop_wait=loop_wait).backoff(refusals) * 1000) == wait_ms
+
+
+def test_refused_promotions_in_a_row_wait_longer_each_time_then_promote() -> None:
+    """A standby refused again and again (its preflight fails) tries at 2, 4, 8 ... loop_waits,
+    not every loop: one promotion per backoff, the waits in between are standby-backoff."""
+    rules = Rules()
+    mem, now, tries = memory(), NOW, []
+    for _ in range(1_600):  # 200 s of 125 ms loops (exact in binary: no rounding in the sums)
+        decision = decide(observed(), NOBODY, mem, now)
+        mem = decision.next_memory
+        if decision.kind is Kind.PROMOTE:
+            tries.append(round((now - NOW) * 1000))
+            mem = mem.refused("preflight refused: config.json invalid", now, rules)
+        else:
+            assert decision.rule == "standby-backoff", decision
+        now += 0.125
+    gaps = [b - a for a, b in itertools.pairwise(tries)]
+    assert gaps[:5] == [2_000, 4_000, 8_000, 16_000, 30_000] and set(gaps[5:]) == {30_000}, gaps
+    assert len(tries) < 12  # not one per loop (1 600 loops)
+
+
+def test_a_claim_not_won_backs_off_then_claims_again() -> None:
+    mem = memory(Phase.STARTING).refused("the lease could not be claimed", NOW, Rules())
+    assert decide(observed(SIGNING), cluster(), mem, NOW + 1.9).rule == "signing-backoff"
+    assert decide(observed(SIGNING), cluster(), mem, NOW + 2.0).kind is Kind.CLAIM
+
+
+def test_another_leader_ends_the_backoff() -> None:
+    mem = memory(refusals=4, backoff_until=NOW + 20, last_refusal="preflight refused")
+    after = decide(observed(), A_LEADS, mem, NOW).next_memory
+    assert (after.refusals, after.backoff_until, after.last_refusal) == (0, 0.0, None)
+    assert decide(observed(), NOBODY, after, NOW).kind is Kind.PROMOTE
+
+
+def test_a_leader_retrying_its_fence_is_not_backed_off() -> None:
+    """Self-fence retries keep their cadence: a refusal's backoff never delays a leader's fence."""
+    mem = memory(Phase.LEADER, refusals=5, backoff_until=NOW + 30, bad=2)
+    assert decide(leading(SICK_LEADER), None, mem, NOW).kind is Kind.SELF_FENCE
+    assert decide(leading(None, lease_remaining=1.0), None, mem, NOW).kind is Kind.SELF_FENCE
+
+
+# (keys seen in turn, which of them are recorded, the runs recorded with their counts when they end)
+REPEAT_ROWS = [
+    (["a"], [True], []),
+    (["a", "a", "a"], [True, False, False], []),
+    (["a", "a", "a", "b"], [True, False, False, True], [("a", 3)]),
+    (["a", "b", "a"], [True, True, True], []),
+    (["a", "a", "b", "b", "a"], [True, False, True, False, True], [("a", 2), ("b", 2)]),
+]
+
+
+@pytest.mark.parametrize(("keys", "recorded", "runs"), REPEAT_ROWS)
+def test_a_repeated_record_is_said_once_then_once_with_its_count(keys: list[str], recorded: list[bool],
+                                                                   runs: list[tuple[str, int]]) -> None:
+    repeats, said, ended_runs = Repeats(), [], []
+    for key in keys:
+        repeats, first, ended = repeats.seen(key)
+        said.append(first)
+        if ended is not None:
+            ended_runs.append((ended.key, ended.count))
+    assert said == recorded and ended_runs == runs
+
+
+def test_a_run_that_ends_without_another_key_is_said_with_its_count() -> None:
+    repeats = Repeats()
+    for _ in range(105):
+        repeats = repeats.seen("preflight refused")[0]
+    assert repeats.ended() == Repeats("preflight refused", 105)
+    assert Repeats("once", 1).ended() is None and Repeats().ended() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,9 @@ def agent(
     import signal as signals
 
     from near_failover.api.client import api_verify
-    from near_failover.ha.agent import Agent, AgentError, load_token
+    from near_failover.ha.agent import Agent, AgentError, agent_state_dir, load_token
     from near_failover.ha.lease import LeaseStoreError, lease_clock
+    from near_failover.ha.locks import LockHeld, take_agent_lock
     from near_failover.ha.sdnotify import supervise
     from near_failover.ha.stores import open_lease_store
     from near_failover.inventory import InventoryError
@@ -57,6 +59,10 @@ def agent(
         token, verify = load_token(inv), api_verify(inv)
     except (InventoryError, LeaseStoreError) as exc:  # an unknown node, unusable [lease] settings
         fail(str(exc))
+    try:  # before the API binds: a second agent is refused with the running one named
+        lock = take_agent_lock(agent_state_dir(inv), spec.host, str(spec.home), spec.name, spec.api)
+    except LockHeld as held:
+        fail(str(held), EXIT_REFUSED)
     log_agent_settings(inv, spec.name, log_format, log_level)
     server = _api_server(spec)
 
@@ -67,7 +73,7 @@ def agent(
             loop.add_signal_handler(sig, stop.set)
         async with store:
             with journal_or_fail(inv) as journal:
-                the_agent = Agent(inv, spec.name, store, journal, token=token, api_verify=verify)
+                the_agent = Agent(inv, spec.name, store, journal, token=token, api_verify=verify, lock=lock)
                 ready = asyncio.Event()
                 tasks = [asyncio.create_task(the_agent.run(stop, ready))]
                 # systemd's Type=notify and WatchdogSec=: READY once the agent's watchdog watches,
@@ -106,8 +112,9 @@ def watchdog(
     crashed, killed or restarted agent does not take it along: it fences neard at the lease's end
     if the agent stops renewing, and waits for the next agent. The agent uses it, instead of a
     child of its own, when its environment has NEAR_FAILOVER_WATCHDOG=unit."""
+    from near_failover.ha.locks import Flock, LockHeld, watchdog_lock_path
     from near_failover.ha.wake import raise_priority
-    from near_failover.ha.watchdog_unit import watch_forever
+    from near_failover.ha.watchdog_unit import heartbeat_path, watch_forever
     from near_failover.inventory import InventoryError
 
     inv = load_inventory_or_fail(inventory)
@@ -115,6 +122,12 @@ def watchdog(
         spec = inv.node(node)
     except InventoryError as exc:
         fail(str(exc))
+    beats = heartbeat_path(inv, spec.name)
+    beats.parent.mkdir(parents=True, exist_ok=True)
+    try:  # one watchdog per node: held until this process ends
+        Flock.take(watchdog_lock_path(beats), {"pid": os.getpid()})
+    except LockHeld as held:
+        fail(f"watchdog: another watchdog watches {spec.name} ({held}): stop it first", EXIT_REFUSED)
     print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
     try:
         asyncio.run(watch_forever(inventory, inv, spec.name))

@@ -36,6 +36,7 @@ from near_failover.ha.decide import (
     Memory,
     Observation,
     Phase,
+    Repeats,
     Rules,
     Sample,
     after_renewal,
@@ -58,6 +59,7 @@ from near_failover.ha.lease import (
     cluster_view,
     lease_clock,
 )
+from near_failover.ha.locks import AdoptedWatchdog, Flock, LockHeld, read_holder, running_watchdog, take_agent_lock
 from near_failover.ha.operator import (
     RequestedFailover,
     failover_refusal,
@@ -66,7 +68,7 @@ from near_failover.ha.operator import (
 )
 from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
-from near_failover.ha.watchdog import FIND_NEARD_EVERY, Heartbeat, start_watchdog
+from near_failover.ha.watchdog import FIND_NEARD_EVERY, UNIT, WATCHDOG_ENV, Heartbeat, start_watchdog
 from near_failover.hosts import HostError
 from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.limits import KEY_FILE
@@ -90,6 +92,10 @@ from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
+
+
+PROMOTION_REFUSED = "promotion-refused"
+FENCE_FAILED = "self-fence-failed"
 
 
 class AgentError(Exception):
@@ -122,6 +128,7 @@ class Agent:
         token: str | None = None,
         state_dir: Path | None = None,
         api_verify: Verify = True,
+        lock: Flock | None = None,
     ) -> None:
         self.inventory = inventory
         self.node = inventory.node(node).name
@@ -133,7 +140,9 @@ class Agent:
         self.alerts = alerts or AlertSender(inventory.alerts)
         self.token = token
         self.api_verify = api_verify  # how the other agents' https:// APIs are verified (failsafe calls)
-        state = state_dir or Path(inventory.journal.path).parent
+        self.state_dir = state_dir or agent_state_dir(inventory)
+        self.lock = lock  # one agent per node (ha/locks.py): taken by run() if not given
+        state = self.state_dir
         self.heartbeat = Heartbeat(state / f"agent-{self.node}.heartbeat")
         self.tracker = HealthTracker(self.pool)
         self.memory = Memory(started=time.monotonic())  # what decide() carries from loop to loop
@@ -171,6 +180,11 @@ class Agent:
         # once instead of after its pause, so a crash is noticed when it happens.
         self.neard_exited = asyncio.Event()
         self.exit_watch: int | None = None  # our own copy of the held pidfd, watched by the event loop
+        # The lease an earlier agent of this node armed its watchdog for, while it may be live:
+        # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
+        self.inherited: tuple[int | None, float] | None = None
+        # Journal and alert records said once per run of equal ones, with a count (no storms).
+        self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
 
     @property
     def me(self) -> NodeAccess:
@@ -219,11 +233,17 @@ class Agent:
     async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
         if self.inventory.source is None:
             raise AgentError(f"{self.node}: the agent needs its inventory as a file: its watchdog reads it")
+        if self.lock is None:
+            try:
+                self.lock = take_agent_lock(self.state_dir, self.spec.host, str(self.spec.home), self.node, self.spec.api)
+            except LockHeld as held:
+                raise AgentError(str(held)) from None
         await self._check_store()
         async with open_nodes(self.inventory) as nodes:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
-            self.heartbeat.beat(armed=False, generation=None)
+            self.inherited = self._inherit_lease()
+            self._disarm()
             self.wake.start(realtime_thread=True)
             self._start_watchdog()
             try:
@@ -297,8 +317,51 @@ class Agent:
         except LeaseStoreError as exc:
             raise AgentError(f"{self.node}: the lease store refuses this agent: {exc}") from None
 
+    def _inherit_lease(self) -> tuple[int | None, float] | None:
+        """The lease the last beat armed, if an earlier agent of this node left it (killed, or
+        its fence failed) and its watchdog has not fenced it: it may still be live, with neard
+        signing, so it stays armed (never disarmed by a restart)."""
+        beat = self.heartbeat.read()
+        if beat is None or not beat.get("armed") or beat.get("valid_until") is None:
+            return None
+        lease = (beat.get("generation"), float(beat["valid_until"]))
+        if self._inherited_fenced(lease):
+            return None
+        log.warning("an earlier agent's lease may still be live: its watchdog keeps it armed and fences at its end",
+                    node=self.node, generation=lease[0], remaining=round(lease[1] - lease_clock(), 2))
+        return lease
+
+    def _inherited_fenced(self, lease: tuple[int | None, float]) -> bool:
+        done = read_holder(self.heartbeat.fenced_marker)
+        return done is not None and (done.get("generation"), done.get("valid_until")) == lease
+
+    def _inherited_problem(self) -> str | None:
+        """Why no lease may be taken yet: an earlier agent's lease is still armed (None once fenced)."""
+        if self.inherited is not None and self._inherited_fenced(self.inherited):
+            log.info("the earlier agent's lease was fenced by the watchdog", node=self.node, generation=self.inherited[0])
+            self.inherited = None
+            self._disarm()
+        if self.inherited is None:
+            return None
+        return (f"an earlier agent's lease (generation {self.inherited[0]}) may still be live: "
+                "its watchdog fences at its end, no lease before")
+
+    def _disarm(self) -> None:
+        """No lease of ours to guard: disarmed, unless an earlier agent's lease may still be live."""
+        if self.inherited is not None:
+            self.heartbeat.beat(armed=True, generation=self.inherited[0], valid_until=self.inherited[1])
+        else:
+            self.heartbeat.beat(armed=False, generation=None)
+
     def _start_watchdog(self) -> None:
         assert self.inventory.source is not None
+        running = None if os.environ.get(WATCHDOG_ENV) == UNIT else running_watchdog(self.heartbeat.path)  # the unit's is never ours
+        if running is not None and (self.watchdog is None or running != self.watchdog.pid):
+            # An earlier agent's watchdog (it outlives a killed agent): one per node, so adopt it.
+            log.info("adopting the running watchdog", node=self.node, pid=running)
+            self.watchdog = AdoptedWatchdog(running, self.heartbeat.path)
+            self.watchdog_started = time.monotonic()
+            return
         self.heartbeat.watching_marker.unlink(missing_ok=True)
         self.watchdog = start_watchdog(self.inventory.source, self.node, self.heartbeat.path, self.settings.watchdog_reserve)
         self.watchdog_started = time.monotonic()
@@ -308,6 +371,9 @@ class Agent:
         still starting (a loaded machine can take seconds to import it) would keep signing."""
         deadline = time.monotonic() + WATCHDOG_START_TIMEOUT
         while (problem := self._watchdog_problem(restart=False)) is not None:
+            if isinstance(self.watchdog, AdoptedWatchdog) and self.watchdog.poll() is not None:
+                self._start_watchdog()  # the adopted one ended meanwhile (its agent had left nothing armed)
+                continue
             if self.watchdog.poll() is not None or time.monotonic() > deadline:
                 what = problem if self.watchdog.poll() is not None else f"the agent's watchdog did not start within {WATCHDOG_START_TIMEOUT:g}s"
                 raise AgentError(f"{self.node}: {what}; without it this agent must not lead")
@@ -345,7 +411,7 @@ class Agent:
         RPC can carry the loop past the point where it must fence itself."""
         self.wake.kill_if_due()  # first of all: a loop woken past its lease's kill point
         self._report_wake_kills()
-        watchdog_problem = self._watchdog_problem()
+        watchdog_problem = self._watchdog_problem() or self._inherited_problem()
         self.watchdog_ok = watchdog_problem is None
         if self.lease is not None and self.phase is not Phase.PROMOTING:
             decision = self._decide(self._observation(watchdog_problem), self.view)
@@ -407,6 +473,8 @@ class Agent:
         failsafe promise, set meanwhile, is not lost) and its reason recorded."""
         decision = decide(observation, view, self.memory, time.monotonic())
         self.memory = decision.next_memory
+        if not self.memory.refusals and self.repeats[PROMOTION_REFUSED].key is not None:
+            self._end_run(PROMOTION_REFUSED)  # another member leads: this node's run of refusals is over
         self._note(decision)
         return decision
 
@@ -485,8 +553,10 @@ class Agent:
     def _beat(self) -> None:
         """Tell the watchdog how long our lease surely lasts (disarmed when we hold none)."""
         lease = self.lease
-        self.heartbeat.beat(armed=lease is not None, generation=lease.generation if lease else None,
-                            valid_until=lease.valid_until if lease else None)
+        if lease is None:
+            self._disarm()
+            return
+        self.heartbeat.beat(armed=True, generation=lease.generation, valid_until=lease.valid_until)
 
     async def _observe(self) -> Sample:
         now = time.monotonic()
@@ -604,7 +674,9 @@ class Agent:
         self._move(Phase.FENCED)
         self._remember(problems=(reason,))
         self.failsafe_note = None
-        self.heartbeat.beat(armed=False, generation=None)
+        self.inherited = None  # our neard is fenced and seen not signing: no earlier lease to guard either
+        self._end_run(FENCE_FAILED)
+        self._disarm()
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
         # The journal first: it is local, the store calls below may time out (a partition).
         self._journal_event("self-fence", {"reason": reason, **evidence})
@@ -630,12 +702,43 @@ class Agent:
         silence) before it promotes."""
         log.error("self-fence failed", node=self.node, reason=reason, error=error)
         self._remember(problems=(f"{reason}; the fence FAILED ({error}): neard may still sign",))
-        self._journal_event("self-fence-failed", {"reason": reason, "error": error, "generation": lease.generation if lease else None})
         self._beat()
         await self._publish(self.settings.retry_timeout)  # the watchdog keeps the lease's deadline now
-        await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
+        # Retried every check (at most loop_wait apart: a fence never waits past the lease); said once per run of equal failures.
+        if self._first_of_run(FENCE_FAILED, error):
+            self._journal_event(FENCE_FAILED, {"reason": reason, "error": error, "generation": lease.generation if lease else None})
+            await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=self.problems[0], generation=lease.generation if lease else None))
 
     # --- follower ----------------------------------------------------------------------
+
+    def _refused(self, reason: str) -> None:
+        """A promotion refused or a lease not won: decide() backs off (doubling, capped) before the next try."""
+        self.memory = self.memory.refused(reason, time.monotonic(), self.settings)
+
+    def _won(self) -> None:
+        """The lease is ours: the backoff starts afresh, and a run of refusals is said with its count."""
+        self.memory = self.memory.unrefused()
+        self._end_run(PROMOTION_REFUSED)
+
+    def _first_of_run(self, what: str, key: str) -> bool:
+        """Whether to record this ``what`` (the first of a run of equal ones); a run it ends is recorded with its count."""
+        repeats, first, ended = self.repeats[what].seen(key)
+        self.repeats[what] = repeats
+        self._record_run(what, ended)
+        return first
+
+    def _end_run(self, what: str) -> None:
+        ended, self.repeats[what] = self.repeats[what].ended(), Repeats()
+        self._record_run(what, ended)
+
+    def _record_run(self, what: str, ended: Repeats | None) -> None:
+        """A run of equal records that repeated: one journal event and one alert, with the count."""
+        if ended is None or ended.key is None:
+            return
+        said = f"{ended.key} ({ended.count} times in a row)"
+        self._journal_event(f"{what}-repeated", {"reason": ended.key, "count": ended.count})
+        make = AlertEvent.promotion_refused if what == PROMOTION_REFUSED else AlertEvent.self_fence
+        self.alerts.post(make(self.pool, self.node, reason=said, details={"count": ended.count}))
 
     async def _acquire(self) -> LeaderLease | None:
         # A lease granted after the wait gave up is never renewed: it expires, our neard unchanged.
@@ -648,8 +751,10 @@ class Agent:
         """Our neard signs and no one holds the lease (start-up, a switchover's target): take it."""
         lease = await self._acquire()
         if lease is None:
+            self._refused("the lease could not be claimed (another member took it, or the store did not answer in time)")
             return
         self.lease = lease
+        self._won()
         self._move(Phase.LEADER)
         await self.alerts.notify(AlertEvent.role_change(self.pool, self.node, MemberRole.STANDBY, MemberRole.LEADER, reason=reason,
                                                         generation=lease.generation))
@@ -667,6 +772,7 @@ class Agent:
             return  # the request gave up (its caller's wait ended) before this loop took it
         lease = await self._acquire()
         if lease is None:
+            self._refused("the lease could not be taken (another member took it, or the store did not answer in time)")
             if request is not None:
                 request.refuse("the lease could not be taken (another member took it, or the store did not answer in time)")
             return
@@ -725,6 +831,7 @@ class Agent:
         if request:
             request.finish(result, reason if result is None else result.message)
         if result is not None and result.ok:
+            self._won()
             self._move(Phase.LEADER)
             self.failovers_total += 1
             self.last_failover_seconds = round(time.monotonic() - started, 3)
@@ -742,14 +849,15 @@ class Agent:
             return
         self.lease = None
         self._move(Phase.STANDBY)
-        self._remember(last_refusal=reason)
+        self._refused(reason)
         self._noted(Kind.WAIT, "promotion-refused", f"the promotion was refused, lease released: {reason}")
-        self.heartbeat.beat(armed=False, generation=None)
+        self._disarm()
         try:
             await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         except (TimeoutError, LeaseStoreError):
             pass
-        await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+        if self._first_of_run(PROMOTION_REFUSED, reason):
+            await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
 
     async def _observe_old_leader(self, old: str) -> FenceProof | None:
         """No record with an observation: look at the old leader ourselves (its RPC, and its
@@ -774,7 +882,7 @@ class Agent:
             if self.lease_lost is not None and not self.activating:
                 # No key given, and _lease_still_ours will refuse to give it: nothing for the
                 # watchdog to guard (it would mask this standby's neard at the lease's end).
-                self.heartbeat.beat(armed=False, generation=None)
+                self._disarm()
                 return
             self._beat()  # once the key may be given, the watchdog keeps the lease's deadline
 
@@ -834,7 +942,9 @@ class Agent:
             await self._self_fence("the agent is stopping")
         if self.lease is not None:
             return  # the fence failed: the armed watchdog stays behind and fences at the lease's end
-        self.heartbeat.beat(armed=False, generation=None)
+        self._disarm()
+        if self.inherited is not None:
+            return  # an earlier agent's lease may be live: its watchdog stays and fences at its end
         if self.watchdog is not None:
             self.watchdog.terminate()
         if self.role != MemberRole.FENCED:
@@ -956,7 +1066,7 @@ class Agent:
                 self._remember(problems=(FENCED_PROBLEM,))
                 seen = await on_doubt(observe_signer(self.me, self.pool), None)
                 self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason) if seen and seen.not_signing else None
-                self.heartbeat.beat(armed=False, generation=None)
+                self._disarm()
                 await self._publish()
                 await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         finally:
@@ -979,6 +1089,11 @@ class Agent:
             return False
         self._remember(confirmed_until=time.monotonic() + self.settings.ttl)
         return True
+
+
+def agent_state_dir(inventory: Inventory) -> Path:
+    """Where an agent keeps its heartbeat, markers and lock by default: beside the journal."""
+    return Path(inventory.journal.path).parent
 
 
 def load_token(inventory: Inventory) -> str | None:

@@ -215,6 +215,9 @@ def transition(current: Phase, to: Phase) -> Phase:
 # --- what decide() reads and returns ----------------------------------------------------
 
 
+BACKOFF_CAP_TTLS = 3.0  # the longest wait between two tries of the lease, in ttls
+
+
 @dataclass(frozen=True)
 class Rules:
     """The lease timing and hysteresis the decisions follow (the inventory's ``[lease]``)."""
@@ -231,6 +234,12 @@ class Rules:
         # it: the loop's own check (fence_margin, once per loop) comes first even when a loop runs
         # late, and there is still time for a SIGTERM, half of it, then a SIGKILL.
         return self.retry_timeout / 2
+
+    def backoff(self, refusals: int) -> float:
+        """How long the next try of the lease waits after ``refusals`` refusals in a row: twice
+        loop_wait after the first, doubled each time, never more than BACKOFF_CAP_TTLS ttls (so
+        a standby whose cause of refusal went away tries again within that)."""
+        return min(BACKOFF_CAP_TTLS * self.ttl, self.loop_wait * 2.0 ** min(max(refusals, 1), 30))
 
     @property
     def fence_margin(self) -> float:
@@ -290,9 +299,19 @@ class Memory:
     confirmed_until: float = 0.0          # a failsafe promise: no acquisition before this (monotonic)
     backoff_until: float = 0.0            # no acquisition before this (monotonic)
     last_refusal: str | None = None       # why the last promotion was refused
+    refusals: int = 0                     # promotions refused or leases not won in a row (the backoff doubles)
 
     def moved(self, phase: Phase) -> Memory:
         return replace(self, phase=transition(self.phase, phase))
+
+    def refused(self, reason: str, now: float, rules: Rules) -> Memory:
+        """A promotion refused or a lease not won: no try again before the (doubled) backoff."""
+        refusals = self.refusals + 1
+        return replace(self, refusals=refusals, last_refusal=reason, backoff_until=now + rules.backoff(refusals))
+
+    def unrefused(self) -> Memory:
+        """A lease won, or another member leads: the next refusal starts the backoff afresh."""
+        return replace(self, refusals=0, last_refusal=None, backoff_until=0.0)
 
     def counted(self, ok: bool) -> Memory:
         """Hysteresis: count consecutive equal verdicts."""
@@ -337,6 +356,7 @@ RULES: tuple[tuple[str, str], ...] = (
                            "fenced or its watchdog does not watch: refuse")),
     ("requested", "operator's failover otherwise: take the lease and promote with the operator's options"),
     ("signing-claim", "neard signs, no leader, store up, not paused, watchdog watching: claim the lease"),
+    ("signing-backoff", "neard signs, no leader, but its last claim of the lease failed: wait out the backoff"),
     ("signing-handover", "neard signs while the leader's record names this node as its switchover's target: wait"),
     ("signing-other-leader", "neard signs while another member holds the lease: self-fence"),
     ("signing-wait", "neard signs but the lease cannot be claimed now (store down, paused, no watchdog): wait"),
@@ -349,7 +369,8 @@ RULES: tuple[tuple[str, str], ...] = (
     ("standby-unready", "standby with problems (health or readiness): no promotion"),
     ("standby-settling", "standby healthy for fewer than ready_loops checks: wait"),
     ("standby-start-grace", "no leader seen since start, less than two ttls ago: the signer's agent claims first"),
-    ("standby-backoff", "backing off after a refused promotion (Memory.backoff_until; no loop sets it yet): wait"),
+    ("standby-backoff", ("a promotion refused or a lease not won, refusals times in a row: wait loop_wait * 2^refusals, "
+                         "at most 3 ttls (Memory.backoff_until)")),
     ("standby-handover", "a switchover hands the lease to another member: wait"),
     ("standby-not-best", "another standby is the better candidate (priority, then name): wait"),
     ("standby-promote", "no leader, ready, the best candidate: take the lease and promote"),
@@ -410,6 +431,8 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     mem = memory
     if leader is not None and leader.member != o.node:
         mem = replace(mem, last_leader=leader)
+        if mem.refusals:
+            mem = mem.unrefused()
     if mem.handover_to and ((leader is not None and leader.member != o.node) or now >= mem.handover_until):
         # The switchover's target (or another) holds the lease, or it never claimed it. Not while
         # the lease is still ours: between the move and the release, a loop that cleared it would
@@ -426,6 +449,8 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
 
     if o.signing:
         if leader is None and store_ok and not (view is not None and view.paused) and may_lead:
+            if now < mem.backoff_until:
+                return Decision(Kind.WAIT, _backing_off(mem, now), mem, "signing-backoff")
             return Decision(Kind.CLAIM, "its neard signs and no one held the lease", mem, "signing-claim")
         if leader is not None and leader.member != o.node:
             record = view.member(leader.member) if view is not None else None
@@ -465,7 +490,7 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     if mem.last_leader is None and now - mem.started < 2 * rules.ttl:
         return wait("standby-start-grace", "no leader seen since start: the signer's agent claims the lease first")
     if now < mem.backoff_until:
-        return wait("standby-backoff", f"backing off for {mem.backoff_until - now:.1f}s after: {mem.last_refusal}")
+        return wait("standby-backoff", _backing_off(mem, now))
     target = handover_to_another(o.node, members)
     if target is not None:
         return wait("standby-handover", f"a planned switchover hands the lease to {target}")
@@ -477,6 +502,11 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     ended = ended_leader(o.node, members, mem.last_leader)
     old = f"{ended.member}'s lease (generation {ended.generation}) ended" if ended else "no leader"
     return Decision(Kind.PROMOTE, f"{old}; this node is the best candidate", mem, "standby-promote", old_leader=ended)
+
+
+def _backing_off(mem: Memory, now: float) -> str:
+    times = f" ({mem.refusals} times in a row)" if mem.refusals > 1 else ""
+    return f"backing off for {mem.backoff_until - now:.1f}s after: {mem.last_refusal}{times}"
 
 
 def _why_not_claim(store_ok: bool, view: ClusterView | None, o: Observation) -> str:
@@ -509,3 +539,24 @@ def worth_logging(previous: Decision | None, decision: Decision) -> bool:
     if decision.kind not in QUIET or previous is None:
         return True
     return (previous.kind, previous.reason, previous.next_memory.phase) != (decision.kind, decision.reason, decision.next_memory.phase)
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """Records (journal events, alerts) said once per run of equal ones, with their count: a
+    refusal or a failed fence that repeats every few loops is one record, not one per attempt
+    (the attempts themselves keep their cadence)."""
+
+    key: str | None = None
+    count: int = 0
+
+    def seen(self, key: str) -> tuple[Repeats, bool, Repeats | None]:
+        """After one more ``key``: the next state, whether to record this one (the first of its
+        run), and the run it ended (to record with its count) if that one repeated."""
+        if key == self.key:
+            return replace(self, count=self.count + 1), False, None
+        return Repeats(key, 1), True, self.ended()
+
+    def ended(self) -> Repeats | None:
+        """This run, if it repeated (a record with its count is due when it ends)."""
+        return self if self.key is not None and self.count > 1 else None

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from near_failover.ha.lease import lease_clock
+from near_failover.ha.locks import Flock, LockHeld, watchdog_lock_path
 from near_failover.ha.wake import WakeGuard, find_neard, outrank, raise_priority
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import InventoryError, load_inventory
@@ -242,12 +243,19 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
+    try:  # one watchdog per heartbeat: kept until this process ends
+        lock = Flock.take(watchdog_lock_path(args.heartbeat), {"pid": os.getpid()})
+    except LockHeld as held:
+        print(f"watchdog: another watchdog watches {args.heartbeat} ({held}): not starting a second", flush=True)
+        sys.exit(3)
     print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
     try:
         sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
     except InventoryError as exc:  # the agent reports the exit and points at this log
         print(f"watchdog: cannot start: {exc}", flush=True)
         sys.exit(2)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":
