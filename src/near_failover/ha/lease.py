@@ -161,15 +161,6 @@ class ClusterView:
     def member(self, name: str) -> MemberRecord | None:
         return next((m for m in self.members if m.name == name), None)
 
-    def to_json(self) -> dict[str, Any]:
-        """As the API's /cluster and `status` show it."""
-        leader = self.leader
-        return {
-            "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
-            "paused": self.paused,
-            "members": [m.model_dump() for m in self.members],
-        }
-
 
 class LeaseStore(abc.ABC):
     """One store of leases for one validator account. All methods may raise LeaseStoreUnavailable."""
@@ -231,9 +222,9 @@ class LeaseStore(abc.ABC):
         await self.close()
 
 
-async def cluster_view(store: LeaseStore) -> dict[str, Any]:
-    """The store's view of the cluster, as the API's /cluster and `status` show it."""
-    return (await store.view(with_ttl=True)).to_json()
+async def cluster_view(store: LeaseStore) -> ClusterView:
+    """The store's view of the cluster, as the API's /cluster shows it (with the leader's ttl left)."""
+    return await store.view(with_ttl=True)
 
 
 def default_sqlite_path(account_id: str) -> Path:
