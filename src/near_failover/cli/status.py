@@ -28,9 +28,9 @@ from near_failover.cli_errors import fail
 async def _lease_status(inv: Any) -> Any:
     """The automatic mode's state from the lease store; an unreadable store is shown, not fatal.
     Every inventory node should run an agent: one without a member record is named."""
+    from near_failover.api.state_models import ClusterAnswer
     from near_failover.ha.lease import LeaseStoreError, cluster_view
     from near_failover.ha.stores import open_lease_store
-    from near_failover.api.state_models import ClusterAnswer
     from near_failover.procedures.status import AgentStatus, LeaseStatus
 
     try:
