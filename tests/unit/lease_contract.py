@@ -186,7 +186,6 @@ async def one_view_shows_leader_members_and_pause(open_store: OpenStore, reads: 
         assert view.paused and view.member("b") is not None and view.member("c") is None
         timed = await b.view(with_ttl=True)
         assert timed.leader is not None and timed.leader.ttl_left is not None and 0 < timed.leader.ttl_left <= 5
-        assert view.to_json()["leader"]["member"] == "a" and [m["name"] for m in view.to_json()["members"]] == ["a", "b"]
         await a.release(lease)
         await a.set_paused(False)
         after = await b.view()

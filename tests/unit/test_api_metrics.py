@@ -10,18 +10,19 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from near_failover.api.metrics import PROBLEM_CODES, agent_registry, exposition, last_move, problem_code
+from near_failover.ha.snapshot import AgentSnapshot
 
 
 class SnapshotOnly:
     """Only ``snapshot`` and ``history`` are read by the collector."""
 
-    def __init__(self, snapshot: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
-        self.node = snapshot["node"]
+    def __init__(self, snapshot: AgentSnapshot, history: list[dict[str, Any]] | None = None) -> None:
+        self.node = snapshot.node
         self.current = snapshot
         self.runs = history or []
         self.reads = 0
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> AgentSnapshot:
         self.reads += 1
         return self.current
 
@@ -29,7 +30,7 @@ class SnapshotOnly:
         return self.runs[:limit]
 
 
-def leader_snapshot(**changes: Any) -> dict[str, Any]:
+def leader_snapshot(**changes: Any) -> AgentSnapshot:
     snap: dict[str, Any] = {
         "node": "val-a", "role": "leader", "leader": "val-a", "generation": 12, "healthy": True, "problems": [],
         "head": 4321, "paused": False, "failovers_total": 3, "last_failover_seconds": 2.75, "lease_remaining": 7.5,
@@ -42,7 +43,7 @@ def leader_snapshot(**changes: Any) -> dict[str, Any]:
         },
     }
     snap.update(changes)
-    return snap
+    return AgentSnapshot.model_validate(snap)
 
 
 def move_run(kind: str, outcome: str = "ok", missed: dict[str, int] | None = None, seconds: float = 4.5) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def move_run(kind: str, outcome: str = "ok", missed: dict[str, int] | None = Non
     }
 
 
-def scrape(snapshot: dict[str, Any], history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def scrape(snapshot: AgentSnapshot, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """name -> family, from the text a Prometheus server would read."""
     text = exposition(agent_registry(SnapshotOnly(snapshot, history))).decode()
     return {f.name: f for f in text_string_to_metric_families(text)}
@@ -187,7 +188,7 @@ def test_reads_the_agent_at_scrape_time_into_its_own_registry() -> None:
 
 def test_a_failing_snapshot_fails_the_scrape() -> None:
     class Broken(SnapshotOnly):
-        def snapshot(self) -> dict[str, Any]:
+        def snapshot(self) -> AgentSnapshot:
             raise RuntimeError("the agent is gone")
 
     with pytest.raises(RuntimeError):

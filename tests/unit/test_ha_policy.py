@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from near_failover.ha.decide import HealthTracker, Sample, ended_leader, proof_from_observation, proof_from_record
+from near_failover.ha.decide import (
+    HealthTracker,
+    Sample,
+    best_candidate,
+    ended_leader,
+    proof_from_observation,
+    proof_from_record,
+)
 from near_failover.ha.lease import FenceObservation, LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
@@ -97,3 +104,18 @@ def test_this_node_own_look_at_the_old_leader() -> None:
         assert proof is not None and proof.kind == "observed" and proof.evidence["verdict"] == verdict.value
     for verdict in (SignerVerdict.SIGNING, SignerVerdict.UNPROVEN):
         assert proof_from_observation(seen(verdict)) is None
+
+
+def test_a_record_with_a_role_this_version_does_not_know_is_kept_and_never_promoted_nor_a_proof() -> None:
+    """A newer agent may publish a role this one does not know: the record still reads (the
+    stores keep the plain string), shows the role as it was, and counts as neither a standby to
+    promote nor a fenced leader whose fence is proven."""
+    known = MemberRecord.model_validate_json('{"name": "val-a", "role": "fenced"}')
+    assert known.role is MemberRole.FENCED
+    stored = fenced("val-a", 5).model_dump_json().replace('"role":"fenced"', '"role":"retired"')
+    other = MemberRecord.model_validate_json(stored)
+    assert other.role == "retired" and not isinstance(other.role, MemberRole)
+    assert MemberRecord.model_validate_json(other.model_dump_json()).role == "retired"
+    assert proof_from_record([other], LeaderInfo("val-a", 5)) is None
+    healthy = MemberRecord(name="val-c", role="observer", healthy=True, priority=100)
+    assert best_candidate([healthy, MemberRecord(name="val-b", healthy=True)], max_age=30.0) == "val-b"

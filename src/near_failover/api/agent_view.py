@@ -9,20 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from near_failover.ha.lease import ClusterView
+from near_failover.ha.snapshot import AgentSnapshot
 from near_failover.procedures.plan import MoveOptions
 
 
 class AgentView(Protocol):
     node: str                     # this agent's node name
-    def snapshot(self) -> dict[str, Any]: ...
-        # {"node", "role": "leader"|"standby"|"fenced"|"starting", "leader": str|None, "generation": int|None,
-        #  "healthy": bool, "problems": [str], "head": int|None, "paused": bool, "failovers_total": int,
-        #  "last_failover_seconds": float|None, "lease_remaining": float|None, "updated_at": float (unix),
-        #  "production": None | {"blocks": {"produced","expected"}, "chunks": {...}, "endorsements": {...}},
-        #  "production_at": float|None (unix, when production was read), "account_id", "chain_id": str,
-        #  "signing", "store_up", "watchdog_up", "failsafe_active": bool, "epoch": None | {"start": int, "length": int|None},
-        #  "phase": ha.decide.Phase value, "last_decision": None | {"kind": ha.decide.Kind value, "reason": str, "at": float (unix)}}
-    async def cluster(self) -> dict[str, Any]: ...   # {"leader": {"member","generation","ttl_left"}|None, "paused": bool, "members": [MemberRecord.model_dump()]}
+    def snapshot(self) -> AgentSnapshot: ...
+    async def cluster(self) -> ClusterView: ...   # one read of the lease store, with the leader's ttl left
     def history(self, limit: int = 20) -> list[dict[str, Any]]: ...  # journal runs, each Run.to_json() + "steps": [Step.to_json()]
     def journal_run(self, run_id: int) -> dict[str, Any]: ...  # one journal run as in history(); raises JournalError when there is none
     async def leader_problem(self) -> str | None: ...  # None only while this node holds the lease and its neard shows the pool's key

@@ -30,9 +30,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from near_failover.api.agent_view import AgentView
 from near_failover.api.metrics import CONTENT_TYPE, agent_registry, exposition
-from near_failover.api.models import ErrorAnswer, FailsafeAnswer, MoveRefusedAnswer, MoveStarted, RunAnswer
+from near_failover.api.models import (
+    ErrorAnswer,
+    FailsafeAnswer,
+    HistoryAnswer,
+    HistoryRun,
+    MoveRefusedAnswer,
+    MoveStarted,
+    RunAnswer,
+)
 from near_failover.api.page import render_page
-from near_failover.ha.lease import LeaseStoreUnavailable
+from near_failover.api.state_models import AgentSnapshot, CheckAnswer, ClusterAnswer
+from near_failover.ha.lease import LeaseStoreUnavailable, MemberRole
 from near_failover.inventory import StandbyMode
 from near_failover.limits import API_BODY_BYTES, human_size
 from near_failover.procedures.journal import JournalError
@@ -51,7 +60,7 @@ FAILSAFE_TIMEOUT = 5.0
 # /leader asks neard's RPC (its own 2.5 s bound); a load balancer's check should not wait longer.
 LEADER_CHECK_TIMEOUT = 5.0
 KEPT_RESULTS = 50  # results of moves started here, for GET /runs/{id}
-HEALTHY_ROLES = ("leader", "standby")
+HEALTHY_ROLES = (MemberRole.LEADER, MemberRole.STANDBY)
 
 NO_TOKEN_MESSAGE = (
     "this agent has no API token, so it refuses every POST; write a random token to a file "
@@ -234,9 +243,14 @@ class FailsafeRequest(BaseModel):
 # --- the app ------------------------------------------------------------------------------------
 
 
-def healthy_in_role(snapshot: dict[str, Any]) -> bool:
+def healthy_in_role(snapshot: AgentSnapshot) -> bool:
     """Patroni's /health: 200 only for a member doing its job (a healthy leader or standby)."""
-    return bool(snapshot.get("healthy")) and snapshot.get("role") in HEALTHY_ROLES
+    return snapshot.healthy and snapshot.role in HEALTHY_ROLES
+
+
+def answer(model: BaseModel, status: int = 200) -> JSONResponse:
+    """A typed answer as the JSON its response_model declares, redacted like every answer."""
+    return safe_json(model.model_dump(mode="json", by_alias=True), status)
 
 
 def create_app(agent: AgentView, token: str | None) -> FastAPI:
@@ -279,7 +293,7 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
             log.error("API call failed: %s: %s", what, describe_exception(exc))
             raise ApiError(500, "agent-error", f"could not {what}: {describe_exception(exc)}") from None
 
-    def snapshot() -> dict[str, Any]:
+    def snapshot() -> AgentSnapshot:
         try:
             return agent.snapshot()
         except Exception as exc:  # noqa: BLE001 - as in call()
@@ -310,37 +324,43 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
         log.error("API failure: %s", describe_exception(exc))
         return error_response(500, "internal-error", f"the API failed: {describe_exception(exc)}")
 
-    @app.get("/health", summary="200 when this member is healthy in its role (leader or standby), else 503; body = /status")
+    def checked(problem: str | None, confirmed: str) -> JSONResponse:
+        """/leader and /standby: the snapshot and the check's verdict, 503 when it found a problem."""
+        return answer(CheckAnswer(**dict(snapshot()), check=problem or confirmed), 503 if problem else 200)
+
+    @app.get("/health", summary="200 when this member is healthy in its role (leader or standby), else 503; body = /status",
+             response_model=AgentSnapshot, responses={503: {"model": AgentSnapshot}})
     async def health() -> JSONResponse:
         state = snapshot()
-        return safe_json(state, 200 if healthy_in_role(state) else 503)
+        return answer(state, 200 if healthy_in_role(state) else 503)
 
-    @app.get("/leader", summary="200 only when this node holds the lease and its neard's RPC shows the pool's key loaded, else 503")
+    @app.get("/leader", summary="200 only when this node holds the lease and its neard's RPC shows the pool's key loaded, else 503",
+             response_model=CheckAnswer, responses={503: {"model": CheckAnswer}})
     async def leader() -> JSONResponse:
         problem = await call("check whether this node signs", agent.leader_problem(), LEADER_CHECK_TIMEOUT)
-        return safe_json({**snapshot(), "check": problem or "leader"}, 503 if problem else 200)
+        return checked(problem, "leader")
 
-    @app.get("/standby", summary="200 only on a standby ready to take over (healthy, key staged, not signing), else 503")
+    @app.get("/standby", summary="200 only on a standby ready to take over (healthy, key staged, not signing), else 503",
+             response_model=CheckAnswer, responses={503: {"model": CheckAnswer}})
     async def standby() -> JSONResponse:
-        problem = agent.standby_problem()
-        return safe_json({**snapshot(), "check": problem or "ready standby"}, 503 if problem else 200)
+        return checked(agent.standby_problem(), "ready standby")
 
-    @app.get("/status", summary="This agent's view: role, leader, generation, health, production")
+    @app.get("/status", summary="This agent's view: role, leader, generation, health, production", response_model=AgentSnapshot)
     async def status() -> JSONResponse:
-        return safe_json(snapshot())
+        return answer(snapshot())
 
-    @app.get("/cluster", summary="The lease store's view: leader, pause flag, every member's record")
+    @app.get("/cluster", summary="The lease store's view: leader, pause flag, every member's record", response_model=ClusterAnswer)
     async def cluster() -> JSONResponse:
-        return safe_json(await call("read the cluster from the lease store", agent.cluster(), CLUSTER_TIMEOUT))
+        return answer(ClusterAnswer.of(await call("read the cluster from the lease store", agent.cluster(), CLUSTER_TIMEOUT)))
 
-    @app.get("/history", summary="The journal's latest runs with their steps, newest first")
+    @app.get("/history", summary="The journal's latest runs with their steps, newest first", response_model=HistoryAnswer)
     async def history(limit: int = Query(20, ge=1, le=500, description="how many runs")) -> JSONResponse:
         try:
             runs = agent.history(limit)
         except Exception as exc:  # noqa: BLE001 - as in call()
             log.error("API call failed: history: %s", describe_exception(exc))
             raise ApiError(500, "agent-error", f"could not read the journal: {describe_exception(exc)}") from None
-        return safe_json({"runs": runs})
+        return answer(HistoryAnswer(runs=[HistoryRun.model_validate(r) for r in runs]))
 
     @app.get("/metrics", summary="Prometheus text exposition")
     async def metrics() -> Response:
@@ -363,8 +383,7 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
             found = agent.journal_run(run_id)
         except JournalError as exc:
             raise ApiError(404, "not-found", f"{redact_text(str(exc))}; /history lists the runs") from None
-        answer = RunAnswer.model_validate({**found, "active": run_id in running.values(), "result": results.get(run_id)})
-        return safe_json(answer.model_dump(mode="json", by_alias=True))
+        return answer(RunAnswer.model_validate({**found, "active": run_id in running.values(), "result": results.get(run_id)}))
 
     async def start_move(what: str, begin: Callable[[Callable[[int], None]], Awaitable[dict[str, Any]]]) -> JSONResponse:
         """202 with the run id once the journal has the run; an answer before that is a refusal."""

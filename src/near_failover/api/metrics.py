@@ -30,6 +30,7 @@ from prometheus_client.registry import Collector
 
 from near_failover import __version__
 from near_failover.api.agent_view import AgentView
+from near_failover.ha.snapshot import AgentSnapshot
 
 log = structlog.get_logger(__name__)
 
@@ -163,12 +164,13 @@ def build_info() -> InfoMetricFamily:
     return info
 
 
-def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ()) -> list[Metric]:
-    """The metric families for one snapshot and the journal's history; pure, tested without an agent."""
-    node = str(snapshot.get("node") or "")
-    account = str(snapshot.get("account_id") or "")
+def snapshot_metrics(snapshot: AgentSnapshot | None, history: Sequence[Mapping[str, Any]] = ()) -> list[Metric]:
+    """The metric families for one snapshot (None: the families alone, for describe()) and the
+    journal's history; pure, tested without an agent."""
+    node = snapshot.node if snapshot else ""
+    account = snapshot.account_id if snapshot else ""
     f = _Families(node, account)
-    current_role = str(snapshot.get("role") or "starting")
+    current_role = str(snapshot.role) if snapshot else "starting"
 
     validator = InfoMetricFamily(
         "near_failover_validator",
@@ -176,7 +178,7 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
         "node and account_id to get chain_id.",
         labels=["node", "account_id", "chain_id"],
     )
-    validator.add_metric([node, account, str(snapshot.get("chain_id") or "")], {})
+    validator.add_metric([node, account, snapshot.chain_id if snapshot else ""], {})
     f.made.append(validator)
 
     role = f.gauge(
@@ -190,7 +192,7 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
         f.add(role, name == current_role, name)
 
     for name, doc, key, default in ONE_SAMPLE_GAUGES:
-        value = snapshot.get(key, default)
+        value = getattr(snapshot, key) if snapshot else default
         f.add(f.gauge(name, doc), bool(value) if isinstance(default, bool) else value)
     problem = f.gauge(
         "near_failover_health_problem",
@@ -199,7 +201,7 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
         "series when every check passes.",
         ["problem"],
     )
-    for code in dict.fromkeys(problem_code(str(p)) for p in snapshot.get("problems") or []):
+    for code in dict.fromkeys(problem_code(p) for p in (snapshot.problems if snapshot else [])):
         f.add(problem, 1, code)
     standby_ready = f.gauge(
         "near_failover_standby_ready",
@@ -207,13 +209,13 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
         "synced, key staged), 0 when not (see near_failover_health_problem). Absent on the leader.",
     )
     if current_role != "leader":
-        f.add(standby_ready, current_role == "standby" and bool(snapshot.get("healthy")))
+        f.add(standby_ready, current_role == "standby" and snapshot is not None and snapshot.healthy)
     failovers = CounterMetricFamily(
         "near_failover_automatic_failovers",
         "Automatic failovers this agent completed (it promoted its node to signer) since it started.",
         labels=["node", "account_id"],
     )
-    f.add(failovers, snapshot.get("failovers_total") or 0)
+    f.add(failovers, snapshot.failovers_total if snapshot else 0)
     f.made.append(failovers)
 
     move = last_move(history)
@@ -246,7 +248,7 @@ def snapshot_metrics(snapshot: Mapping[str, Any], history: Sequence[Mapping[str,
 class AgentCollector(Collector):
     """Reads the agent at scrape time. A failing snapshot fails the scrape (Prometheus sets up=0)."""
 
-    def __init__(self, snapshot: Callable[[], Mapping[str, Any]], history: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
+    def __init__(self, snapshot: Callable[[], AgentSnapshot], history: Callable[[], Sequence[Mapping[str, Any]]]) -> None:
         self._snapshot = snapshot
         self._history = history
 
@@ -261,7 +263,7 @@ class AgentCollector(Collector):
 
     def describe(self) -> Iterator[Metric]:
         # Without describe(), register() would call collect() once, i.e. read the agent early.
-        return iter(snapshot_metrics({}))
+        return iter(snapshot_metrics(None))
 
 
 def agent_registry(agent: AgentView) -> CollectorRegistry:

@@ -36,9 +36,8 @@ class FailsafeAnswer(BaseModel):
     confirmed: bool
 
 
-class RunAnswer(BaseModel):
-    """GET /runs/{id}: the journal's run (its fields are the journal's, see /history) with its
-    steps as they happen; ``active`` while a move started through this API runs, then its result."""
+class HistoryRun(BaseModel):
+    """One run of the journal with its steps (the journal's own fields: kind, from, to, started, ...)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -46,6 +45,18 @@ class RunAnswer(BaseModel):
     state: str = Field(description='the outcome once ended, else "in-progress" or "interrupted"')
     detail: dict[str, Any] = Field(default_factory=dict)
     steps: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class HistoryAnswer(BaseModel):
+    """GET /history: the journal's latest runs, newest first."""
+
+    runs: list[HistoryRun]
+
+
+class RunAnswer(HistoryRun):
+    """GET /runs/{id}: the journal's run (its fields are the journal's, see /history) with its
+    steps as they happen; ``active`` while a move started through this API runs, then its result."""
+
     active: bool
     result: MoveResult | None = None
 

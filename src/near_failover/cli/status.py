@@ -28,9 +28,10 @@ from near_failover.cli_errors import fail
 async def _lease_status(inv: Any) -> Any:
     """The automatic mode's state from the lease store; an unreadable store is shown, not fatal.
     Every inventory node should run an agent: one without a member record is named."""
+    from near_failover.api.state_models import ClusterAnswer
     from near_failover.ha.lease import LeaseStoreError, cluster_view
     from near_failover.ha.stores import open_lease_store
-    from near_failover.procedures.status import LeaseStatus
+    from near_failover.procedures.status import AgentStatus, LeaseStatus
 
     try:
         async with open_lease_store(inv) as store:
@@ -39,7 +40,9 @@ async def _lease_status(inv: Any) -> Any:
         return LeaseStatus(store=inv.lease.store, error=f"no answer within {STATUS_LEASE_TIMEOUT:g}s")
     except LeaseStoreError as exc:
         return LeaseStatus(store=inv.lease.store, error=str(exc))
-    lease = LeaseStatus(store=inv.lease.store, **view)
+    seen = ClusterAnswer.of(view)  # as the agents' /cluster shows it
+    lease = LeaseStatus(store=inv.lease.store, leader=seen.leader, paused=seen.paused,
+                        members=[AgentStatus(name=m.name, role=m.role, healthy=m.healthy, problems=m.problems) for m in seen.members])
     present = {m.name for m in lease.members}
     lease.missing_agents = [n.name for n in inv.nodes if n.name not in present]
     return lease

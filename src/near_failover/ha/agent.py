@@ -67,6 +67,7 @@ from near_failover.ha.operator import (
     standby_problem,
 )
 from near_failover.ha.risks import Check, RiskWatch
+from near_failover.ha.snapshot import AgentSnapshot, EpochSeen, LastDecision
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
 from near_failover.ha.watchdog import FIND_NEARD_EVERY, UNIT, WATCHDOG_ENV, Heartbeat, start_watchdog
 from near_failover.hosts import HostError
@@ -963,36 +964,37 @@ class Agent:
 
     # --- AgentView (the API) -----------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> AgentSnapshot:
         last = self.tracker.samples[-1] if self.tracker.samples else None
-        return {
-            "node": self.node,
-            "role": self.role,
-            "leader": self.node if self.lease else (self.store_leader.member if self.store_leader else None),
-            "generation": self.lease.generation if self.lease else (self.store_leader.generation if self.store_leader else None),
-            "healthy": not self.problems,
-            "problems": list(self.problems),
-            "head": last.head if last else None,
-            "paused": self.paused,
-            "failovers_total": self.failovers_total,
-            "last_failover_seconds": self.last_failover_seconds,
-            "lease_remaining": round(self.lease.remaining(), 3) if self.lease else None,
-            "updated_at": time.time(),
-            "production": self.production,
-            "production_at": self.production_at,
-            "account_id": self.pool,
-            "chain_id": self.inventory.validator.chain_id,
-            "signing": last is not None and last.key_loaded == self.pool,
-            "store_up": self.store_ok,
-            "watchdog_up": self.watchdog_ok,
-            "failsafe_active": self.failsafe_note is not None,
-            "epoch": {"start": last.epoch_start, "length": self.epoch_length} if last and last.epoch_start else None,
-            "phase": self.phase.value,
-            "last_decision": {"kind": self.last_decision.kind.value, "reason": self.last_decision.reason, "at": self.last_decision_at}
-            if self.last_decision else None,
-        }
+        leader = self.store_leader
+        decision = self.last_decision
+        return AgentSnapshot(
+            node=self.node,
+            role=self.role,
+            leader=self.node if self.lease else (leader.member if leader else None),
+            generation=self.lease.generation if self.lease else (leader.generation if leader else None),
+            healthy=not self.problems,
+            problems=list(self.problems),
+            head=last.head if last else None,
+            paused=self.paused,
+            failovers_total=self.failovers_total,
+            last_failover_seconds=self.last_failover_seconds,
+            lease_remaining=round(self.lease.remaining(), 3) if self.lease else None,
+            updated_at=time.time(),
+            production=self.production,
+            production_at=self.production_at,
+            account_id=self.pool,
+            chain_id=self.inventory.validator.chain_id,
+            signing=last is not None and last.key_loaded == self.pool,
+            store_up=self.store_ok,
+            watchdog_up=self.watchdog_ok,
+            failsafe_active=self.failsafe_note is not None,
+            epoch=EpochSeen(start=last.epoch_start, length=self.epoch_length) if last and last.epoch_start else None,
+            phase=self.phase,
+            last_decision=LastDecision(kind=decision.kind, reason=decision.reason, at=self.last_decision_at) if decision else None,
+        )
 
-    async def cluster(self) -> dict[str, Any]:
+    async def cluster(self) -> ClusterView:
         return await cluster_view(self.store)
 
     def history(self, limit: int = 20) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
@@ -43,8 +44,11 @@ class LeaseStoreUnavailable(LeaseStoreError):
         super().__init__(f"lease store unavailable ({', '.join(self.endpoints)}): {cause}")
 
 
-class MemberRole:
-    """The usual values of ``MemberRecord.role`` (a plain string, so new roles need no migration)."""
+class MemberRole(StrEnum):
+    """The roles an agent publishes. The stores keep the plain string, so a newer agent may add a
+    role with no migration: a record read back with a role this version does not know keeps it
+    as a plain string (see ``MemberRecord.role``), which matches none of these, so such a member
+    is never taken for a standby to promote nor for a fenced leader."""
 
     LEADER = "leader"
     STANDBY = "standby"
@@ -75,7 +79,8 @@ class MemberRecord(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str
-    role: str = MemberRole.STANDBY
+    # Left to right: a known role becomes the enum, an unknown one stays the string it was.
+    role: MemberRole | str = Field(default=MemberRole.STANDBY, union_mode="left_to_right")
     healthy: bool = False
     problems: list[str] = Field(default_factory=list)
     priority: int = 0
@@ -156,15 +161,6 @@ class ClusterView:
     def member(self, name: str) -> MemberRecord | None:
         return next((m for m in self.members if m.name == name), None)
 
-    def to_json(self) -> dict[str, Any]:
-        """As the API's /cluster and `status` show it."""
-        leader = self.leader
-        return {
-            "leader": {"member": leader.member, "generation": leader.generation, "ttl_left": leader.ttl_left} if leader else None,
-            "paused": self.paused,
-            "members": [m.model_dump() for m in self.members],
-        }
-
 
 class LeaseStore(abc.ABC):
     """One store of leases for one validator account. All methods may raise LeaseStoreUnavailable."""
@@ -226,9 +222,9 @@ class LeaseStore(abc.ABC):
         await self.close()
 
 
-async def cluster_view(store: LeaseStore) -> dict[str, Any]:
-    """The store's view of the cluster, as the API's /cluster and `status` show it."""
-    return (await store.view(with_ttl=True)).to_json()
+async def cluster_view(store: LeaseStore) -> ClusterView:
+    """The store's view of the cluster, as the API's /cluster shows it (with the leader's ttl left)."""
+    return await store.view(with_ttl=True)
 
 
 def default_sqlite_path(account_id: str) -> Path:
