@@ -3,12 +3,52 @@
 # Every entry point (the CLI, the agent, the watchdog) imports this package first, so every
 # process logs through near_failover.logs from its start: tracebacks without local variables, the
 # one redaction rule set on every event, and no colour codes unless the output is a terminal.
-# The format and level an agent exported reach the watchdog it spawns the same way.
-from near_failover.logs import configure_from_env as _configure_from_env
+# The format and level an agent exported reach the processes it spawns the same way.
+#
+# Configured on first use: the moment structlog is imported (no log line can be written before),
+# not when this package is. A process that never logs through structlog (the watchdog, which
+# must stay small) then never loads structlog and rich at all.
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from types import ModuleType
 
 __version__ = "0.1.0"
 
-_configure_from_env()
+
+def _configure_logging() -> None:
+    from near_failover.logs import configure_from_env
+
+    configure_from_env()
+
+
+class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: it wraps structlog's own loader so that logging is configured right
+    after structlog is loaded, then steps aside."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "structlog":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        load = loader.exec_module
+
+        def exec_then_configure(module: ModuleType) -> None:
+            load(module)
+            _configure_logging()
+
+        loader.exec_module = exec_then_configure  # type: ignore[method-assign]
+        return spec
+
+
+if "structlog" in sys.modules:
+    _configure_logging()
+else:
+    sys.meta_path.insert(0, _ConfigureOnImport())
 
 
 def installed_version() -> str:

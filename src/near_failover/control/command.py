@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
+from dataclasses import dataclass
 
 from near_failover.control.base import (
     ControlError,
@@ -15,7 +16,21 @@ from near_failover.control.base import (
     StopOutcome,
 )
 from near_failover.hosts.base import CommandResult, CommandTimeout, Host, NoSuchProcess
-from near_failover.inventory import NodeCommands
+
+
+@dataclass(frozen=True)
+class CommandArgvs:
+    """The inventory's ``[node.commands]`` as plain argvs (inventory.NodeCommands checks them)."""
+
+    start: list[str] | None = None
+    stop: list[str] | None = None
+    reload: list[str] | None = None
+    is_active: list[str] | None = None
+    restart: list[str] | None = None
+    mask: list[str] | None = None
+    unmask: list[str] | None = None
+    is_masked: list[str] | None = None
+    main_pid: list[str] | None = None
 
 
 class CommandControl(NeardControl):
@@ -26,7 +41,7 @@ class CommandControl(NeardControl):
         self,
         node_name: str,
         host: Host,
-        commands: NodeCommands,
+        commands: CommandArgvs,
         command_timeout: float = 30.0,
         kill_grace: float = 10.0,
     ) -> None:

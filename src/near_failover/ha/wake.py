@@ -31,10 +31,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from near_failover.ha.lease import lease_clock
+from near_failover.ha.clock import lease_clock
 from near_failover.hosts.local import LocalHost
 from near_failover.hosts.processes import ServingProcess, process_serves, scan_processes
-from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.nodes import NodeOnHost
 
 T = TypeVar("T")
 
@@ -218,7 +218,7 @@ def _signs_there(process: ServingProcess) -> bool:
     return any(not why.startswith("cwd ") for why in process.reasons)
 
 
-async def find_neard(node: NodeAccess) -> NeardHandle | None:
+async def find_neard(node: NodeOnHost) -> NeardHandle | None:
     """The node's neard on this machine as a pidfd, found by what it serves (its RPC port, its
     open data files), its control's pid first when that is one of them; None when none runs or
     the node is on another host (no pidfd across SSH: the ordinary fence acts there).
