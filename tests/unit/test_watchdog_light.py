@@ -10,7 +10,7 @@ import sys
 from pathlib import Path, PurePosixPath
 
 from near_failover.control import ControlSettings, PidfileControl, SystemdControl
-from near_failover.control.command import CommandArgvs, CommandControl
+from near_failover.control.command import CommandControl
 from near_failover.ha.watchdog import FenceTarget, check_every
 from near_failover.hosts.local import LocalHost
 
@@ -38,7 +38,7 @@ def test_other_processes_still_log_through_the_redacting_configuration() -> None
 
 def test_a_fence_target_goes_through_its_file_unchanged_and_private(tmp_path: Path) -> None:
     control = ControlSettings("val-a", "command", "/srv/a", "http://127.0.0.1:3030",
-                              commands=CommandArgvs(stop=["stop-it", "--token-file", "/etc/t"], is_active=["is-it"]))
+                              commands={"stop": ["stop-it", "--token-file", "/etc/t"], "is_active": ["is-it"]})
     target = FenceTarget("val-a", PurePosixPath("/srv/a"), PurePosixPath("/srv/keys/a.json"), "http://127.0.0.1:3030",
                          control, "/etc/inventory.toml")
     path = tmp_path / "hb.target"

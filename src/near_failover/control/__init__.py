@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,12 +54,12 @@ class ControlSettings:
     pidfile: str | None = None
     start: list[str] | None = None
     log_path: str | None = None
-    commands: CommandArgvs | None = field(default=None)
+    commands: CommandArgvs | None = None
 
     @classmethod
     def of(cls, node: Node) -> ControlSettings:
         spec = node.control_spec
-        commands = CommandArgvs(**node.commands.model_dump()) if node.commands is not None else None
+        commands = node.commands.model_dump(exclude_none=True) if node.commands is not None else None
         return cls(node.name, spec.kind, str(node.home), node.rpc, unit=spec.unit, sudo=node.privilege == "sudo",
                    pidfile=str(spec.pidfile) if spec.pidfile is not None else None, start=node.start, log_path=str(node.log_path), commands=commands)
 
@@ -68,8 +68,7 @@ class ControlSettings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ControlSettings:
-        commands = data.get("commands")
-        return cls(**{**data, "commands": CommandArgvs(**commands) if commands is not None else None})
+        return cls(**data)
 
     def build(self, host: Host) -> NeardControl:
         """The control named by the node's ``control`` field, acting through ``host``."""

@@ -223,15 +223,21 @@ def start_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) 
 
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
     """The watchdog as a child in its own session, given the node to fence as a FenceTarget
-    (read here from the inventory the agent runs with: the child must not load it)."""
-    from near_failover.inventory import load_inventory
+    (read here from the inventory the agent runs with, so the child need not load it). An
+    inventory that no longer loads leaves no target: the child then reads the inventory itself
+    and says in its log what is wrong with it."""
+    from near_failover.inventory import InventoryError, load_inventory
 
     target = target_path(heartbeat)
-    FenceTarget.of(inventory, load_inventory(inventory).node(node)).write(target)
+    target.unlink(missing_ok=True)
+    try:
+        FenceTarget.of(inventory, load_inventory(inventory).node(node)).write(target)
+    except InventoryError:
+        pass
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
-        [sys.executable, "-m", "near_failover.ha.watchdog", "--target", str(target),
-         "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
+        [sys.executable, "-m", "near_failover.ha.watchdog", "--target", str(target), "--inventory", str(inventory),
+         "--node", node, "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
 
@@ -330,17 +336,31 @@ async def fence(target: NodeOnHost, node: str, heartbeat: Heartbeat, beat: dict,
     return True
 
 
+def read_target(path: Path, inventory: Path, node: str) -> FenceTarget:
+    """The agent's target file; without one, the node as the inventory says (loaded only then)."""
+    if path.exists():
+        try:
+            return FenceTarget.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read the node to fence from {path} ({type(exc).__name__}: {exc})") from None
+    from near_failover.inventory import load_inventory
+
+    return FenceTarget.of(inventory, load_inventory(inventory).node(node))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="near-failover agent watchdog")
     parser.add_argument("--target", type=Path, required=True, help="the node to fence (written by the agent)")
+    parser.add_argument("--inventory", type=Path, required=True, help="read only when the target file is absent")
+    parser.add_argument("--node", required=True)
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
     say(raise_priority())  # before any thread starts: all inherit it
     try:
-        target = FenceTarget.read(args.target)
-    except (OSError, ValueError, KeyError, TypeError) as exc:  # the agent reports the exit and points at this log
-        say(f"cannot start: cannot read the node to fence from {args.target} ({type(exc).__name__}: {exc})")
+        target = read_target(args.target, args.inventory, args.node)
+    except Exception as exc:  # noqa: BLE001 - the agent reports the exit and points at this log
+        say(f"cannot start: {exc}")
         sys.exit(2)
     sys.exit(asyncio.run(watch(target, Heartbeat(args.heartbeat), args.reserve)))
 
