@@ -8,11 +8,15 @@
 # Configured on first use: the moment structlog is imported (no log line can be written before),
 # not when this package is. A process that never logs through structlog (the watchdog, which
 # must stay small) then never loads structlog and rich at all.
-import importlib.abc
+from __future__ import annotations
+
 import importlib.machinery
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
 
 __version__ = "0.1.0"
 
@@ -23,7 +27,7 @@ def _configure_logging() -> None:
     configure_from_env()
 
 
-class _ConfigureOnImport(importlib.abc.MetaPathFinder):
+class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfile and more)
     """Finds nothing itself: it wraps structlog's own loader so that logging is configured right
     after structlog is loaded, then steps aside."""
 

@@ -21,7 +21,6 @@ signs. This module makes that the watchdog and the agent, in depth:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import select
 import signal
@@ -51,7 +50,9 @@ class _Timespec(ctypes.Structure):
 
 def _clock_nanosleep() -> Callable[..., int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols, libc's among them: ctypes.util.find_library would load
+        # shutil, tempfile and the compressors into the watchdog for a name the linker knows.
+        libc = ctypes.CDLL(None, use_errno=True)
         return libc.clock_nanosleep
     except (OSError, AttributeError):
         return None

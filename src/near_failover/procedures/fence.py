@@ -15,7 +15,6 @@ neard-behaviour §7: nothing in neard stops a second node from signing, so this 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -211,6 +210,8 @@ async def run_fence_command(node: Node, timeout: float) -> dict[str, Any]:
 def fence_command_findings(node: Node) -> list[Finding]:
     """``check --control``: is the node's fence_command set, and can this machine run it? It is
     never run here (it would power the machine off); it runs where a promotion runs."""
+    import shutil
+
     from near_failover.neard.check import Finding, Severity
 
     where = "it runs on the machine that promotes another node (each other node's agent, and wherever you run `failover`)"
