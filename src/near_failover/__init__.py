@@ -10,6 +10,7 @@
 # must stay small) then never loads structlog and rich at all.
 from __future__ import annotations
 
+import importlib
 import importlib.machinery
 import sys
 from typing import TYPE_CHECKING
@@ -22,9 +23,10 @@ __version__ = "0.1.0"
 
 
 def _configure_logging() -> None:
-    from near_failover.logs import configure_from_env
-
-    configure_from_env()
+    """near_failover.logs configures structlog from the environment when it is first imported;
+    when it is the module importing structlog, it does so itself once it is complete."""
+    if "near_failover.logs" not in sys.modules:
+        importlib.import_module("near_failover.logs")
 
 
 class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfile and more)
@@ -49,9 +51,9 @@ class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfil
         return spec
 
 
-if "structlog" in sys.modules:
-    _configure_logging()
-else:
+if "structlog" in sys.modules:  # loaded before this package (or this package reloaded): now
+    importlib.import_module("near_failover.logs").configure_from_env()
+elif not any(type(finder).__name__ == "_ConfigureOnImport" for finder in sys.meta_path):
     sys.meta_path.insert(0, _ConfigureOnImport())
 
 

@@ -29,11 +29,14 @@ def test_the_watchdog_entry_imports_no_ssh_http_pydantic_or_logging_library() ->
 
 
 def test_other_processes_still_log_through_the_redacting_configuration() -> None:
-    """The package configures structlog the moment it is imported, so no process logs unredacted."""
-    out = subprocess.run([sys.executable, "-c", "import near_failover, structlog\n"
-                          "print([getattr(p, '__name__', '') for p in structlog.get_config()['processors']])"],
-                         capture_output=True, text=True, check=True)
-    assert "redact_log_event" in out.stdout
+    """The package configures structlog the moment it is imported, so no process logs unredacted,
+    whichever module loads structlog first, and whether before or after the package."""
+    for first in ("import near_failover, structlog", "import near_failover.logs", "import near_failover.ha.agent",
+                  "import structlog, near_failover"):
+        out = subprocess.run([sys.executable, "-c", f"{first}\nimport structlog\n"
+                              "print([getattr(p, '__name__', '') for p in structlog.get_config()['processors']])"],
+                             capture_output=True, text=True, check=True)
+        assert "redact_log_event" in out.stdout, first
 
 
 def test_a_fence_target_goes_through_its_file_unchanged_and_private(tmp_path: Path) -> None:
