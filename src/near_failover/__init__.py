@@ -3,12 +3,58 @@
 # Every entry point (the CLI, the agent, the watchdog) imports this package first, so every
 # process logs through near_failover.logs from its start: tracebacks without local variables, the
 # one redaction rule set on every event, and no colour codes unless the output is a terminal.
-# The format and level an agent exported reach the watchdog it spawns the same way.
-from near_failover.logs import configure_from_env as _configure_from_env
+# The format and level an agent exported reach the processes it spawns the same way.
+#
+# Configured on first use: the moment structlog is imported (no log line can be written before),
+# not when this package is. A process that never logs through structlog (the watchdog, which
+# must stay small) then never loads structlog and rich at all.
+from __future__ import annotations
+
+import importlib
+import importlib.machinery
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
 
 __version__ = "0.1.0"
 
-_configure_from_env()
+
+def _configure_logging() -> None:
+    """near_failover.logs configures structlog from the environment when it is first imported;
+    when it is the module importing structlog, it does so itself once it is complete."""
+    if "near_failover.logs" not in sys.modules:
+        importlib.import_module("near_failover.logs")
+
+
+class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfile and more)
+    """Finds nothing itself: it wraps structlog's own loader so that logging is configured right
+    after structlog is loaded, then steps aside."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "structlog":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        load = loader.exec_module
+
+        def exec_then_configure(module: ModuleType) -> None:
+            load(module)
+            _configure_logging()
+
+        loader.exec_module = exec_then_configure  # type: ignore[method-assign]
+        return spec
+
+
+if "structlog" in sys.modules:  # loaded before this package (or this package reloaded): now
+    importlib.import_module("near_failover.logs").configure_from_env()
+elif not any(type(finder).__name__ == "_ConfigureOnImport" for finder in sys.meta_path):
+    sys.meta_path.insert(0, _ConfigureOnImport())
 
 
 def installed_version() -> str:

@@ -124,3 +124,8 @@ def settings_summary(inventory: Any, node: str, fmt: LogFormat, level: LogLevel)
             unhealthy_loops=lease.unhealthy_loops,
         )
     return summary
+
+
+# The package imports this module as soon as structlog is loaded (near_failover/__init__.py):
+# from then on every event passes the redaction rule, whatever process logs it.
+configure_from_env()

@@ -469,4 +469,4 @@ is_active = "docker inspect -f '{{.State.Running}}' neard"
     assert str(b.log_path) == str(tmp_path / "b" / "neard.log")
     c = controls["c"]
     assert isinstance(c, CommandControl)
-    assert c.commands.is_active == ["docker", "inspect", "-f", "{{.State.Running}}", "neard"]
+    assert c.commands["is_active"] == ["docker", "inspect", "-f", "{{.State.Running}}", "neard"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from near_failover import limits
+from near_failover import http_limits, limits
 from near_failover.ha.alerts import AlertEvent, AlertKind, AlertSender, AlertTarget
 from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaseStoreUnavailable
@@ -248,8 +248,8 @@ async def test_a_webhook_answer_is_capped() -> None:
 async def test_bounded_client_leaves_streaming_to_the_caller() -> None:
     server = BombServer(b"x" * 100, encoding=None)
     try:
-        async with limits.BoundedAsyncClient(max_response_bytes=10, trust_env=False) as client:
-            with pytest.raises(limits.ResponseTooLarge):
+        async with http_limits.BoundedAsyncClient(max_response_bytes=10, trust_env=False) as client:
+            with pytest.raises(http_limits.ResponseTooLarge):
                 await client.get(server.url)
             async with client.stream("GET", server.url) as response:
                 assert len(await response.aread()) == 100

@@ -17,8 +17,9 @@ import httpx
 from pydantic import ValidationError
 
 from near_failover.api.models import FailsafeAnswer, MoveStarted, RunAnswer
+from near_failover.http_limits import BoundedAsyncClient
 from near_failover.inventory import Inventory, InventoryError
-from near_failover.limits import API_ANSWER_BYTES, BoundedAsyncClient
+from near_failover.limits import API_ANSWER_BYTES
 from near_failover.procedures.move import MoveResult, Outcome
 from near_failover.procedures.plan import MoveKind, MoveOptions
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import shlex
 import signal
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from near_failover.control.base import (
     ControlError,
@@ -15,7 +17,13 @@ from near_failover.control.base import (
     StopOutcome,
 )
 from near_failover.hosts.base import CommandResult, CommandTimeout, Host, NoSuchProcess
-from near_failover.inventory import NodeCommands
+
+if TYPE_CHECKING:
+    from near_failover.inventory import NodeCommands
+
+# The inventory's ``[node.commands]`` (inventory.NodeCommands checks them) as plain argvs by
+# name: built from the inventory, or read back from the watchdog's FenceTarget file.
+CommandArgvs = Mapping[str, list[str]]
 
 
 class CommandControl(NeardControl):
@@ -26,21 +34,21 @@ class CommandControl(NeardControl):
         self,
         node_name: str,
         host: Host,
-        commands: NodeCommands,
+        commands: CommandArgvs | NodeCommands,
         command_timeout: float = 30.0,
         kill_grace: float = 10.0,
     ) -> None:
         super().__init__(node_name, host)
-        self.commands = commands
+        self.commands: CommandArgvs = commands if isinstance(commands, Mapping) else commands.model_dump(exclude_none=True)
         self.command_timeout = command_timeout
         self.kill_grace = kill_grace
-        self.supports_mask = commands.mask is not None and commands.unmask is not None
+        self.supports_mask = self.commands.get("mask") is not None and self.commands.get("unmask") is not None
 
     def describe(self) -> str:
-        return f"the `stop` command ({shlex.join(self.commands.stop)})" if self.commands.stop else "[node.commands]"
+        return f"the `stop` command ({shlex.join(stop)})" if (stop := self.commands.get("stop")) else "[node.commands]"
 
     def _argv(self, name: str) -> list[str]:
-        argv = getattr(self.commands, name)
+        argv = self.commands.get(name)
         if argv is None:
             raise NotSupported(
                 self.node_name, f"no `{name}` command in [node.commands]; add one to the inventory"
@@ -61,7 +69,7 @@ class CommandControl(NeardControl):
         return (await self._run("is_active")).ok
 
     async def main_pid(self) -> int | None:
-        if self.commands.main_pid is None:
+        if self.commands.get("main_pid") is None:
             return None
         text = (await self._run_checked("main_pid")).stdout.strip()
         if not text:
@@ -114,13 +122,13 @@ class CommandControl(NeardControl):
             await asyncio.sleep(0.1)
 
     async def start(self) -> int | None:
-        if self.commands.is_masked is not None and await self.is_masked():
+        if self.commands.get("is_masked") is not None and await self.is_masked():
             raise Masked(self.node_name, "neard is masked (`is_masked` exits 0); refusing to start it")
         await self._run_checked("start")
         return await self.main_pid()
 
     async def restart(self, timeout: float = 30.0) -> int | None:
-        if self.commands.restart is None:
+        if self.commands.get("restart") is None:
             return await super().restart(timeout)
         await self._refuse_if_masked("restart")
         await self._run_checked("restart", timeout=timeout + self.command_timeout)

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
+from near_failover.http_limits import BoundedAsyncClient
 from near_failover.inventory import AlertTarget, apprise_urls
-from near_failover.limits import WEBHOOK_ANSWER_BYTES, BoundedAsyncClient
+from near_failover.limits import WEBHOOK_ANSWER_BYTES
 from near_failover.redact import REDACTED, redact_record, redact_text
 
 log = structlog.get_logger(__name__)

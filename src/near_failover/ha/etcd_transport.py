@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from near_failover.ha.lease import LeaseConfigError, LeaseStoreError, LeaseStoreUnavailable
-from near_failover.limits import ETCD_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
+from near_failover.http_limits import BoundedAsyncClient, ResponseTooLarge
+from near_failover.limits import ETCD_ANSWER_BYTES
 
 # gRPC codes the gateway returns when a member cannot serve right now (retry on another member):
 # UNKNOWN (2, e.g. "raft: stopped"), DEADLINE_EXCEEDED (4), RESOURCE_EXHAUSTED (8), UNAVAILABLE (14).

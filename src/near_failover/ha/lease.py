@@ -22,6 +22,8 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from near_failover.ha.clock import lease_clock
+
 
 class LeaseStoreError(Exception):
     """The store answered something this tool cannot use (a bug, a bad configuration)."""
@@ -99,14 +101,6 @@ class MemberRecord(BaseModel):
         if not value or "/" in value or value != value.strip():
             raise ValueError(f"expected a node name without '/' or surrounding spaces, got {value!r}")
         return value
-
-
-def lease_clock() -> float:
-    """The clock of every lease deadline here: seconds since boot, suspend included
-    (CLOCK_BOOTTIME), one clock for every process on the host. CLOCK_MONOTONIC stops while the
-    host is suspended (a paused VM, a laptop lid): a leader woken after its lease ended on the
-    store (etcd on another host) would believe it still had time, and sign."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 @dataclass

@@ -21,7 +21,6 @@ signs. This module makes that the watchdog and the agent, in depth:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import select
 import signal
@@ -31,10 +30,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from near_failover.ha.lease import lease_clock
+from near_failover.ha.clock import lease_clock
 from near_failover.hosts.local import LocalHost
 from near_failover.hosts.processes import ServingProcess, process_serves, scan_processes
-from near_failover.procedures.nodes import NodeAccess
+from near_failover.procedures.nodes import NodeOnHost
 
 T = TypeVar("T")
 
@@ -51,7 +50,9 @@ class _Timespec(ctypes.Structure):
 
 def _clock_nanosleep() -> Callable[..., int] | None:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The process's own symbols, libc's among them: ctypes.util.find_library would load
+        # shutil, tempfile and the compressors into the watchdog for a name the linker knows.
+        libc = ctypes.CDLL(None, use_errno=True)
         return libc.clock_nanosleep
     except (OSError, AttributeError):
         return None
@@ -218,7 +219,7 @@ def _signs_there(process: ServingProcess) -> bool:
     return any(not why.startswith("cwd ") for why in process.reasons)
 
 
-async def find_neard(node: NodeAccess) -> NeardHandle | None:
+async def find_neard(node: NodeOnHost) -> NeardHandle | None:
     """The node's neard on this machine as a pidfd, found by what it serves (its RPC port, its
     open data files), its control's pid first when that is one of them; None when none runs or
     the node is on another host (no pidfd across SSH: the ordinary fence acts there).

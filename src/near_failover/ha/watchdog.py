@@ -18,6 +18,13 @@ the fence above then follows as usual and proves it.
 The deadline is the lease's, not the loop's speed (Patroni keeps its watchdog alive on every
 leader-lock update the same way): a loop made slow by an unreachable lease store or a frozen
 RPC is not mistaken for a hung one while its lease is still valid.
+
+Light: one watchdog runs beside every neard, for as long as the agent. It imports only what a
+fence on its own machine needs (the standard library, the controls, the host's file and process
+calls): the agent hands it the node's place and control as plain values (`FenceTarget`, a file
+beside the heartbeat), so neither the inventory (pydantic) nor the RPC client (httpx), SSH or
+structlog are loaded. It sleeps until the lease's fence point itself, and otherwise only as long
+as a new beat may go unread (`check_every`), not on a fixed fast poll.
 """
 
 from __future__ import annotations
@@ -29,23 +36,44 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
-from near_failover.ha.lease import lease_clock
+from near_failover.control import ControlSettings
+from near_failover.ha.clock import lease_clock
 from near_failover.ha.locks import Flock, LockHeld, watchdog_lock_path
 from near_failover.ha.wake import WakeGuard, find_neard, outrank, raise_priority
-from near_failover.hosts.local import process_alive
-from near_failover.inventory import InventoryError, load_inventory
+from near_failover.hosts.local import LocalHost, process_alive
 from near_failover.limits import STATE_FILE, read_regular_text
 from near_failover.procedures.fence import fence_reachable
-from near_failover.procedures.nodes import NodeAccess, open_nodes
+from near_failover.procedures.nodes import NodeOnHost
+from near_failover.redact import redact_text
 
-POLL = 0.05
+if TYPE_CHECKING:
+    from near_failover.inventory import Node
+
+POLL = 0.05  # how often the unit's watchdog looks for a new agent between agents
 FENCE_RETRY = 0.5
 WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent leads only while it does)
 FIND_NEARD_EVERY = 1.0  # while armed without a live neard held, look for it this often
+
+
+def check_every(reserve: float) -> float:
+    """Pure: how long the watchdog may leave the heartbeat unread. An agent leads only while its
+    lease has more than its fence margin left (loop_wait + retry_timeout, decide.py), so a beat
+    it writes falls due (valid_until - reserve, reserve = retry_timeout / 2) at least `reserve`
+    after it is written: read every half of that, each new beat is seen before it falls due,
+    and the known one is slept to exactly, so no fence starts later than with a fast poll."""
+    return min(WATCHING_EVERY, reserve / 2)
+
+
+def say(line: str) -> None:
+    """One line of the watchdog's log, through the one redaction rule set (near_failover.redact)
+    like every structlog event of the other processes."""
+    print(redact_text(f"watchdog: {line}"), flush=True)
 
 
 @dataclass
@@ -133,6 +161,59 @@ class ExternalWatchdog:
         return None
 
 
+@dataclass(frozen=True)
+class FenceTarget:
+    """The node a watchdog fences, as plain values the agent writes beside the heartbeat (0600:
+    a command control's argvs may carry a token): its place on the machine and its control,
+    the same `ControlSettings` every other fence builds its control from."""
+
+    name: str
+    home: PurePosixPath
+    key_store: PurePosixPath
+    rpc: str
+    control: ControlSettings
+    inventory: str  # a node on another machine is reached by SSH as the inventory says
+    remote: bool = False
+
+    @classmethod
+    def of(cls, inventory: Path, node: Node) -> FenceTarget:
+        return cls(node.name, node.home, node.key_store, node.rpc, ControlSettings.of(node), str(inventory), node.is_remote)
+
+    def write(self, path: Path) -> None:
+        data = {"name": self.name, "home": str(self.home), "key_store": str(self.key_store), "rpc": self.rpc,
+                "control": self.control.to_json(), "inventory": self.inventory, "remote": self.remote}
+        tmp = path.with_name(path.name + ".tmp")
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+            out.write(json.dumps(data))
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> FenceTarget:
+        data = json.loads(read_regular_text(path, STATE_FILE))
+        return cls(data["name"], PurePosixPath(data["home"]), PurePosixPath(data["key_store"]), data["rpc"],
+                   ControlSettings.from_json(data["control"]), data["inventory"], bool(data["remote"]))
+
+
+@asynccontextmanager
+async def open_target(target: FenceTarget) -> AsyncIterator[NodeOnHost]:
+    """The node as the fence acts on it: on this machine, its control through a LocalHost and
+    nothing else loaded; on another one (the agent's node reached by SSH), opened from the
+    inventory as a move opens it."""
+    if not target.remote:
+        host = LocalHost(label=f"{target.name} (local)")
+        yield NodeOnHost(target, host, target.control.build(host))
+        return
+    from near_failover.inventory import load_inventory
+    from near_failover.procedures.nodes import open_nodes
+
+    async with open_nodes(load_inventory(Path(target.inventory))) as nodes:
+        yield nodes[target.name]
+
+
+def target_path(heartbeat: Path) -> Path:
+    return heartbeat.with_name(heartbeat.name + ".target")
+
+
 def start_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes] | ExternalWatchdog:
     """The agent's watchdog: the unit's when the agent runs under deploy/systemd (the
     environment says so), else a child process as before."""
@@ -142,21 +223,33 @@ def start_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) 
 
 
 def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) -> subprocess.Popen[bytes]:
+    """The watchdog as a child in its own session, given the node to fence as a FenceTarget
+    (read here from the inventory the agent runs with, so the child need not load it). An
+    inventory that no longer loads leaves no target: the child then reads the inventory itself
+    and says in its log what is wrong with it."""
+    from near_failover.inventory import InventoryError, load_inventory
+
+    target = target_path(heartbeat)
+    target.unlink(missing_ok=True)
+    try:
+        FenceTarget.of(inventory, load_inventory(inventory).node(node)).write(target)
+    except InventoryError:
+        pass
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
     return subprocess.Popen(
-        [sys.executable, "-m", "near_failover.ha.watchdog", "--inventory", str(inventory), "--node", node,
-         "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
+        [sys.executable, "-m", "near_failover.ha.watchdog", "--target", str(target), "--inventory", str(inventory),
+         "--node", node, "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
         stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
     )
 
 
-async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: float) -> int:
-    # Everything the fence needs is loaded and opened before the watchdog says it watches: under
-    # load, importing modules, validating the inventory and building RPC clients take a good part
-    # of a second, which the reserve before the lease's end cannot spare.
-    inventory = load_inventory(inventory_path)
-    async with open_nodes(inventory) as nodes:
-        target = nodes[inventory.node(node).name]
+async def watch(target: FenceTarget, heartbeat: Heartbeat, reserve: float) -> int:
+    # Everything the fence needs is opened before the watchdog says it watches: under load,
+    # importing modules and building the control take a good part of a second, which the
+    # reserve before the lease's end cannot spare.
+    node = target.name
+    every = check_every(reserve)
+    async with open_target(target) as access:
         guard = WakeGuard(heartbeat.read_lease_end, margin=reserve / 2)
         guard.start(realtime_thread=False)  # main() raised the whole process's priority
         heartbeat.mark_watching(reserve)
@@ -170,17 +263,20 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
                 marked = lease_clock()
             beat = heartbeat.read()
             if beat is None:
-                await asyncio.sleep(POLL)
+                await asyncio.sleep(every)
                 continue
             valid_until = beat.get("valid_until")
             lease = (beat["generation"], valid_until)
-            if beat["armed"] and valid_until is not None and lease_clock() > valid_until - reserve and lease != fenced:
+            # this lease's fence point, unless it is not armed or was fenced already
+            fence_at = valid_until - reserve if beat["armed"] and valid_until is not None and lease != fenced else None
+            if fence_at is not None and lease_clock() > fence_at:
                 guard.kill_if_due()  # woken past the kill point: neard dies before anything else
                 report_kills(guard, node)
-                if not await fence(target, node, heartbeat, beat, reserve):
+                if not await fence(access, node, heartbeat, beat, reserve):
                     await asyncio.sleep(max(reserve, FENCE_RETRY))  # the lease may be gone: try until it works
                     continue
                 fenced = lease
+                fence_at = None
             # Only an agent that is gone ends the watch, and only once it left nothing signing; a
             # live agent (even a frozen one) may lead again, and its next lease needs a guard too.
             if not process_alive(beat["agent_pid"]) and (not beat["armed"] or lease == fenced):
@@ -188,57 +284,75 @@ async def watch(inventory_path: Path, node: str, heartbeat: Heartbeat, reserve: 
             if beat["armed"] and valid_until is not None and lease_clock() < valid_until - reserve \
                     and guard.needs_neard() and lease_clock() - searched >= FIND_NEARD_EVERY:
                 searched = lease_clock()
-                await hold_neard(guard, target, node)
-            await asyncio.sleep(POLL)
+                await hold_neard(guard, access, node)
+            # Awake again at the next marker, the next read of the heartbeat, or this lease's
+            # fence point itself, whichever comes first (just past it: the check above is strict).
+            wake = min(marked + WATCHING_EVERY, lease_clock() + every)
+            if fence_at is not None:
+                wake = min(wake, fence_at + 1e-3)
+            await asyncio.sleep(max(0.0, wake - lease_clock()))
 
 
-async def hold_neard(guard: WakeGuard, target: NodeAccess, node: str) -> None:
+async def hold_neard(guard: WakeGuard, target: NodeOnHost, node: str) -> None:
     """Find the node's neard (while awake and in time) and hand it to the wake guard."""
     try:
         handle = await find_neard(target)
     except Exception as exc:  # noqa: BLE001 - the ordinary fence still guards; try again later
-        print(f"watchdog: cannot find {node}'s neard to hold ({type(exc).__name__}: {exc})", flush=True)
+        say(f"cannot find {node}'s neard to hold ({type(exc).__name__}: {exc})")
         return
     guard.hold(handle)
     if handle is None:
         return
-    print(f"watchdog: holding {node}'s neard (pid {handle.pid}) for the wake guard", flush=True)
+    say(f"holding {node}'s neard (pid {handle.pid}) for the wake guard")
     if note := outrank(handle.pid):
-        print(f"watchdog: {node}'s neard runs at a real-time priority: {note}", flush=True)
+        say(f"{node}'s neard runs at a real-time priority: {note}")
 
 
 def report_kills(guard: WakeGuard, node: str) -> None:
     """Log, after the fact, what the wake guard did (it logs nothing before its signal)."""
     for kill in guard.take_kills():
         what = "SIGKILLed" if kill.killed else "found already gone:"
-        print(f"watchdog: {kill.late:.2f}s past the lease's kill point (lease end {kill.valid_until:.2f} on the boot "
-              f"clock; a wake-up, or a fence that did not stop it): {what} {node}'s neard pid {kill.pid} before anything else", flush=True)
+        say(f"{kill.late:.2f}s past the lease's kill point (lease end {kill.valid_until:.2f} on the boot "
+              f"clock; a wake-up, or a fence that did not stop it): {what} {node}'s neard pid {kill.pid} before anything else")
 
 
-async def fence(target: NodeAccess, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
+async def fence(target: NodeOnHost, node: str, heartbeat: Heartbeat, beat: dict, reserve: float) -> bool:
     """One fence of the node's neard; False (and why, in the log) if it failed."""
     valid_until = beat["valid_until"]
     now = lease_clock()
-    print(f"watchdog: the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
-          f"has not renewed it (last beat {now - beat['at']:.2f}s ago): fencing {node}", flush=True)
+    say(f"the lease of generation {beat['generation']} ends in {valid_until - now:.2f}s and the agent "
+          f"has not renewed it (last beat {now - beat['at']:.2f}s ago): fencing {node}")
     try:
         # The key stays out of home even if the stop fails: no restart may load it again.
         evidence = (await fence_reachable(target, stop_timeout=reserve / 2, restore_key_on_failure=False)).evidence
     except Exception as exc:  # noqa: BLE001 - a failed fence is retried, never the end of the watch
-        print(f"watchdog: the fence of {node} FAILED ({type(exc).__name__}: {exc}); neard may still sign; retrying", flush=True)
+        say(f"the fence of {node} FAILED ({type(exc).__name__}: {exc}); neard may still sign; retrying")
         return False
     done = lease_clock()
     _write_json(heartbeat.fenced_marker, {
         "generation": beat["generation"], "at": time.time(), "fenced_at": done, "valid_until": valid_until,
         "last_beat": beat["at"], "evidence": evidence,
     })
-    print(f"watchdog: fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}", flush=True)
+    say(f"fenced {node} {valid_until - done:.2f}s before the lease's end: {json.dumps(evidence)}")
     return True
+
+
+def read_target(path: Path, inventory: Path, node: str) -> FenceTarget:
+    """The agent's target file; without one, the node as the inventory says (loaded only then)."""
+    if path.exists():
+        try:
+            return FenceTarget.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read the node to fence from {path} ({type(exc).__name__}: {exc})") from None
+    from near_failover.inventory import load_inventory
+
+    return FenceTarget.of(inventory, load_inventory(inventory).node(node))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="near-failover agent watchdog")
-    parser.add_argument("--inventory", type=Path, required=True)
+    parser.add_argument("--target", type=Path, required=True, help="the node to fence (written by the agent)")
+    parser.add_argument("--inventory", type=Path, required=True, help="read only when the target file is absent")
     parser.add_argument("--node", required=True)
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
@@ -246,14 +360,16 @@ def main() -> None:
     try:  # one watchdog per heartbeat: kept until this process ends
         lock = Flock.take(watchdog_lock_path(args.heartbeat), {"pid": os.getpid()})
     except LockHeld as held:
-        print(f"watchdog: another watchdog watches {args.heartbeat} ({held}): not starting a second", flush=True)
+        say(f"another watchdog watches {args.heartbeat} ({held}): not starting a second")
         sys.exit(3)
-    print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
+    say(raise_priority())  # before any thread starts: all inherit it
     try:
-        sys.exit(asyncio.run(watch(args.inventory, args.node, Heartbeat(args.heartbeat), args.reserve)))
-    except InventoryError as exc:  # the agent reports the exit and points at this log
-        print(f"watchdog: cannot start: {exc}", flush=True)
+        target = read_target(args.target, args.inventory, args.node)
+    except Exception as exc:  # noqa: BLE001 - the agent reports the exit and points at this log
+        say(f"cannot start: {exc}")
         sys.exit(2)
+    try:
+        sys.exit(asyncio.run(watch(target, Heartbeat(args.heartbeat), args.reserve)))
     finally:
         lock.release()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from near_failover.ha.lease import lease_clock
 from near_failover.ha.sdnotify import notify, supervise
-from near_failover.ha.watchdog import POLL, WATCHING_EVERY, Heartbeat, _read_json, watch
+from near_failover.ha.watchdog import POLL, WATCHING_EVERY, FenceTarget, Heartbeat, _read_json, watch
 from near_failover.hosts.local import process_alive
 from near_failover.inventory import Inventory
 
@@ -80,7 +80,7 @@ async def watch_forever(inventory_path: Path, inventory: Inventory, node: str) -
                 continue
             print(f"watchdog: watching {node}'s agent (heartbeat {heartbeat.path})", flush=True)
             ready.set()
-            await watch(inventory_path, node, heartbeat, reserve)
+            await watch(FenceTarget.of(inventory_path, inventory.node(node)), heartbeat, reserve)
             print(f"watchdog: {node}'s agent is gone and left nothing signing; waiting for the next one", flush=True)
     finally:
         notify("STOPPING=1")

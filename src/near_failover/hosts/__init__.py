@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from near_failover.hosts.base import (
     CommandFailed,
     CommandResult,
@@ -18,8 +20,20 @@ from near_failover.hosts.base import (
     NoSuchProcess,
 )
 from near_failover.hosts.local import LocalHost
-from near_failover.hosts.ssh import SshHost
-from near_failover.inventory import Inventory, Node, SshSettings
+
+# SSH (asyncssh, cryptography) and the inventory (pydantic) load only when a process reaches
+# another machine: the watchdog acts on its own host and stays small.
+if TYPE_CHECKING:
+    from near_failover.hosts.ssh import SshHost
+    from near_failover.inventory import Inventory, Node, SshSettings
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SshHost":
+        from near_failover.hosts.ssh import SshHost
+
+        return SshHost
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "CommandFailed",
@@ -49,6 +63,9 @@ def host_for(node: Node, ssh: SshSettings | None = None) -> Host:
     spec = node.host_spec
     if spec.kind == "local":
         return LocalHost(label=label)
+    from near_failover.hosts.ssh import SshHost
+    from near_failover.inventory import SshSettings
+
     settings = node.ssh or ssh or SshSettings()
     assert spec.hostname is not None
     return SshHost(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import secrets
 import signal as _signal
 import stat as _stat
 from collections.abc import Callable
@@ -99,7 +98,7 @@ def fsync_dir(path: Path) -> None:
 def write_atomic_sync(path: Path, data: bytes, mode: int) -> None:
     """Temp file created with ``mode`` (and fchmod'ed against the umask) before any byte is written,
     fsync, rename over ``path``, fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(6)}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(6).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         try:

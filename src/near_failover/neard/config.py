@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -288,7 +287,7 @@ def write_config(path: Path, cfg: dict) -> Path | None:
         backup = _write_backup(target, old_stat, path)
     mode = stat.S_IMODE(old_stat.st_mode) if old_stat is not None else 0o644
 
-    tmp = directory / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as exc:

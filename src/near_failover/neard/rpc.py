@@ -34,7 +34,8 @@ from pydantic import (
     model_validator,
 )
 
-from near_failover.limits import RPC_ANSWER_BYTES, BoundedAsyncClient, ResponseTooLarge
+from near_failover.http_limits import BoundedAsyncClient, ResponseTooLarge
+from near_failover.limits import RPC_ANSWER_BYTES
 from near_failover.neard.metrics import Metrics, MetricsParseError, parse_metrics
 from near_failover.urls import checked_http_url
 

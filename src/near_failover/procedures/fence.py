@@ -15,24 +15,26 @@ neard-behaviour §7: nothing in neard stops a second node from signing, so this 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from near_failover.control.base import ControlError, StopOutcome
 from near_failover.hosts import HostError
 from near_failover.hosts.base import CommandTimeout
 from near_failover.hosts.local import LocalHost
-from near_failover.inventory import Node
 from near_failover.limits import KEY_FILE
-from near_failover.neard.check import Finding, Severity
-from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import SilenceWatch, production_of
 from near_failover.procedures.errors import Refused, StepFailed
-from near_failover.procedures.nodes import NodeAccess
-from near_failover.procedures.observe import SignerObservation, SignerVerdict, observe_until_silent
+from near_failover.procedures.nodes import NodeAccess, NodeOnHost
+
+# The watchdog fences through fence_reachable without a pool to observe: what only a move
+# needs (the RPC client, the inventory, the key parser) loads where it is used.
+if TYPE_CHECKING:
+    from near_failover.inventory import Node
+    from near_failover.neard.check import Finding
+    from near_failover.procedures.observe import SignerObservation
 
 
 class ProofKind(StrEnum):
@@ -53,7 +55,7 @@ class FenceProof:
     parked_key: str | None = None
 
 
-async def park_key(node: NodeAccess) -> str | None:
+async def park_key(node: NodeOnHost) -> str | None:
     """Take the key out of neard's home without ever deleting the last copy.
 
     The home copy is removed only when an identical copy already sits in the node's key_store;
@@ -76,7 +78,7 @@ async def park_key(node: NodeAccess) -> str | None:
     return str(store)
 
 
-async def _undo_key_out(source: NodeAccess, parked: str | None, restore: bool) -> str:
+async def _undo_key_out(source: NodeOnHost, parked: str | None, restore: bool) -> str:
     """Put a parked key back in home (a move that stops leaves its primary as it was); says where it is."""
     if parked and restore:
         await source.host.write_atomic(await source.validator_key_path(), await source.host.read_bytes(parked, KEY_FILE), 0o600)
@@ -84,8 +86,10 @@ async def _undo_key_out(source: NodeAccess, parked: str | None, restore: bool) -
     return f"its key is parked at {parked}" if parked else "its key is out of its home"
 
 
-def contradiction(source: NodeAccess, stopped: StopOutcome, seen: SignerObservation) -> str:
+def contradiction(source: NodeOnHost, stopped: StopOutcome, seen: SignerObservation) -> str:
     """What the control claimed against what was observed, naming what to fix."""
+    from near_failover.procedures.observe import SignerVerdict
+
     claim = "names no running neard" if not stopped.was_running else f"reported neard (pid {stopped.pid}) stopped"
     said = f"{source.control.describe()} {claim}"
     if seen.verdict is SignerVerdict.SIGNING:
@@ -94,7 +98,7 @@ def contradiction(source: NodeAccess, stopped: StopOutcome, seen: SignerObservat
 
 
 async def fence_reachable(
-    source: NodeAccess, stop_timeout: float, restore_key_on_failure: bool = True, pool: str | None = None
+    source: NodeOnHost, stop_timeout: float, restore_key_on_failure: bool = True, pool: str | None = None
 ) -> FenceProof:
     """Key out of home first (a restart can then never load it), then stop, mask, and, given
     the ``pool``, observe that the node no longer signs: that observation is the proof.
@@ -112,7 +116,7 @@ async def fence_reachable(
     if source.control.supports_mask:
         await source.control.mask()
         masked = True
-    seen = await observe_until_silent(source, pool) if pool is not None else None
+    seen = await _observe(source, pool) if pool is not None else None
     if seen is not None and not seen.not_signing:
         if restore_key_on_failure and masked:
             await source.control.unmask()
@@ -136,8 +140,19 @@ async def fence_reachable(
     )
 
 
+async def _observe(source: NodeOnHost, pool: str) -> SignerObservation:
+    """Observed through the node's RPC: only a handle opened with one (a move's) can be."""
+    from near_failover.procedures.observe import observe_until_silent
+
+    if not isinstance(source, NodeAccess):
+        raise TypeError(f"{source.name}: observing a node's signing needs its RPC (a NodeAccess)")
+    return await observe_until_silent(source, pool)
+
+
 async def prove_chain_silence(target: NodeAccess, account_id: str, blocks: int, deadline: float, block_time: float) -> FenceProof:
     """Watch the pool's counters through the target's RPC until they prove silence or signing."""
+    from near_failover.neard.rpc import RpcError
+
     watch = SilenceWatch(blocks)
     poll = max(0.05, block_time / 2)
     loop = asyncio.get_running_loop()
@@ -195,6 +210,10 @@ async def run_fence_command(node: Node, timeout: float) -> dict[str, Any]:
 def fence_command_findings(node: Node) -> list[Finding]:
     """``check --control``: is the node's fence_command set, and can this machine run it? It is
     never run here (it would power the machine off); it runs where a promotion runs."""
+    import shutil
+
+    from near_failover.neard.check import Finding, Severity
+
     where = "it runs on the machine that promotes another node (each other node's agent, and wherever you run `failover`)"
     if not node.fence_command:
         return [Finding(

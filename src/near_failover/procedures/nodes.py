@@ -1,4 +1,8 @@
-"""One handle per inventory node: its host, its neard control and its RPC, opened together."""
+"""One handle per inventory node: its host, its neard control and its RPC, opened together.
+
+The inventory (pydantic) and the RPC client (httpx) load only where a handle is opened with
+them: a fence on the node's own machine (the watchdog) uses ``NodeOnHost`` and the standard
+library alone."""
 
 from __future__ import annotations
 
@@ -6,37 +10,48 @@ import asyncio
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, AsyncIterator, Protocol
 
 from near_failover.control import control_for
 from near_failover.control.base import NeardControl
 from near_failover.hosts import Host, HostError, host_for
 from near_failover.hosts.home import home_config, home_rpc_ports, home_validator_key_path
-from near_failover.inventory import Inventory, Node, NodePaths, layout_problems, machine_of
-from near_failover.neard.rpc import NeardRpc, RpcError, StatusResponse
 from near_failover.procedures.errors import Refused
+
+if TYPE_CHECKING:
+    from near_failover.inventory import Inventory, Node
+    from near_failover.neard.rpc import NeardRpc, StatusResponse
 
 # A status call that does not answer within this is treated as "RPC unreachable" by the
 # procedures (a SIGSTOPped or overloaded neard); it is short so a dead node costs little.
 STATUS_TIMEOUT = 2.0
 
 
+class NodePlace(Protocol):
+    """Where a node lives on its machine: an inventory Node, or the watchdog's FenceTarget."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def home(self) -> PurePosixPath: ...
+    @property
+    def key_store(self) -> PurePosixPath: ...
+    @property
+    def rpc(self) -> str: ...
+
+
 @dataclass
-class NodeAccess:
-    spec: Node
+class NodeOnHost:
+    """A node on its host, through its control, without its RPC client: what a fence on the
+    node's own machine acts with."""
+
+    spec: NodePlace
     host: Host
     control: NeardControl
-    rpc: NeardRpc
 
     @property
     def name(self) -> str:
         return self.spec.name
-
-    async def status_or_none(self) -> StatusResponse | None:
-        try:
-            return await asyncio.wait_for(self.rpc.status(), STATUS_TIMEOUT + 0.5)
-        except (RpcError, asyncio.TimeoutError):
-            return None
 
     async def home_config(self) -> dict:
         return await home_config(self.host, self.spec.home)
@@ -52,9 +67,25 @@ class NodeAccess:
         return await self.host.exists(await self.validator_key_path())
 
 
+@dataclass
+class NodeAccess(NodeOnHost):
+    spec: Node
+    rpc: NeardRpc
+
+    async def status_or_none(self) -> StatusResponse | None:
+        from near_failover.neard.rpc import RpcError
+
+        try:
+            return await asyncio.wait_for(self.rpc.status(), STATUS_TIMEOUT + 0.5)
+        except (RpcError, asyncio.TimeoutError):
+            return None
+
+
 async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> list[str]:
     """Homes and key stores of the nodes on ``node``'s machine, by the real paths it resolves
     (a key_store symlinked into a home, two nodes on one home): see inventory.layout_problems."""
+    from near_failover.inventory import NodePaths, layout_problems, machine_of
+
     machine = machine_of(node.spec)
     group = [n.spec for n in nodes.values() if machine_of(n.spec) == machine]
     paths = [
@@ -78,6 +109,8 @@ async def refuse_layout_problems(nodes: dict[str, NodeAccess], node: NodeAccess)
 @asynccontextmanager
 async def open_nodes(inventory: Inventory) -> AsyncIterator[dict[str, NodeAccess]]:
     """Handles for every node of the inventory; hosts connect lazily and close on exit."""
+    from near_failover.neard.rpc import NeardRpc
+
     async with AsyncExitStack() as stack:
         nodes: dict[str, NodeAccess] = {}
         for spec in inventory.nodes:
