@@ -440,7 +440,14 @@ class Move:
                 raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
             if src_status.sync_info.syncing:
                 raise Refused(f"primary {src.name} is syncing: use `failover`")
-            lag = src_status.sync_info.latest_block_height - status.sync_info.latest_block_height
+            # The target's head read again after the source's: the checks between the first read
+            # and the source's (an SSH read of the staged key, the validators call) take seconds
+            # on a slow link, and those seconds must not count as the target's lag.
+            try:
+                target_head = (await t.rpc.status()).sync_info.latest_block_height
+            except RpcError as exc:
+                raise Refused(f"target {t.name} does not answer: {exc}") from exc
+            lag = src_status.sync_info.latest_block_height - target_head
             if lag > self.settings.max_lag_blocks:
                 raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
             checks["lag_blocks"] = lag
