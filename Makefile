@@ -28,8 +28,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Two workers, one test file each at a time (a file's localnet fixtures stay in one worker):
+# most tests wait on blocks of a localnet, so two run side by side on two cores.
 test: install system-packages lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # Minutes of repetitions under load (50 localnet starts on a busy machine, ...).
 test-long: install system-packages
