@@ -22,10 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import structlog
 
-from near_failover.api.client import Verify, api_client
+from near_failover.api.client import AgentApiError, AgentClient, Verify
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.decide import (
     FENCED_PROBLEM,
@@ -624,23 +623,23 @@ class Agent:
     async def _failsafe_confirmed(self, timeout: float) -> bool:
         """Ask every other node's agent, directly, whether it still sees us as leader."""
         assert self.lease is not None
+        generation = self.lease.generation
         others = [n for n in self.inventory.nodes if n.name != self.node]
         if not others or any(n.api is None for n in others):
             return False
-        body = {"leader": self.node, "generation": self.lease.generation}
-        async with api_client(self.api_verify, self.token, timeout) as client:
-            async def ask(url: str) -> bool:
-                try:
-                    answer = await client.post(f"{url.rstrip('/')}/failsafe", json=body)
-                    data = answer.json()
-                    return answer.status_code == 200 and isinstance(data, dict) and data.get("confirmed") is True
-                except (httpx.HTTPError, ValueError) as exc:
-                    log.warning("failsafe: no confirmation", node=self.node, api=url, error=f"{type(exc).__name__}: {exc}")
-                    return False
+
+        async def ask(name: str, api: str) -> bool:
             try:
-                answers = await asyncio.wait_for(asyncio.gather(*(ask(n.api) for n in others if n.api)), timeout)
-            except TimeoutError:
+                async with AgentClient(name, api, self.api_verify, self.token, timeout) as peer:
+                    return await peer.confirm_leader(self.node, generation)
+            except AgentApiError as exc:
+                log.warning("failsafe: no confirmation", node=self.node, api=api, error=str(exc))
                 return False
+
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(ask(n.name, n.api) for n in others if n.api)), timeout)
+        except TimeoutError:
+            return False
         return all(answers)
 
     async def _self_fence(self, reason: str) -> None:
