@@ -125,18 +125,24 @@ def _bound_systemctl(directory: Path, state: Path, fake: Path) -> Path:
 
 def _namespace(directory: Path, systemctl: Path) -> list[str]:
     """The argv prefix that runs sshd in its own mount namespace, where /usr/bin/systemctl is the
-    fake and this Python can be run by any user: when it lives under a folder only root may enter
-    (pyenv under /root), that folder shows there only the part on the interpreter's path."""
+    fake and neard's user can run this Python, its venv and our tree: a folder on their way that
+    only root may enter (pyenv under /root, CI's mktemp folder) shows there only the parts on
+    those paths."""
+    wanted = (Path(sys.executable), Path(sys.executable).resolve(), SRC)
+    shown: dict[Path, set[str]] = {}
+    for path in wanted:
+        for folder in path.parents:
+            if folder != Path("/") and not folder.stat().st_mode & 0o001:
+                shown.setdefault(folder, set()).add(path.relative_to(folder).parts[0])
     binds = []
-    python = Path(sys.executable).resolve()
-    for folder in python.parents:
-        if folder != Path("/") and not folder.stat().st_mode & 0o001:
-            view = directory / "python-view"
-            child = python.relative_to(folder).parts[0]
-            (view / child).mkdir(parents=True)
-            view.chmod(0o755)
-            binds = [f"mount --bind {folder / child} {view / child}", f"mount --rbind {view} {folder}"]
-            break
+    for i, (folder, children) in enumerate(shown.items()):
+        view = directory / f"view-{i}"
+        view.mkdir(mode=0o755)
+        view.chmod(0o755)
+        for child in sorted(children):
+            (view / child).mkdir()
+            binds.append(f"mount --bind {folder / child} {view / child}")
+        binds.append(f"mount --rbind {view} {folder}")
     script = " && ".join([*binds, f"mount --bind {systemctl} {SYSTEMCTL_PATH}", 'exec "$@"'])
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
 
