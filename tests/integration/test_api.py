@@ -68,6 +68,19 @@ def metric_values(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], floa
     return found
 
 
+AGENT_SERIES: set[str] = set()  # every series name the agents exported after a test of this module
+
+
+@pytest.fixture(autouse=True)
+def scrape_the_agents_after_each_test(cluster: AgentCluster) -> Iterator[None]:
+    yield
+    for node in cluster.apis:
+        try:
+            AGENT_SERIES.update(series_names(cluster.get(node, "/metrics").text))
+        except httpx.HTTPError:
+            continue  # an agent a test stopped
+
+
 def test_status_health_cluster_metrics_of_leader_and_standby(cluster: AgentCluster) -> None:
     leader, standby = roles(cluster)
     _, generation = cluster.leader()
@@ -352,23 +365,16 @@ def series_names(exposition: str) -> set[str]:
     return {m.group() for line in exposition.splitlines() if not line.startswith("#") and (m := SERIES.match(line))}
 
 
-LEADER_ONLY = "near_failover_lease_remaining_seconds"
-
-
 def test_every_metric_the_dashboard_and_the_rules_use_is_scraped(cluster: AgentCluster) -> None:
     """A panel or an alert on a misspelt or vanished metric shows nothing and never fires: each
     name must be in a scrape of a running agent or of an emulated neard (neard's own names)."""
     used = monitored_metrics()
     assert {"near_failover_neard_signing", "near_validators_blocks_expected", "near_block_height_head"} <= set(used)
-    # Some series exist on a leader only (its lease left): scrape the agents while one leads, as
-    # earlier tests of this module may have left the cluster between leaders for a moment.
-    def agents_with_a_leader() -> set[str] | None:
-        if not any(cluster.status(node)["role"] == "leader" for node in cluster.apis):
-            return None
-        names = set().union(*(series_names(cluster.get(node, "/metrics").text) for node in cluster.apis))
-        return names if LEADER_ONLY in names else None  # else the lease moved between the two reads
-
-    scraped: set[str] = wait_for(agents_with_a_leader, 30, "an agent that leads, to scrape its leader-only series")
+    # Series exist in some states only (a leader's lease left, a last move, a health problem):
+    # the agents' series seen after every test of this module count, with the scrape of now.
+    scraped = set(AGENT_SERIES)
+    for node in cluster.apis:
+        scraped |= series_names(cluster.get(node, "/metrics").text)
     neards = 0
     # Every neard of the localnet, val-c's too: earlier tests of this module may have fenced the
     # agents' nodes (a switchover, a failsafe round that ended in a self-fence).
