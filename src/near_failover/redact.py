@@ -11,8 +11,10 @@ lines, so that a secret is kept out the same way everywhere. The rules, in order
    replaced: base58 runs that decode to 64 bytes (all of 87 characters or more), hex runs of 128
    digits or more, base64 runs of 86 characters or more with both letter cases. Signatures share
    the length and go too.
-3. **Secret context.** A value written after ``seed``, ``secret``, ``private_key`` or
-   ``password`` and ``=`` or ``:`` is replaced, whatever its length.
+3. **Secret context.** A value written after ``seed``, ``secret``, ``private_key``,
+   ``password``, ``token`` or ``api_key`` and ``=`` or ``:`` is replaced, whatever its length,
+   and so is the credential after ``Bearer`` or ``Basic`` (an HTTP authorization, as a fence
+   command's or a webhook's error output may quote it).
 4. **URL credentials.** The userinfo of a URL (``ssh://near:PW@host``) becomes ``***``.
 5. **Records.** A field named like a secret (``secret_key``, ``private_key``, ``seed``,
    ``password``...) is replaced whatever it holds; everything else is walked.
@@ -54,12 +56,17 @@ _B64_RUNS = (
     re.compile(rf"[A-Za-z0-9+/]{{{_B64_SECRET_CHARS},}}"),
     re.compile(rf"[A-Za-z0-9_-]{{{_B64_SECRET_CHARS},}}"),
 )
-_SECRET_WORD = r"(?:seed|secret(?:[_ -]?key)?|private(?:[_ -]?key)?|passw(?:or)?d|passphrase)"
+_SECRET_WORD = (
+    r"(?:seed|secret(?:[_ -]?key)?|private(?:[_ -]?key)?|passw(?:or)?d|passphrase"
+    r"|(?:api|access|auth|bot)?[_ -]?token|api[_ -]?key)"
+)
 _SECRET_CONTEXT = re.compile(
     rf"(?i)(\b{_SECRET_WORD}\b[\"']?\s*[:=]\s*[\"']?(?:ed25519:)?)([^\s\"',;&)}}\]]+)"
 )
 # scheme://userinfo@ : everything up to the last '@' before the path is the userinfo.
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#@]*(?:@[^/\s?#@]*)*)@")
+# An HTTP credential in a header or an error text: "Authorization: Bearer abc", "Basic dXNlcjpwdw==".
+_AUTH_SCHEME = re.compile(r"(?i)(\b(?:bearer|basic)\s+)([^\s\"',;&)}\]]+)")
 _SECRET_FIELD = re.compile(rf"(?i){_SECRET_WORD}|private|credential")
 _PATH_FIELD_SUFFIXES: Final = ("_file", "_path", "_dir", "_files")
 
@@ -213,6 +220,7 @@ def redact_text(text: str) -> str:
         text = str(text)
     text = _redact_userinfo(text)
     text = _SECRET_CONTEXT.sub(lambda m: m.group(1) + REDACTED, text)
+    text = _AUTH_SCHEME.sub(lambda m: m.group(1) + REDACTED, text)
     return _redact_key_material(text)
 
 

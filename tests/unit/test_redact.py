@@ -138,6 +138,18 @@ def test_text_after_a_secrets_name_goes_whatever_its_shape() -> None:
     assert redact_text("password: hunter2, user: near") == f"password: {REDACTED}, user: near"
 
 
+def test_tokens_and_http_credentials_go_as_a_fence_commands_output_may_quote_them() -> None:
+    """A STONITH command's last output line is quoted in the refusal: cloud APIs echo tokens."""
+    assert redact_text("curl: 401 for Authorization: Bearer eyJhbGciOi.x-y_z") == \
+        f"curl: 401 for Authorization: Bearer {REDACTED}"
+    assert redact_text("auth Basic dXNlcjpwdw== refused") == f"auth Basic {REDACTED} refused"
+    assert redact_text("api_token=s3cr3t region=fsn1") == f"api_token={REDACTED} region=fsn1"
+    assert redact_text('{"API-Key": "abc"}') == '{"API-Key": "' + REDACTED + '"}'
+    assert redact_text("token: hcloud_abc; retry") == f"token: {REDACTED}; retry"
+    assert redact_record({"bot_token": "123:abc", "height": 5}) == {"bot_token": REDACTED, "height": 5}
+    assert redact_text("a token was refused (expired)") == "a token was refused (expired)"
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
