@@ -121,8 +121,10 @@ class HaCluster:
         return self.net.inventory
 
     def configure_lease(self, **overrides: Any) -> dict[str, Any]:
-        """Write the [lease] table: etcd at `endpoints`, the short timings unless overridden."""
-        lease = {"store": "etcd", "endpoints": list(self.endpoints), **LEASE_TIMINGS, **overrides}
+        """Write the [lease] table: etcd at `endpoints`, the short timings unless overridden.
+        Automatic rejoin is off unless asked for (test_ha_rejoin.py): the other tests look at a
+        fenced node as its fence left it."""
+        lease = {"store": "etcd", "endpoints": list(self.endpoints), **LEASE_TIMINGS, "auto_rejoin": False, **overrides}
         self.net.edit_inventory(None, lease=lease)
         return lease
 
