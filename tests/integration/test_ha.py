@@ -27,13 +27,13 @@ from tests.integration.etcd_server import enable_auth, revoke_access, running_et
 from tests.integration.ha_harness import (
     BLOCK_TIME,
     LEASE_TIMINGS,
-    NODES,
     POOL,
     HaCluster,
     alive,
     assert_missed_within,
     etcd_in_namespace,
     guard,
+    running_cluster,
     step,
     wait_for,
 )
@@ -50,16 +50,8 @@ CRASH_BOUND = {"blocks": 6, "chunks": 10, "endorsements": 40}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[HaCluster]:
-    with running_etcd(tmp_path / "etcd") as etcd:
-        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
-        ha = HaCluster(net, [etcd.url], etcd)
-        try:
-            yield ha
-        finally:
-            ha.close()
-            stop_localnet(net)
-            if etcd.process.poll() is None:
-                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
+    with running_cluster(tmp_path) as ha:
+        yield ha
 
 
 def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> None:
@@ -522,8 +514,7 @@ def test_paused_cluster_does_not_promote_until_resumed(cluster: HaCluster) -> No
     cluster.start_agents()
     old = cluster.wait_ready()
     cluster.wait_apis()
-    cli("pause", "-c", cluster.inventory)
-    wait_for(lambda: all(cluster.api_status(n)["paused"] for n in NODES), 10, "every agent to see the pause")
+    cluster.pause()
     shown = cli("status", "-c", cluster.inventory, check=False)  # paused: exit 3
     text = " ".join(shown.stdout.split())
     assert f"lease (etcd): val-a holds it (generation {old.generation}); automatic decisions paused" in text, shown.stdout

@@ -22,16 +22,14 @@ from typing import Any
 import pytest
 
 from near_failover.ha.lease import LeaderInfo
-from tests.integration.etcd_server import running_etcd
 from tests.integration.ha_harness import (
     BLOCK_TIME,
-    NODES,
     POOL,
     HaCluster,
     assert_missed_within,
+    running_cluster,
     wait_for,
 )
-from tests.integration.localnet_harness import cli, start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +44,8 @@ NO_MISSED_BLOCK = {"blocks": 0, "chunks": 2, "endorsements": 8}  # neard never s
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[HaCluster]:
-    with running_etcd(tmp_path / "etcd") as etcd:
-        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
-        ha = HaCluster(net, [etcd.url], etcd)
-        try:
-            yield ha
-        finally:
-            ha.close()
-            stop_localnet(net)
+    with running_cluster(tmp_path) as ha:
+        yield ha
 
 
 def wait_or_logs(cluster: HaCluster, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -114,8 +106,7 @@ def test_a_paused_leaders_agent_stopped_leaves_neard_signing_and_a_planned_stop_
     cluster.start_agents()
     old = cluster.wait_ready()
     cluster.wait_apis()
-    cli("pause", "-c", cluster.inventory)
-    wait_for(lambda: all(cluster.api_status(n)["paused"] for n in NODES), 10, "every agent to see the pause")
+    cluster.pause()
     before = cluster.ledger()
 
     agent = cluster.agents["val-a"]
@@ -135,8 +126,7 @@ def test_a_paused_leaders_agent_stopped_leaves_neard_signing_and_a_planned_stop_
     wait_for(lambda: (cluster.heartbeat("val-a") or {}).get("armed"), 10, "the resumed lease armed")
     assert_missed_within(before, cluster.assert_no_double_sign(), NO_MISSED_BLOCK)
 
-    cli("resume", "-c", cluster.inventory)
-    wait_for(lambda: not any(cluster.api_status(n)["paused"] for n in NODES), 10, "every agent to see the resume")
+    cluster.pause(False)
     wait_for(lambda: ready_standby(cluster, "val-b"), 20, "val-b ready")
     agent = cluster.agents["val-a"]
     agent.send_signal(signal.SIGTERM)
