@@ -738,6 +738,7 @@ class Agent:
         self._move(Phase.FENCED)
         self._remember(problems=(reason,))
         self.self_fences.append(time.monotonic())
+        self.handed_over, self.rejoin_failed_at = False, None  # a new fence: the automatic rejoin decides afresh
         self.failsafe_note = None
         self.inherited = None  # our neard is fenced and seen not signing: no earlier lease to guard either
         self._end_run(FENCE_FAILED)
