@@ -190,6 +190,15 @@ class HaCluster:
         self.agents[node] = proc
         return proc
 
+    def kill_agent(self, node: str, generation: int) -> dict[str, Any]:
+        """SIGKILL ``node``'s agent; its last beat, which must still arm the lease of ``generation``."""
+        killed = self.agents[node]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        last = self.heartbeat(node)
+        assert last is not None and last["armed"] and last["generation"] == generation, last
+        return last
+
     def start_agents(self, nodes: tuple[str, ...] = NODES, inventories: dict[str, Path] | None = None) -> None:
         for node in nodes:
             self.start_agent(node, (inventories or {}).get(node))

@@ -109,7 +109,7 @@ def test_a_leaders_agent_restarted_keeps_its_lease_and_a_planned_stop_hands_over
     fenced val-a at the lease's end and a standby took over). Paused, SIGTERM: neard keeps signing
     (on the old code it was fenced and nobody signed until resume) and the restarted agent resumes
     the lease again. Resumed, SIGTERM: a switchover to val-b, which leads."""
-    cluster.configure_lease(ttl=12.0)  # each restart, on a loaded machine, well within the lease
+    cluster.configure_lease(ttl=20.0)  # each restart, on a loaded machine (a stop and a start: 15 s seen), within the lease
     cluster.enable_api()
     cluster.start_agents()
     old = cluster.wait_ready()
@@ -118,11 +118,7 @@ def test_a_leaders_agent_restarted_keeps_its_lease_and_a_planned_stop_hands_over
     neard = cluster.neard_pid("val-a")
     before = cluster.ledger()
 
-    killed = cluster.agents["val-a"]
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(10)
-    last = cluster.heartbeat("val-a")
-    assert last is not None and last["armed"] and last["generation"] == old.generation, last
+    last = cluster.kill_agent("val-a", old.generation)
     cluster.start_agent("val-a")
     resumed(cluster, 1)
     mark = cluster.height()
