@@ -609,6 +609,14 @@ class LeaseSettings(_Strict):
     retry_timeout: float = Field(default=2.0, gt=0)
     # Consecutive unhealthy checks before a leader steps down (hysteresis against flapping).
     unhealthy_loops: int = Field(default=3, ge=1)
+    # Automatic rejoin (ha/rejoin_policy.py): a fenced node whose key is out of its home comes back
+    # as a standby on its own, and may lead again once its neard has been healthy for
+    # rejoin_settle seconds; one that fenced itself max_self_fences times within
+    # self_fence_window seconds stays out until `near-failover rejoin` (no ping-pong).
+    auto_rejoin: bool = True
+    rejoin_settle: float = Field(default=60.0, ge=0)
+    max_self_fences: int = Field(default=2, ge=1)
+    self_fence_window: float = Field(default=3600.0, gt=0)
     # A bearer token shared by the agents: their APIs' POST routes and the failsafe calls need it.
     api_token_file: Path | None = None
     # The CA that signed the agents' API certificates (https:// `api`), which the agents (the
@@ -662,6 +670,11 @@ class LeaseSettings(_Strict):
                 f"loop_wait + 2 * retry_timeout must be less than ttl, got {self.loop_wait:g} + "
                 f"2 * {self.retry_timeout:g} >= {self.ttl:g}: a leader that cannot renew must be "
                 "able to fence itself before its lease expires; raise ttl or lower the others"
+            )
+        if self.self_fence_window <= self.rejoin_settle:
+            raise ValueError(
+                f"self_fence_window = {self.self_fence_window:g} must exceed rejoin_settle = {self.rejoin_settle:g}: "
+                "a node that fences itself again soon after a rejoin must still count its earlier fence"
             )
         if self.store == "etcd" and self.ttl < 2:
             raise ValueError(

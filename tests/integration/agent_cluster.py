@@ -25,7 +25,7 @@ from tests.integration.localnet_support import wait_for
 
 AGENT = [sys.executable, "-m", "near_failover", "agent"]
 # Patroni's rule holds: loop_wait + 2 * retry_timeout = 2.5 < ttl.
-LEASE = {"ttl": 4.0, "loop_wait": 0.5, "retry_timeout": 1.0}
+LEASE = {"ttl": 4.0, "loop_wait": 0.5, "retry_timeout": 1.0, "auto_rejoin": False}  # a fenced node stays as its fence left it
 TOKEN = "api-token-for-tests-0123456789abcdef"
 
 

@@ -30,8 +30,8 @@ from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock
 from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import load_inventory
-from tests.integration.etcd_server import EtcdServer, free_port
-from tests.integration.localnet_harness import CLI, Localnet, cli
+from tests.integration.etcd_server import EtcdServer, free_port, running_etcd
+from tests.integration.localnet_harness import CLI, Localnet, cli, start_localnet, stop_localnet
 from tests.integration.localnet_support import wait_for
 
 POOL = "pool.poolv1.near"
@@ -121,8 +121,10 @@ class HaCluster:
         return self.net.inventory
 
     def configure_lease(self, **overrides: Any) -> dict[str, Any]:
-        """Write the [lease] table: etcd at `endpoints`, the short timings unless overridden."""
-        lease = {"store": "etcd", "endpoints": list(self.endpoints), **LEASE_TIMINGS, **overrides}
+        """Write the [lease] table: etcd at `endpoints`, the short timings unless overridden.
+        Automatic rejoin is off unless asked for (test_ha_rejoin.py): the other tests look at a
+        fenced node as its fence left it."""
+        lease = {"store": "etcd", "endpoints": list(self.endpoints), **LEASE_TIMINGS, "auto_rejoin": False, **overrides}
         self.net.edit_inventory(None, lease=lease)
         return lease
 
@@ -159,6 +161,12 @@ class HaCluster:
         for node in nodes:
             wait_for(lambda: self.api_status(node)["node"] == node, timeout, f"{node}'s agent API")
 
+    def pause(self, paused: bool = True) -> None:
+        """`pause` (or `resume`) through the CLI, until every agent's API shows it."""
+        word = "pause" if paused else "resume"
+        cli(word, "-c", self.inventory)
+        wait_for(lambda: all(self.api_status(n)["paused"] is paused for n in NODES), 10, f"every agent to see the {word}")
+
     def inventory_variant(self, name: str, nodes: dict[str, dict[str, Any]]) -> Path:
         """A copy of the inventory with some nodes' fields changed (what one agent believes)."""
         data = tomllib.loads(self.inventory.read_text())
@@ -181,6 +189,15 @@ class HaCluster:
             log.close()
         self.agents[node] = proc
         return proc
+
+    def kill_agent(self, node: str, generation: int) -> dict[str, Any]:
+        """SIGKILL ``node``'s agent; its last beat, which must still arm the lease of ``generation``."""
+        killed = self.agents[node]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait(10)
+        last = self.heartbeat(node)
+        assert last is not None and last["armed"] and last["generation"] == generation, last
+        return last
 
     def start_agents(self, nodes: tuple[str, ...] = NODES, inventories: dict[str, Path] | None = None) -> None:
         for node in nodes:
@@ -408,6 +425,21 @@ class HaCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- agent {n} ---\n{self.agent_log(n)[-3000:]}\n--- watchdog {n} ---\n{self.watchdog_log(n)[-1500:]}" for n in NODES)
+
+
+@contextmanager
+def running_cluster(directory: Path) -> Iterator[HaCluster]:
+    """A fresh etcd and localnet under ``directory``, every process ended on the way out."""
+    with running_etcd(directory / "etcd") as etcd:
+        net = start_localnet(directory / "net", block_time=BLOCK_TIME)
+        ha = HaCluster(net, [etcd.url], etcd)
+        try:
+            yield ha
+        finally:
+            ha.close()
+            stop_localnet(net)
+            if etcd.process.poll() is None:
+                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
 
 
 def step(run: dict[str, Any], name: str) -> dict[str, Any]:

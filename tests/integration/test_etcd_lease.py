@@ -88,6 +88,10 @@ async def test_member_records_expire_with_their_lease(etcd: EtcdServer, account:
     await contract.member_records_expire_with_their_lease(opener(etcd, account), ttl=2)
 
 
+async def test_a_restarted_holder_resumes_its_lease(etcd: EtcdServer, account: str) -> None:
+    await contract.a_restarted_holder_resumes_its_lease(opener(etcd, account))
+
+
 async def test_pause_flag(etcd: EtcdServer, account: str) -> None:
     await contract.pause_flag(opener(etcd, account))
 

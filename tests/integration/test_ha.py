@@ -27,13 +27,13 @@ from tests.integration.etcd_server import enable_auth, revoke_access, running_et
 from tests.integration.ha_harness import (
     BLOCK_TIME,
     LEASE_TIMINGS,
-    NODES,
     POOL,
     HaCluster,
     alive,
     assert_missed_within,
     etcd_in_namespace,
     guard,
+    running_cluster,
     step,
     wait_for,
 )
@@ -50,16 +50,8 @@ CRASH_BOUND = {"blocks": 6, "chunks": 10, "endorsements": 40}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[HaCluster]:
-    with running_etcd(tmp_path / "etcd") as etcd:
-        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
-        ha = HaCluster(net, [etcd.url], etcd)
-        try:
-            yield ha
-        finally:
-            ha.close()
-            stop_localnet(net)
-            if etcd.process.poll() is None:
-                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
+    with running_cluster(tmp_path) as ha:
+        yield ha
 
 
 def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> None:
@@ -522,8 +514,7 @@ def test_paused_cluster_does_not_promote_until_resumed(cluster: HaCluster) -> No
     cluster.start_agents()
     old = cluster.wait_ready()
     cluster.wait_apis()
-    cli("pause", "-c", cluster.inventory)
-    wait_for(lambda: all(cluster.api_status(n)["paused"] for n in NODES), 10, "every agent to see the pause")
+    cluster.pause()
     shown = cli("status", "-c", cluster.inventory, check=False)  # paused: exit 3
     text = " ".join(shown.stdout.split())
     assert f"lease (etcd): val-a holds it (generation {old.generation}); automatic decisions paused" in text, shown.stdout
@@ -714,7 +705,8 @@ def test_a_second_agent_for_the_same_node_is_refused_and_names_the_running_one(c
 
 
 def test_a_leaders_agent_killed_and_restarted_within_its_lease_keeps_one_armed_watchdog(cluster: HaCluster) -> None:
-    """A leader's agent SIGKILLed and restarted at once (issue 14, part 6): the new agent adopts
+    """A leader's agent SIGKILLed and restarted at once (issue 14, part 6), with etcd frozen so
+    that it cannot resume the lease (test_ha_rejoin.py: it does when it can): the new agent adopts
     the watchdog still running (no second one beside it) and never writes armed=False while the
     old lease may be live; the watchdog fences val-a at that lease's end, a standby takes over,
     and nothing double signs. On the old code the new agent disarmed the old watchdog at start
@@ -724,11 +716,9 @@ def test_a_leaders_agent_killed_and_restarted_within_its_lease_keeps_one_armed_w
     old = cluster.wait_ready()
     watchdog = cluster.watchdog_pid("val-a")
     before = cluster.ledger()
-    killed = cluster.agents["val-a"]
-    killed.send_signal(signal.SIGKILL)
-    killed.wait(10)
-    last = cluster.heartbeat("val-a")
-    assert last is not None and last["armed"] and last["generation"] == old.generation, last
+    last = cluster.kill_agent("val-a", old.generation)
+    assert cluster.etcd is not None
+    os.kill(cluster.etcd.process.pid, signal.SIGSTOP)
     cluster.start_agent("val-a")
     watchdogs: set[int] = set()
     # Armed until the lease's end, or until the watchdog's fence of that very lease (its marker).
@@ -739,16 +729,18 @@ def test_a_leaders_agent_killed_and_restarted_within_its_lease_keeps_one_armed_w
         assert beat is not None and beat["armed"], f"the old lease was disarmed while live: {beat}\n{cluster.logs()}"
         watchdogs.update(cluster.watchdog_pids("val-a"))
         time.sleep(0.01)
-    # The restarted agent was up long before the lease's end (it beats with its own pid).
+    # The restarted agent, up long before the lease's end, beats with its own pid (still armed).
     wait_for(lambda: (cluster.heartbeat("val-a") or {}).get("agent_pid") == cluster.agent_pid("val-a"), 30, "the new agent's beat")
-    new = cluster.wait_leader("val-b", timeout=40)
+    os.kill(cluster.etcd.process.pid, signal.SIGCONT)
+    # The standby that saw the store come back first (both were the store's outage's).
+    new = wait_for(lambda: (leader := cluster.leader()) is not None and leader.member != "val-a" and leader, 40, "a standby to lead")
     assert new.generation > old.generation
-    watchdogs.update(cluster.watchdog_pids("val-a"))
+    # One watchdog while the old lease was live (after its fence, one stuck on the frozen store may be replaced).
     assert watchdogs == {watchdog}, f"watchdogs of val-a: {watchdogs}, the first was {watchdog}\n{cluster.logs()}"
     fenced = cluster.watchdog_marker("val-a")
     assert fenced is not None and fenced["generation"] == old.generation, fenced  # the old watchdog fenced the old lease
     assert "FileNotFoundError" not in cluster.watchdog_log("val-a")
     assert cluster.agents["val-a"].poll() is None and cluster.key_loaded("val-a") is None
-    wait_for(lambda: cluster.key_loaded("val-b") == POOL, 20, "val-b to sign")
+    wait_for(lambda: cluster.key_loaded(new.member) == POOL, 20, f"{new.member} to sign")
     cluster.wait_blocks(4)
     assert_missed_within(before, cluster.assert_no_double_sign(), FREEZE_BOUND)

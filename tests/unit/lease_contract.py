@@ -193,3 +193,23 @@ async def one_view_shows_leader_members_and_pause(open_store: OpenStore, reads: 
     finally:
         await a.close()
         await b.close()
+
+
+async def a_restarted_holder_resumes_its_lease(open_store: OpenStore) -> None:
+    """A restarted agent (another store object) takes up the lease its node holds: same member,
+    same generation, renewed; the old handle and the new one are one lease. Once released, none."""
+    first, restarted = open_store(), open_store()
+    try:
+        held = await first.acquire_leader("a", 5)
+        assert held is not None
+        info = await restarted.leader()
+        assert info is not None
+        resumed = await restarted.resume(info)
+        assert resumed is not None and (resumed.member, resumed.generation) == ("a", held.generation)
+        assert resumed.remaining() > 4 and await restarted.renew(resumed)
+        await restarted.release(resumed)
+        assert await first.leader() is None and not await first.renew(held)
+        assert await restarted.resume(info) is None
+    finally:
+        await first.close()
+        await restarted.close()

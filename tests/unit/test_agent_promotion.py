@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.agent import Agent
+from near_failover.ha.decide import Phase
+from near_failover.ha.lease import ClusterView, LeaderInfo
 from near_failover.ha.stores import open_lease_store
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.journal import Journal
+from near_failover.procedures.nodes import open_nodes
 from tests.unit.test_sqlite_lease import inventory
 
 
@@ -64,3 +67,34 @@ async def test_a_leader_wakes_when_its_neard_exits(tmp_path: Path) -> None:
         os.close(pidfd)
         await process.wait()
         await store.close()
+
+
+async def test_a_node_that_keeps_fencing_itself_stays_out_and_says_why(tmp_path: Path) -> None:
+    """Automatic rejoin's no-ping-pong rule, as the agent acts on it: fenced twice within the
+    window, it starts no rejoin, and its record (what `status` shows) and /status say why."""
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\n')
+    store = open_lease_store(inv)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
+        async with open_nodes(inv) as nodes:
+            agent.nodes = nodes
+            agent._move(Phase.FENCED)
+            agent.view = ClusterView(LeaderInfo("b", 7))
+            agent.self_fences = [time.monotonic() - 60, time.monotonic() - 5]
+            await agent._rejoin_if_due()
+            assert agent.rejoining is None
+            why = "stays out: it fenced itself 2 times in the last 3600s"
+            assert any(why in p for p in agent._record().problems), agent.problems
+            assert any(why in p for p in agent.snapshot().problems)
+
+            agent.self_fences = agent.self_fences[1:]  # one fence only: it rejoins
+            agent._remember(problems=())
+            await agent._rejoin_if_due()
+            assert agent.rejoining is not None
+            await asyncio.wait({agent.rejoining})
+            # Refused here (no home to read): still fenced, and it stays out saying why, no second run.
+            assert agent.rejoining is None and not agent.settling and agent.rejoin_refused is not None
+            await agent._rejoin_if_due()
+            assert agent.rejoining is None and any("stays out: the last rejoin was refused" in p for p in agent.problems)
+            assert [run.kind for run in journal.runs(inv.validator.account_id, 5)] == ["rejoin"]
+    await store.close()

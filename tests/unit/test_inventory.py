@@ -220,6 +220,19 @@ def test_lease_settings(tmp_path: Path) -> None:
     assert inventory.lease is not None and inventory.lease.path == tmp_path / "lease.sqlite"
 
 
+def test_automatic_rejoin_settings(tmp_path: Path) -> None:
+    lease = '[lease]\nstore = "sqlite"\n'
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_B + lease))
+    assert inventory.lease is not None
+    assert (inventory.lease.auto_rejoin, inventory.lease.rejoin_settle, inventory.lease.max_self_fences) == (True, 60.0, 2)
+    inventory = load_inventory(write(tmp_path, HEADER + NODE_B + lease + "auto_rejoin = false\nrejoin_settle = 5\n"))
+    assert inventory.lease is not None and not inventory.lease.auto_rejoin and inventory.lease.rejoin_settle == 5
+    message = error_of(tmp_path, HEADER + NODE_B + lease + "max_self_fences = 0\n")
+    assert "lease.max_self_fences" in message
+    message = error_of(tmp_path, HEADER + NODE_B + lease + "rejoin_settle = 600\nself_fence_window = 300\n")
+    assert "self_fence_window = 300 must exceed rejoin_settle = 600" in message
+
+
 def test_toml_syntax_error_and_missing_file(tmp_path: Path) -> None:
     message = error_of(tmp_path, HEADER + "[[node]\nname = 'x'\n")
     assert "not valid TOML" in message and "line" in message

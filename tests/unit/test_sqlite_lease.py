@@ -91,6 +91,10 @@ async def test_member_records_expire(lease_file: Path) -> None:
     await contract.member_records_expire_with_their_lease(opener(lease_file), ttl=0.5)
 
 
+async def test_a_restarted_holder_resumes_its_lease(lease_file: Path) -> None:
+    await contract.a_restarted_holder_resumes_its_lease(opener(lease_file))
+
+
 async def test_pause_flag(lease_file: Path) -> None:
     await contract.pause_flag(opener(lease_file))
 

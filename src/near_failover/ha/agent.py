@@ -39,6 +39,7 @@ from near_failover.ha.decide import (
     Rules,
     Sample,
     after_renewal,
+    best_candidate,
     decide,
     ended_leader,
     proof_from_observation,
@@ -65,6 +66,17 @@ from near_failover.ha.operator import (
     leader_problem,
     standby_problem,
 )
+from near_failover.ha.rejoin_policy import (
+    FencedNode,
+    LeaseSeen,
+    RejoinSettings,
+    StopAction,
+    healthy_since,
+    may_resume,
+    plan_agent_stop,
+    settling,
+    stay_out,
+)
 from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.snapshot import AgentSnapshot, EpochSeen, LastDecision
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
@@ -88,6 +100,7 @@ from near_failover.procedures.observe import (
     observe_until_silent,
 )
 from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
+from near_failover.procedures.rejoin import Rejoin
 
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
@@ -185,6 +198,16 @@ class Agent:
         self.inherited: tuple[int | None, float] | None = None
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
+        # Automatic rejoin (ha/rejoin_policy.py): this agent's self-fences (monotonic), the rejoin
+        # running, why the last one was refused or when it failed, and the settling after it.
+        self.rejoin_settings = RejoinSettings.from_lease(inventory.lease)
+        self.self_fences: list[float] = []
+        self.rejoining: asyncio.Task[None] | None = None
+        self.rejoin_refused: str | None = None
+        self.rejoin_failed_at: float | None = None
+        self.handed_over = False  # fenced as a switchover's source: it stays out
+        self.settling = False  # rejoined: no candidacy until neard has been healthy for the settling time
+        self.healthy_since: float | None = None
 
     @property
     def me(self) -> NodeAccess:
@@ -242,12 +265,14 @@ class Agent:
         async with open_nodes(self.inventory) as nodes:
             self.nodes = nodes
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
+            recorded = self._recorded_generation()
             self.inherited = self._inherit_lease()
             self._disarm()
             self.wake.start(realtime_thread=True)
             self._start_watchdog()
             try:
                 await self._wait_watchdog()
+                await self._resume_lease(recorded)
                 # The start grace (standby-start-grace) counts from the first loop, not from the
                 # constructor: a watchdog slow to start on a loaded host must not spend the time
                 # the signer's agent has to claim the lease.
@@ -346,6 +371,41 @@ class Agent:
         return (f"an earlier agent's lease (generation {self.inherited[0]}) may still be live: "
                 "its watchdog fences at its end, no lease before")
 
+    def _recorded_generation(self) -> int | None:
+        """The lease generation the last agent of this node held when it stopped (its last beat:
+        armed if it was killed, disarmed with it if it stopped while paused), unless its watchdog
+        fenced that lease since."""
+        beat = self.heartbeat.read()
+        if beat is None or not isinstance(beat.get("generation"), int):
+            return None
+        armed_until = beat.get("valid_until") if beat.get("armed") else None
+        if armed_until is not None and self._inherited_fenced((beat["generation"], float(armed_until))):
+            return None
+        return int(beat["generation"])
+
+    async def _resume_lease(self, recorded: int | None) -> None:
+        """A restart within the lease (a killed agent, or one stopped while paused): the lease its
+        node still holds at the generation recorded is renewed and kept, neard left signing,
+        instead of being fenced at its end (ha/rejoin_policy.py)."""
+        if recorded is None:
+            return
+        try:
+            leader = await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout)
+            seen = LeaseSeen(leader.member, leader.generation, leader.ttl_left) if leader else None
+            if not may_resume(self.node, recorded, seen, self.settings.fence_margin):
+                return
+            assert leader is not None
+            lease = await asyncio.wait_for(self.store.resume(leader), self.settings.retry_timeout)
+        except (TimeoutError, LeaseStoreError):
+            return  # no resume: the inherited lease, if armed, stays with the watchdog
+        if lease is None or lease.remaining() <= self.settings.fence_margin:
+            return
+        self.lease, self.inherited = lease, None
+        self._move(Phase.LEADER)
+        self._beat()
+        log.info("resumed the lease this node held", node=self.node, generation=lease.generation)
+        self._journal_event("lease-resumed", {"generation": lease.generation, "lease_remaining": round(lease.remaining(), 3)})
+
     def _disarm(self) -> None:
         """No lease of ours to guard: disarmed, unless an earlier agent's lease may still be live."""
         if self.inherited is not None:
@@ -435,6 +495,8 @@ class Agent:
             view = await self._read_view()
             masked = await on_doubt(self.me.control.is_masked(), True) if self.phase is Phase.FENCED else None
             await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
+            if self.phase is Phase.FENCED:
+                await self._rejoin_if_due()
         await self._publish()
         self._beat()
 
@@ -447,6 +509,8 @@ class Agent:
             sample = Sample(time.monotonic(), rpc_ok=False)
         self.tracker.add(sample)
         readiness = [] if as_leader else await self._readiness()
+        if self.settling and not as_leader:
+            readiness += self._settling(self.tracker.problems(as_leader=False) + readiness)
         return Health(tuple(self.tracker.problems(as_leader=True)), tuple(self.tracker.problems(as_leader=False) + readiness),
                       self.tracker.gone(), sample.key_loaded)
 
@@ -673,6 +737,8 @@ class Agent:
         self.lease = None
         self._move(Phase.FENCED)
         self._remember(problems=(reason,))
+        self.self_fences.append(time.monotonic())
+        self.handed_over, self.rejoin_failed_at = False, None  # a new fence: the automatic rejoin decides afresh
         self.failsafe_note = None
         self.inherited = None  # our neard is fenced and seen not signing: no earlier lease to guard either
         self._end_run(FENCE_FAILED)
@@ -937,7 +1003,20 @@ class Agent:
             pass
 
     async def _shutdown(self) -> None:
-        """A clean stop: a leader hands over (fences itself, drops the lease); the watchdog is disarmed."""
+        """A clean stop (SIGTERM): a leader's agent paused keeps its neard and its lease, one not
+        paused hands over to the best ready standby, or else fences itself and drops the lease
+        (plan_agent_stop); the watchdog is disarmed. A standby's neard is left as it is."""
+        if self.rejoining is not None:
+            await asyncio.wait({self.rejoining})  # bounded by its own timeout: a run cut short would block every later move
+        if self.lease is not None and self.phase is Phase.LEADER:
+            plan = plan_agent_stop(self.node, self.paused, self._best_standby())
+            log.warning("the agent is stopping", node=self.node, plan=plan.action.value, message=plan.message)
+            self._journal_event("agent-stop", {"plan": plan.action.value, "target": plan.target, "message": plan.message})
+            if plan.action is StopAction.KEEP_LEASE:
+                self._keep_lease_for_restart()
+                return
+            if plan.target is not None:
+                await self._hand_over(plan.target)
         if self.lease is not None:
             await self._self_fence("the agent is stopping")
         if self.lease is not None:
@@ -952,6 +1031,84 @@ class Agent:
                 await asyncio.wait_for(self.store.delete_member(self.node), self.settings.retry_timeout)
             except (TimeoutError, LeaseStoreError):
                 pass
+
+    def _best_standby(self) -> str | None:
+        """The ready standby a promotion would pick now (the store's last view)."""
+        if self.view is None:
+            return None
+        others = [m for m in self.view.members if m.name != self.node]
+        return best_candidate(others, max_age=self.settings.record_max_age, now=time.time())
+
+    def _keep_lease_for_restart(self) -> None:
+        """Paused: neard keeps signing and the lease stays in the store; the beat, disarmed (no
+        watchdog fence at its end), keeps its generation for the next agent to resume."""
+        assert self.lease is not None
+        self.heartbeat.beat(armed=False, generation=self.lease.generation)
+        if self.watchdog is not None and self.inherited is None:
+            self.watchdog.terminate()
+
+    async def _hand_over(self, target: str) -> None:
+        """A planned switchover to ``target`` while the loop keeps renewing (the stop waits for it:
+        the unit's TimeoutStopSec bounds it); a failed one leaves the lease to the fence after it."""
+        switch = asyncio.ensure_future(self.request_switchover(MoveOptions(target)))
+        while not switch.done():
+            began = time.monotonic()
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - as in run(): the watchdog covers a loop that fails
+                log.exception("agent loop failed", node=self.node)
+            await asyncio.wait({switch}, timeout=self._pause_after(began))
+        try:
+            outcome = switch.result()
+            log.info("hand-over before the stop", node=self.node, to=target, ok=outcome.get("ok"), message=outcome.get("message"))
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the fence below still runs
+            log.error("hand-over before the stop failed", node=self.node, to=target, error=f"{type(exc).__name__}: {exc}")
+
+    def _settling(self, problems: list[str]) -> list[str]:
+        """After an automatic rejoin: why this standby is no candidate yet (empty once settled)."""
+        now = time.monotonic()
+        self.healthy_since = healthy_since(self.healthy_since, not problems, now)
+        why = settling(self.healthy_since, self.rejoin_settings, now)
+        if why is None:
+            self.settling = False
+            log.info("rejoined and settled: a ready standby again", node=self.node)
+        return [why] if why else []
+
+    async def _rejoin_if_due(self) -> None:
+        """A fenced node rejoins as a standby on its own when ha/rejoin_policy.py allows; else its
+        problems say why it stays out."""
+        if self.rejoining is not None:
+            return
+        leader = self.store_leader
+        node = FencedNode(
+            key_in_home=await on_doubt(self.me.key_in_home(), True),
+            another_leads=leader is not None and leader.member != self.node,
+            self_fences=tuple(self.self_fences), handed_over=self.handed_over, refused=self.rejoin_refused,
+            last_try=self.rejoin_failed_at,
+        )
+        why = stay_out(node, self.rejoin_settings, self.paused, time.monotonic())
+        if why is not None:
+            self._remember(problems=(*self.problems, f"stays out: {why}"))
+            return
+        self.rejoining = asyncio.create_task(self._rejoin())
+
+    async def _rejoin(self) -> None:
+        """procedures/rejoin.py's run, as `near-failover rejoin` does it; settling starts with it."""
+        began = time.monotonic()
+        self.settling, self.healthy_since = True, None
+        log.info("fenced, key out of its home, another node leads: rejoining as a standby", node=self.node)
+        try:
+            result = await Rejoin(self.inventory, self.nodes, self.node, self.journal).run()
+            outcome, message = result.outcome, result.message
+        except Exception as exc:  # noqa: BLE001 - a journal that refused the run, a host that failed: try later
+            outcome, message = "not-ready", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.rejoining = None
+        log.info("automatic rejoin", node=self.node, outcome=outcome, message=message)
+        if outcome == "refused":
+            self.rejoin_refused, self.settling = message, False
+        if self.phase is Phase.FENCED:  # still masked: another try after the settling time
+            self.rejoin_failed_at = began
 
     def _journal_event(self, kind: str, evidence: dict[str, Any]) -> None:
         # Not a move: recorded even while another agent's promotion is in progress in a journal
@@ -1062,6 +1219,7 @@ class Agent:
                 self._remember(handover_until=time.monotonic() + 2 * self.settings.ttl)
                 lease, self.lease = self.lease, None
                 self._move(Phase.FENCED)
+                self.handed_over = True
                 self._noted(Kind.HAND_OVER, "switchover-done", f"the switchover gave the key to {target.name}: the lease goes to it")
                 self.fenced_generation = lease.generation
                 self._remember(problems=(FENCED_PROBLEM,))

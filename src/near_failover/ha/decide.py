@@ -182,7 +182,7 @@ FENCED_PROBLEM = "fenced: neard is masked; unmask it and start it without the ke
 # Every allowed change of phase, with why it happens; any other is a bug (IllegalTransition).
 TRANSITIONS: dict[tuple[Phase, Phase], str] = {
     (Phase.STARTING, Phase.STANDBY): "first check: neard does not sign",
-    (Phase.STARTING, Phase.LEADER): "its neard signs and no one holds the lease: claimed it",
+    (Phase.STARTING, Phase.LEADER): "its neard signs and no one holds the lease: claimed it (or its node still holds the lease its last agent recorded: resumed it)",
     (Phase.STARTING, Phase.PROMOTING): "an operator's failover taken up at the first check",
     (Phase.STARTING, Phase.FENCED): "its neard signs while another member holds the lease",
     (Phase.STANDBY, Phase.PROMOTING): "no leader and the best candidate: took the lease",

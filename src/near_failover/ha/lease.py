@@ -172,6 +172,16 @@ class LeaseStore(abc.ABC):
     async def renew(self, lease: LeaderLease) -> bool:
         """Extend ``lease`` if the leader key is still this very lease; False if it was lost."""
 
+    async def resume(self, leader: LeaderInfo) -> LeaderLease | None:
+        """The lease ``leader`` names, taken up again by its holder's restarted agent (same member,
+        same generation) and renewed; None when it is no longer that lease. Its token is etcd's
+        lease id (``extra["lease"]``), or the generation (sqlite)."""
+        if leader.ttl is None:
+            return None
+        token = leader.extra.get("lease") or str(leader.generation)
+        lease = LeaderLease(leader.member, leader.generation, leader.ttl, lease_clock(), str(token))
+        return lease if await self.renew(lease) else None
+
     @abc.abstractmethod
     async def release(self, lease: LeaderLease) -> None:
         """Delete the leader key if it is still ``lease`` (a planned step-down); else do nothing."""

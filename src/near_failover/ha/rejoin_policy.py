@@ -4,22 +4,25 @@ The agent's loop calls these; they read nothing and change nothing, so each rule
 tested without processes (tests/unit/test_rejoin_policy.py).
 
 Automatic rejoin (`[lease] auto_rejoin`, on by default): a node that fenced itself, or was fenced
-by another's promotion, comes back as a standby on its own (procedures/rejoin.py does the work)
-only when its key is out of its home, it has not fenced itself `max_self_fences` times within
-`window` (no ping-pong: a node that keeps failing stays out and says why), and a rejoin was not
-refused (an Option 1 node that validated with `standby = "rpc"`: the operator must choose). Once
-its neard runs again it takes no lease, and is no candidate, until neard has been healthy for
-`settle` seconds without a break.
+by another's promotion, comes back as a standby on its own (procedures/rejoin.py, the steps of
+`near-failover rejoin`) only while another node holds the lease (a promotion in progress keeps the
+fenced node's record, its fence proof), when its key is out of its home, it has not fenced itself
+`max_self_fences` times within `self_fence_window` (no ping-pong: a node that keeps failing stays
+out and says why), and a rejoin was not refused (an Option 1 node that validated with
+`standby = "rpc"`: the operator must choose). A switchover's source stays out: an operator moved
+it away on purpose (an upgrade), and `near-failover rejoin` brings it back. Once its neard runs
+again it takes no lease, and is no candidate, until neard has been healthy for `rejoin_settle`
+seconds without a break.
 
 Agent stops and starts: `systemctl stop` (SIGTERM) of an agent
-- while paused leaves neard as it is, whatever the role, and a leader keeps its lease record
-  (it disarms its watchdog: nobody is promoted while paused, and a later promotion proves its
-  fence as any does) so a restart within the lease resumes it;
+- while paused leaves neard as it is, whatever the role, and a leader keeps its lease (not
+  released; its watchdog disarmed: nobody is promoted while paused, and a later promotion proves
+  its fence as any does) so a restart within the lease resumes it;
 - of a leader while not paused hands the validator to the best ready standby through a
-  switchover, then releases the lease; with no ready standby it fences neard and releases, and
+  switchover, then the lease goes to it; with no ready standby it fences neard and releases, and
   says that the pool stops signing;
 - of a standby changes nothing.
-A starting agent whose member identity holds the lease at the generation it recorded, with more
+A starting agent whose node holds the lease at the generation its last agent recorded, with more
 than its fence margin left, resumes that lease (same generation) instead of fencing.
 """
 
@@ -29,6 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from near_failover.inventory import LeaseSettings
+
 
 @dataclass(frozen=True)
 class RejoinSettings:
@@ -37,30 +42,23 @@ class RejoinSettings:
     max_self_fences: int = 2  # this many self-fences within `window` keep a node out
     window: float = 3600.0
 
-
-class RejoinStep(str, Enum):
-    STAY_OUT = "stay-out"  # do nothing; `reason` says why
-    REJOIN = "rejoin"  # run the rejoin procedure (park, config, unmask, start, sync, checks)
-    SETTLING = "settling"  # neard runs as a standby: no lease, no candidacy yet
-    ELIGIBLE = "eligible"  # a standby like any other
-
-
-@dataclass(frozen=True)
-class RejoinDecision:
-    step: RejoinStep
-    reason: str
+    @classmethod
+    def from_lease(cls, lease: LeaseSettings | None) -> RejoinSettings:
+        if lease is None:
+            return cls()
+        return cls(lease.auto_rejoin, lease.rejoin_settle, lease.max_self_fences, lease.self_fence_window)
 
 
 @dataclass(frozen=True)
 class FencedNode:
-    """What the agent knows of its own node when it is not the leader."""
+    """What the agent knows of its own node while it is fenced."""
 
-    fenced: bool  # neard stopped and masked by a fence (its own or a promotion's)
     key_in_home: bool
-    neard_running: bool
-    healthy_since: float | None  # since when neard has been healthy without a break, if it is
+    another_leads: bool  # another node holds the lease
     self_fences: tuple[float, ...]  # when this node fenced itself (same clock as `now`)
-    refused: str | None = None  # why the last rejoin was refused, until the inventory changes
+    handed_over: bool = False  # fenced as a switchover's source
+    refused: str | None = None  # why the last rejoin was refused (until the agent restarts)
+    last_try: float | None = None  # when the last rejoin that did not make it a standby began
 
 
 def recent(times: Iterable[float], now: float, window: float) -> int:
@@ -68,31 +66,38 @@ def recent(times: Iterable[float], now: float, window: float) -> int:
     return sum(1 for t in times if now - window <= t <= now)
 
 
-def decide_rejoin(node: FencedNode, settings: RejoinSettings, paused: bool, now: float) -> RejoinDecision:
-    """Whether a node that is not the leader rejoins, waits, or takes part as a standby."""
-    if node.fenced:
-        if not settings.auto_rejoin:
-            return RejoinDecision(RejoinStep.STAY_OUT, "auto_rejoin is off: run `near-failover rejoin`")
-        if paused:
-            return RejoinDecision(RejoinStep.STAY_OUT, "the cluster is paused: no automatic rejoin until resume")
-        if node.key_in_home:
-            return RejoinDecision(RejoinStep.STAY_OUT, "the pool key is still in its home: a rejoin parks it only while another node signs")
-        if node.refused:
-            return RejoinDecision(RejoinStep.STAY_OUT, f"the last rejoin was refused: {node.refused}")
-        fences = recent(node.self_fences, now, settings.window)
-        if fences >= settings.max_self_fences:
-            return RejoinDecision(
-                RejoinStep.STAY_OUT,
-                f"it fenced itself {fences} times in the last {settings.window:g}s: it stays out until an operator "
-                "runs `near-failover rejoin` (no ping-pong)",
-            )
-        return RejoinDecision(RejoinStep.REJOIN, "fenced, key out of its home: rejoining as a standby")
-    if not node.neard_running or node.healthy_since is None:
-        return RejoinDecision(RejoinStep.SETTLING, "neard is not healthy: no lease until it has been for the settling time")
-    healthy_for = now - node.healthy_since
+def stay_out(node: FencedNode, settings: RejoinSettings, paused: bool, now: float) -> str | None:
+    """Why a fenced node does not rejoin on its own now; None: it rejoins as a standby."""
+    manual = "`near-failover rejoin` brings it back"
+    if not settings.auto_rejoin:
+        return f"auto_rejoin is off: {manual}"
+    if node.handed_over:
+        return f"handed over by a switchover (an operator's move): {manual}"
+    if paused:
+        return "the cluster is paused: no automatic rejoin until resume"
+    if node.refused:
+        return f"the last rejoin was refused: {node.refused}"
+    fences = recent(node.self_fences, now, settings.window)
+    if fences >= settings.max_self_fences:
+        return (f"it fenced itself {fences} times in the last {settings.window:g}s: it stays out until an operator "
+                f"runs `near-failover rejoin` (no ping-pong)")
+    if not node.another_leads:
+        return "no other node holds the lease yet: a rejoin waits for the new leader"
+    if node.key_in_home:
+        return "the pool key is still in its home: an operator parks it (`near-failover rejoin`)"
+    if node.last_try is not None and now - node.last_try < settings.settle:
+        return f"the last rejoin did not make it a standby: the next try in {settings.settle - (now - node.last_try):.0f}s"
+    return None
+
+
+def settling(since: float | None, settings: RejoinSettings, now: float) -> str | None:
+    """Why a rejoined node is no candidate yet (None once neard has been healthy for the settling time)."""
+    if since is None:
+        return f"rejoined: neard not healthy yet, no lease until it has been for {settings.settle:g}s"
+    healthy_for = now - since
     if healthy_for < settings.settle:
-        return RejoinDecision(RejoinStep.SETTLING, f"neard healthy for {healthy_for:.0f}s of {settings.settle:g}s: no lease yet")
-    return RejoinDecision(RejoinStep.ELIGIBLE, "a ready standby")
+        return f"rejoined: neard healthy for {healthy_for:.0f}s of {settings.settle:g}s, no lease yet"
+    return None
 
 
 def healthy_since(previous: float | None, healthy: bool, now: float) -> float | None:
@@ -103,44 +108,31 @@ def healthy_since(previous: float | None, healthy: bool, now: float) -> float | 
 
 
 class StopAction(str, Enum):
-    LEAVE_NEARD = "leave-neard"  # nothing to do to neard (paused, or a standby)
-    HAND_OVER = "hand-over"  # switchover to `target`, then release the lease
+    KEEP_LEASE = "keep-lease"  # paused: neard left as it is, the lease kept for a restart
+    HAND_OVER = "hand-over"  # switchover to `target`: the lease goes to it
     FENCE = "fence"  # fence neard and release: no standby can take it
 
 
 @dataclass(frozen=True)
 class StopPlan:
     action: StopAction
-    keep_lease: bool  # a paused leader keeps its lease record so a restart can resume it
     target: str | None
     message: str
 
 
-def plan_agent_stop(node: str, leader: bool, paused: bool, ready_standbys: list[str]) -> StopPlan:
-    """What a SIGTERM (`systemctl stop` or `restart`) makes an agent do before it exits.
-    ``ready_standbys`` is best first (the promotion order: priority, then health)."""
-    if not leader:
-        return StopPlan(StopAction.LEAVE_NEARD, False, None, f"{node} is a standby: its neard is left as it is")
+def plan_agent_stop(node: str, paused: bool, best_standby: str | None) -> StopPlan:
+    """What a SIGTERM (`systemctl stop` or `restart`) makes a leader's agent do before it exits
+    (a standby's agent leaves its neard as it is). ``best_standby``: the one a promotion would pick."""
     if paused:
-        return StopPlan(
-            StopAction.LEAVE_NEARD, True, None,
-            f"paused: {node}'s neard keeps signing; its lease is kept for a restart within it (same generation); "
-            "nobody is promoted until resume",
-        )
-    if ready_standbys:
-        target = ready_standbys[0]
-        return StopPlan(StopAction.HAND_OVER, False, target,
-                        f"planned stop of the leader's agent: switchover from {node} to {target}, then the lease is released")
-    return StopPlan(StopAction.FENCE, False, None,
+        return StopPlan(StopAction.KEEP_LEASE, None,
+                        f"paused: {node}'s neard keeps signing; its lease is kept for a restart within it (same generation), "
+                        "nobody is promoted until resume")
+    if best_standby is not None:
+        return StopPlan(StopAction.HAND_OVER, best_standby,
+                        f"planned stop of the leader's agent: switchover from {node} to {best_standby}, the lease goes to it")
+    return StopPlan(StopAction.FENCE, None,
                     f"planned stop of the leader's agent and no ready standby: {node} fences its neard, the pool stops "
                     "signing; `pause` first to stop an agent without a move")
-
-
-class StartAction(str, Enum):
-    RESUME = "resume"  # renew the lease it held: same member, same generation
-    CLAIM = "claim"  # its neard signs and nobody leads: claim a new lease
-    FENCE_SELF = "fence-self"  # its neard signs but it may not lead
-    FOLLOW = "follow"
 
 
 @dataclass(frozen=True)
@@ -149,17 +141,13 @@ class LeaseSeen:
 
     member: str
     generation: int
-    remaining: float  # seconds left of its lease
+    remaining: float | None  # seconds left of its lease (None: the store cannot tell)
 
 
-def plan_agent_start(node: str, recorded_generation: int | None, leader: LeaseSeen | None, neard_signs: bool,
-                     fence_margin: float) -> StartAction:
-    """The first decision of a starting agent. ``recorded_generation``: the generation this
-    node's agent wrote in its own state before it stopped (None when it held no lease)."""
-    if leader is not None and leader.member == node:
-        if leader.generation == recorded_generation and leader.remaining > fence_margin:
-            return StartAction.RESUME
-        return StartAction.FENCE_SELF if neard_signs else StartAction.FOLLOW
-    if leader is not None:
-        return StartAction.FENCE_SELF if neard_signs else StartAction.FOLLOW
-    return StartAction.CLAIM if neard_signs else StartAction.FOLLOW
+def may_resume(node: str, recorded_generation: int | None, leader: LeaseSeen | None, fence_margin: float) -> bool:
+    """Whether a starting agent takes up the lease its node holds (same member, same generation)
+    instead of fencing. ``recorded_generation``: the generation this node's last agent wrote in
+    its heartbeat (None when it held none, or its watchdog fenced it since)."""
+    return (leader is not None and recorded_generation is not None and leader.member == node
+            and leader.generation == recorded_generation and leader.remaining is not None
+            and leader.remaining > fence_margin)
