@@ -14,6 +14,7 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -820,16 +821,13 @@ class Agent:
                 move = self._requested_move(request)
             else:
                 proof = proof_from_record(members, ended)
-                if proof is None and old is not None:  # lost host: its silence counted while its lease ran
-                    proof = await proof_for_lost_leader(self.me, self.nodes[old], self.pool, self.quiet_since,
-                                                        self.settings.retry_timeout, self.settings.ttl)
-                if proof is None and old is not None:
-                    proof = await self._observe_old_leader(old)
+                seek = functools.partial(self._seek_fence_proof, old) if proof is None and old is not None else None
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
                     MoveKind.FAILOVER, MoveOptions(self.node),
                     settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=PROMOTION_SILENCE_BLOCKS, fence=max(30.0, self.settings.ttl * 3)),
                     source=old,
-                    automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind="auto-failover"),
+                    automatic=AutomaticMove(proven_fence=proof, seek_proof=seek, before_activate=self._lease_still_ours,
+                                            journal_kind="auto-failover"),
                 ))
             result = await move.run()
         except JournalError as exc:
@@ -872,6 +870,12 @@ class Agent:
             pass
         if self._first_of_run(PROMOTION_REFUSED, reason):
             await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    async def _seek_fence_proof(self, old: str) -> FenceProof | None:
+        """No record proves the old leader fenced: its silence, counted while its lease still ran,
+        if its host is lost; else our own look at it. Sought while the move's preflight runs."""
+        lost = await proof_for_lost_leader(self.me, self.nodes[old], self.pool, self.quiet_since, self.settings.retry_timeout, self.settings.ttl)
+        return lost or await self._observe_old_leader(old)
 
     async def _observe_old_leader(self, old: str) -> FenceProof | None:
         """No record with an observation: look at the old leader ourselves (its RPC, and its
