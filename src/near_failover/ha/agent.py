@@ -874,8 +874,12 @@ class Agent:
     async def _seek_fence_proof(self, old: str) -> FenceProof | None:
         """No record proves the old leader fenced: its silence, counted while its lease still ran,
         if its host is lost; else our own look at it. Sought while the move's preflight runs."""
-        lost = await proof_for_lost_leader(self.me, self.nodes[old], self.pool, self.quiet_since, self.settings.retry_timeout, self.settings.ttl)
-        return lost or await self._observe_old_leader(old)
+        node = self.nodes.get(old)
+        if node is not None:
+            lost = await proof_for_lost_leader(self.me, node, self.pool, self.quiet_since, self.settings.retry_timeout, self.settings.ttl)
+            if lost is not None:
+                return lost
+        return await self._observe_old_leader(old)
 
     async def _observe_old_leader(self, old: str) -> FenceProof | None:
         """No record with an observation: look at the old leader ourselves (its RPC, and its
