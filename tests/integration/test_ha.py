@@ -82,9 +82,11 @@ def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> N
     assert_missed_within(before, after, CRASH_BOUND)
 
 
-# The lease (4 s) runs out, 10 silent blocks (2.5 s) prove the frozen leader signs nothing, the
-# frozen RPC costs the preflight a 2.5 s timeout, then a hot swap: about 10 s, 40 heights
-# (measured: at most 13 blocks, 18 chunks, 63 endorsements). The bound: about 60 heights (15 s).
+# The lease (4 s) runs out; the 10 silent blocks (2.5 s) that prove the frozen leader signs
+# nothing were counted while it ran, so only 2 more heights past its end are waited for; the
+# frozen RPC's 2.5 s timeout in the preflight runs beside the target's checks; then a hot swap
+# (before: about 10 s, 40 heights, at most 13 blocks, 18 chunks, 63 endorsements). The bound:
+# about 60 heights (15 s).
 FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
 
 
@@ -109,6 +111,9 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
         assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
         fence = step(run, "fence")["evidence"]
         assert fence["proof"] == "chain-silence", fence  # no record from the frozen agent, no SSH
+        # Counted from the standby's own loops while the lease still ran, and reaching past its end.
+        assert fence["counted_from"] == "before the old lease ended", fence
+        assert fence["to"]["height"] >= fence["head_after_expiry"] + 2 > freeze_height, fence
         started = datetime.fromisoformat(run["started"]).timestamp()
         assert started > last_seen_old, "the standby promoted while the old leader's lease was alive"
         assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None

@@ -14,6 +14,7 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import time
@@ -28,6 +29,7 @@ from near_failover.api.client import AgentApiError, AgentClient, Verify
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.decide import (
     FENCED_PROBLEM,
+    PROMOTION_SILENCE_BLOCKS,
     Decision,
     Health,
     HealthTracker,
@@ -42,10 +44,14 @@ from near_failover.ha.decide import (
     best_candidate,
     decide,
     ended_leader,
+    leader_record_unchanged,
+    next_check_in,
     proof_from_observation,
     proof_from_record,
+    quiet_since,
     worth_logging,
 )
+from near_failover.ha.early_silence import proof_for_lost_leader
 from near_failover.ha.lease import (
     ClusterView,
     FenceObservation,
@@ -86,7 +92,7 @@ from near_failover.inventory import Inventory, UnknownNode, read_secret_file
 from near_failover.limits import KEY_FILE
 from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
-from near_failover.procedures.chain_view import production_of
+from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import FenceProof, fence_reachable
 from near_failover.procedures.journal import Journal, JournalError, Run
@@ -164,6 +170,8 @@ class Agent:
         self.last_logged: Decision | None = None
         self.lease: LeaderLease | None = None
         self.view: ClusterView | None = None  # the store's cluster at the last read that worked
+        self.ask_ttl = False  # the leader's record stood still: the next read asks when its lease ends
+        self.quiet_since: Production | None = None  # where the pool's current silence began (decide.quiet_since)
         self.paused = False
         self.store_ok = True
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
@@ -330,6 +338,8 @@ class Agent:
             if to_margin > 0 or self.fence_tried_at < began:
                 pause = min(pause, to_margin)
             # else this check tried to fence and failed: the next retries after loop_wait
+        elif self.lease is None:
+            pause = min(pause, next_check_in(self.view, self.node, self.settings.loop_wait))  # wake at the leader's expiry
         return max(0.0, pause)
 
     async def _check_store(self) -> None:
@@ -517,10 +527,11 @@ class Agent:
     async def _read_view(self) -> ClusterView | None:
         """The cluster as one read of the store sees it (None when it did not answer in time)."""
         try:
-            view = await asyncio.wait_for(self.store.view(), self._budget())
+            view = await asyncio.wait_for(self.store.view(with_ttl=self.ask_ttl and self.lease is None), self._budget())
         except (TimeoutError, LeaseStoreError):  # down, or refusing us: either way no decision on it
             self.store_ok = False
             return None
+        self.ask_ttl = leader_record_unchanged(self.view, view)
         self.store_ok, self.view, self.paused = True, view, view.paused
         return view
 
@@ -631,6 +642,7 @@ class Agent:
         produced = expected = epoch_start = None
         try:
             snap = production_of(await self.me.rpc.validators(), self.pool, status.sync_info.latest_block_height)
+            self.quiet_since = quiet_since(self.quiet_since, snap)
             if snap:
                 produced, expected, epoch_start = snap.produced, snap.expected, snap.epoch_start_height
                 self.production = {
@@ -875,13 +887,13 @@ class Agent:
                 move = self._requested_move(request)
             else:
                 proof = proof_from_record(members, ended)
-                if proof is None and old is not None:
-                    proof = await self._observe_old_leader(old)
+                seek = functools.partial(self._seek_fence_proof, old) if proof is None and old is not None else None
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
                     MoveKind.FAILOVER, MoveOptions(self.node),
-                    settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
+                    settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=PROMOTION_SILENCE_BLOCKS, fence=max(30.0, self.settings.ttl * 3)),
                     source=old,
-                    automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind="auto-failover"),
+                    automatic=AutomaticMove(proven_fence=proof, seek_proof=seek, before_activate=self._lease_still_ours,
+                                            journal_kind="auto-failover"),
                 ))
             result = await move.run()
         except JournalError as exc:
@@ -924,6 +936,16 @@ class Agent:
             pass
         if self._first_of_run(PROMOTION_REFUSED, reason):
             await self.alerts.notify(AlertEvent.promotion_refused(self.pool, self.node, reason=reason, generation=lease.generation))
+
+    async def _seek_fence_proof(self, old: str) -> FenceProof | None:
+        """No record proves the old leader fenced: its silence, counted while its lease still ran,
+        if its host is lost; else our own look at it. Sought while the move's preflight runs."""
+        node = self.nodes.get(old)
+        if node is not None:
+            lost = await proof_for_lost_leader(self.me, node, self.pool, self.quiet_since, self.settings.retry_timeout, self.settings.ttl)
+            if lost is not None:
+                return lost
+        return await self._observe_old_leader(old)
 
     async def _observe_old_leader(self, old: str) -> FenceProof | None:
         """No record with an observation: look at the old leader ourselves (its RPC, and its

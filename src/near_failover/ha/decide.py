@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.operator import failover_start_refusal, handover_to_another
+from near_failover.procedures.chain_view import Production, SilenceWatch
 from near_failover.procedures.fence import FenceProof, ProofKind
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
@@ -155,6 +156,60 @@ def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> 
 def proof_from_observation(seen: SignerObservation) -> FenceProof | None:
     """This node's own look at the old leader: a proof only when it shows it not signing."""
     return FenceProof(ProofKind.OBSERVED, seen.evidence()) if seen.not_signing else None
+
+
+PROMOTION_SILENCE_BLOCKS = 10  # heights of the pool's silence that prove an unreachable old leader fenced
+SILENCE_AFTER_EXPIRY_BLOCKS = 2  # of which at least these after this node took the lease
+
+
+def quiet_since(start: Production | None, snap: Production | None) -> Production | None:
+    """The first snapshot of the run, ending with ``snap``, in which the pool produced nothing
+    (within one epoch): where a standby starts counting a lost leader's silence, while that
+    leader's lease still runs. ``snap`` itself when the pool produced or an epoch began."""
+    if snap is None:
+        return None
+    if start is None or start.epoch_start_height != snap.epoch_start_height or snap.produced != start.produced:
+        return snap
+    return start
+
+
+def proof_from_silence(since: Production | None, expired_head: int, now: Production,
+                       blocks: int = PROMOTION_SILENCE_BLOCKS) -> FenceProof | None:
+    """The chain's silence counted from before the old lease ended (DESIGN, ha: the fence proof
+    of an unreachable leader): a proof when the pool produced nothing from ``since`` to ``now``
+    (one epoch, its expected duties grown) over at least ``blocks`` heights, and ``now`` is at
+    least SILENCE_AFTER_EXPIRY_BLOCKS past ``expired_head``, the head this node read once it
+    held the new lease (the old lease ended, the old leader's watchdog deadline passed)."""
+    if since is None or now.height < expired_head + SILENCE_AFTER_EXPIRY_BLOCKS:
+        return None
+    watch = SilenceWatch(blocks)
+    watch.add(since)
+    if watch.add(now) != "silent":
+        return None
+    return FenceProof(ProofKind.CHAIN_SILENCE, {**watch.evidence(), "counted_from": "before the old lease ended",
+                                                "head_after_expiry": expired_head})
+
+
+EXPIRY_POLL = 0.2  # seconds between a standby's checks in the last second of a leader's lease (etcd)
+
+
+def next_check_in(view: ClusterView | None, node: str, loop_wait: float) -> float:
+    """A standby's wait before its next check: loop_wait, or less when the store said the
+    leader's lease ends sooner (it wakes then, not up to a loop later). etcd tells whole
+    seconds (0: less than one left), so the last second is polled every EXPIRY_POLL."""
+    leader = view.leader if view is not None else None
+    if leader is None or leader.member == node or leader.ttl_left is None:
+        return loop_wait
+    return min(loop_wait, max(EXPIRY_POLL, leader.ttl_left))
+
+
+def leader_record_unchanged(before: ClusterView | None, after: ClusterView) -> bool:
+    """The leader's agent did not publish its record between two reads (frozen, cut off or
+    stopped): the next read asks when its lease ends (etcd: one more request)."""
+    if before is None or after.leader is None:
+        return False
+    old, new = before.member(after.leader.member), after.member(after.leader.member)
+    return new is None or (old is not None and old.updated_at == new.updated_at)
 
 
 # --- the agent's phase and its transitions --------------------------------------------------

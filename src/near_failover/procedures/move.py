@@ -156,6 +156,9 @@ class AutomaticMove:
     # A proof the agent already holds: the old leader's own record that it fenced itself for
     # the lease generation that just ended.
     proven_fence: FenceProof | None = None
+    # Else a proof the agent seeks while the preflight runs (a lost leader's silence, still being
+    # counted; its own look at it), awaited at the fence step; None from it: the move fences it.
+    seek_proof: Callable[[], Awaitable[FenceProof | None]] | None = None
     # The last word before the key is given (the lease is still ours); it raises Refused to
     # stop the move with the old signer fenced and the target without a key.
     before_activate: Callable[[], Awaitable[None]] | None = None
@@ -198,6 +201,8 @@ class Move:
         self.in_window = options.in_window
         self.take_over_interrupted = options.take_over_interrupted
         self.proven_fence = automatic.proven_fence
+        self.seek_proof = automatic.seek_proof
+        self.sought: asyncio.Future[FenceProof | None] | None = None
         self.before_activate = automatic.before_activate
         self.journal_kind = automatic.journal_kind or self.kind.value
         self.on_start = request.on_start
@@ -241,6 +246,8 @@ class Move:
         )
         if self.on_start is not None:
             self.on_start(result.run_id)
+        if self.seek_proof is not None:
+            self.sought = asyncio.ensure_future(self.seek_proof())
         try:
             await self._steps(result, result.plan)
             result.ok, result.outcome = True, Outcome.OK
@@ -255,6 +262,9 @@ class Move:
         except (RpcError, HostError, ControlError, asyncio.TimeoutError) as exc:
             result.outcome = Outcome.STOPPED
             result.message = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}"
+        finally:
+            if self.sought is not None:
+                self.sought.cancel()
         if result.outcome == Outcome.STOPPED:
             result.node_states = await self._node_states()
         left = {"keys_left_behind": [k.to_json() for k in result.keys_left_behind]} if result.keys_left_behind else {}
@@ -370,6 +380,15 @@ class Move:
     # --- steps -------------------------------------------------------------------------------
 
     async def _preflight(self, result: MoveResult) -> dict[str, Any]:
+        # The source's status is asked alongside the target's checks: a lost host's RPC costs its
+        # timeout once, not on top of them (and nothing in the agent's failover, below).
+        source_status = asyncio.ensure_future(self.source.status_or_none() if self.source else _nothing())
+        try:
+            return await self._preflight_checks(source_status)
+        finally:
+            source_status.cancel()
+
+    async def _preflight_checks(self, source_status: asyncio.Future[Any]) -> dict[str, Any]:
         t = self.target
         checks: dict[str, Any] = {}
         try:
@@ -433,7 +452,12 @@ class Move:
         checks["block_time"] = round(self.block_time, 3)
 
         src = self.source
-        src_status = await src.status_or_none() if src else None
+        if self.proven_fence is not None or self.seek_proof is not None:
+            # The agent's failover: its fence proof shows the old leader silent, and a lost
+            # host's RPC (a frozen neard's times out) must not hold up the promotion.
+            src_status = source_status.result() if source_status.done() else None
+        else:
+            src_status = await source_status
         checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
         if self.kind == MoveKind.SWITCHOVER:
             if src is None or src_status is None or src_status.validator_account_id != self.pool:
@@ -540,8 +564,9 @@ class Move:
 
     async def _fence(self) -> FenceProof:
         stonith = self.source is not None and bool(self.source.spec.fence_command)
-        if self.proven_fence is not None:
-            proof = self.proven_fence
+        proven = self.proven_fence or (await self.sought if self.sought is not None else None)
+        if proven is not None:
+            proof = proven
         elif self.source is not None and self.source_reachable:
             # A stop during its start-up would kill neard: let it finish starting first (bounded).
             waited = await wait_until_started(self.source, "stopping it", self.settings.fence / 3, self._startup_window(self.source), self.say)
@@ -678,3 +703,8 @@ def _evidence(value: Any) -> dict[str, Any]:
     if hasattr(value, "evidence"):
         return value.evidence()
     return {}
+
+
+async def _nothing() -> None:
+    """No source to ask (a failover whose old signer is unknown)."""
+    return None
