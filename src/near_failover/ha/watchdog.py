@@ -57,7 +57,11 @@ if TYPE_CHECKING:
 
 POLL = 0.05  # how often the unit's watchdog looks for a new agent between agents
 FENCE_RETRY = 0.5
-WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent leads only while it does)
+MARK_SLACK = 0.01
+# How often the watchdog says it still runs (the agent leads only while it does, and allows it
+# WATCHDOG_PATIENCE, 2 s, of silence: a quarter of that, and the watchdog runs at a real-time
+# priority where the host allows it). Each write is a wake-up of this process beside every neard.
+WATCHING_EVERY = 0.5
 FIND_NEARD_EVERY = 1.0  # while armed without a live neard held, look for it this often
 
 
@@ -86,9 +90,14 @@ class Heartbeat:
     last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat written here
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
+        """To the file only when it says something new: the watchdog acts on armed, the lease
+        and the agent's pid, never on `at` (the agent's own loop liveness, kept here in `last`),
+        so a standby's disarmed beats and a leader's second beat of a loop are not rewritten."""
+        said = {k: v for k, v in self.last.items() if k != "at"} if self.last is not None else None
         self.last = {"armed": armed, "generation": generation, "at": lease_clock(),
                      "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}
-        _write_json(self.path, self.last)
+        if said != {k: v for k, v in self.last.items() if k != "at"}:
+            _write_json(self.path, self.last)
 
     def read(self) -> dict | None:
         return _read_json(self.path)
@@ -258,7 +267,7 @@ async def watch(target: FenceTarget, heartbeat: Heartbeat, reserve: float) -> in
         fenced: tuple[Any, Any] | None = None  # the lease (generation, end) already fenced
         while True:
             report_kills(guard, node)
-            if lease_clock() - marked >= WATCHING_EVERY:
+            if lease_clock() - marked >= WATCHING_EVERY - MARK_SLACK:  # a timer a hair early still marks
                 heartbeat.mark_watching(reserve)
                 marked = lease_clock()
             beat = heartbeat.read()
