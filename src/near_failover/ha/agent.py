@@ -65,6 +65,7 @@ from near_failover.ha.operator import (
     leader_problem,
     standby_problem,
 )
+from near_failover.ha.publish import record_due
 from near_failover.ha.risks import Check, RiskWatch
 from near_failover.ha.snapshot import AgentSnapshot, EpochSeen, LastDecision
 from near_failover.ha.wake import WakeGuard, find_neard, on_doubt
@@ -185,6 +186,7 @@ class Agent:
         self.inherited: tuple[int | None, float] | None = None
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
+        self.published: MemberRecord | None = None  # the record the store last took from the loop
 
     @property
     def me(self) -> NodeAccess:
@@ -435,7 +437,7 @@ class Agent:
             view = await self._read_view()
             masked = await on_doubt(self.me.control.is_masked(), True) if self.phase is Phase.FENCED else None
             await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
-        await self._publish()
+        await self._publish_due()
         self._beat()
 
     async def _health(self, as_leader: bool) -> Health:
@@ -931,10 +933,21 @@ class Agent:
     async def _publish(self, timeout: float | None = None) -> None:
         """Our record, within ``timeout`` (by default the loop's budget: a leader's record waits
         no longer than its fence margin allows)."""
+        await self._put_record(self._record(), timeout)
+        self.published = None  # written out of turn, maybe after the loop's: the next loop's goes out whatever it is
+
+    async def _publish_due(self) -> None:
+        """The loop's record, only when it changed or before it grows old (ha/publish.py)."""
+        record = self._record()
+        if record_due(record, self.published, time.time(), self.settings.record_max_age):
+            self.published = record if await self._put_record(record) else None
+
+    async def _put_record(self, record: MemberRecord, timeout: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), timeout or self._budget())
+            await asyncio.wait_for(self.store.put_member(record, 3 * self.settings.ttl), timeout or self._budget())
         except (TimeoutError, LeaseStoreError):
-            pass
+            return False
+        return True
 
     async def _shutdown(self) -> None:
         """A clean stop: a leader hands over (fences itself, drops the lease); the watchdog is disarmed."""
