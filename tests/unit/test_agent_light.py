@@ -6,13 +6,14 @@ import asyncio
 import importlib.abc
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 
 import httpx
 
+from near_failover.api.server import ApiServer
 from near_failover.ha.decide import Rules, eligible
 from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.ha.publish import record_due
@@ -110,3 +111,40 @@ def test_every_change_a_decision_reads_is_written_at_once() -> None:
                    {"role": MemberRole.FENCED, "fenced_generation": 3}, {"priority": 2}, {"api_url": "http://127.0.0.1:9"},
                    {"details": {"failovers_total": 1}}):
         assert record_due(record(updated_at=1000.5, **change), written, 1000.5, MAX_AGE), change
+
+
+def test_the_api_server_ticks_once_a_second_and_stops_at_once() -> None:
+    """uvicorn's main loop woke ten times a second in every agent to look at its exit flag; the
+    agent's server looks once a second, answers meanwhile, and a stop ends it without a tick."""
+    async def hello(scope: dict, receive: object, send: Callable[[dict], Awaitable[None]]) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    ticks: list[int] = []
+
+    async def main() -> None:
+        api = ApiServer(hello, "127.0.0.1", 0)
+        ready = asyncio.Event()
+        serving = asyncio.ensure_future(api.run(ready=ready))
+        await ready.wait()
+        server = api._server
+        assert server is not None
+        tick = server.on_tick
+
+        async def counted(counter: int) -> bool:
+            ticks.append(counter)
+            return await tick(counter)
+
+        server.on_tick = counted  # type: ignore[method-assign]
+        async with httpx.AsyncClient() as client:
+            for _ in range(4):
+                answer = await client.get(api.url)
+                assert answer.status_code == 200 and answer.text == "ok" and "date" in answer.headers
+                await asyncio.sleep(0.5)
+        looked = len(ticks)
+        api.stop()
+        await asyncio.wait_for(serving, 10)
+        assert 1 <= looked <= 4, ticks  # 2 s: two or three looks; uvicorn's own loop looked 20 times
+        assert len(ticks) == looked + 1  # the stop: one last look, at once
+
+    asyncio.run(main())
