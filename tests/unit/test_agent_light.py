@@ -9,14 +9,23 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import ModuleType
 
 import httpx
+import pytest
 
+import near_failover.ha.agent as agent_module
 from near_failover.api.server import ApiServer
+from near_failover.ha.agent import Agent
 from near_failover.ha.decide import Rules, eligible
 from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.ha.publish import record_due
+from near_failover.ha.stores import open_lease_store
+from near_failover.inventory import parse_inventory
+from near_failover.neard.keys import KeyFile, parse_key_file, write_key_file
+from near_failover.procedures.journal import Journal
+from near_failover.procedures.nodes import open_nodes
 
 
 class Lookups(importlib.abc.MetaPathFinder):
@@ -135,7 +144,7 @@ def test_the_api_server_ticks_once_a_second_and_stops_at_once() -> None:
             ticks.append(counter)
             return await tick(counter)
 
-        server.on_tick = counted  # type: ignore[method-assign]
+        server.on_tick = counted
         async with httpx.AsyncClient() as client:
             for _ in range(4):
                 answer = await client.get(api.url)
@@ -148,3 +157,57 @@ def test_the_api_server_ticks_once_a_second_and_stops_at_once() -> None:
         assert len(ticks) == looked + 1  # the stop: one last look, at once
 
     asyncio.run(main())
+
+
+STAGED_INVENTORY = """
+[validator]
+account_id = "pool.poolv1.near"
+chain_id = "localnet"
+
+[lease]
+store = "sqlite"
+
+[[node]]
+name = "a"
+host = "local"
+home = "{tmp}/a/home"
+rpc = "http://127.0.0.1:1"
+control = "systemd:neard"
+key_store = "{tmp}/a/keys/validator_key.json"
+standby = "hot-swap"
+"""
+
+
+async def test_the_staged_key_is_checked_again_only_when_its_file_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A standby reads its staged key every loop; the check (JSON, base58, the public key derived
+    from the seed) runs again only when the bytes changed, and every change is seen."""
+    source = tmp_path / "inventory.toml"
+    source.write_text(STAGED_INVENTORY.format(tmp=tmp_path))
+    inv = parse_inventory(source.read_text(), source)
+    staged = tmp_path / "a" / "keys" / "validator_key.json"
+    staged.parent.mkdir(parents=True)
+    parses: list[str] = []
+
+    def counted(text: str, source: str) -> KeyFile:
+        parses.append(source)
+        return parse_key_file(text, source)
+
+    monkeypatch.setattr(agent_module, "parse_key_file", counted)
+    store = open_lease_store(inv)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
+        async with open_nodes(inv) as nodes:
+            agent.nodes = nodes
+            assert (await agent._readiness())[0].startswith("no valid staged key")  # none yet
+            write_key_file(staged, KeyFile.generate("pool.poolv1.near"))
+            for _ in range(3):
+                assert await agent._readiness() == []
+            assert len(parses) == 1  # three loops, one check
+            write_key_file(staged, KeyFile.generate("other.poolv1.near"))
+            assert await agent._readiness() == ["staged key is for other.poolv1.near"]
+            staged.write_text("{not json")
+            assert (await agent._readiness())[0].startswith("no valid staged key")
+            staged.unlink()
+            assert (await agent._readiness())[0].startswith("no valid staged key")
+            assert len(parses) == 3
+    await store.close()

@@ -14,6 +14,7 @@ Invariants (DESIGN, ha/):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import sqlite3
 import time
@@ -187,6 +188,7 @@ class Agent:
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
         self.published: MemberRecord | None = None  # the record the store last took from the loop
+        self.staged_key: tuple[bytes, list[str]] | None = None  # the staged key file's digest, its problems
 
     @property
     def me(self) -> NodeAccess:
@@ -781,10 +783,22 @@ class Agent:
         await self._promote(lease, list(self.view.members) if self.view and not request else [], request)
 
     async def _readiness(self) -> list[str]:
-        """Standby-specific readiness: the staged key present and valid for the pool."""
+        """Standby-specific readiness: the staged key present and valid for the pool. Read each
+        loop, checked again only when its bytes changed (the check derives the public key; a
+        digest, not the secret, is what the agent keeps)."""
         try:
-            key = parse_key_file(await self.me.host.read_text(self.spec.key_store, KEY_FILE), source=f"{self.node}:{self.spec.key_store}")
-        except (HostError, KeyFileError) as exc:
+            text = await self.me.host.read_text(self.spec.key_store, KEY_FILE)
+        except HostError as exc:
+            return [f"no valid staged key: {exc}"]
+        digest = hashlib.sha256(text.encode()).digest()
+        if self.staged_key is None or self.staged_key[0] != digest:
+            self.staged_key = (digest, self._staged_key_problems(text))
+        return list(self.staged_key[1])
+
+    def _staged_key_problems(self, text: str) -> list[str]:
+        try:
+            key = parse_key_file(text, source=f"{self.node}:{self.spec.key_store}")
+        except KeyFileError as exc:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
 
