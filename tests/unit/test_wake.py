@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from near_failover.ha.lease import lease_clock
 from near_failover.ha.wake import TICK, NeardHandle, WakeGuard, guard_wake, sleep_until
@@ -94,44 +96,43 @@ def test_an_armed_guard_sleeps_to_the_kill_point_a_disarmed_one_a_tick() -> None
     assert guard_wake(now + 0.2, now, margin=0.5) == now - 0.3  # past: at once
 
 
-def test_a_renewed_lease_spares_neard_and_the_guard_kills_at_the_last_renewals_kill_point() -> None:
-    """The guard sleeps to the known kill point; a renewal moves the end later, and the guard,
-    woken at the old point, reads it again and sleeps on: neard lives through every renewal and
-    dies at the kill point of the last one, not before."""
+@contextmanager
+def guarded(end: list[float | None]) -> Iterator[subprocess.Popen[bytes]]:
+    """A process held by a running guard thread whose lease ends at ``end[0]`` (kill margin 0.1 s)."""
     proc = sleeper()
     try:
-        end = [lease_clock() + 0.6]
         guard = WakeGuard(lambda: end[0], margin=0.1)
         guard.hold(NeardHandle.open(proc.pid))
         guard.start(realtime_thread=False)
-        for _ in range(6):  # renewed every 0.2 s for 1.2 s, twice the first lease
-            time.sleep(0.2)
-            end[0] = lease_clock() + 0.6
-            assert proc.poll() is None
-        last = end[0]
-        assert proc.wait(10) == -signal.SIGKILL
-        assert lease_clock() >= last - 0.1  # not before the last renewal's kill point
+        yield proc
     finally:
         proc.kill()
         proc.wait()
 
 
+def test_a_renewed_lease_spares_neard_and_the_guard_kills_at_the_last_renewals_kill_point() -> None:
+    """The guard sleeps to the known kill point; a renewal moves the end later, and the guard,
+    woken at the old point, reads it again and sleeps on: neard lives through every renewal and
+    dies at the kill point of the last one, not before."""
+    end: list[float | None] = [lease_clock() + 0.6]
+    with guarded(end) as proc:
+        for _ in range(6):  # renewed every 0.2 s for 1.2 s, twice the first lease
+            time.sleep(0.2)
+            last = end[0] = lease_clock() + 0.6
+            assert proc.poll() is None
+        assert proc.wait(10) == -signal.SIGKILL
+        assert lease_clock() >= last - 0.1  # not before the last renewal's kill point
+
+
 def test_a_guard_armed_after_it_started_disarmed_kills_on_time() -> None:
-    proc = sleeper()
-    try:
-        end: list[float | None] = [None]
-        guard = WakeGuard(lambda: end[0], margin=0.1)
-        guard.hold(NeardHandle.open(proc.pid))
-        guard.start(realtime_thread=False)
+    end: list[float | None] = [None]
+    with guarded(end) as proc:
         time.sleep(0.3)
         assert proc.poll() is None  # disarmed: nothing killed
         armed = lease_clock() + 1.5
         end[0] = armed
         assert proc.wait(10) == -signal.SIGKILL
         assert lease_clock() >= armed - 0.1
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def test_an_armed_guard_does_not_poll_its_deadline() -> None:
