@@ -88,7 +88,7 @@ class Heartbeat:
     leader's lease end as it knows it."""
 
     path: Path
-    last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat written here
+    last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat (the file's, but for its `at`)
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
         """To the file only when it says something new: the watchdog acts on armed, the lease
