@@ -10,7 +10,9 @@ run: each node's emulated neard, and a bare `python -c` sleeping (the interprete
 Target (issue 13): agent + watchdog per node under 1 % of a core and 100 MB RSS idle, the
 watchdog alone under 25 MB. Prints figures; asserts nothing.
 
-Usage: python bench/agent_overhead.py [--idle 60] [--failover 20] [--block-time 0.6]
+With ``--api`` every agent also serves its API (uvicorn in the agent's loop), as deployed.
+
+Usage: python bench/agent_overhead.py [--idle 60] [--failover 20] [--block-time 0.6] [--api]
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomli_w
 
 from near_failover.demo import add_lease, agents, localnet
 from near_failover.inventory import load_inventory
@@ -85,11 +91,28 @@ def watchdog_pid(state: Path, node: str) -> int | None:
         return None
 
 
-async def run(block_time: float, idle: float, failover: float) -> dict[str, dict[str, Usage]]:
+def add_api(inventory_path: Path) -> None:
+    """Every node an agent API on a loopback port and a shared token, as a deployment has them
+    (the page, /metrics, the failsafe's confirmations): the API server runs in the agent."""
+    token = inventory_path.parent / "api-token"
+    with os.fdopen(os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as out:
+        out.write(os.urandom(16).hex() + "\n")
+    data = tomllib.loads(inventory_path.read_text())
+    for node in data["node"]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            node["api"] = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    data["lease"]["api_token_file"] = str(token)
+    inventory_path.write_text(tomli_w.dumps(data))
+
+
+async def run(block_time: float, idle: float, failover: float, api: bool) -> dict[str, dict[str, Usage]]:
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
         directory = Path(tmp) / "net"
         with localnet(directory, block_time, 3.0, say=lambda _m: None, epoch_length=5000) as inventory_path:
             add_lease(inventory_path, OURS)
+            if api:
+                add_api(inventory_path)
             inventory = load_inventory(inventory_path)
             state = Path(inventory.journal.path).parent
             floor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # noqa: ASYNC220 - started once, never awaited
@@ -122,10 +145,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--failover", type=float, default=20.0)
     parser.add_argument("--block-time", type=float, default=0.6)
+    parser.add_argument("--api", action="store_true", help="give every agent its API (as deployed), not only the loop")
     args = parser.parse_args()
-    results = asyncio.run(run(args.block_time, args.idle, args.failover))
+    results = asyncio.run(run(args.block_time, args.idle, args.failover, args.api))
     idle, busy = results["idle"], results["failover"]
-    print(f"three agents on sqlite, {args.block_time} s blocks; idle over {args.idle:g} s, failover (SIGKILL of val-a's neard) "
+    print(f"three agents on sqlite{' with their API' if args.api else ''}, {args.block_time} s blocks; idle over {args.idle:g} s, failover (SIGKILL of val-a's neard) "
           f"over the next {args.failover:g} s; CPU in % of one core, RSS peak in MB")
     print(f"{'process':<18} {'idle CPU %':>10} {'idle RSS':>9} {'failover CPU %':>15} {'failover RSS':>13}")
     for name in idle:

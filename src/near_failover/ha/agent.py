@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import os
 import sqlite3
 import time
@@ -72,6 +73,7 @@ from near_failover.ha.operator import (
     leader_problem,
     standby_problem,
 )
+from near_failover.ha.publish import record_due
 from near_failover.ha.rejoin_policy import (
     FencedNode,
     LeaseSeen,
@@ -216,6 +218,8 @@ class Agent:
         self.handed_over = False  # fenced as a switchover's source: it stays out
         self.settling = False  # rejoined: no candidacy until neard has been healthy for the settling time
         self.healthy_since: float | None = None
+        self.published: MemberRecord | None = None  # the record the store last took from the loop
+        self.staged_key: tuple[bytes, list[str]] | None = None  # the staged key file's digest, its problems
 
     @property
     def me(self) -> NodeAccess:
@@ -507,7 +511,7 @@ class Agent:
             await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
             if self.phase is Phase.FENCED:
                 await self._rejoin_if_due()
-        await self._publish()
+        await self._publish_due()
         self._beat()
 
     async def _health(self, as_leader: bool) -> Health:
@@ -857,10 +861,22 @@ class Agent:
         await self._promote(lease, list(self.view.members) if self.view and not request else [], request)
 
     async def _readiness(self) -> list[str]:
-        """Standby-specific readiness: the staged key present and valid for the pool."""
+        """Standby-specific readiness: the staged key present and valid for the pool. Read each
+        loop, checked again only when its bytes changed (the check derives the public key; a
+        digest, not the secret, is what the agent keeps)."""
         try:
-            key = parse_key_file(await self.me.host.read_text(self.spec.key_store, KEY_FILE), source=f"{self.node}:{self.spec.key_store}")
-        except (HostError, KeyFileError) as exc:
+            text = await self.me.host.read_text(self.spec.key_store, KEY_FILE)
+        except HostError as exc:
+            return [f"no valid staged key: {exc}"]
+        digest = hashlib.sha256(text.encode()).digest()
+        if self.staged_key is None or self.staged_key[0] != digest:
+            self.staged_key = (digest, self._staged_key_problems(text))
+        return list(self.staged_key[1])
+
+    def _staged_key_problems(self, text: str) -> list[str]:
+        try:
+            key = parse_key_file(text, source=f"{self.node}:{self.spec.key_store}")
+        except KeyFileError as exc:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
 
@@ -1019,10 +1035,21 @@ class Agent:
     async def _publish(self, timeout: float | None = None) -> None:
         """Our record, within ``timeout`` (by default the loop's budget: a leader's record waits
         no longer than its fence margin allows)."""
+        await self._put_record(self._record(), timeout)
+        self.published = None  # written out of turn, maybe after the loop's: the next loop's goes out whatever it is
+
+    async def _publish_due(self) -> None:
+        """The loop's record, only when it changed or before it grows old (ha/publish.py)."""
+        record = self._record()
+        if record_due(record, self.published, time.time(), self.settings.record_max_age):
+            self.published = record if await self._put_record(record) else None
+
+    async def _put_record(self, record: MemberRecord, timeout: float | None = None) -> bool:
         try:
-            await asyncio.wait_for(self.store.put_member(self._record(), 3 * self.settings.ttl), timeout or self._budget())
+            await asyncio.wait_for(self.store.put_member(record, 3 * self.settings.ttl), timeout or self._budget())
         except (TimeoutError, LeaseStoreError):
-            pass
+            return False
+        return True
 
     async def _shutdown(self) -> None:
         """A clean stop (SIGTERM): a leader's agent paused keeps its neard and its lease, one not

@@ -15,6 +15,7 @@ this one host can share this clock, which is why ``for_inventory`` refuses nodes
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import threading
@@ -72,7 +73,9 @@ CREATE TABLE IF NOT EXISTS flags (
 """
 
 
+@functools.cache
 def current_boot_id() -> str:
+    """This boot's id, read once: no process outlives its boot (every transaction asks)."""
     try:
         return _BOOT_ID_FILE.read_text().strip()
     except OSError:

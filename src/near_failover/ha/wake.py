@@ -40,7 +40,8 @@ T = TypeVar("T")
 # SCHED_FIFO priority of the guard. Any real-time priority runs before neard's SCHED_OTHER; a
 # neard itself given a real-time priority is outranked by one more (see raise_priority).
 RT_PRIORITY = 10
-TICK = 0.25  # the longest the guard sleeps before it looks at a deadline that may have moved
+TICK = 1.0  # the longest the guard sleeps before it looks at a deadline that may have moved
+RECHECK = 0.05  # past the kill point with no neard held: how soon it looks again
 TIMER_ABSTIME = 1
 
 
@@ -70,6 +71,18 @@ def sleep_until(instant: float) -> None:
     whole = int(instant)
     spec = _Timespec(whole, int((instant - whole) * 1e9))
     _NANOSLEEP(time.CLOCK_BOOTTIME, TIMER_ABSTIME, ctypes.byref(spec), None)  # EINTR: the caller re-checks
+
+
+def guard_wake(end: float | None, now: float, margin: float) -> float:
+    """Pure: when the guard looks again at the lease's end, on the lease clock. Armed, at its
+    kill point (``margin`` before ``end``) itself: a renewal only moves the end later (a lease
+    renewed or taken later ends later, on this one clock), so waking there and finding it moved
+    costs one more sleep, never a late kill; at most TICK after ``now`` all the same, so arming
+    and a deadline set by hand are seen within a second (a fresh lease's kill point is its fence
+    margin away). The timer is absolute on the boot clock: a freeze past it wakes the guard at once."""
+    if end is None:
+        return now + TICK
+    return min(now + TICK, end - margin)
 
 
 def raise_priority(floor: int = RT_PRIORITY, thread: bool = False) -> str:
@@ -208,9 +221,9 @@ class WakeGuard:
             now = lease_clock()
             if end is not None and now >= end - self.margin:
                 self.kill_if_due()
-                time.sleep(TICK / 5)  # no neard held: look again soon, without spinning
+                time.sleep(RECHECK)  # no neard held: look again soon, without spinning
                 continue
-            sleep_until(min(now + TICK, end - self.margin) if end is not None else now + TICK)
+            sleep_until(guard_wake(end, now, self.margin))
 
 
 def _signs_there(process: ServingProcess) -> bool:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import subprocess
@@ -57,7 +58,11 @@ if TYPE_CHECKING:
 
 POLL = 0.05  # how often the unit's watchdog looks for a new agent between agents
 FENCE_RETRY = 0.5
-WATCHING_EVERY = 0.25  # how often the watchdog says it still runs (the agent leads only while it does)
+MARK_SLACK = 0.01
+# How often the watchdog says it still runs (the agent leads only while it does, and allows it
+# WATCHDOG_PATIENCE, 2 s, of silence: a quarter of that, and the watchdog runs at a real-time
+# priority where the host allows it). Each write is a wake-up of this process beside every neard.
+WATCHING_EVERY = 0.5
 FIND_NEARD_EVERY = 1.0  # while armed without a live neard held, look for it this often
 
 
@@ -83,12 +88,17 @@ class Heartbeat:
     leader's lease end as it knows it."""
 
     path: Path
-    last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat written here
+    last: dict[str, Any] | None = field(default=None, compare=False)  # the last beat (the file's, but for its `at`)
 
     def beat(self, armed: bool, generation: int | None, valid_until: float | None = None) -> None:
+        """To the file only when it says something new: the watchdog acts on armed, the lease
+        and the agent's pid, never on `at` (the agent's own loop liveness, kept here in `last`),
+        so a standby's disarmed beats and a leader's second beat of a loop are not rewritten."""
+        said = {k: v for k, v in self.last.items() if k != "at"} if self.last is not None else None
         self.last = {"armed": armed, "generation": generation, "at": lease_clock(),
                      "valid_until": valid_until if armed else None, "agent_pid": os.getpid()}
-        _write_json(self.path, self.last)
+        if said != {k: v for k, v in self.last.items() if k != "at"}:
+            _write_json(self.path, self.last)
 
     def read(self) -> dict | None:
         return _read_json(self.path)
@@ -258,7 +268,7 @@ async def watch(target: FenceTarget, heartbeat: Heartbeat, reserve: float) -> in
         fenced: tuple[Any, Any] | None = None  # the lease (generation, end) already fenced
         while True:
             report_kills(guard, node)
-            if lease_clock() - marked >= WATCHING_EVERY:
+            if lease_clock() - marked >= WATCHING_EVERY - MARK_SLACK:  # a timer a hair early still marks
                 heartbeat.mark_watching(reserve)
                 marked = lease_clock()
             beat = heartbeat.read()
@@ -301,11 +311,22 @@ async def hold_neard(guard: WakeGuard, target: NodeOnHost, node: str) -> None:
         say(f"cannot find {node}'s neard to hold ({type(exc).__name__}: {exc})")
         return
     guard.hold(handle)
+    trim_heap()
     if handle is None:
         return
     say(f"holding {node}'s neard (pid {handle.pid}) for the wake guard")
     if note := outrank(handle.pid):
         say(f"{node}'s neard runs at a real-time priority: {note}")
+
+
+def trim_heap() -> None:
+    """Give back to the system what the search for neard freed (it reads /proc for every
+    process, in the executor's threads, each with its own malloc arena): about 1 MB of this
+    process's resident memory, which is to stay under 25 MB beside every neard (issue 13)."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim this way
+        pass
 
 
 def report_kills(guard: WakeGuard, node: str) -> None:
