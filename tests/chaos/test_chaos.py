@@ -31,6 +31,15 @@ def test_fixed_seed_keeps_every_invariant(seed: int, tmp_path: Path) -> None:
     assert outcome.double_signs == 0 and outcome.signed_again_after is not None, outcome.report()
 
 
+def test_an_unready_first_standby_steps_aside_for_the_next_candidate(tmp_path: Path) -> None:
+    """Issue 14, part 1: val-b (priority 90) has a config.json neard refuses, val-a's neard is
+    killed, val-c is healthy. val-b's readiness (preflight's target checks) keeps it from the
+    lease, or its refused promotion steps it aside: val-c signs within LIVENESS_BOUND, no double sign."""
+    outcome = run_schedule(NAMED["unready-first-standby"], tmp_path / "run")
+    assert outcome.ok, outcome.report()
+    assert outcome.double_signs == 0 and outcome.signed_again_after is not None, outcome.report()
+
+
 @pytest.mark.chaos
 def test_a_schedule_giving_two_nodes_the_key_fails_with_its_replay_command(tmp_path: Path) -> None:
     outcome = run_schedule(NAMED["two-signers"], tmp_path / "run")

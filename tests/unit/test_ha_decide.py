@@ -321,6 +321,21 @@ def test_refused_promotions_in_a_row_wait_longer_each_time_then_promote() -> Non
     assert len(tries) < 12  # not one per loop (1 600 loops)
 
 
+def test_a_standby_refused_steps_aside_for_the_next_candidate_until_its_backoff_ends() -> None:
+    """Issue 14: val-b (priority 90) refused at preflight publishes itself unhealthy for its
+    backoff, so val-c, next by priority, is the best candidate and promotes meanwhile."""
+    refused = memory().refused("preflight refused: config.json invalid", NOW, Rules())
+    assert "stepping aside for 2s after a refused promotion: preflight refused" in refused.problems[-1]
+    waiting = decide(observed(), NOBODY, refused, NOW + 0.5)
+    assert waiting.rule == "standby-backoff" and waiting.next_memory.problems, waiting
+    val_c = observed(node="val-c", priority=10)
+    val_b = record("val-b", priority=90, healthy=not waiting.next_memory.problems)
+    assert decide(val_c, cluster(None, val_b), memory(), NOW + 0.5).rule == "standby-promote"
+    assert decide(val_c, cluster(None, record("val-b", priority=90)), memory(), NOW + 0.5).rule == "standby-not-best"
+    after = decide(observed(), NOBODY, waiting.next_memory, refused.backoff_until)
+    assert after.rule == "standby-promote" and not after.next_memory.problems, after
+
+
 def test_a_claim_not_won_backs_off_then_claims_again() -> None:
     mem = memory(Phase.STARTING).refused("the lease could not be claimed", NOW, Rules())
     assert decide(observed(SIGNING), cluster(), mem, NOW + 1.9).rule == "signing-backoff"

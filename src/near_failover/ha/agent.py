@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from near_failover.api.client import AgentApiError, AgentClient, Verify
+from near_failover.control.base import ControlError
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.decide import (
     FENCED_PROBLEM,
@@ -92,6 +93,7 @@ from near_failover.procedures.plan import MoveKind, MoveOptions, MoveSettings
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
+READINESS_EVERY = 0.25  # a standby's readiness checks run at most once per this many ttls
 
 
 PROMOTION_REFUSED = "promotion-refused"
@@ -183,6 +185,8 @@ class Agent:
         # The lease an earlier agent of this node armed its watchdog for, while it may be live:
         # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
         self.inherited: tuple[int | None, float] | None = None
+        self.readiness: list[str] = []  # the last readiness check's problems (_readiness), and when it ran
+        self.readiness_at = float("-inf")
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
 
@@ -779,12 +783,30 @@ class Agent:
         await self._promote(lease, list(self.view.members) if self.view and not request else [], request)
 
     async def _readiness(self) -> list[str]:
-        """Standby-specific readiness: the staged key present and valid for the pool."""
+        """Standby-specific readiness: the staged key present and valid for the pool, then the
+        checks of `check --role <its mode>-standby` as a promotion's preflight makes them of its
+        target (config neard accepts, tracking and memtries in use, staged key equal to the
+        on-chain key, synced), those at most once per READINESS_EVERY ttls: an unready standby
+        does not take the lease (issue 14)."""
         try:
             key = parse_key_file(await self.me.host.read_text(self.spec.key_store, KEY_FILE), source=f"{self.node}:{self.spec.key_store}")
         except (HostError, KeyFileError) as exc:
             return [f"no valid staged key: {exc}"]
-        return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
+        if key.account_id != self.pool:
+            return [f"staged key is for {key.account_id}"]
+        if time.monotonic() - self.readiness_at < READINESS_EVERY * self.settings.ttl:
+            return self.readiness
+        move = Move(self.inventory, self.nodes, self.journal, MoveRequest(MoveKind.FAILOVER, MoveOptions(self.node)))
+        try:
+            await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
+            self.readiness = []
+        except Refused as exc:
+            self.readiness = [f"not ready to promote: {exc}"]
+        except (TimeoutError, RpcError, HostError, ControlError) as exc:
+            # No verdict (a slow or silent neard is the health checks' to judge): the last one stands.
+            log.info("standby readiness not checked", node=self.node, error=f"{type(exc).__name__}: {exc}")
+        self.readiness_at = time.monotonic()
+        return self.readiness
 
     def _requested_move(self, request: RequestedFailover) -> Move:
         """The CLI's failover with the operator's options, its fence proven by the Move itself."""

@@ -307,7 +307,8 @@ class Memory:
     def refused(self, reason: str, now: float, rules: Rules) -> Memory:
         """A promotion refused or a lease not won: no try again before the (doubled) backoff."""
         refusals = self.refusals + 1
-        return replace(self, refusals=refusals, last_refusal=reason, backoff_until=now + rules.backoff(refusals))
+        backoff = replace(self, refusals=refusals, last_refusal=reason, backoff_until=now + rules.backoff(refusals))
+        return replace(backoff, problems=(*self.problems, *stepping_aside(backoff, now)))  # published before the next loop
 
     def unrefused(self) -> Memory:
         """A lease won, or another member leads: the next refusal starts the backoff afresh."""
@@ -370,7 +371,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("standby-settling", "standby healthy for fewer than ready_loops checks: wait"),
     ("standby-start-grace", "no leader seen since start, less than two ttls ago: the signer's agent claims first"),
     ("standby-backoff", ("a promotion refused or a lease not won, refusals times in a row: wait loop_wait * 2^refusals, "
-                         "at most 3 ttls (Memory.backoff_until)")),
+                         "at most 3 ttls (Memory.backoff_until), its record unhealthy meanwhile: the next candidate's turn")),
     ("standby-handover", "a switchover hands the lease to another member: wait"),
     ("standby-not-best", "another standby is the better candidate (priority, then name): wait"),
     ("standby-promote", "no leader, ready, the best candidate: take the lease and promote"),
@@ -468,7 +469,9 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     if mem.phase is not Phase.STANDBY:
         mem = mem.moved(Phase.STANDBY)
     problems = health.as_standby
-    mem = replace(mem.counted(not problems), problems=problems)
+    # A standby backing off after a refused promotion steps aside: its record is not healthy, so
+    # the next candidate by priority is the best one and takes its turn (issue 14).
+    mem = replace(mem.counted(not problems), problems=(*problems, *stepping_aside(mem, now)))
 
     def wait(rule: str, reason: str) -> Decision:
         return Decision(Kind.WAIT, reason, mem, rule)
@@ -502,6 +505,13 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     ended = ended_leader(o.node, members, mem.last_leader)
     old = f"{ended.member}'s lease (generation {ended.generation}) ended" if ended else "no leader"
     return Decision(Kind.PROMOTE, f"{old}; this node is the best candidate", mem, "standby-promote", old_leader=ended)
+
+
+def stepping_aside(mem: Memory, now: float) -> tuple[str, ...]:
+    """The problem a standby publishes while it backs off after a refusal (none otherwise)."""
+    if mem.last_refusal is None or now >= mem.backoff_until:
+        return ()
+    return (f"stepping aside for {mem.backoff_until - now:.0f}s after a refused promotion: {mem.last_refusal}",)
 
 
 def _backing_off(mem: Memory, now: float) -> str:

@@ -30,7 +30,7 @@ from near_failover.neard.config import (
     semantic_errors,
 )
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
-from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
+from near_failover.neard.rpc import RpcError, StatusResponse, parse_rfc3339_ns
 from near_failover.procedures import recovery
 from near_failover.procedures.activate import (
     Activation,
@@ -371,6 +371,41 @@ class Move:
 
     async def _preflight(self, result: MoveResult) -> dict[str, Any]:
         t = self.target
+        checks, status = await self.target_readiness()
+
+        src = self.source
+        src_status = await src.status_or_none() if src else None
+        checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
+        if self.kind == MoveKind.SWITCHOVER:
+            if src is None or src_status is None or src_status.validator_account_id != self.pool:
+                raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
+            if src_status.sync_info.syncing:
+                raise Refused(f"primary {src.name} is syncing: use `failover`")
+            # The target's head read again after the source's: the checks between the first read
+            # and the source's (an SSH read of the staged key, the validators call) take seconds
+            # on a slow link, and those seconds must not count as the target's lag.
+            try:
+                target_head = (await t.rpc.status()).sync_info.latest_block_height
+            except RpcError as exc:
+                raise Refused(f"target {t.name} does not answer: {exc}") from exc
+            lag = src_status.sync_info.latest_block_height - target_head
+            if lag > self.settings.max_lag_blocks:
+                raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
+            checks["lag_blocks"] = lag
+        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
+            raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
+        checks["other_nodes"] = await confirm_no_other_signer(
+            self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
+        )
+        if self.in_window:
+            checks["window"] = await self._wait_for_window(t)
+        return checks
+
+    async def target_readiness(self) -> tuple[dict[str, Any], StatusResponse]:
+        """The target's own checks (synced, config neard accepts, tracking and memtries in use,
+        staged key equal to the on-chain key): preflight's, and the agents' standby readiness
+        (Refused names the first that fails). With the target's status as they read it."""
+        t = self.target
         checks: dict[str, Any] = {}
         try:
             status = await t.rpc.status()
@@ -432,33 +467,7 @@ class Move:
         self.block_time = self._block_time(status)
         checks["block_time"] = round(self.block_time, 3)
 
-        src = self.source
-        src_status = await src.status_or_none() if src else None
-        checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
-        if self.kind == MoveKind.SWITCHOVER:
-            if src is None or src_status is None or src_status.validator_account_id != self.pool:
-                raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
-            if src_status.sync_info.syncing:
-                raise Refused(f"primary {src.name} is syncing: use `failover`")
-            # The target's head read again after the source's: the checks between the first read
-            # and the source's (an SSH read of the staged key, the validators call) take seconds
-            # on a slow link, and those seconds must not count as the target's lag.
-            try:
-                target_head = (await t.rpc.status()).sync_info.latest_block_height
-            except RpcError as exc:
-                raise Refused(f"target {t.name} does not answer: {exc}") from exc
-            lag = src_status.sync_info.latest_block_height - target_head
-            if lag > self.settings.max_lag_blocks:
-                raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
-            checks["lag_blocks"] = lag
-        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
-            raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
-        checks["other_nodes"] = await confirm_no_other_signer(
-            self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
-        )
-        if self.in_window:
-            checks["window"] = await self._wait_for_window(t)
-        return checks
+        return checks, status
 
     async def _check_memtries(self, t: NodeAccess, cfg: dict[str, Any]) -> dict[str, Any]:
         """Memtries as the running process holds them (its /metrics), beside config.json's flag,
