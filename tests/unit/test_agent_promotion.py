@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from near_failover.ha.agent import Agent
+from near_failover.ha.decide import Phase
 from near_failover.ha.stores import open_lease_store
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.journal import Journal
@@ -64,3 +65,25 @@ async def test_a_leader_wakes_when_its_neard_exits(tmp_path: Path) -> None:
         os.close(pidfd)
         await process.wait()
         await store.close()
+
+
+async def test_the_lease_keeper_ends_with_the_promotion_even_if_its_cancellation_is_lost(tmp_path: Path) -> None:
+    """Chaos seed 1069: a keeper still running after its promotion (a cancellation wait_for
+    swallowed) must neither renew a leader's lease for it nor die on the lease the leader's
+    self-fence dropped ("Task exception was never retrieved")."""
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\npath = "lease.sqlite"\nloop_wait = 0.1\nttl = 10\nretry_timeout = 1\n')
+    store = open_lease_store(inv)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        (tmp_path / "state").mkdir()
+        agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
+        agent._move(Phase.STANDBY)
+        agent._move(Phase.PROMOTING)
+        lease = agent.lease = await store.acquire_leader("a", 10)
+        assert lease is not None
+        keeper = asyncio.create_task(agent._keep_lease_during_promotion(lease))
+        await asyncio.sleep(0.3)
+        assert not keeper.done()  # renewing while the promotion runs
+        agent._move(Phase.LEADER)  # the promotion ended; its cancel() of the keeper was lost
+        agent.lease = None  # then the leader fenced itself
+        await asyncio.wait_for(keeper, 5)  # ends on its own, without an exception
+    await store.close()

@@ -825,7 +825,7 @@ class Agent:
         started = time.monotonic()
         ended = ended_leader(self.node, members, self.last_leader)
         old = ended.member if ended else None
-        keeper = asyncio.create_task(self._keep_lease_during_promotion())
+        keeper = asyncio.create_task(self._keep_lease_during_promotion(lease))
         try:
             if request:
                 move = self._requested_move(request)
@@ -895,11 +895,15 @@ class Agent:
             return None  # a running neard with the key in its home loads it on a restart: fence it first
         return proof_from_observation(seen)
 
-    async def _keep_lease_during_promotion(self) -> None:
+    async def _keep_lease_during_promotion(self, lease: LeaderLease) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
         meanwhile (taken, revoked, refused, run out) ends the promotion before the key is given."""
         while True:
             await asyncio.sleep(self.settings.loop_wait)
+            if self.lease is not lease or self.phase is not Phase.PROMOTING:
+                # The promotion is over (a cancellation that wait_for swallowed leaves this task
+                # running): the loop keeps or drops the lease now, never this task (chaos seed 1069).
+                return
             await self._renew_promotion_lease(self.settings.retry_timeout)
             if self.lease_lost is not None and not self.activating:
                 # No key given, and _lease_still_ours will refuse to give it: nothing for the
