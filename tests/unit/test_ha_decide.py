@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -28,10 +29,12 @@ from near_failover.ha.decide import (
     Rules,
     after_renewal,
     decide,
+    interrupted_to_take_over,
     transition,
     worth_logging,
 )
 from near_failover.ha.lease import ClusterView, FenceObservation, LeaderInfo, MemberRecord, MemberRole
+from near_failover.procedures.journal import Run
 
 POOL = "pool.poolv1.near"
 ME = "val-b"
@@ -384,3 +387,27 @@ def test_a_run_that_ends_without_another_key_is_said_with_its_count() -> None:
         repeats = repeats.seen("preflight refused")[0]
     assert repeats.ended() == Repeats("preflight refused", 105)
     assert Repeats("once", 1).ended() is None and Repeats().ended() is None
+
+
+def run(run_id: int, kind: str, state: str, **detail: object) -> Run:
+    return Run(run_id, POOL, kind, "hot-swap", "val-a", "val-b", datetime(2026, 12, 2, tzinfo=UTC), None,
+               None if state in ("interrupted", "in-progress") else state, dict(detail), 4242, "host", state)
+
+
+# (run, taken over by a promotion under lease generation 9?): only interrupted runs of an older
+# lease, or an agent's own kind killed before it noted its lease; never an operator's move.
+TAKE_OVER_ROWS = [
+    (run(1, "auto-failover", "interrupted", lease_generation=8), True),
+    (run(2, "auto-failover", "interrupted"), True),
+    (run(3, "failover", "interrupted", lease_generation=7), True),
+    (run(4, "auto-failover", "interrupted", lease_generation=9), False),
+    (run(5, "auto-failover", "in-progress", lease_generation=8), False),
+    (run(6, "auto-failover", "ok", lease_generation=8), False),
+    (run(7, "failover", "interrupted"), False),
+    (run(8, "switchover", "interrupted"), False),
+]
+
+
+@pytest.mark.parametrize(("interrupted", "taken"), TAKE_OVER_ROWS, ids=[f"run{r.id}" for r, _ in TAKE_OVER_ROWS])
+def test_which_interrupted_runs_a_promotion_takes_over(interrupted: Run, taken: bool) -> None:
+    assert interrupted_to_take_over([interrupted], 9) == ([interrupted] if taken else [])

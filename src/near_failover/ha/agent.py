@@ -28,7 +28,9 @@ from near_failover.api.client import AgentApiError, AgentClient, Verify
 from near_failover.control.base import ControlError
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.decide import (
+    AUTO_FAILOVER,
     FENCED_PROBLEM,
+    LEASE_GENERATION,
     Decision,
     Health,
     HealthTracker,
@@ -42,6 +44,7 @@ from near_failover.ha.decide import (
     after_renewal,
     decide,
     ended_leader,
+    interrupted_to_take_over,
     proof_from_observation,
     proof_from_record,
     worth_logging,
@@ -77,7 +80,7 @@ from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import production_of
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.fence import FenceProof, fence_reachable
+from near_failover.procedures.fence import FenceProof, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal, JournalError, Run
 from near_failover.procedures.move import AutomaticMove, Move, MoveRequest
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
@@ -808,13 +811,56 @@ class Agent:
         self.readiness_at = time.monotonic()
         return self.readiness
 
-    def _requested_move(self, request: RequestedFailover) -> Move:
+    def _requested_move(self, request: RequestedFailover, lease: LeaderLease) -> Move:
         """The CLI's failover with the operator's options, its fence proven by the Move itself."""
         options = request.options
         return Move(self.inventory, self.nodes, self.journal, MoveRequest(
             MoveKind.FAILOVER, replace(options, to=self.node),
-            automatic=AutomaticMove(before_activate=self._lease_still_ours), on_start=request.on_start,
+            automatic=AutomaticMove(before_activate=self._lease_still_ours, target_lost=self._own_neard_lost),
+            on_start=self._noting_lease(lease, request.on_start),
         ))
+
+    def _automatic_settings(self, old: str | None) -> MoveSettings:
+        """An automatic failover's timings: the inventory's, with 10 silent blocks and a fence of 3 ttls (30 s at least)."""
+        return replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3))
+
+    def _noting_lease(self, lease: LeaderLease, then: Callable[[int], None] | None = None) -> Callable[[int], None]:
+        """A run's on_start that notes the lease it runs under: a member holding a newer one may
+        take the run over if its process dies (_take_over_interrupted)."""
+        def started(run_id: int) -> None:
+            self.journal.update_run(run_id, {LEASE_GENERATION: lease.generation})
+            if then is not None:
+                then(run_id)
+        return started
+
+    async def _take_over_interrupted(self, lease: LeaderLease, members: list[MemberRecord], old: str | None,
+                                     proof: FenceProof | None, settings: MoveSettings) -> FenceProof | None:
+        """Close the interrupted runs of ended leases (an agent killed mid-promotion) as
+        taken-over, each once its target is proven fenced as any old leader's is (it may have
+        loaded the key), so they no longer block every later promotion (issue 14, part 2).
+        JournalError when a target cannot be proven fenced. Returns the proof for ``old``."""
+        for run in interrupted_to_take_over(self.journal.runs(self.pool), lease.generation):
+            target = run.to_node or self.node
+            held = run.detail.get(LEASE_GENERATION)
+            found = proof if target == old else None
+            if found is None and isinstance(held, int):
+                found = proof_from_record(members, LeaderInfo(target, held))
+            found = found or await self._observe_old_leader(target) or await self._chain_silence(run, target, settings)
+            self.journal.take_over(run.id, {"taken_over_by": self.node, "taken_over_generation": lease.generation,
+                                            "target_fenced": {"proof": found.kind.value, **found.evidence}})
+            log.warning("took over an interrupted run: its target is proven fenced", node=self.node, run=run.id,
+                        target=target, proof=found.kind.value, generation=lease.generation)
+            if target == old:
+                proof = found
+        return proof
+
+    async def _chain_silence(self, run: Run, target: str, settings: MoveSettings) -> FenceProof:
+        """No record or observation proves ``target`` fenced: the chain's silence must (JournalError if it does not)."""
+        try:
+            block_time = Move.block_time_of(await self.me.rpc.status())
+            return await prove_chain_silence(self.me, self.pool, settings.silence_blocks, settings.fence, block_time)
+        except (Refused, RpcError) as exc:
+            raise JournalError(f"{run.describe()} was interrupted and its target {target} is not proven fenced: {exc}") from None
 
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord], request: RequestedFailover | None = None) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move
@@ -828,16 +874,18 @@ class Agent:
         keeper = asyncio.create_task(self._keep_lease_during_promotion(lease))
         try:
             if request:
-                move = self._requested_move(request)
+                move = self._requested_move(request, lease)
             else:
                 proof = proof_from_record(members, ended)
                 if proof is None and old is not None:
                     proof = await self._observe_old_leader(old)
+                settings = self._automatic_settings(old)
+                proof = await self._take_over_interrupted(lease, members, old, proof, settings)
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
-                    MoveKind.FAILOVER, MoveOptions(self.node),
-                    settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=10, fence=max(30.0, self.settings.ttl * 3)),
-                    source=old,
-                    automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind="auto-failover"),
+                    MoveKind.FAILOVER, MoveOptions(self.node), settings=settings, source=old,
+                    automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind=AUTO_FAILOVER,
+                                            target_lost=self._own_neard_lost),
+                    on_start=self._noting_lease(lease),
                 ))
             result = await move.run()
         except JournalError as exc:
@@ -911,6 +959,20 @@ class Agent:
                 self._disarm()
                 return
             self._beat()  # once the key may be given, the watchdog keeps the lease's deadline
+
+    async def _own_neard_lost(self) -> str:
+        """Returns, saying why, once our neard is gone (its control says it does not run) or
+        fenced (masked): a promotion's verify watches its target with it and gives up then,
+        instead of keeping the lease through its deadline while nobody signs (issue 14, part 5).
+        The loop's leader rules then fence this node, which releases the lease."""
+        while True:
+            await asyncio.sleep(self.settings.loop_wait)
+            if await self.me.status_or_none() is not None:
+                continue
+            if await on_doubt(self.me.control.is_masked(), False):
+                return "was fenced (neard masked)"
+            if await on_doubt(self.me.control.is_active(), None) is False:
+                return "is gone (neard not running)"
 
     async def _renew_promotion_lease(self, timeout: float) -> None:
         """Renew; note in ``lease_lost`` why the lease is no longer ours, if it is not."""

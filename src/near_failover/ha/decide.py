@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.operator import failover_start_refusal, handover_to_another
 from near_failover.procedures.fence import FenceProof, ProofKind
+from near_failover.procedures.journal import INTERRUPTED, Run
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 NOT_SIGNING = frozenset({SignerVerdict.NO_KEY.value, SignerVerdict.GONE.value})
@@ -155,6 +156,21 @@ def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> 
 def proof_from_observation(seen: SignerObservation) -> FenceProof | None:
     """This node's own look at the old leader: a proof only when it shows it not signing."""
     return FenceProof(ProofKind.OBSERVED, seen.evidence()) if seen.not_signing else None
+
+
+AUTO_FAILOVER = "auto-failover"  # the journal's kind for an agent's own promotion
+LEASE_GENERATION = "lease_generation"  # the run detail naming the lease a promotion ran under
+
+
+def interrupted_to_take_over(runs: list[Run], generation: int) -> list[Run]:
+    """The interrupted runs (their process gone, never finished) a promotion under lease
+    ``generation`` closes as taken-over before its own, once their targets are proven fenced:
+    those an agent ran under an older lease (an auto-failover killed before it noted its lease
+    too). Any other interrupted run (an operator's move) is the operator's to look at."""
+    def older(run: Run) -> bool:
+        held = run.detail.get(LEASE_GENERATION)
+        return held < generation if isinstance(held, int) else run.kind == AUTO_FAILOVER
+    return [run for run in runs if run.state == INTERRUPTED and older(run)]
 
 
 # --- the agent's phase and its transitions --------------------------------------------------

@@ -160,6 +160,9 @@ class AutomaticMove:
     # stop the move with the old signer fenced and the target without a key.
     before_activate: Callable[[], Awaitable[None]] | None = None
     journal_kind: str | None = None  # the journal's name for the run ("auto-failover")
+    # Returns, saying why, once the target's neard is gone or fenced: the verify step then gives
+    # up at once instead of waiting out its deadline (the agent observes its own neard).
+    target_lost: Callable[[], Awaitable[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ class Move:
         self.take_over_interrupted = options.take_over_interrupted
         self.proven_fence = automatic.proven_fence
         self.before_activate = automatic.before_activate
+        self.target_lost = automatic.target_lost
         self.journal_kind = automatic.journal_kind or self.kind.value
         self.on_start = request.on_start
         progress = request.progress
@@ -464,7 +468,7 @@ class Move:
             raise Refused(f"the staged key {self.key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
         checks["staged_key"] = {"public_key": self.key.public_key, "matches_on_chain": True}
         self.baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
-        self.block_time = self._block_time(status)
+        self.block_time = self.block_time_of(status)
         checks["block_time"] = round(self.block_time, 3)
 
         return checks, status
@@ -509,7 +513,7 @@ class Move:
         return key
 
     @staticmethod
-    def _block_time(status: Any) -> float:
+    def block_time_of(status: Any) -> float:
         """Seconds per block from one status: the span between the earliest kept block and the
         head. It needs no waiting, so preflight stays well under one block."""
         info = status.sync_info
@@ -591,6 +595,20 @@ class Move:
         return self.activation
 
     async def _verify(self) -> dict[str, Any]:
+        if self.target_lost is None:
+            return await self._wait_verified()
+        verified, lost = asyncio.ensure_future(self._wait_verified()), asyncio.ensure_future(self.target_lost())
+        try:
+            await asyncio.wait((verified, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (verified, lost):
+                waiting.cancel()
+        if verified.done() and not verified.cancelled():
+            return verified.result()
+        # Not known to have never loaded the key (no rollback): whoever holds the lease fences it.
+        raise StepFailed(f"{self.target.name} {lost.result()} during verify: the promotion gives up", known=False)
+
+    async def _wait_verified(self) -> dict[str, Any]:
         assert self.key is not None
         loop = asyncio.get_running_loop()
         end = loop.time() + self.settings.verify  # activation waited through any restart: only signing is left
