@@ -30,8 +30,8 @@ from near_failover.ha.etcd import EtcdLeaseStore
 from near_failover.ha.lease import LeaderInfo, LeaseStore, MemberRecord, lease_clock
 from near_failover.ha.stores import open_lease_store
 from near_failover.inventory import load_inventory
-from tests.integration.etcd_server import EtcdServer, free_port
-from tests.integration.localnet_harness import CLI, Localnet, cli
+from tests.integration.etcd_server import EtcdServer, free_port, running_etcd
+from tests.integration.localnet_harness import CLI, Localnet, cli, start_localnet, stop_localnet
 from tests.integration.localnet_support import wait_for
 
 POOL = "pool.poolv1.near"
@@ -408,6 +408,22 @@ class HaCluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- agent {n} ---\n{self.agent_log(n)[-3000:]}\n--- watchdog {n} ---\n{self.watchdog_log(n)[-1500:]}" for n in NODES)
+
+
+@contextmanager
+def running_cluster(directory: Path, **localnet: Any) -> Iterator[HaCluster]:
+    """A fresh etcd and localnet (0.25 s blocks; `localnet` adds start_localnet's options), the
+    agents the test starts on them, all stopped at the end."""
+    with running_etcd(directory / "etcd") as etcd:
+        net = start_localnet(directory / "net", block_time=BLOCK_TIME, **localnet)
+        ha = HaCluster(net, [etcd.url], etcd)
+        try:
+            yield ha
+        finally:
+            ha.close()
+            stop_localnet(net)
+            if etcd.process.poll() is None:
+                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
 
 
 def step(run: dict[str, Any], name: str) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from tests.integration.ha_harness import (
     assert_missed_within,
     etcd_in_namespace,
     guard,
+    running_cluster,
     step,
     wait_for,
 )
@@ -50,16 +51,8 @@ CRASH_BOUND = {"blocks": 6, "chunks": 10, "endorsements": 40}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[HaCluster]:
-    with running_etcd(tmp_path / "etcd") as etcd:
-        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
-        ha = HaCluster(net, [etcd.url], etcd)
-        try:
-            yield ha
-        finally:
-            ha.close()
-            stop_localnet(net)
-            if etcd.process.poll() is None:
-                os.kill(etcd.process.pid, signal.SIGCONT)  # a test may freeze it; SIGTERM needs it awake
+    with running_cluster(tmp_path) as ha:
+        yield ha
 
 
 def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> None:

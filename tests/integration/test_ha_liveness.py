@@ -21,9 +21,7 @@ import pytest
 
 from near_failover.inventory import load_inventory
 from near_failover.procedures.journal import Journal, Run
-from tests.integration.etcd_server import running_etcd
-from tests.integration.ha_harness import BLOCK_TIME, POOL, HaCluster, assert_missed_within, wait_for
-from tests.integration.localnet_harness import start_localnet, stop_localnet
+from tests.integration.ha_harness import POOL, HaCluster, assert_missed_within, running_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,16 +34,8 @@ BOUND = {"blocks": 35, "chunks": 50, "endorsements": 180}
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[HaCluster]:
-    with running_etcd(tmp_path / "etcd") as etcd:
-        net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME, timings={"--reload-delay": RELOAD_DELAY})
-        ha = HaCluster(net, [etcd.url], etcd)
-        try:
-            yield ha
-        finally:
-            ha.close()
-            stop_localnet(net)
-            if etcd.process.poll() is None:
-                os.kill(etcd.process.pid, signal.SIGCONT)
+    with running_cluster(tmp_path, timings={"--reload-delay": RELOAD_DELAY}) as ha:
+        yield ha
 
 
 def journal_of(cluster: HaCluster) -> Journal:
