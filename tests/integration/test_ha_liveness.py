@@ -25,10 +25,10 @@ from tests.integration.ha_harness import POOL, HaCluster, assert_missed_within, 
 
 pytestmark = pytest.mark.integration
 
-RELOAD_DELAY = 6.0  # from a SIGHUP to the new key in use: the verify step's length
+RELOAD_DELAY = 3.0  # from a SIGHUP to the new key in use: the verify step's length
 # val-a's crash, val-b's promotion up to its verify (about 1.5 s), the fault in it, then val-c's
-# promotion and its own verify of RELOAD_DELAY: about 15 s, 60 heights. The bound: about 100
-# heights (25 s) for a loaded machine.
+# promotion (behind val-b's lease of 4 s when its agent was killed) and its own verify of
+# RELOAD_DELAY: about 12 s, 50 heights. The bound: about 100 heights (25 s) for a loaded machine.
 BOUND = {"blocks": 35, "chunks": 50, "endorsements": 180}
 
 

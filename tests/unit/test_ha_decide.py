@@ -18,6 +18,7 @@ from near_failover.ha.decide import (
     FENCED_PROBLEM,
     RULES,
     TRANSITIONS,
+    UNKEYED_SINCE,
     Decision,
     Health,
     IllegalTransition,
@@ -29,6 +30,7 @@ from near_failover.ha.decide import (
     Rules,
     after_renewal,
     decide,
+    ended_leader,
     interrupted_to_take_over,
     transition,
     worth_logging,
@@ -411,3 +413,18 @@ TAKE_OVER_ROWS = [
 @pytest.mark.parametrize(("interrupted", "taken"), TAKE_OVER_ROWS, ids=[f"run{r.id}" for r, _ in TAKE_OVER_ROWS])
 def test_which_interrupted_runs_a_promotion_takes_over(interrupted: Run, taken: bool) -> None:
     assert interrupted_to_take_over([interrupted], 9) == ([interrupted] if taken else [])
+
+
+def test_a_lease_whose_promotion_was_refused_is_not_the_old_leader_to_prove_fenced() -> None:
+    """val-b held generation 30 for a promotion refused before the key was given, then stepped
+    aside: val-c must prove val-a (generation 7, maybe still signing) fenced, not val-b."""
+    val_a = record("val-a", role=MemberRole.LEADER, generation=7)
+    val_b = record("val-b", details={UNKEYED_SINCE: 30})  # refused at 30, and at every lease since
+    assert ended_leader("val-c", [val_a, val_b], LeaderInfo("val-b", 30)) == LeaderInfo("val-a", 7)
+    assert ended_leader("val-c", [val_a, val_b], LeaderInfo("val-b", 41)) == LeaderInfo("val-a", 7)
+    promoting = record("val-b", generation=45, details={UNKEYED_SINCE: 30})  # promoting again: it may get the key
+    assert ended_leader("val-c", [val_a, promoting], LeaderInfo("val-b", 45)) == LeaderInfo("val-b", 45)
+    assert ended_leader("val-c", [val_a, record("val-b")], LeaderInfo("val-b", 30)) == LeaderInfo("val-b", 30)
+    assert ended_leader("val-c", [val_b], LeaderInfo("val-b", 30)) is None  # the Move then finds the signer itself
+    decision = decide(observed(node="val-c"), cluster(None, val_b), memory(last_leader=LeaderInfo("val-b", 30)), NOW)
+    assert decision.rule == "standby-promote" and decision.old_leader is None, decision

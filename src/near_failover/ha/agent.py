@@ -31,6 +31,7 @@ from near_failover.ha.decide import (
     AUTO_FAILOVER,
     FENCED_PROBLEM,
     LEASE_GENERATION,
+    UNKEYED_SINCE,
     Decision,
     Health,
     HealthTracker,
@@ -188,6 +189,8 @@ class Agent:
         # The lease an earlier agent of this node armed its watchdog for, while it may be live:
         # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
         self.inherited: tuple[int | None, float] | None = None
+        # The first lease of this run of promotions refused before the key was given (None once a lease keeps it).
+        self.unkeyed_since: int | None = None
         self.readiness: list[str] = []  # the last readiness check's problems (_readiness), and when it ran
         self.readiness_at = float("-inf")
         # Journal and alert records said once per run of equal ones, with a count (no storms).
@@ -725,6 +728,7 @@ class Agent:
     def _won(self) -> None:
         """The lease is ours: the backoff starts afresh, and a run of refusals is said with its count."""
         self.memory = self.memory.unrefused()
+        self.unkeyed_since = None
         self._end_run(PROMOTION_REFUSED)
 
     def _first_of_run(self, what: str, key: str) -> bool:
@@ -834,11 +838,12 @@ class Agent:
         return started
 
     async def _take_over_interrupted(self, lease: LeaderLease, members: list[MemberRecord], old: str | None,
-                                     proof: FenceProof | None, settings: MoveSettings) -> FenceProof | None:
+                                     proof: FenceProof | None, settings: MoveSettings) -> tuple[str | None, FenceProof | None]:
         """Close the interrupted runs of ended leases (an agent killed mid-promotion) as
         taken-over, each once its target is proven fenced as any old leader's is (it may have
         loaded the key), so they no longer block every later promotion (issue 14, part 2).
-        JournalError when a target cannot be proven fenced. Returns the proof for ``old``."""
+        JournalError when a target cannot be proven fenced. Returns the old leader this promotion
+        proves fenced, and its proof if known: the run's source when the run never proved it."""
         for run in interrupted_to_take_over(self.journal.runs(self.pool), lease.generation):
             target = run.to_node or self.node
             held = run.detail.get(LEASE_GENERATION)
@@ -852,7 +857,11 @@ class Agent:
                         target=target, proof=found.kind.value, generation=lease.generation)
             if target == old:
                 proof = found
-        return proof
+            source = run.from_node
+            if source not in (None, self.node, target) and not any(
+                    step.name == "fence" and step.outcome == "ok" for step in self.journal.steps(run.id)):
+                old, proof = source, await self._observe_old_leader(source)  # None: the Move fences it (control or silence)
+        return old, proof
 
     async def _chain_silence(self, run: Run, target: str, settings: MoveSettings) -> FenceProof:
         """No record or observation proves ``target`` fenced: the chain's silence must (JournalError if it does not)."""
@@ -880,7 +889,7 @@ class Agent:
                 if proof is None and old is not None:
                     proof = await self._observe_old_leader(old)
                 settings = self._automatic_settings(old)
-                proof = await self._take_over_interrupted(lease, members, old, proof, settings)
+                old, proof = await self._take_over_interrupted(lease, members, old, proof, settings)
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
                     MoveKind.FAILOVER, MoveOptions(self.node), settings=settings, source=old,
                     automatic=AutomaticMove(proven_fence=proof, before_activate=self._lease_still_ours, journal_kind=AUTO_FAILOVER,
@@ -918,10 +927,15 @@ class Agent:
             self._move(Phase.LEADER)
             return
         self.lease = None
+        if self.unkeyed_since is None:  # never given the key under this lease: not an old leader to prove fenced
+            self.unkeyed_since = lease.generation
         self._move(Phase.STANDBY)
         self._refused(reason)
         self._noted(Kind.WAIT, "promotion-refused", f"the promotion was refused, lease released: {reason}")
         self._disarm()
+        # Our record (stepping aside, unkeyed since) before the lease is free: the next candidate
+        # must not take our lease for an old leader's and prove the wrong node fenced.
+        await self._publish(self.settings.retry_timeout)
         try:
             await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         except (TimeoutError, LeaseStoreError):
@@ -1013,7 +1027,8 @@ class Agent:
             fence_observation=self.fence_observation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
-            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {})},
+            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {}),
+                     **({UNKEYED_SINCE: self.unkeyed_since} if self.unkeyed_since is not None else {})},
         )
 
     async def _publish(self, timeout: float | None = None) -> None:

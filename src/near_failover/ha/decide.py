@@ -127,14 +127,29 @@ def best_candidate(records: list[MemberRecord], max_age: float, now: float | Non
     return min(candidates, key=lambda r: (-r.priority, r.name)).name
 
 
+# A member record's detail: since this lease generation, every lease the member held ended with
+# its promotion refused before the key was given (cleared once it keeps a lease).
+UNKEYED_SINCE = "unkeyed_since"
+
+
 def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | None) -> LeaderInfo | None:
     """Whose lease just ended: the highest generation any other member held, as this node last
-    saw it or as the members' own records say (another may have led since this node looked)."""
+    saw it or as the members' own records say (another may have led since this node looked).
+    A lease whose holder's record says its promotion was refused before the key was given does
+    not count: that member never signed, the leader before it may still (issue 14: a standby
+    that steps aside after a refusal must not make the next one prove the wrong node fenced)."""
+    records = {m.name: m for m in members}
+
+    def unkeyed(leader: LeaderInfo) -> bool:
+        record = records.get(leader.member)
+        since = record.details.get(UNKEYED_SINCE) if record is not None else None
+        return isinstance(since, int) and since <= leader.generation and record is not None and record.generation != leader.generation
+
     known = [last_seen] if last_seen is not None else []
     for m in members:
         if m.name != me:
             known += [LeaderInfo(m.name, g) for g in (m.generation, m.fenced_generation) if g is not None]
-    return max(known, key=lambda leader: leader.generation, default=None)
+    return max((leader for leader in known if not unkeyed(leader)), key=lambda leader: leader.generation, default=None)
 
 
 def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> FenceProof | None:
