@@ -1,4 +1,5 @@
-"""The chaos suite in `make test`: three fixed seeds, each a fresh localnet with agents, faults at
+"""The chaos suite in `make test`: three fixed seeds and the named schedule unready-first-standby
+(issue 14), each a fresh localnet with agents, faults at
 their times, then the invariants (zero double signs; someone signs again within LIVENESS_BOUND of
 the last fault, or `status` says why nobody will and the schedule left exactly that; no traceback
 in any log). The seeds are ones the current code handles: the randomized runs are `make chaos`.
