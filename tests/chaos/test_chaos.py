@@ -1,4 +1,5 @@
-"""The chaos suite in `make test`: three fixed seeds, each a fresh localnet with agents, faults at
+"""The chaos suite in `make test`: three fixed seeds and the named schedule unready-first-standby
+(issue 14), each a fresh localnet with agents, faults at
 their times, then the invariants (zero double signs; someone signs again within LIVENESS_BOUND of
 the last fault, or `status` says why nobody will and the schedule left exactly that; no traceback
 in any log). The seeds are ones the current code handles: the randomized runs are `make chaos`.
@@ -27,6 +28,15 @@ FIXED_SEEDS = (127, 235, 145)
 @pytest.mark.parametrize("seed", FIXED_SEEDS)
 def test_fixed_seed_keeps_every_invariant(seed: int, tmp_path: Path) -> None:
     outcome = run_schedule(random_schedule(seed), tmp_path / "run")
+    assert outcome.ok, outcome.report()
+    assert outcome.double_signs == 0 and outcome.signed_again_after is not None, outcome.report()
+
+
+def test_an_unready_first_standby_steps_aside_for_the_next_candidate(tmp_path: Path) -> None:
+    """Issue 14, part 1: val-b (priority 90) has a config.json neard refuses, val-a's neard is
+    killed, val-c is healthy. val-b's readiness (preflight's target checks) keeps it from the
+    lease, or its refused promotion steps it aside: val-c signs within LIVENESS_BOUND, no double sign."""
+    outcome = run_schedule(NAMED["unready-first-standby"], tmp_path / "run")
     assert outcome.ok, outcome.report()
     assert outcome.double_signs == 0 and outcome.signed_again_after is not None, outcome.report()
 

@@ -98,3 +98,25 @@ async def test_a_node_that_keeps_fencing_itself_stays_out_and_says_why(tmp_path:
             assert agent.rejoining is None and any("stays out: the last rejoin was refused" in p for p in agent.problems)
             assert [run.kind for run in journal.runs(inv.validator.account_id, 5)] == ["rejoin"]
     await store.close()
+
+
+async def test_the_lease_keeper_ends_with_the_promotion_even_if_its_cancellation_is_lost(tmp_path: Path) -> None:
+    """Chaos seed 1069: a keeper still running after its promotion (a cancellation wait_for
+    swallowed) must neither renew a leader's lease for it nor die on the lease the leader's
+    self-fence dropped ("Task exception was never retrieved")."""
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\npath = "lease.sqlite"\nloop_wait = 0.1\nttl = 10\nretry_timeout = 1\n')
+    store = open_lease_store(inv)
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        (tmp_path / "state").mkdir()
+        agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
+        agent._move(Phase.STANDBY)
+        agent._move(Phase.PROMOTING)
+        lease = agent.lease = await store.acquire_leader("a", 10)
+        assert lease is not None
+        keeper = asyncio.create_task(agent._keep_lease_during_promotion(lease))
+        await asyncio.sleep(0.3)
+        assert not keeper.done()  # renewing while the promotion runs
+        agent._move(Phase.LEADER)  # the promotion ended; its cancel() of the keeper was lost
+        agent.lease = None  # then the leader fenced itself
+        await asyncio.wait_for(keeper, 5)  # ends on its own, without an exception
+    await store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from near_failover.ha.decide import (
     FENCED_PROBLEM,
     RULES,
     TRANSITIONS,
+    UNKEYED_SINCE,
     Decision,
     Health,
     IllegalTransition,
@@ -28,10 +30,13 @@ from near_failover.ha.decide import (
     Rules,
     after_renewal,
     decide,
+    ended_leader,
+    interrupted_to_take_over,
     transition,
     worth_logging,
 )
 from near_failover.ha.lease import ClusterView, FenceObservation, LeaderInfo, MemberRecord, MemberRole
+from near_failover.procedures.journal import Run
 
 POOL = "pool.poolv1.near"
 ME = "val-b"
@@ -321,6 +326,21 @@ def test_refused_promotions_in_a_row_wait_longer_each_time_then_promote() -> Non
     assert len(tries) < 12  # not one per loop (1 600 loops)
 
 
+def test_a_standby_refused_steps_aside_for_the_next_candidate_until_its_backoff_ends() -> None:
+    """Issue 14: val-b (priority 90) refused at preflight publishes itself unhealthy for its
+    backoff, so val-c, next by priority, is the best candidate and promotes meanwhile."""
+    refused = memory().refused("preflight refused: config.json invalid", NOW, Rules())
+    assert "stepping aside for 2s after a refused promotion: preflight refused" in refused.problems[-1]
+    waiting = decide(observed(), NOBODY, refused, NOW + 0.5)
+    assert waiting.rule == "standby-backoff" and waiting.next_memory.problems, waiting
+    val_c = observed(node="val-c", priority=10)
+    val_b = record("val-b", priority=90, healthy=not waiting.next_memory.problems)
+    assert decide(val_c, cluster(None, val_b), memory(), NOW + 0.5).rule == "standby-promote"
+    assert decide(val_c, cluster(None, record("val-b", priority=90)), memory(), NOW + 0.5).rule == "standby-not-best"
+    after = decide(observed(), NOBODY, waiting.next_memory, refused.backoff_until)
+    assert after.rule == "standby-promote" and not after.next_memory.problems, after
+
+
 def test_a_claim_not_won_backs_off_then_claims_again() -> None:
     mem = memory(Phase.STARTING).refused("the lease could not be claimed", NOW, Rules())
     assert decide(observed(SIGNING), cluster(), mem, NOW + 1.9).rule == "signing-backoff"
@@ -369,3 +389,42 @@ def test_a_run_that_ends_without_another_key_is_said_with_its_count() -> None:
         repeats = repeats.seen("preflight refused")[0]
     assert repeats.ended() == Repeats("preflight refused", 105)
     assert Repeats("once", 1).ended() is None and Repeats().ended() is None
+
+
+def run(run_id: int, kind: str, state: str, **detail: object) -> Run:
+    return Run(run_id, POOL, kind, "hot-swap", "val-a", "val-b", datetime(2026, 12, 2, tzinfo=UTC), None,
+               None if state in ("interrupted", "in-progress") else state, dict(detail), 4242, "host", state)
+
+
+# (run, taken over by a promotion under lease generation 9?): only interrupted runs of an older
+# lease, or an agent's own kind killed before it noted its lease; never an operator's move.
+TAKE_OVER_ROWS = [
+    (run(1, "auto-failover", "interrupted", lease_generation=8), True),
+    (run(2, "auto-failover", "interrupted"), True),
+    (run(3, "failover", "interrupted", lease_generation=7), True),
+    (run(4, "auto-failover", "interrupted", lease_generation=9), False),
+    (run(5, "auto-failover", "in-progress", lease_generation=8), False),
+    (run(6, "auto-failover", "ok", lease_generation=8), False),
+    (run(7, "failover", "interrupted"), False),
+    (run(8, "switchover", "interrupted"), False),
+]
+
+
+@pytest.mark.parametrize(("interrupted", "taken"), TAKE_OVER_ROWS, ids=[f"run{r.id}" for r, _ in TAKE_OVER_ROWS])
+def test_which_interrupted_runs_a_promotion_takes_over(interrupted: Run, taken: bool) -> None:
+    assert interrupted_to_take_over([interrupted], 9) == ([interrupted] if taken else [])
+
+
+def test_a_lease_whose_promotion_was_refused_is_not_the_old_leader_to_prove_fenced() -> None:
+    """val-b held generation 30 for a promotion refused before the key was given, then stepped
+    aside: val-c must prove val-a (generation 7, maybe still signing) fenced, not val-b."""
+    val_a = record("val-a", role=MemberRole.LEADER, generation=7)
+    val_b = record("val-b", details={UNKEYED_SINCE: 30})  # refused at 30, and at every lease since
+    assert ended_leader("val-c", [val_a, val_b], LeaderInfo("val-b", 30)) == LeaderInfo("val-a", 7)
+    assert ended_leader("val-c", [val_a, val_b], LeaderInfo("val-b", 41)) == LeaderInfo("val-a", 7)
+    promoting = record("val-b", generation=45, details={UNKEYED_SINCE: 30})  # promoting again: it may get the key
+    assert ended_leader("val-c", [val_a, promoting], LeaderInfo("val-b", 45)) == LeaderInfo("val-b", 45)
+    assert ended_leader("val-c", [val_a, record("val-b")], LeaderInfo("val-b", 30)) == LeaderInfo("val-b", 30)
+    assert ended_leader("val-c", [val_b], LeaderInfo("val-b", 30)) is None  # the Move then finds the signer itself
+    decision = decide(observed(node="val-c"), cluster(None, val_b), memory(last_leader=LeaderInfo("val-b", 30)), NOW)
+    assert decision.rule == "standby-promote" and decision.old_leader is None, decision

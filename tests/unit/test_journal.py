@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from near_failover.procedures.journal import (
     INTERRUPTED,
+    TAKEN_OVER,
     Journal,
     JournalError,
     RunInProgress,
@@ -262,3 +263,24 @@ def test_runs_by_kind_and_since(tmp_path: Path) -> None:
         assert journal.runs("pool.near", since=datetime.now(UTC) + timedelta(minutes=1)) == []
         assert len(journal.runs("pool.near", since=datetime.now(UTC) - timedelta(minutes=1))) == 2
         assert "initiator" in journal.run(fence).detail
+
+
+def test_an_interrupted_run_taken_over_is_closed_as_taken_over_and_no_longer_blocks(tmp_path: Path) -> None:
+    """Issue 14: the agent holding a newer lease closes an agent's interrupted promotion once its
+    target is proven fenced; a later run then starts, and a run not interrupted cannot be taken over."""
+    journal = Journal(tmp_path / "j.sqlite")
+    run_id = journal.start_run("pool.near", "auto-failover", mode="hot-swap", from_node="val-a", to_node="val-b")
+    journal.update_run(run_id, {"lease_generation": 7})
+    with pytest.raises(JournalError, match="is in-progress, not interrupted"):
+        journal.take_over(run_id, {"taken_over_by": "val-c"})
+    with sqlite3.connect(tmp_path / "j.sqlite") as db:  # its process gone (a pid now another process's)
+        db.execute("UPDATE runs SET owner_start = owner_start - 1 WHERE id = ?", (run_id,))
+    with pytest.raises(RunInterrupted):
+        journal.start_run("pool.near", "auto-failover")
+    journal.take_over(run_id, {"taken_over_by": "val-c", "target_fenced": {"proof": "observed"}})
+    run = journal.run(run_id)
+    assert (run.outcome, run.state) == (TAKEN_OVER, TAKEN_OVER)
+    assert run.detail["lease_generation"] == 7 and run.detail["taken_over_by"] == "val-c" and "taken_over_at" in run.detail
+    assert journal.run(journal.start_run("pool.near", "auto-failover")).state == "in-progress"
+    with pytest.raises(JournalError, match="is taken-over, not interrupted"):
+        journal.take_over(run_id, {"taken_over_by": "val-c"})

@@ -27,10 +27,14 @@ from typing import Any
 import structlog
 
 from near_failover.api.client import AgentApiError, AgentClient, Verify
+from near_failover.control.base import ControlError
 from near_failover.ha.alerts import AlertEvent, AlertSender
 from near_failover.ha.decide import (
+    AUTO_FAILOVER,
     FENCED_PROBLEM,
+    LEASE_GENERATION,
     PROMOTION_SILENCE_BLOCKS,
+    UNKEYED_SINCE,
     Decision,
     Health,
     HealthTracker,
@@ -45,6 +49,7 @@ from near_failover.ha.decide import (
     best_candidate,
     decide,
     ended_leader,
+    interrupted_to_take_over,
     leader_record_unchanged,
     next_check_in,
     proof_from_observation,
@@ -96,7 +101,7 @@ from near_failover.neard.keys import KeyFileError, parse_key_file
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import Refused
-from near_failover.procedures.fence import FenceProof, fence_reachable
+from near_failover.procedures.fence import FenceProof, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal, JournalError, Run
 from near_failover.procedures.move import AutomaticMove, Move, MoveRequest
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
@@ -113,6 +118,7 @@ from near_failover.procedures.rejoin import Rejoin
 log = structlog.get_logger("near_failover.agent")
 WATCHDOG_START_TIMEOUT = 60.0
 WATCHDOG_PATIENCE = 2.0  # a watchdog silent for longer (or retry_timeout, if more) does not watch
+READINESS_EVERY = 0.25  # a standby's readiness checks run at most once per this many ttls
 
 
 PROMOTION_REFUSED = "promotion-refused"
@@ -206,6 +212,10 @@ class Agent:
         # The lease an earlier agent of this node armed its watchdog for, while it may be live:
         # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
         self.inherited: tuple[int | None, float] | None = None
+        # The first lease of this run of promotions refused before the key was given (None once a lease keeps it).
+        self.unkeyed_since: int | None = None
+        self.readiness: list[str] = []  # the last readiness check's problems (_readiness), and when it ran
+        self.readiness_at = float("-inf")
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
         # Automatic rejoin (ha/rejoin_policy.py): this agent's self-fences (monotonic), the rejoin
@@ -800,6 +810,7 @@ class Agent:
     def _won(self) -> None:
         """The lease is ours: the backoff starts afresh, and a run of refusals is said with its count."""
         self.memory = self.memory.unrefused()
+        self.unkeyed_since = None
         self._end_run(PROMOTION_REFUSED)
 
     def _first_of_run(self, what: str, key: str) -> bool:
@@ -861,9 +872,12 @@ class Agent:
         await self._promote(lease, list(self.view.members) if self.view and not request else [], request)
 
     async def _readiness(self) -> list[str]:
-        """Standby-specific readiness: the staged key present and valid for the pool. Read each
-        loop, checked again only when its bytes changed (the check derives the public key; a
-        digest, not the secret, is what the agent keeps)."""
+        """Standby-specific readiness: the staged key present and valid for the pool (read each
+        loop, checked again only when its bytes changed: a digest, not the secret, is what the
+        agent keeps), then the checks of `check --role <its mode>-standby` as a promotion's
+        preflight makes them of its target (config neard accepts, tracking and memtries in use,
+        staged key equal to the on-chain key, synced), those at most once per READINESS_EVERY
+        ttls: an unready standby does not take the lease."""
         try:
             text = await self.me.host.read_text(self.spec.key_store, KEY_FILE)
         except HostError as exc:
@@ -871,7 +885,21 @@ class Agent:
         digest = hashlib.sha256(text.encode()).digest()
         if self.staged_key is None or self.staged_key[0] != digest:
             self.staged_key = (digest, self._staged_key_problems(text))
-        return list(self.staged_key[1])
+        if self.staged_key[1]:
+            return list(self.staged_key[1])
+        if time.monotonic() - self.readiness_at < READINESS_EVERY * self.settings.ttl:
+            return self.readiness
+        move = Move(self.inventory, self.nodes, self.journal, MoveRequest(MoveKind.FAILOVER, MoveOptions(self.node)))
+        try:
+            await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
+            self.readiness = []
+        except Refused as exc:
+            self.readiness = [f"not ready to promote: {exc}"]
+        except (TimeoutError, RpcError, HostError, ControlError) as exc:
+            # No verdict (a slow or silent neard is the health checks' to judge): the last one stands.
+            log.info("standby readiness not checked", node=self.node, error=f"{type(exc).__name__}: {exc}")
+        self.readiness_at = time.monotonic()
+        return self.readiness
 
     def _staged_key_problems(self, text: str) -> list[str]:
         try:
@@ -880,13 +908,62 @@ class Agent:
             return [f"no valid staged key: {exc}"]
         return [] if key.account_id == self.pool else [f"staged key is for {key.account_id}"]
 
-    def _requested_move(self, request: RequestedFailover) -> Move:
+    def _requested_move(self, request: RequestedFailover, lease: LeaderLease) -> Move:
         """The CLI's failover with the operator's options, its fence proven by the Move itself."""
         options = request.options
         return Move(self.inventory, self.nodes, self.journal, MoveRequest(
             MoveKind.FAILOVER, replace(options, to=self.node),
-            automatic=AutomaticMove(before_activate=self._lease_still_ours), on_start=request.on_start,
+            automatic=AutomaticMove(before_activate=self._lease_still_ours, target_lost=self._own_neard_lost),
+            on_start=self._noting_lease(lease, request.on_start),
         ))
+
+    def _automatic_settings(self, old: str | None) -> MoveSettings:
+        """An automatic failover's timings: the inventory's, with PROMOTION_SILENCE_BLOCKS silent blocks and a fence of 3 ttls (30 s at least)."""
+        return replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=PROMOTION_SILENCE_BLOCKS,
+                       fence=max(30.0, self.settings.ttl * 3))
+
+    def _noting_lease(self, lease: LeaderLease, then: Callable[[int], None] | None = None) -> Callable[[int], None]:
+        """A run's on_start that notes the lease it runs under: a member holding a newer one may
+        take the run over if its process dies (_take_over_interrupted)."""
+        def started(run_id: int) -> None:
+            self.journal.update_run(run_id, {LEASE_GENERATION: lease.generation})
+            if then is not None:
+                then(run_id)
+        return started
+
+    async def _take_over_interrupted(self, lease: LeaderLease, members: list[MemberRecord], old: str | None,
+                                     proof: FenceProof | None, settings: MoveSettings) -> tuple[str | None, FenceProof | None]:
+        """Close the interrupted runs of ended leases (an agent killed mid-promotion) as
+        taken-over, each once its target is proven fenced as any old leader's is (it may have
+        loaded the key), so they no longer block every later promotion (issue 14, part 2).
+        JournalError when a target cannot be proven fenced. Returns the old leader this promotion
+        proves fenced, and its proof if known: the run's source when the run never proved it."""
+        for run in interrupted_to_take_over(self.journal.runs(self.pool), lease.generation):
+            target = run.to_node or self.node
+            held = run.detail.get(LEASE_GENERATION)
+            found = proof if target == old else None
+            if found is None and isinstance(held, int):
+                found = proof_from_record(members, LeaderInfo(target, held))
+            found = found or await self._observe_old_leader(target) or await self._chain_silence(run, target, settings)
+            self.journal.take_over(run.id, {"taken_over_by": self.node, "taken_over_generation": lease.generation,
+                                            "target_fenced": {"proof": found.kind.value, **found.evidence}})
+            log.warning("took over an interrupted run: its target is proven fenced", node=self.node, run=run.id,
+                        target=target, proof=found.kind.value, generation=lease.generation)
+            if target == old:
+                proof = found
+            source = run.from_node
+            if source not in (None, self.node, target) and not any(
+                    step.name == "fence" and step.outcome == "ok" for step in self.journal.steps(run.id)):
+                old, proof = source, await self._observe_old_leader(source)  # None: the Move fences it (control or silence)
+        return old, proof
+
+    async def _chain_silence(self, run: Run, target: str, settings: MoveSettings) -> FenceProof:
+        """No record or observation proves ``target`` fenced: the chain's silence must (JournalError if it does not)."""
+        try:
+            block_time = Move.block_time_of(await self.me.rpc.status())
+            return await prove_chain_silence(self.me, self.pool, settings.silence_blocks, settings.fence, block_time)
+        except (Refused, RpcError) as exc:
+            raise JournalError(f"{run.describe()} was interrupted and its target {target} is not proven fenced: {exc}") from None
 
     async def _promote(self, lease: LeaderLease, members: list[MemberRecord], request: RequestedFailover | None = None) -> None:
         """We hold the lease: prove the old leader fenced, then activate through a failover Move
@@ -897,19 +974,20 @@ class Agent:
         started = time.monotonic()
         ended = ended_leader(self.node, members, self.last_leader)
         old = ended.member if ended else None
-        keeper = asyncio.create_task(self._keep_lease_during_promotion())
+        keeper = asyncio.create_task(self._keep_lease_during_promotion(lease))
         try:
             if request:
-                move = self._requested_move(request)
+                move = self._requested_move(request, lease)
             else:
                 proof = proof_from_record(members, ended)
+                settings = self._automatic_settings(old)
+                old, proof = await self._take_over_interrupted(lease, members, old, proof, settings)
                 seek = functools.partial(self._seek_fence_proof, old) if proof is None and old is not None else None
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
-                    MoveKind.FAILOVER, MoveOptions(self.node),
-                    settings=replace(MoveSettings.for_move(self.inventory, old, self.node)[0], silence_blocks=PROMOTION_SILENCE_BLOCKS, fence=max(30.0, self.settings.ttl * 3)),
-                    source=old,
+                    MoveKind.FAILOVER, MoveOptions(self.node), settings=settings, source=old,
                     automatic=AutomaticMove(proven_fence=proof, seek_proof=seek, before_activate=self._lease_still_ours,
-                                            journal_kind="auto-failover"),
+                                            journal_kind=AUTO_FAILOVER, target_lost=self._own_neard_lost),
+                    on_start=self._noting_lease(lease),
                 ))
             result = await move.run()
         except JournalError as exc:
@@ -942,10 +1020,15 @@ class Agent:
             self._move(Phase.LEADER)
             return
         self.lease = None
+        if self.unkeyed_since is None:  # never given the key under this lease: not an old leader to prove fenced
+            self.unkeyed_since = lease.generation
         self._move(Phase.STANDBY)
         self._refused(reason)
         self._noted(Kind.WAIT, "promotion-refused", f"the promotion was refused, lease released: {reason}")
         self._disarm()
+        # Our record (stepping aside, unkeyed since) before the lease is free: the next candidate
+        # must not take our lease for an old leader's and prove the wrong node fenced.
+        await self._publish(self.settings.retry_timeout)
         try:
             await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
         except (TimeoutError, LeaseStoreError):
@@ -977,11 +1060,15 @@ class Agent:
             return None  # a running neard with the key in its home loads it on a restart: fence it first
         return proof_from_observation(seen)
 
-    async def _keep_lease_during_promotion(self) -> None:
+    async def _keep_lease_during_promotion(self, lease: LeaderLease) -> None:
         """An Option 1 promotion waits through a restart: the lease must outlive it. A lease lost
         meanwhile (taken, revoked, refused, run out) ends the promotion before the key is given."""
         while True:
             await asyncio.sleep(self.settings.loop_wait)
+            if self.lease is not lease or self.phase is not Phase.PROMOTING:
+                # The promotion is over (a cancellation that wait_for swallowed leaves this task
+                # running): the loop keeps or drops the lease now, never this task (chaos seed 1069).
+                return
             await self._renew_promotion_lease(self.settings.retry_timeout)
             if self.lease_lost is not None and not self.activating:
                 # No key given, and _lease_still_ours will refuse to give it: nothing for the
@@ -989,6 +1076,20 @@ class Agent:
                 self._disarm()
                 return
             self._beat()  # once the key may be given, the watchdog keeps the lease's deadline
+
+    async def _own_neard_lost(self) -> str:
+        """Returns, saying why, once our neard is gone (its control says it does not run) or
+        fenced (masked): a promotion's verify watches its target with it and gives up then,
+        instead of keeping the lease through its deadline while nobody signs (issue 14, part 5).
+        The loop's leader rules then fence this node, which releases the lease."""
+        while True:
+            await asyncio.sleep(self.settings.loop_wait)
+            if await self.me.status_or_none() is not None:
+                continue
+            if await on_doubt(self.me.control.is_masked(), False):
+                return "was fenced (neard masked)"
+            if await on_doubt(self.me.control.is_active(), None) is False:
+                return "is gone (neard not running)"
 
     async def _renew_promotion_lease(self, timeout: float) -> None:
         """Renew; note in ``lease_lost`` why the lease is no longer ours, if it is not."""
@@ -1029,7 +1130,8 @@ class Agent:
             fence_observation=self.fence_observation if self.role == MemberRole.FENCED else None,
             head_height=last.head if last else None,
             api_url=self.spec.api,
-            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {})},
+            details={"failovers_total": self.failovers_total, **({"handover_to": self.handover_to} if self.handover_to else {}),
+                     **({UNKEYED_SINCE: self.unkeyed_since} if self.unkeyed_since is not None else {})},
         )
 
     async def _publish(self, timeout: float | None = None) -> None:

@@ -27,6 +27,7 @@ from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, Member
 from near_failover.ha.operator import failover_start_refusal, handover_to_another
 from near_failover.procedures.chain_view import Production, SilenceWatch
 from near_failover.procedures.fence import FenceProof, ProofKind
+from near_failover.procedures.journal import INTERRUPTED, Run
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 NOT_SIGNING = frozenset({SignerVerdict.NO_KEY.value, SignerVerdict.GONE.value})
@@ -127,14 +128,29 @@ def best_candidate(records: list[MemberRecord], max_age: float, now: float | Non
     return min(candidates, key=lambda r: (-r.priority, r.name)).name
 
 
+# A member record's detail: since this lease generation, every lease the member held ended with
+# its promotion refused before the key was given (cleared once it keeps a lease).
+UNKEYED_SINCE = "unkeyed_since"
+
+
 def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | None) -> LeaderInfo | None:
     """Whose lease just ended: the highest generation any other member held, as this node last
-    saw it or as the members' own records say (another may have led since this node looked)."""
+    saw it or as the members' own records say (another may have led since this node looked).
+    A lease whose holder's record says its promotion was refused before the key was given does
+    not count: that member never signed, the leader before it may still (issue 14: a standby
+    that steps aside after a refusal must not make the next one prove the wrong node fenced)."""
+    records = {m.name: m for m in members}
+
+    def unkeyed(leader: LeaderInfo) -> bool:
+        record = records.get(leader.member)
+        since = record.details.get(UNKEYED_SINCE) if record is not None else None
+        return isinstance(since, int) and since <= leader.generation and record is not None and record.generation != leader.generation
+
     known = [last_seen] if last_seen is not None else []
     for m in members:
         if m.name != me:
             known += [LeaderInfo(m.name, g) for g in (m.generation, m.fenced_generation) if g is not None]
-    return max(known, key=lambda leader: leader.generation, default=None)
+    return max((leader for leader in known if not unkeyed(leader)), key=lambda leader: leader.generation, default=None)
 
 
 def proof_from_record(members: list[MemberRecord], ended: LeaderInfo | None) -> FenceProof | None:
@@ -210,6 +226,19 @@ def leader_record_unchanged(before: ClusterView | None, after: ClusterView) -> b
         return False
     old, new = before.member(after.leader.member), after.member(after.leader.member)
     return new is None or (old is not None and old.updated_at == new.updated_at)
+AUTO_FAILOVER = "auto-failover"  # the journal's kind for an agent's own promotion
+LEASE_GENERATION = "lease_generation"  # the run detail naming the lease a promotion ran under
+
+
+def interrupted_to_take_over(runs: list[Run], generation: int) -> list[Run]:
+    """The interrupted runs (their process gone, never finished) a promotion under lease
+    ``generation`` closes as taken-over before its own, once their targets are proven fenced:
+    those an agent ran under an older lease (an auto-failover killed before it noted its lease
+    too). Any other interrupted run (an operator's move) is the operator's to look at."""
+    def older(run: Run) -> bool:
+        held = run.detail.get(LEASE_GENERATION)
+        return held < generation if isinstance(held, int) else run.kind == AUTO_FAILOVER
+    return [run for run in runs if run.state == INTERRUPTED and older(run)]
 
 
 # --- the agent's phase and its transitions --------------------------------------------------
@@ -362,7 +391,8 @@ class Memory:
     def refused(self, reason: str, now: float, rules: Rules) -> Memory:
         """A promotion refused or a lease not won: no try again before the (doubled) backoff."""
         refusals = self.refusals + 1
-        return replace(self, refusals=refusals, last_refusal=reason, backoff_until=now + rules.backoff(refusals))
+        backoff = replace(self, refusals=refusals, last_refusal=reason, backoff_until=now + rules.backoff(refusals))
+        return replace(backoff, problems=(*self.problems, *stepping_aside(backoff, now)))  # published before the next loop
 
     def unrefused(self) -> Memory:
         """A lease won, or another member leads: the next refusal starts the backoff afresh."""
@@ -425,7 +455,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("standby-settling", "standby healthy for fewer than ready_loops checks: wait"),
     ("standby-start-grace", "no leader seen since start, less than two ttls ago: the signer's agent claims first"),
     ("standby-backoff", ("a promotion refused or a lease not won, refusals times in a row: wait loop_wait * 2^refusals, "
-                         "at most 3 ttls (Memory.backoff_until)")),
+                         "at most 3 ttls (Memory.backoff_until), its record unhealthy meanwhile: the next candidate's turn")),
     ("standby-handover", "a switchover hands the lease to another member: wait"),
     ("standby-not-best", "another standby is the better candidate (priority, then name): wait"),
     ("standby-promote", "no leader, ready, the best candidate: take the lease and promote"),
@@ -523,7 +553,9 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     if mem.phase is not Phase.STANDBY:
         mem = mem.moved(Phase.STANDBY)
     problems = health.as_standby
-    mem = replace(mem.counted(not problems), problems=problems)
+    # A standby backing off after a refused promotion steps aside: its record is not healthy, so
+    # the next candidate by priority is the best one and takes its turn (issue 14).
+    mem = replace(mem.counted(not problems), problems=(*problems, *stepping_aside(mem, now)))
 
     def wait(rule: str, reason: str) -> Decision:
         return Decision(Kind.WAIT, reason, mem, rule)
@@ -557,6 +589,13 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     ended = ended_leader(o.node, members, mem.last_leader)
     old = f"{ended.member}'s lease (generation {ended.generation}) ended" if ended else "no leader"
     return Decision(Kind.PROMOTE, f"{old}; this node is the best candidate", mem, "standby-promote", old_leader=ended)
+
+
+def stepping_aside(mem: Memory, now: float) -> tuple[str, ...]:
+    """The problem a standby publishes while it backs off after a refusal (none otherwise)."""
+    if mem.last_refusal is None or now >= mem.backoff_until:
+        return ()
+    return (f"stepping aside for {mem.backoff_until - now:.0f}s after a refused promotion: {mem.last_refusal}",)
 
 
 def _backing_off(mem: Memory, now: float) -> str:

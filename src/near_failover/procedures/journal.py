@@ -27,6 +27,7 @@ SCHEMA_VERSION = 1
 
 IN_PROGRESS = "in-progress"
 INTERRUPTED = "interrupted"
+TAKEN_OVER = "taken-over"  # an interrupted run closed by the agent holding a newer lease, its target proven fenced
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -423,6 +424,17 @@ class Journal:
             run = self.run(run_id)
             merged = {**run.detail, **redact_record(dict(detail))}
             db.execute("UPDATE runs SET detail = ? WHERE id = ?", (_evidence_json(merged), run_id))
+
+    def take_over(self, run_id: int, detail: Mapping[str, Any]) -> None:
+        """Close an interrupted run as "taken-over" (by an agent holding a newer lease that proved
+        the run's target fenced); JournalError unless it is still open and its process is gone."""
+        with self._transaction() as db:
+            run = self.run(run_id)
+            if run.state != INTERRUPTED:
+                raise JournalError(f"{self.path}: {run.describe()} is {run.state}, not interrupted: it cannot be taken over")
+            merged = {**run.detail, **redact_record(dict(detail)), "taken_over_at": _now()}
+            db.execute("UPDATE runs SET outcome = ?, ended = ?, detail = ? WHERE id = ?",
+                       (TAKEN_OVER, _now(), _evidence_json(merged), run_id))
 
     def finish_run(self, run_id: int, outcome: str, detail: Mapping[str, Any] | None = None) -> None:
         """Close the run with ``outcome`` ("ok", "failed", "rolled-back", ...)."""

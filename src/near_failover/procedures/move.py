@@ -30,7 +30,7 @@ from near_failover.neard.config import (
     semantic_errors,
 )
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
-from near_failover.neard.rpc import RpcError, parse_rfc3339_ns
+from near_failover.neard.rpc import RpcError, StatusResponse, parse_rfc3339_ns
 from near_failover.procedures import recovery
 from near_failover.procedures.activate import (
     Activation,
@@ -163,6 +163,9 @@ class AutomaticMove:
     # stop the move with the old signer fenced and the target without a key.
     before_activate: Callable[[], Awaitable[None]] | None = None
     journal_kind: str | None = None  # the journal's name for the run ("auto-failover")
+    # Returns, saying why, once the target's neard is gone or fenced: the verify step then gives
+    # up at once instead of waiting out its deadline (the agent observes its own neard).
+    target_lost: Callable[[], Awaitable[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,7 @@ class Move:
         self.seek_proof = automatic.seek_proof
         self.sought: asyncio.Future[FenceProof | None] | None = None
         self.before_activate = automatic.before_activate
+        self.target_lost = automatic.target_lost
         self.journal_kind = automatic.journal_kind or self.kind.value
         self.on_start = request.on_start
         progress = request.progress
@@ -390,6 +394,46 @@ class Move:
 
     async def _preflight_checks(self, source_status: asyncio.Future[Any]) -> dict[str, Any]:
         t = self.target
+        checks, status = await self.target_readiness()
+
+        src = self.source
+        if self.proven_fence is not None or self.seek_proof is not None:
+            # The agent's failover: its fence proof shows the old leader silent, and a lost
+            # host's RPC (a frozen neard's times out) must not hold up the promotion.
+            src_status = source_status.result() if source_status.done() else None
+        else:
+            src_status = await source_status
+        checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
+        if self.kind == MoveKind.SWITCHOVER:
+            if src is None or src_status is None or src_status.validator_account_id != self.pool:
+                raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
+            if src_status.sync_info.syncing:
+                raise Refused(f"primary {src.name} is syncing: use `failover`")
+            # The target's head read again after the source's: the checks between the first read
+            # and the source's (an SSH read of the staged key, the validators call) take seconds
+            # on a slow link, and those seconds must not count as the target's lag.
+            try:
+                target_head = (await t.rpc.status()).sync_info.latest_block_height
+            except RpcError as exc:
+                raise Refused(f"target {t.name} does not answer: {exc}") from exc
+            lag = src_status.sync_info.latest_block_height - target_head
+            if lag > self.settings.max_lag_blocks:
+                raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
+            checks["lag_blocks"] = lag
+        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
+            raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
+        checks["other_nodes"] = await confirm_no_other_signer(
+            self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
+        )
+        if self.in_window:
+            checks["window"] = await self._wait_for_window(t)
+        return checks
+
+    async def target_readiness(self) -> tuple[dict[str, Any], StatusResponse]:
+        """The target's own checks (synced, config neard accepts, tracking and memtries in use,
+        staged key equal to the on-chain key): preflight's, and the agents' standby readiness
+        (Refused names the first that fails). With the target's status as they read it."""
+        t = self.target
         checks: dict[str, Any] = {}
         try:
             status = await t.rpc.status()
@@ -448,41 +492,10 @@ class Move:
             raise Refused(f"the staged key {self.key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
         checks["staged_key"] = {"public_key": self.key.public_key, "matches_on_chain": True}
         self.baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
-        self.block_time = self._block_time(status)
+        self.block_time = self.block_time_of(status)
         checks["block_time"] = round(self.block_time, 3)
 
-        src = self.source
-        if self.proven_fence is not None or self.seek_proof is not None:
-            # The agent's failover: its fence proof shows the old leader silent, and a lost
-            # host's RPC (a frozen neard's times out) must not hold up the promotion.
-            src_status = source_status.result() if source_status.done() else None
-        else:
-            src_status = await source_status
-        checks["source"] = {"node": src.name if src else None, "reachable": self.source_reachable, "rpc": src_status is not None}
-        if self.kind == MoveKind.SWITCHOVER:
-            if src is None or src_status is None or src_status.validator_account_id != self.pool:
-                raise Refused("no reachable node is signing for the pool: the primary is not alive and healthy; use `failover`")
-            if src_status.sync_info.syncing:
-                raise Refused(f"primary {src.name} is syncing: use `failover`")
-            # The target's head read again after the source's: the checks between the first read
-            # and the source's (an SSH read of the staged key, the validators call) take seconds
-            # on a slow link, and those seconds must not count as the target's lag.
-            try:
-                target_head = (await t.rpc.status()).sync_info.latest_block_height
-            except RpcError as exc:
-                raise Refused(f"target {t.name} does not answer: {exc}") from exc
-            lag = src_status.sync_info.latest_block_height - target_head
-            if lag > self.settings.max_lag_blocks:
-                raise Refused(f"target {t.name} is {lag} blocks behind {src.name}; wait until it catches up")
-            checks["lag_blocks"] = lag
-        elif src is not None and src_status is not None and src_status.validator_account_id == self.pool and not src_status.sync_info.syncing:
-            raise Refused(f"primary {src.name} is alive and signing: use `switchover` for a planned move")
-        checks["other_nodes"] = await confirm_no_other_signer(
-            self.nodes, self.pool, exclude={t.name} | ({src.name} if src else set())
-        )
-        if self.in_window:
-            checks["window"] = await self._wait_for_window(t)
-        return checks
+        return checks, status
 
     async def _check_memtries(self, t: NodeAccess, cfg: dict[str, Any]) -> dict[str, Any]:
         """Memtries as the running process holds them (its /metrics), beside config.json's flag,
@@ -524,7 +537,7 @@ class Move:
         return key
 
     @staticmethod
-    def _block_time(status: Any) -> float:
+    def block_time_of(status: Any) -> float:
         """Seconds per block from one status: the span between the earliest kept block and the
         head. It needs no waiting, so preflight stays well under one block."""
         info = status.sync_info
@@ -607,6 +620,20 @@ class Move:
         return self.activation
 
     async def _verify(self) -> dict[str, Any]:
+        if self.target_lost is None:
+            return await self._wait_verified()
+        verified, lost = asyncio.ensure_future(self._wait_verified()), asyncio.ensure_future(self.target_lost())
+        try:
+            await asyncio.wait((verified, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (verified, lost):
+                waiting.cancel()
+        if verified.done() and not verified.cancelled():
+            return verified.result()
+        # Not known to have never loaded the key (no rollback): whoever holds the lease fences it.
+        raise StepFailed(f"{self.target.name} {lost.result()} during verify: the promotion gives up", known=False)
+
+    async def _wait_verified(self) -> dict[str, Any]:
         assert self.key is not None
         loop = asyncio.get_running_loop()
         end = loop.time() + self.settings.verify  # activation waited through any restart: only signing is left
