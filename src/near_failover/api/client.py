@@ -162,6 +162,10 @@ class AgentClient:
         status, data = await self._call("POST", "/failsafe", {"leader": leader, "generation": generation})
         return status == 200 and self._read(FailsafeAnswer, data, "POST /failsafe").confirmed
 
+    async def hint_handover(self, source: str, generation: int) -> None:
+        """Wake this agent's loop: ``source`` handed its lease over to it (a hint; the store decides)."""
+        await self._call("POST", "/handover", {"source": source, "generation": generation})
+
     def _read(self, model: type[Answer], data: Any, what: str) -> Answer:
         try:
             return model.model_validate(data)
