@@ -164,7 +164,9 @@ class AgentClient:
 
     async def hint_handover(self, source: str, generation: int) -> None:
         """Wake this agent's loop: ``source`` handed its lease over to it (a hint; the store decides)."""
-        await self._call("POST", "/handover", {"source": source, "generation": generation})
+        status, data = await self._call("POST", "/handover", {"source": source, "generation": generation})
+        if status != 200:
+            raise AgentApiError(f"{self.node}'s agent answered POST /handover with HTTP {status}: {str(data)[:200]}")
 
     def _read(self, model: type[Answer], data: Any, what: str) -> Answer:
         try:
