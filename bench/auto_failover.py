@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
+import socket
 import statistics
 import tempfile
 import tomllib
@@ -77,6 +79,21 @@ def variant(inventory: Path, name: str, timings: dict[str, float]) -> Path:
     return path
 
 
+def with_agent_apis(inventory: Path) -> None:
+    """An agent API per node on loopback, as a deployment has (the failsafe needs them): a
+    leader that hands its lease over tells the target's agent through it at once."""
+    data = tomllib.loads(inventory.read_text())
+    for node in data["node"]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            node["api"] = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    token = inventory.with_name("api-token")
+    token.write_text(secrets.token_hex(16) + "\n")
+    token.chmod(0o600)
+    data["lease"]["api_token_file"] = str(token)
+    inventory.write_text(tomli_w.dumps(data))
+
+
 async def scenario(block_time: float, s: Scenario, profile: str) -> dict[str, Any]:
     # fast: a 3 s memtrie load per restart; mainnet: the profile's own (30 s per shard loaded).
     memtrie_load = 3.0 if profile == "fast" else None
@@ -84,6 +101,7 @@ async def scenario(block_time: float, s: Scenario, profile: str) -> dict[str, An
         directory = Path(tmp) / "net"
         with localnet(directory, block_time, memtrie_load, say=lambda _m: None, epoch_length=5000, profile=profile) as inventory:
             add_lease(inventory, s.timings, {s.standby: s.standby_mode} if s.standby_mode else {})
+            with_agent_apis(inventory)
             own = {s.standby: variant(inventory, s.standby, s.standby_timings)} if s.standby_timings else {}
             with agents(inventory, ["val-a", s.standby], own) as procs:
                 also = procs["val-a"].kill if s.timers_only else None

@@ -42,6 +42,7 @@ SNAPSHOT_KEYS = {
 }
 POSTS: list[tuple[str, dict[str, Any] | None]] = [
     ("/pause", None), ("/resume", None), ("/switchover", {"to": "val-b"}), ("/failsafe", {"leader": "val-a", "generation": 1}),
+    ("/handover", {"source": "val-a", "generation": 1}),
 ]
 
 

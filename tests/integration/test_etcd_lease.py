@@ -77,6 +77,10 @@ async def test_unrenewed_lease_expires_then_another_acquires(etcd: EtcdServer, a
     await contract.unrenewed_lease_expires_then_another_acquires(opener(etcd, account), ttl=2)
 
 
+async def test_handed_over_lease_goes_to_its_target_only(etcd: EtcdServer, account: str) -> None:
+    await contract.handed_over_lease_goes_to_its_target_only(opener(etcd, account), ttl=2)
+
+
 async def test_renew_checks_the_key_not_only_the_lease(etcd: EtcdServer, account: str) -> None:
     async def delete_leader() -> None:
         await raw(etcd, "/v3/kv/deleterange", {"key": b64(f"/near-failover/{account}/leader")})

@@ -213,3 +213,33 @@ async def a_restarted_holder_resumes_its_lease(open_store: OpenStore) -> None:
     finally:
         await first.close()
         await restarted.close()
+async def handed_over_lease_goes_to_its_target_only(open_store: OpenStore, ttl: float) -> None:
+    """hand_over(): in one transaction the holder's key is gone and the lease reserved for one
+    member: a third member cannot take it in between, the target can at once, and a reservation
+    its target never takes ends with the handed lease's ttl (the lease is then anyone's)."""
+    a, b, c = open_store(), open_store(), open_store()
+    try:
+        held = await a.acquire_leader("a", ttl)
+        assert held is not None
+        assert await a.hand_over(held, "b")
+        view = await c.view()
+        assert view.leader is None and view.handover is not None
+        assert (view.handover.to, view.handover.source, view.handover.generation) == ("b", "a", held.generation)
+        assert await c.acquire_leader("c", ttl) is None, "a third member took a lease handed over to another"
+        assert await a.acquire_leader("a", ttl) is None, "the source took back the lease it handed over"
+        assert not await a.renew(held), "a handed-over lease must not renew"
+        assert not await a.hand_over(held, "c"), "a lease no longer held cannot be handed over again"
+        taken = await b.acquire_leader("b", ttl)
+        assert taken is not None and taken.generation > held.generation
+        after = await c.view()
+        assert after.handover is None and after.leader is not None and after.leader.member == "b"
+        # The target never comes: the reservation ends with the ttl, then anyone may take the lease.
+        assert await b.hand_over(taken, "gone")
+        assert await c.acquire_leader("c", ttl) is None
+        late = await poll_until(lambda: c.acquire_leader("c", ttl), timeout=ttl + 10)
+        assert isinstance(late, LeaderLease), f"the reservation did not end within {ttl + 10}s"
+        assert late.generation > taken.generation and (await a.view()).handover is None
+        await c.release(late)
+    finally:
+        for s in (a, b, c):
+            await s.close()

@@ -31,11 +31,12 @@ from near_failover.ha.decide import (
     after_renewal,
     decide,
     ended_leader,
+    handover_target,
     interrupted_to_take_over,
     transition,
     worth_logging,
 )
-from near_failover.ha.lease import ClusterView, FenceObservation, LeaderInfo, MemberRecord, MemberRole
+from near_failover.ha.lease import ClusterView, FenceObservation, Handover, LeaderInfo, MemberRecord, MemberRole
 from near_failover.procedures.journal import Run
 
 POOL = "pool.poolv1.near"
@@ -68,8 +69,8 @@ def record(name: str, **changes: object) -> MemberRecord:
     return MemberRecord(name=name, **fields)  # type: ignore[arg-type]
 
 
-def cluster(leader: LeaderInfo | None = None, *members: MemberRecord, paused: bool = False) -> ClusterView:
-    return ClusterView(leader, tuple(members), paused, revision=42)
+def cluster(leader: LeaderInfo | None = None, *members: MemberRecord, paused: bool = False, handover: Handover | None = None) -> ClusterView:
+    return ClusterView(leader, tuple(members), paused, revision=42, handover=handover)
 
 
 STANDBY = memory()
@@ -115,6 +116,8 @@ CASES = [
          cluster(LeaderInfo("val-a", 7), record("val-a", role=MemberRole.LEADER, details={"handover_to": ME})),
          reason="taking over from val-a (planned switchover)"),
     Case("signing-other-leader", Kind.SELF_FENCE, observed(SIGNING), A_LEADS, reason="key loaded while val-a holds the lease"),
+    Case("signing-reserved", Kind.SELF_FENCE, observed(SIGNING), replace(NOBODY, handover=Handover("val-c", "val-a", 7)),
+         reason="key loaded while the lease is handed over to val-c"),
     Case("signing-wait", Kind.WAIT, observed(SIGNING, store_ok=False), None, reason="the store does not answer"),
     Case("fenced-masked", Kind.WAIT, observed(masked=True), NOBODY, memory(Phase.FENCED), reason="fenced"),
     Case("standby-leader", Kind.WAIT, observed(), A_LEADS, reason="val-a leads (generation 7)"),
@@ -123,6 +126,10 @@ CASES = [
     Case("standby-watchdog", Kind.WAIT, observed(watchdog_problem="the agent's watchdog is still starting"), NOBODY,
          reason="watchdog is still starting"),
     Case("standby-promised", Kind.WAIT, observed(), NOBODY, memory(confirmed_until=NOW + 1), reason="promised"),
+    Case("standby-reserved", Kind.WAIT, observed(), replace(NOBODY, handover=Handover("val-c", "val-a", 7)),
+         reason="val-a handed the lease over to val-c"),
+    Case("standby-handed-over", Kind.PROMOTE, observed(), replace(NOBODY, handover=Handover(ME, "val-a", 7)),
+         memory(good=0, last_leader=None, backoff_until=NOW + 3), now=5.0, reason="val-a handed its lease (generation 7) over to this node"),
     Case("standby-unready", Kind.WAIT, observed(UNREADY), NOBODY, reason="not ready: no valid staged key"),
     Case("standby-settling", Kind.WAIT, observed(), NOBODY, memory(good=0), reason="ready for 1 of 2 checks"),
     Case("standby-start-grace", Kind.WAIT, observed(), cluster(), memory(last_leader=None), now=5.0, reason="claims the lease first"),
@@ -171,6 +178,30 @@ def test_design_lists_the_rules_and_transitions_the_code_has() -> None:
 def test_a_standby_that_promotes_names_the_lease_that_ended() -> None:
     decision = decide(observed(), NOBODY, memory(), NOW)
     assert decision.old_leader == LeaderInfo("val-a", 7) and not decision.requested
+
+
+def test_a_lease_handed_over_to_an_unready_standby_waits_for_it_to_be_ready() -> None:
+    """The reservation ends with its ttl: the next candidate then promotes (no one waits longer)."""
+    decision = decide(observed(UNREADY), replace(NOBODY, handover=Handover(ME, "val-a", 7)), STANDBY, NOW)
+    assert (decision.rule, decision.kind) == ("standby-unready", Kind.WAIT)
+
+
+def test_a_handover_names_the_lease_the_promotion_must_prove_fenced() -> None:
+    decision = decide(observed(), replace(NOBODY, handover=Handover(ME, "val-x", 9)), STANDBY, NOW)
+    assert decision.old_leader == LeaderInfo("val-x", 9)
+
+
+def test_a_signing_handover_target_claims_its_lease() -> None:
+    decision = decide(observed(SIGNING), replace(NOBODY, handover=Handover(ME, "val-a", 7)), STANDBY, NOW)
+    assert (decision.rule, decision.kind) == ("signing-claim", Kind.CLAIM)
+
+
+def test_the_lease_is_handed_to_the_best_fresh_ready_standby_never_to_its_holder() -> None:
+    members = [record("val-a", role=MemberRole.LEADER, priority=100), record("val-b", priority=50),
+               record("val-c", priority=90), record("val-d", priority=95, healthy=False),
+               record("val-e", priority=99, updated_at=WALL - 60)]
+    assert handover_target("val-a", members, Rules(), WALL) == "val-c"
+    assert handover_target("val-a", members[:1], Rules(), WALL) is None
 
 
 def test_a_stale_record_of_a_better_standby_does_not_hold_this_one_back() -> None:

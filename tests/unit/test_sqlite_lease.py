@@ -79,6 +79,10 @@ async def test_unrenewed_lease_expires_then_another_acquires(lease_file: Path) -
     await contract.unrenewed_lease_expires_then_another_acquires(opener(lease_file), ttl=0.5)
 
 
+async def test_handed_over_lease_goes_to_its_target_only(lease_file: Path) -> None:
+    await contract.handed_over_lease_goes_to_its_target_only(opener(lease_file), ttl=0.5)
+
+
 async def test_renew_checks_the_key_not_only_the_lease(lease_file: Path) -> None:
     async def delete_leader() -> None:
         with sqlite3.connect(lease_file) as conn:

@@ -240,6 +240,13 @@ class FailsafeRequest(BaseModel):
     generation: int = Field(ge=0)
 
 
+class HandoverHint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, max_length=200)
+    generation: int = Field(ge=0)
+
+
 # --- the app ------------------------------------------------------------------------------------
 
 
@@ -439,6 +446,12 @@ def create_app(agent: AgentView, token: str | None) -> FastAPI:
     async def failsafe(body: FailsafeRequest) -> JSONResponse:
         confirmed = await call("answer the failsafe confirmation", agent.confirm_leader(body.leader, body.generation), FAILSAFE_TIMEOUT)
         return safe_json(FailsafeAnswer(confirmed=bool(confirmed)).model_dump())
+
+    @app.post("/handover", summary=("Another agent's hint that it handed its lease over to this node: check the lease store now "
+                                     "rather than at the next loop (the store decides, the hint only wakes the loop)"))
+    async def handover(body: HandoverHint) -> JSONResponse:
+        agent.wake_up(f"{body.source} says it handed its lease (generation {body.generation}) over to this node")
+        return safe_json({"woken": True})
 
     app.add_middleware(BodyLimit, max_bytes=API_BODY_BYTES)  # inside the token check: strangers get 401
     app.add_middleware(BearerAuth, token=token)

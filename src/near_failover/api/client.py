@@ -162,6 +162,12 @@ class AgentClient:
         status, data = await self._call("POST", "/failsafe", {"leader": leader, "generation": generation})
         return status == 200 and self._read(FailsafeAnswer, data, "POST /failsafe").confirmed
 
+    async def hint_handover(self, source: str, generation: int) -> None:
+        """Wake this agent's loop: ``source`` handed its lease over to it (a hint; the store decides)."""
+        status, data = await self._call("POST", "/handover", {"source": source, "generation": generation})
+        if status != 200:
+            raise AgentApiError(f"{self.node}'s agent answered POST /handover with HTTP {status}: {str(data)[:200]}")
+
     def _read(self, model: type[Answer], data: Any, what: str) -> Answer:
         try:
             return model.model_validate(data)

@@ -49,6 +49,7 @@ from near_failover.ha.decide import (
     best_candidate,
     decide,
     ended_leader,
+    handover_target,
     interrupted_to_take_over,
     leader_record_unchanged,
     next_check_in,
@@ -209,6 +210,7 @@ class Agent:
         # once instead of after its pause, so a crash is noticed when it happens.
         self.neard_exited = asyncio.Event()
         self.exit_watch: int | None = None  # our own copy of the held pidfd, watched by the event loop
+        self.woken = asyncio.Event()  # another agent's hint (a lease handed over to us): check the store now
         # The lease an earlier agent of this node armed its watchdog for, while it may be live:
         # (generation, valid_until). Kept armed in our beats until the watchdog fenced it.
         self.inherited: tuple[int | None, float] | None = None
@@ -315,13 +317,20 @@ class Agent:
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Sleep between checks until ``seconds`` pass, the agent stops, or our neard exits."""
-        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.neard_exited.wait())]
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.neard_exited.wait()),
+                 asyncio.ensure_future(self.woken.wait())]
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiting in waits:
                 waiting.cancel()
         self.neard_exited.clear()
+        self.woken.clear()
+
+    def wake_up(self, reason: str) -> None:
+        """A hint from another agent (the API's /handover): check now. The store stays the truth."""
+        log.info("woken: checking now", node=self.node, reason=reason)
+        self.woken.set()
 
     def _watch_exit(self, pidfd: int | None) -> None:
         """Watch (a copy of) ``pidfd`` for neard's exit; None stops watching."""
@@ -774,11 +783,34 @@ class Agent:
         self._journal_event("self-fence", {"reason": reason, **evidence})
         await self._publish()
         if lease is not None:
-            try:
-                await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
-            except (TimeoutError, LeaseStoreError):
-                pass  # the lease expires on its own; our record or the chain proves the fence
+            # Our fence is proven by observation (above) and published: the lease goes to the best
+            # ready standby only, which promotes on our record at once (ha/decide.py).
+            members = list(self.view.members) if self.view is not None else []
+            await self._hand_over_or_release(lease, handover_target(self.node, members, self.settings, time.time()))
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
+
+    async def _hand_over_or_release(self, lease: LeaderLease, to: str | None) -> None:
+        """Drop our lease: handed over to ``to`` in one store transaction (no other member may
+        take it meanwhile) and its agent told at once; released for anyone when ``to`` is None.
+        A store that does not answer: the lease expires on its own (our record or the chain
+        proves our fence)."""
+        try:
+            if to is None:
+                await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
+                return
+            if not await asyncio.wait_for(self.store.hand_over(lease, to), self.settings.retry_timeout):
+                return
+        except (TimeoutError, LeaseStoreError):
+            return
+        self._noted(Kind.HAND_OVER, "hand-over", f"lease (generation {lease.generation}) handed over to {to}")
+        api = self.inventory.node(to).api
+        if api is None:
+            return  # its agent sees the handover at its next check
+        try:
+            async with AgentClient(to, api, self.api_verify, self.token, self.settings.retry_timeout) as peer:
+                await peer.hint_handover(self.node, lease.generation)
+        except AgentApiError as exc:
+            log.warning("could not tell the handover's target at once", node=self.node, to=to, error=str(exc))
 
     async def _observe_own_fence(self, lease: LeaderLease | None) -> SignerObservation:
         """Look at our neard until it is shown not to sign, no longer than the lease allows
@@ -1378,7 +1410,7 @@ class Agent:
                 self.fence_observation = FenceObservation(verdict=seen.verdict.value, reason=seen.reason) if seen and seen.not_signing else None
                 self._disarm()
                 await self._publish()
-                await asyncio.wait_for(self.store.release(lease), self.settings.retry_timeout)
+                await self._hand_over_or_release(lease, target.name)
         finally:
             if self.phase is Phase.HANDING_OVER:
                 self._move(Phase.LEADER)  # the switchover failed (or raised): still the leader

@@ -131,6 +131,10 @@ def best_candidate(records: list[MemberRecord], max_age: float, now: float | Non
 # A member record's detail: since this lease generation, every lease the member held ended with
 # its promotion refused before the key was given (cleared once it keeps a lease).
 UNKEYED_SINCE = "unkeyed_since"
+def handover_target(me: str, members: list[MemberRecord], rules: Rules, wall: float) -> str | None:
+    """Whom a leader that fenced itself hands its lease to: the best ready standby other than
+    itself (None: nobody fits, the lease is released for anyone)."""
+    return best_candidate([m for m in members if m.name != me], max_age=rules.record_max_age, now=wall)
 
 
 def ended_leader(me: str, members: list[MemberRecord], last_seen: LeaderInfo | None) -> LeaderInfo | None:
@@ -444,6 +448,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("signing-backoff", "neard signs, no leader, but its last claim of the lease failed: wait out the backoff"),
     ("signing-handover", "neard signs while the leader's record names this node as its switchover's target: wait"),
     ("signing-other-leader", "neard signs while another member holds the lease: self-fence"),
+    ("signing-reserved", "neard signs while the lease is handed over to another member: self-fence"),
     ("signing-wait", "neard signs but the lease cannot be claimed now (store down, paused, no watchdog): wait"),
     ("fenced-masked", "fenced and neard still masked: stay fenced"),
     ("standby-leader", "another member leads: wait"),
@@ -451,7 +456,10 @@ RULES: tuple[tuple[str, str], ...] = (
     ("standby-paused", "the cluster is paused: no promotion"),
     ("standby-watchdog", "the watchdog does not watch: no lease"),
     ("standby-promised", "a failsafe promise to a leader cut off from the store: no promotion for a ttl"),
+    ("standby-reserved", "the last leader handed the lease over to another member: wait (at most its ttl)"),
     ("standby-unready", "standby with problems (health or readiness): no promotion"),
+    ("standby-handed-over", ("ready, and the last leader handed the lease over to this node: take it and promote at once "
+                             "(no settling, start grace, backoff or candidate order: the leader chose)")),
     ("standby-settling", "standby healthy for fewer than ready_loops checks: wait"),
     ("standby-start-grace", "no leader seen since start, less than two ttls ago: the signer's agent claims first"),
     ("standby-backoff", ("a promotion refused or a lease not won, refusals times in a row: wait loop_wait * 2^refusals, "
@@ -532,7 +540,11 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
             return Decision(Kind.REFUSE, refusal, mem, "requested-refused")
         return Decision(Kind.PROMOTE, "an operator's failover to this node", mem, "requested", requested=True)
 
+    handover = view.handover if view is not None and leader is None else None
     if o.signing:
+        if handover is not None and handover.to != o.node:
+            return Decision(Kind.SELF_FENCE, f"neard has the pool's key loaded while the lease is handed over to {handover.to}", mem,
+                            "signing-reserved")
         if leader is None and store_ok and not (view is not None and view.paused) and may_lead:
             if now < mem.backoff_until:
                 return Decision(Kind.WAIT, _backing_off(mem, now), mem, "signing-backoff")
@@ -570,8 +582,13 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
         return wait("standby-watchdog", f"no lease while {o.watchdog_problem}")
     if now < mem.confirmed_until:
         return wait("standby-promised", "promised a leader cut off from the store not to promote yet")
+    if handover is not None and handover.to != o.node:
+        return wait("standby-reserved", f"{handover.source} handed the lease over to {handover.to}")
     if problems:
         return wait("standby-unready", f"not ready: {'; '.join(problems)}")
+    if handover is not None:
+        return Decision(Kind.PROMOTE, f"{handover.source} handed its lease (generation {handover.generation}) over to this node", mem,
+                        "standby-handed-over", old_leader=LeaderInfo(handover.source, handover.generation))
     if mem.good < rules.ready_loops:
         return wait("standby-settling", f"ready for {mem.good} of {rules.ready_loops} checks")
     if mem.last_leader is None and now - mem.started < 2 * rules.ttl:

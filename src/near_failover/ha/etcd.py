@@ -5,6 +5,8 @@ Keys, per validator account (one pool = one prefix)::
     /near-failover/<account>/leader          {"member": ..., "ttl": ...}, attached to the leader's lease
     /near-failover/<account>/members/<name>  a MemberRecord, attached to that member's own lease
     /near-failover/<account>/pause           present while automatic decisions are paused
+    /near-failover/<account>/handover        {"to": ..., "from": ..., "generation": ...}: the lease
+                                             reserved for "to" by its last holder, on a lease of its ttl
 
 The leader key is created in a transaction whose only compare is ``create_revision == 0`` (the key
 is absent); its create revision is the **fencing generation**: etcd's revision only grows, so a
@@ -33,6 +35,7 @@ from pydantic import ValidationError
 from near_failover.ha.etcd_transport import NOT_FOUND, EtcdRequestError, EtcdTransport
 from near_failover.ha.lease import (
     ClusterView,
+    Handover,
     LeaderInfo,
     LeaderLease,
     LeaseStore,
@@ -108,6 +111,10 @@ class EtcdLeaseStore(LeaseStore):
         return self._prefix + "leader"
 
     @property
+    def handover_key(self) -> str:
+        return self._prefix + "handover"
+
+    @property
     def pause_key(self) -> str:
         return self._prefix + "pause"
 
@@ -145,25 +152,37 @@ class EtcdLeaseStore(LeaseStore):
     async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
         sent = lease_clock()
         lease_id, granted = await self._grant(ttl)
-        key = _b64(self.leader_key)
+        key, handover = _b64(self.leader_key), _b64(self.handover_key)
         value = _b64(json.dumps({"member": member, "ttl": granted, "acquired_at": time.time()}))
-        txn = {
-            "compare": [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [
-                {"request_put": {"key": key, "value": value, "lease": lease_id}},
-                {"request_range": {"key": key}},
-            ],
-            "failure": [{"request_range": {"key": key}}],
-        }
+        put = [{"request_put": {"key": key, "value": value, "lease": lease_id}}]
+        # No leader key and no lease handed over to anyone: ours. Else, if the lease is handed
+        # over to this member, take it, the reservation deleted in the same transaction.
+        absent = [{"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}]
+        seen = [{"request_range": {"key": key}}, {"request_range": {"key": handover}}]
         try:
-            answer = await self._request("/v3/kv/txn", txn)
+            answer = await self._request("/v3/kv/txn", {
+                "compare": [*absent, {"key": handover, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
+                "success": [*put, {"request_range": {"key": key}}],
+                "failure": seen,
+            })
+            with _answer_shape(self.where, "/v3/kv/txn"):
+                kv = _range_kv(answer["responses"][0]) if not answer.get("succeeded") else None
+                reserved = _range_kv(answer["responses"][1]) if not answer.get("succeeded") else None
+            if kv is None and reserved is not None and self._handover_of(reserved).to == member:
+                answer = await self._request("/v3/kv/txn", {
+                    "compare": [*absent, {"key": handover, "target": "MOD", "result": "EQUAL",
+                                          "mod_revision": str(reserved["mod_revision"])}],
+                    "success": [*put, {"request_delete_range": {"key": handover}}, {"request_range": {"key": key}}],
+                    "failure": seen,
+                })
         except LeaseStoreError:
             # The txn may or may not have been applied; revoking the lease deletes the key if it was.
             await self._revoke_quietly(lease_id)
             raise
         try:
             with _answer_shape(self.where, "/v3/kv/txn"):
-                kv = _range_kv(answer["responses"][-1] if answer.get("responses") else {})
+                responses = answer["responses"] if answer.get("responses") else [{}]
+                kv = _range_kv(responses[-1] if answer.get("succeeded") else responses[0])
                 # A retried txn that had already succeeded on the first attempt shows our own lease.
                 ours = kv is not None and str(kv.get("lease")) == lease_id
                 generation = int(kv["create_revision"]) if ours and kv is not None else 0
@@ -219,6 +238,43 @@ class EtcdLeaseStore(LeaseStore):
         await self._revoke_quietly(lease.token)
         lease.valid_until = lease_clock()
 
+    async def hand_over(self, lease: LeaderLease, to: str) -> bool:
+        """One transaction: our leader key deleted, the reservation for ``to`` put on a new
+        lease of our ttl (it ends by itself if ``to`` never takes it)."""
+        reservation, _granted = await self._grant(lease.ttl)
+        key = _b64(self.leader_key)
+        value = _b64(json.dumps({"to": to, "from": lease.member, "generation": lease.generation}))
+        try:
+            answer = await self._request("/v3/kv/txn", {
+                "compare": [
+                    {"key": key, "target": "LEASE", "result": "EQUAL", "lease": lease.token},
+                    {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": str(lease.generation)},
+                ],
+                "success": [{"request_delete_range": {"key": key}},
+                            {"request_put": {"key": _b64(self.handover_key), "value": value, "lease": reservation}}],
+                "failure": [],
+            })
+        except LeaseStoreError:
+            await self._revoke_quietly(reservation)  # applied or not, the lease is then free to all
+            raise
+        if not answer.get("succeeded"):
+            await self._revoke_quietly(reservation)
+            return False
+        await self._revoke_quietly(lease.token)
+        lease.valid_until = lease_clock()
+        log.info("leader lease handed over", member=lease.member, to=to, generation=lease.generation)
+        return True
+
+    def _handover_of(self, kv: dict[str, Any]) -> Handover:
+        try:
+            value = json.loads(_unb64(kv.get("value", "")))
+            return Handover(str(value["to"]), str(value["from"]), int(value["generation"]))
+        except (ValueError, KeyError, TypeError):
+            raise LeaseStoreError(
+                f"etcd ({self.where}): the key {self.handover_key} holds no near-failover handover; "
+                "delete it if nothing else owns this prefix"
+            ) from None
+
     async def leader(self) -> LeaderInfo | None:
         answer = await self._request("/v3/kv/range", {"key": _b64(self.leader_key)})
         with _answer_shape(self.where, "/v3/kv/range"):
@@ -237,7 +293,9 @@ class EtcdLeaseStore(LeaseStore):
         members_start = self.member_key("")
         members = self._records([kv for key, kv in sorted(keys.items()) if key.startswith(members_start)])
         leader = await self._leader_of(keys.get(self.leader_key), with_ttl=with_ttl)
-        return ClusterView(leader, tuple(members), self.pause_key in keys, revision)
+        reserved = keys.get(self.handover_key)
+        handover = self._handover_of(reserved) if reserved is not None else None
+        return ClusterView(leader, tuple(members), self.pause_key in keys, revision, handover)
 
     async def _leader_of(self, kv: dict[str, Any] | None, with_ttl: bool) -> LeaderInfo | None:
         """The leader record in ``kv`` (the leader key's range answer); its lease's time to live

@@ -136,16 +136,30 @@ class LeaderInfo:
 
 
 @dataclass(frozen=True)
+class Handover:
+    """The lease handed by its holder to one named member, in one store transaction (the leader
+    key deleted, this reservation written): until it ends, one ttl of the handed lease later,
+    only ``to`` may take the lease; after that anyone may, so a target that never comes costs
+    no more than an expired lease would."""
+
+    to: str
+    source: str
+    generation: int  # the generation handed over (the source's)
+
+
+@dataclass(frozen=True)
 class ClusterView:
     """The whole cluster as one read of the store saw it (one etcd range over the pool's prefix,
     one sqlite transaction): the leader, the members' records and the pause flag agree with each
     other, so a loop never decides on a leader from one moment and members from another.
-    ``revision`` is the store's revision of that read (etcd's header revision; sqlite: None)."""
+    ``revision`` is the store's revision of that read (etcd's header revision; sqlite: None).
+    ``handover``: the lease reserved for one member by its last holder (no leader meanwhile)."""
 
     leader: LeaderInfo | None
     members: tuple[MemberRecord, ...] = ()
     paused: bool = False
     revision: int | None = None
+    handover: Handover | None = None
 
     @property
     def generation(self) -> int | None:
@@ -166,7 +180,8 @@ class LeaseStore(abc.ABC):
 
     @abc.abstractmethod
     async def acquire_leader(self, member: str, ttl: float) -> LeaderLease | None:
-        """Create the leader key for ``member`` if and only if there is none; None if taken."""
+        """Create the leader key for ``member`` if and only if there is none and the lease is not
+        handed over to another member (``hand_over``); None if taken or reserved."""
 
     @abc.abstractmethod
     async def renew(self, lease: LeaderLease) -> bool:
@@ -185,6 +200,12 @@ class LeaseStore(abc.ABC):
     @abc.abstractmethod
     async def release(self, lease: LeaderLease) -> None:
         """Delete the leader key if it is still ``lease`` (a planned step-down); else do nothing."""
+
+    @abc.abstractmethod
+    async def hand_over(self, lease: LeaderLease, to: str) -> bool:
+        """In one transaction, if the leader key is still ``lease``: delete it and reserve the
+        lease for ``to`` (a ``Handover``) for ``lease.ttl``: ``acquire_leader`` then gives it to
+        ``to`` only, until the reservation ends. False (nothing changed) if it was not ours."""
 
     @abc.abstractmethod
     async def leader(self) -> LeaderInfo | None:

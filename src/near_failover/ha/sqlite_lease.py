@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from near_failover.ha.lease import (
     ClusterView,
+    Handover,
     LeaderInfo,
     LeaderLease,
     LeaseConfigError,
@@ -65,6 +66,13 @@ CREATE TABLE IF NOT EXISTS members (
     name TEXT PRIMARY KEY,
     record TEXT NOT NULL,
     expires_at REAL
+);
+CREATE TABLE IF NOT EXISTS handover (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    to_member TEXT NOT NULL,
+    from_member TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    expires_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS flags (
     name TEXT PRIMARY KEY,
@@ -207,6 +215,7 @@ class SqliteLeaseStore(LeaseStore):
             conn.execute("INSERT INTO lease_meta (id, generation, boot_id) VALUES (1, 0, ?)", (boot,))
         elif row[0] != boot:
             conn.execute("DELETE FROM leader")
+            conn.execute("DELETE FROM handover")
             conn.execute("DELETE FROM members WHERE expires_at IS NOT NULL")
             conn.execute("UPDATE lease_meta SET boot_id = ? WHERE id = 1", (boot,))
 
@@ -216,6 +225,13 @@ class SqliteLeaseStore(LeaseStore):
             "SELECT member, generation, ttl, expires_at FROM leader WHERE id = 1"
         ).fetchone()
         return row if row is not None and row[3] > now else None
+
+    @staticmethod
+    def _live_handover(conn: sqlite3.Connection, now: float) -> Handover | None:
+        row = conn.execute(
+            "SELECT to_member, from_member, generation, expires_at FROM handover WHERE id = 1"
+        ).fetchone()
+        return Handover(row[0], row[1], int(row[2])) if row is not None and row[3] > now else None
 
     # --- leader ----------------------------------------------------------------------------------
 
@@ -227,6 +243,10 @@ class SqliteLeaseStore(LeaseStore):
         def body(conn: sqlite3.Connection, now: float) -> int | None:
             if self._live_leader(conn, now) is not None:
                 return None
+            handover = self._live_handover(conn, now)
+            if handover is not None and handover.to != member:
+                return None  # reserved for another member by the last holder
+            conn.execute("DELETE FROM handover")
             conn.execute("UPDATE lease_meta SET generation = generation + 1 WHERE id = 1")
             (generation,) = conn.execute("SELECT generation FROM lease_meta WHERE id = 1").fetchone()
             conn.execute(
@@ -267,6 +287,25 @@ class SqliteLeaseStore(LeaseStore):
         await self._run(body)
         lease.valid_until = lease_clock()
 
+    async def hand_over(self, lease: LeaderLease, to: str) -> bool:
+        def body(conn: sqlite3.Connection, now: float) -> bool:
+            row = self._live_leader(conn, now)
+            if row is None or row[0] != lease.member or row[1] != lease.generation:
+                return False
+            conn.execute("DELETE FROM leader WHERE id = 1")
+            conn.execute(
+                "INSERT OR REPLACE INTO handover (id, to_member, from_member, generation, expires_at) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (to, lease.member, lease.generation, now + lease.ttl),
+            )
+            return True
+
+        handed = await self._run(body)
+        if handed:
+            lease.valid_until = lease_clock()
+            log.info("leader lease handed over", member=lease.member, to=to, generation=lease.generation)
+        return handed
+
     @classmethod
     def _leader_info(cls, conn: sqlite3.Connection, now: float) -> LeaderInfo | None:
         row = cls._live_leader(conn, now)
@@ -280,11 +319,11 @@ class SqliteLeaseStore(LeaseStore):
 
     async def view(self, with_ttl: bool = False) -> ClusterView:
         """Leader, members and pause flag in one transaction: one consistent cluster."""
-        def body(conn: sqlite3.Connection, now: float) -> tuple[LeaderInfo | None, list[tuple[str, str]], bool]:
-            return self._leader_info(conn, now), self._member_rows(conn, now), self._paused(conn)
+        def body(conn: sqlite3.Connection, now: float) -> tuple[LeaderInfo | None, list[tuple[str, str]], bool, Handover | None]:
+            return self._leader_info(conn, now), self._member_rows(conn, now), self._paused(conn), self._live_handover(conn, now)
 
-        leader, rows, paused = await self._run(body)
-        return ClusterView(leader, tuple(self._records(rows)), paused)
+        leader, rows, paused, handover = await self._run(body)
+        return ClusterView(leader, tuple(self._records(rows)), paused, handover=handover)
 
     # --- members ---------------------------------------------------------------------------------
 
