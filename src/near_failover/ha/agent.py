@@ -1199,7 +1199,7 @@ class Agent:
                 self._keep_lease_for_restart()
                 return
             if plan.target is not None:
-                await self._hand_over(plan.target)
+                await self._switch_over_before_stop(plan.target)
         if self.lease is not None:
             await self._self_fence("the agent is stopping")
         if self.lease is not None:
@@ -1230,7 +1230,7 @@ class Agent:
         if self.watchdog is not None and self.inherited is None:
             self.watchdog.terminate()
 
-    async def _hand_over(self, target: str) -> None:
+    async def _switch_over_before_stop(self, target: str) -> None:
         """A planned switchover to ``target`` while the loop keeps renewing (the stop waits for it:
         the unit's TimeoutStopSec bounds it); a failed one leaves the lease to the fence after it."""
         switch = asyncio.ensure_future(self.request_switchover(MoveOptions(target)))
