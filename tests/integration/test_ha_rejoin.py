@@ -51,7 +51,7 @@ def wait_or_logs(cluster: HaCluster, predicate: Callable[[], Any], timeout: floa
     try:
         return wait_for(predicate, timeout, what)
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{cluster.logs()}") from None
+        raise AssertionError(f"{exc}\n{cluster.members()}\n{cluster.logs()}") from None
 
 
 def ready_standby(cluster: HaCluster, node: str) -> bool:

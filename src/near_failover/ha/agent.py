@@ -543,7 +543,7 @@ class Agent:
         self.tracker.add(sample)
         readiness = [] if as_leader else await self._readiness()
         if self.settling and not as_leader:
-            readiness += self._settling(self.tracker.problems(as_leader=False) + readiness)
+            readiness = readiness + self._settling(self.tracker.problems(as_leader=False) + readiness)
         return Health(tuple(self.tracker.problems(as_leader=True)), tuple(self.tracker.problems(as_leader=False) + readiness),
                       self.tracker.gone(), sample.key_loaded)
 
@@ -920,7 +920,7 @@ class Agent:
         if self.staged_key[1]:
             return list(self.staged_key[1])
         if time.monotonic() - self.readiness_at < READINESS_EVERY * self.settings.ttl:
-            return self.readiness
+            return list(self.readiness)
         move = Move(self.inventory, self.nodes, self.journal, MoveRequest(MoveKind.FAILOVER, MoveOptions(self.node)))
         try:
             await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
@@ -931,7 +931,7 @@ class Agent:
             # No verdict (a slow or silent neard is the health checks' to judge): the last one stands.
             log.info("standby readiness not checked", node=self.node, error=f"{type(exc).__name__}: {exc}")
         self.readiness_at = time.monotonic()
-        return self.readiness
+        return list(self.readiness)
 
     def _staged_key_problems(self, text: str) -> list[str]:
         try:
