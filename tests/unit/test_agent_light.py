@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
+import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -211,3 +214,42 @@ async def test_the_staged_key_is_checked_again_only_when_its_file_changed(tmp_pa
             assert (await agent._readiness())[0].startswith("no valid staged key")
             assert len(parses) == 3
     await store.close()
+
+
+# What `near-failover agent` loads before its loop starts: the CLI package (its entry point),
+# the agent, its store, its API.
+AGENT_ENTRY = ("import near_failover.cli, near_failover.ha.agent, near_failover.ha.stores, near_failover.api.app, "
+               "near_failover.api.server")
+# Optional parts of its libraries near-failover never calls (near_failover/__init__.py): httpx's
+# command-line client (with rich's progress bars and pygments), structlog's rich tracebacks and
+# pretty-printed locals (with attrs).
+UNUSED_EXTRAS = ("httpx._main", "rich.traceback", "rich.pretty", "rich.progress", "rich.syntax", "pygments", "attr")
+
+
+def loaded_by(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", f"{code}\nimport json, sys\n"
+                          "print(json.dumps(sorted(n for n, m in sys.modules.items() if m is not None)))"],
+                         capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_the_agent_entry_loads_none_of_its_libraries_unused_extras() -> None:
+    modules = loaded_by(AGENT_ENTRY)
+    assert "near_failover.ha.agent" in modules and "httpx" in modules and "structlog" in modules
+    assert sorted(m for m in modules if m in UNUSED_EXTRAS or m.split(".")[0] in UNUSED_EXTRAS) == []
+
+
+def test_the_extras_kept_out_still_load_when_asked_for() -> None:
+    """Kept out only while httpx and structlog load: the CLI's rich output (rich.console imports
+    rich.pretty when it prints a structure) and an explicit import still find them."""
+    modules = loaded_by(f"{AGENT_ENTRY}\nimport rich.console, httpx._main, rich.traceback\n"
+                        "rich.console.Console(file=open('/dev/null', 'w')).print({'a': [1, 2]})")
+    assert {"rich.pretty", "rich.traceback", "httpx._main"} <= modules
+
+
+def test_the_agent_still_logs_an_exception_with_its_plain_traceback() -> None:
+    out = subprocess.run([sys.executable, "-c", f"{AGENT_ENTRY}\nimport structlog\n"
+                          "try:\n    1 / 0\nexcept ZeroDivisionError:\n    structlog.get_logger().exception('boom')\n"],
+                         capture_output=True, text=True, check=True, env={**os.environ, "NEAR_FAILOVER_LOG_FORMAT": "console"})
+    assert "boom" in out.stdout + out.stderr
+    assert "Traceback (most recent call last)" in out.stdout + out.stderr and "ZeroDivisionError" in out.stdout + out.stderr
