@@ -6,6 +6,7 @@ import asyncio
 import importlib.abc
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -25,10 +26,13 @@ from near_failover.ha.decide import Rules, eligible
 from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.ha.publish import record_due
 from near_failover.ha.stores import open_lease_store
+from near_failover.http_limits import BoundedAsyncClient
 from near_failover.inventory import parse_inventory
 from near_failover.neard.keys import KeyFile, parse_key_file, write_key_file
+from near_failover.neard.rpc import NeardRpc
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import open_nodes
+from tests.integration.etcd_server import make_tls
 
 
 class Lookups(importlib.abc.MetaPathFinder):
@@ -253,3 +257,39 @@ def test_the_agent_still_logs_an_exception_with_its_plain_traceback() -> None:
                          capture_output=True, text=True, check=True, env={**os.environ, "NEAR_FAILOVER_LOG_FORMAT": "console"})
     assert "boom" in out.stdout + out.stderr
     assert "Traceback (most recent call last)" in out.stdout + out.stderr and "ZeroDivisionError" in out.stdout + out.stderr
+
+
+def test_clients_that_verify_by_default_share_one_tls_context() -> None:
+    """httpx reads the whole CA bundle for every client (about 45 ms and 1.2 MB each); the agent's
+    clients (one per node, its alerts', its API peers') share one, still verifying."""
+    first, second = NeardRpc("http://127.0.0.1:3030", "val-a"), NeardRpc("https://127.0.0.1:3031", "val-b")
+    contexts = [rpc._client._transport._pool._ssl_context for rpc in (first, second)]  # type: ignore[attr-defined]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED and contexts[0].check_hostname
+    own = ssl.create_default_context()
+    assert BoundedAsyncClient(max_response_bytes=1, trust_env=False, verify=own)._transport._pool._ssl_context is own  # type: ignore[attr-defined]
+
+
+def test_the_shared_tls_context_refuses_an_unknown_ca_and_a_given_one_accepts_it(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tls.server_cert, tls.server_key)
+    httpd.socket = served.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+
+    async def post(client: httpx.AsyncClient) -> int:
+        async with client:
+            return (await client.post(url, json={})).status_code
+
+    try:
+        for _ in range(2):  # the second client gets the context the first one built
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                asyncio.run(post(BoundedAsyncClient(max_response_bytes=1000, trust_env=False)))
+        trusted = ssl.create_default_context(cafile=str(tls.ca))
+        assert asyncio.run(post(BoundedAsyncClient(max_response_bytes=1000, trust_env=False, verify=trusted))) == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
