@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
-import json
 import os
 import ssl
 import subprocess
@@ -15,6 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from near_failover.neard.rpc import NeardRpc
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import open_nodes
 from tests.integration.etcd_server import make_tls
+from tests.unit.test_watchdog_light import loaded_by
 
 
 class Lookups(importlib.abc.MetaPathFinder):
@@ -230,13 +231,6 @@ AGENT_ENTRY = ("import near_failover.cli, near_failover.ha.agent, near_failover.
 UNUSED_EXTRAS = ("httpx._main", "rich.traceback", "rich.pretty", "rich.progress", "rich.syntax", "pygments", "attr")
 
 
-def loaded_by(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", f"{code}\nimport json, sys\n"
-                          "print(json.dumps(sorted(n for n, m in sys.modules.items() if m is not None)))"],
-                         capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout.splitlines()[-1]))
-
-
 def test_the_agent_entry_loads_none_of_its_libraries_unused_extras() -> None:
     modules = loaded_by(AGENT_ENTRY)
     assert "near_failover.ha.agent" in modules and "httpx" in modules and "structlog" in modules
@@ -259,15 +253,22 @@ def test_the_agent_still_logs_an_exception_with_its_plain_traceback() -> None:
     assert "Traceback (most recent call last)" in out.stdout + out.stderr and "ZeroDivisionError" in out.stdout + out.stderr
 
 
+def tls_context_of(client: httpx.AsyncClient) -> ssl.SSLContext:
+    """The context httpx's default transport (httpcore's pool) opens its TLS connections with."""
+    transport: Any = client._transport
+    context: ssl.SSLContext = transport._pool._ssl_context
+    return context
+
+
 def test_clients_that_verify_by_default_share_one_tls_context() -> None:
     """httpx reads the whole CA bundle for every client (about 45 ms and 1.2 MB each); the agent's
     clients (one per node, its alerts', its API peers') share one, still verifying."""
     first, second = NeardRpc("http://127.0.0.1:3030", "val-a"), NeardRpc("https://127.0.0.1:3031", "val-b")
-    contexts = [rpc._client._transport._pool._ssl_context for rpc in (first, second)]  # type: ignore[attr-defined]
+    contexts = [tls_context_of(rpc._client) for rpc in (first, second)]
     assert contexts[0] is contexts[1]
     assert contexts[0].verify_mode is ssl.CERT_REQUIRED and contexts[0].check_hostname
     own = ssl.create_default_context()
-    assert BoundedAsyncClient(max_response_bytes=1, trust_env=False, verify=own)._transport._pool._ssl_context is own  # type: ignore[attr-defined]
+    assert tls_context_of(BoundedAsyncClient(max_response_bytes=1, trust_env=False, verify=own)) is own
 
 
 def test_the_shared_tls_context_refuses_an_unknown_ca_and_a_given_one_accepts_it(tmp_path: Path) -> None:
