@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import ModuleType
 
 __version__ = "0.1.0"
@@ -29,14 +29,42 @@ def _configure_logging() -> None:
         importlib.import_module("near_failover.logs")
 
 
+# Optional parts a library loads at import whenever they happen to be installed, which
+# near-failover never uses, kept out while that library loads (free to load later, if ever asked
+# for): httpx's own command-line client (rich's progress bars and syntax, pygments, click: 1.4 MB in
+# every process that speaks HTTP), structlog's rich tracebacks and pretty-printed locals
+# (near_failover.logs writes tracebacks as plain text: rich's pretty printer and attrs, 2 MB).
+_UNUSED_EXTRAS: dict[str, tuple[str, ...]] = {"httpx": ("httpx._main",), "structlog": ("rich.traceback", "rich.pretty")}
+
+
+def _exec_without(load: Callable[[ModuleType], None], extras: tuple[str, ...], module: ModuleType) -> None:
+    """Runs a library's module with ``extras`` unimportable (its ``try: import ... except
+    ImportError`` takes its fallback), then makes them importable again."""
+    kept_out = [name for name in extras if name not in sys.modules]
+    for name in kept_out:
+        sys.modules[name] = None  # type: ignore[assignment]  # the import system's "cannot be imported"
+    try:
+        load(module)
+    finally:
+        for name in kept_out:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfile and more)
-    """Finds nothing itself: it wraps structlog's own loader so that logging is configured right
-    after structlog is loaded, then steps aside."""
+    """Finds nothing itself: it wraps the loaders of structlog and httpx, so that they load
+    without their unused extras and logging is configured right after structlog is loaded, then
+    steps aside."""
+
+    def __init__(self) -> None:
+        self.waiting = set(_UNUSED_EXTRAS) - set(sys.modules)
 
     def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname != "structlog":
+        if fullname not in self.waiting:
             return None
-        sys.meta_path.remove(self)
+        self.waiting.discard(fullname)
+        if not self.waiting:
+            sys.meta_path.remove(self)
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
@@ -44,8 +72,9 @@ class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfil
         load = loader.exec_module
 
         def exec_then_configure(module: ModuleType) -> None:
-            load(module)
-            _configure_logging()
+            _exec_without(load, _UNUSED_EXTRAS[fullname], module)
+            if fullname == "structlog":
+                _configure_logging()
 
         loader.exec_module = exec_then_configure  # type: ignore[method-assign]
         return spec
@@ -53,7 +82,7 @@ class _ConfigureOnImport:  # a meta path finder (importlib.abc would load zipfil
 
 if "structlog" in sys.modules:  # loaded before this package (or this package reloaded): now
     importlib.import_module("near_failover.logs").configure_from_env()
-elif not any(type(finder).__name__ == "_ConfigureOnImport" for finder in sys.meta_path):
+if set(_UNUSED_EXTRAS) - set(sys.modules) and not any(type(finder).__name__ == "_ConfigureOnImport" for finder in sys.meta_path):
     sys.meta_path.insert(0, _ConfigureOnImport())
 
 

@@ -3,6 +3,8 @@ a process that reads files but speaks no HTTP (the watchdog) does not load httpx
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import Any
 
 import httpx
@@ -33,10 +35,23 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+@functools.cache
+def default_tls() -> ssl.SSLContext:
+    """httpx's default verification of a client that ignores the environment (certifi's CAs),
+    built once per process: httpx builds it again for every client, reading the whole CA bundle
+    each time (about 45 ms and 1.2 MB kept per client; an agent has one client per node, its
+    alerts' and its API peers')."""
+    return httpx.create_ssl_context(verify=True, trust_env=False)
+
+
 class BoundedAsyncClient(httpx.AsyncClient):
-    """An httpx client whose every non-streamed answer is read with ``read_capped``."""
+    """An httpx client whose every non-streamed answer is read with ``read_capped``; the default
+    verification shares one TLS context (no client uses HTTP/2, so the ALPN httpcore sets on it
+    is the same for all)."""
 
     def __init__(self, *, max_response_bytes: int, **kwargs: Any) -> None:
+        if kwargs.get("verify", True) is True and kwargs.get("trust_env", True) is False and "transport" not in kwargs:
+            kwargs["verify"] = default_tls()
         super().__init__(**kwargs)
         self.max_response_bytes = max_response_bytes
 

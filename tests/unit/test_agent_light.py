@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.abc
+import os
+import ssl
+import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -11,6 +14,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
@@ -22,10 +26,14 @@ from near_failover.ha.decide import Rules, eligible
 from near_failover.ha.lease import MemberRecord, MemberRole
 from near_failover.ha.publish import record_due
 from near_failover.ha.stores import open_lease_store
+from near_failover.http_limits import BoundedAsyncClient
 from near_failover.inventory import parse_inventory
 from near_failover.neard.keys import KeyFile, parse_key_file, write_key_file
+from near_failover.neard.rpc import NeardRpc
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import open_nodes
+from tests.integration.etcd_server import make_tls
+from tests.unit.test_watchdog_light import loaded_by
 
 
 class Lookups(importlib.abc.MetaPathFinder):
@@ -211,3 +219,78 @@ async def test_the_staged_key_is_checked_again_only_when_its_file_changed(tmp_pa
             assert (await agent._readiness())[0].startswith("no valid staged key")
             assert len(parses) == 3
     await store.close()
+
+
+# What `near-failover agent` loads before its loop starts: the CLI package (its entry point),
+# the agent, its store, its API.
+AGENT_ENTRY = ("import near_failover.cli, near_failover.ha.agent, near_failover.ha.stores, near_failover.api.app, "
+               "near_failover.api.server")
+# Optional parts of its libraries near-failover never calls (near_failover/__init__.py): httpx's
+# command-line client (with rich's progress bars and pygments), structlog's rich tracebacks and
+# pretty-printed locals (with attrs).
+UNUSED_EXTRAS = ("httpx._main", "rich.traceback", "rich.pretty", "rich.progress", "rich.syntax", "pygments", "attr")
+
+
+def test_the_agent_entry_loads_none_of_its_libraries_unused_extras() -> None:
+    modules = loaded_by(AGENT_ENTRY)
+    assert "near_failover.ha.agent" in modules and "httpx" in modules and "structlog" in modules
+    assert sorted(m for m in modules if m in UNUSED_EXTRAS or m.split(".")[0] in UNUSED_EXTRAS) == []
+
+
+def test_the_extras_kept_out_still_load_when_asked_for() -> None:
+    """Kept out only while httpx and structlog load: the CLI's rich output (rich.console imports
+    rich.pretty when it prints a structure) and an explicit import still find them."""
+    modules = loaded_by(f"{AGENT_ENTRY}\nimport rich.console, httpx._main, rich.traceback\n"
+                        "rich.console.Console(file=open('/dev/null', 'w')).print({'a': [1, 2]})")
+    assert {"rich.pretty", "rich.traceback", "httpx._main"} <= modules
+
+
+def test_the_agent_still_logs_an_exception_with_its_plain_traceback() -> None:
+    out = subprocess.run([sys.executable, "-c", f"{AGENT_ENTRY}\nimport structlog\n"
+                          "try:\n    1 / 0\nexcept ZeroDivisionError:\n    structlog.get_logger().exception('boom')\n"],
+                         capture_output=True, text=True, check=True, env={**os.environ, "NEAR_FAILOVER_LOG_FORMAT": "console"})
+    assert "boom" in out.stdout + out.stderr
+    assert "Traceback (most recent call last)" in out.stdout + out.stderr and "ZeroDivisionError" in out.stdout + out.stderr
+
+
+def tls_context_of(client: httpx.AsyncClient) -> ssl.SSLContext:
+    """The context httpx's default transport (httpcore's pool) opens its TLS connections with."""
+    transport: Any = client._transport
+    context: ssl.SSLContext = transport._pool._ssl_context
+    return context
+
+
+def test_clients_that_verify_by_default_share_one_tls_context() -> None:
+    """httpx reads the whole CA bundle for every client (about 45 ms and 1.2 MB each); the agent's
+    clients (one per node, its alerts', its API peers') share one, still verifying."""
+    first, second = NeardRpc("http://127.0.0.1:3030", "val-a"), NeardRpc("https://127.0.0.1:3031", "val-b")
+    contexts = [tls_context_of(rpc._client) for rpc in (first, second)]
+    assert contexts[0] is contexts[1]
+    assert contexts[0].verify_mode is ssl.CERT_REQUIRED and contexts[0].check_hostname
+    own = ssl.create_default_context()
+    assert tls_context_of(BoundedAsyncClient(max_response_bytes=1, trust_env=False, verify=own)) is own
+
+
+def test_the_shared_tls_context_refuses_an_unknown_ca_and_a_given_one_accepts_it(tmp_path: Path) -> None:
+    tls = make_tls(tmp_path)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tls.server_cert, tls.server_key)
+    httpd.socket = served.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}"
+
+    async def post(client: httpx.AsyncClient) -> int:
+        async with client:
+            return (await client.post(url, json={})).status_code
+
+    try:
+        for _ in range(2):  # the second client gets the context the first one built
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                asyncio.run(post(BoundedAsyncClient(max_response_bytes=1000, trust_env=False)))
+        trusted = ssl.create_default_context(cafile=str(tls.ca))
+        assert asyncio.run(post(BoundedAsyncClient(max_response_bytes=1000, trust_env=False, verify=trusted))) == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
