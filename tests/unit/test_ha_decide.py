@@ -150,7 +150,7 @@ def test_each_rule_decides_with_a_one_line_reason(case: Case) -> None:
 
 
 def test_every_rule_has_a_case() -> None:
-    assert {c.rule for c in CASES} | {"renewal-lost", "renewal-unanswered"} == {name for name, _ in RULES}
+    assert {c.rule for c in CASES} | {"renewal-lost", "renewal-unanswered", "renewal-isolated"} == {name for name, _ in RULES}
 
 
 def test_a_healthy_leader_renews_even_late_and_is_checked_after() -> None:
@@ -269,6 +269,33 @@ def test_a_switchover_target_named_until_the_target_leads() -> None:
 def test_after_a_renewal(renewed: bool, remaining: float, phase: Phase, expected: str | None) -> None:
     fence = after_renewal(renewed, remaining, phase, Rules(), None)
     assert (fence[0] if fence else None) == expected
+
+
+# ttl 10, retry_timeout 2: isolation_bound 2 s unrenewed (remaining <= 8), fence_margin 3.
+@pytest.mark.parametrize(("remaining", "unconfirmed", "error", "phase", "expected"), [
+    (7.0, True, "no answer within 2.0s", Phase.LEADER, "renewal-isolated"),  # cut off: the first unanswered renewal
+    (8.0, True, "no answer within 2.0s", Phase.LEADER, "renewal-isolated"),  # exactly at the bound
+    (8.5, True, "connection refused", Phase.LEADER, None),  # a store refusing at once (restarting): renew next loop
+    (7.0, False, "no answer within 2.0s", Phase.LEADER, None),  # a member confirmed (store outage): the margin rule
+    (7.0, True, None, Phase.LEADER, None),  # renewed
+    (7.0, True, "no answer within 2.0s", Phase.HANDING_OVER, None),  # a switchover's source skips the checks
+    (2.0, True, "no answer within 2.0s", Phase.LEADER, "renewal-unanswered"),  # past the margin: the older rule says so
+])
+def test_after_an_unanswered_renewal_nobody_confirmed(remaining: float, unconfirmed: bool, error: str | None, phase: Phase,
+                                                      expected: str | None) -> None:
+    fence = after_renewal(True, remaining, phase, Rules(), error, unconfirmed)
+    assert (fence[0] if fence else None) == expected
+    if expected == "renewal-isolated":
+        assert fence is not None and "no member confirmed" in fence[1] and (error or "") in fence[1]
+
+
+def test_the_isolation_bound_leaves_the_silence_time_before_the_lease_ends() -> None:
+    """The bound's point: a cut-off leader's first unanswered renewal (a loop, then retry_timeout)
+    fences it, and the chain's 10 blocks of silence (0.6 s blocks) fit in what is left of its lease."""
+    rules = Rules()
+    fenced_after = rules.loop_wait + rules.retry_timeout
+    assert rules.isolation_bound <= fenced_after < rules.ttl - rules.fence_margin
+    assert fenced_after + 10 * 0.6 <= rules.ttl
 
 
 def test_one_log_line_per_decision_that_changed_something() -> None:

@@ -184,6 +184,7 @@ class Agent:
         self.paused = False
         self.store_ok = True
         self.failsafe_note: str | None = None  # set while the failsafe, not the store, holds our lease
+        self.unconfirmed = False  # the last renewal went unanswered and no member confirmed us when asked
         self.renew_error: str | None = None  # why the last renewal failed (shown in a self-fence's reason)
         self.fenced_generation: int | None = None
         self.fence_observation: FenceObservation | None = None  # what we saw of our neard after our fence
@@ -600,7 +601,7 @@ class Agent:
         elif kind is Kind.RENEW:
             renewed = await self._renew_or_failsafe()
             if self.lease is not None:
-                fence = after_renewal(renewed, self.lease.remaining(), self.phase, self.settings, self.renew_error)
+                fence = after_renewal(renewed, self.lease.remaining(), self.phase, self.settings, self.renew_error, self.unconfirmed)
                 if fence is not None:
                     await self._self_fence(self._noted(Kind.SELF_FENCE, *fence).reason)
         elif kind is Kind.CLAIM:
@@ -694,6 +695,7 @@ class Agent:
         """Renew; False if the lease was lost (the caller fences). Store outage: Patroni's failsafe."""
         assert self.lease is not None
         budget = self._budget()
+        self.unconfirmed = False
         if budget <= 0:
             return True  # no time left to try: the caller's margin check fences
         try:
@@ -727,18 +729,23 @@ class Agent:
         if not others or any(n.api is None for n in others):
             return False
 
+        confirmed: list[str] = []  # who said yes, as the answers come (renewal-isolated: nobody)
+
         async def ask(name: str, api: str) -> bool:
             try:
                 async with AgentClient(name, api, self.api_verify, self.token, timeout) as peer:
-                    return await peer.confirm_leader(self.node, generation)
+                    answer = await peer.confirm_leader(self.node, generation)
             except AgentApiError as exc:
                 log.warning("failsafe: no confirmation", node=self.node, api=api, error=str(exc))
                 return False
+            confirmed.extend([name] if answer else [])
+            return answer
 
         try:
             answers = await asyncio.wait_for(asyncio.gather(*(ask(n.name, n.api) for n in others if n.api)), timeout)
         except TimeoutError:
-            return False
+            answers = [False]
+        self.unconfirmed = not confirmed
         return all(answers)
 
     async def _self_fence(self, reason: str) -> None:
@@ -1418,13 +1425,25 @@ class Agent:
                 self._remember(handover_to=None)
         return result.to_json()
 
+    async def _store_answers(self) -> bool:
+        """A fresh read for the failsafe: our last one may predate an outage the asking leader
+        already met, and a denial now makes it fence itself (renewal-isolated). Half a
+        retry_timeout, so the answer reaches a leader that waits retry_timeout for it."""
+        try:
+            await asyncio.wait_for(self.store.leader(), self.settings.retry_timeout / 2)
+        except (TimeoutError, LeaseStoreError):
+            return False
+        return True
+
     async def set_paused(self, paused: bool) -> None:
         await self.store.set_paused(paused)
         self.paused = paused
 
     async def confirm_leader(self, leader: str, generation: int) -> bool:
         """Failsafe: confirm only a genuine store outage that we see too, for the leader we knew."""
-        if self.promoting or self.store_ok:
+        if self.store_ok and await self._store_answers():
+            return False
+        if self.promoting:  # asked after the read: a promotion may have started meanwhile
             return False
         known = self.last_leader
         if known is None or known.member != leader or known.generation != generation:

@@ -334,6 +334,16 @@ class Rules:
         return self.loop_wait + self.retry_timeout
 
     @property
+    def isolation_bound(self) -> float:
+        """How long a leader's lease may go unrenewed, the store silent and no member confirming
+        it, before it fences itself (renewal-isolated) instead of at its fence margin: one whole
+        renewal's retry_timeout. The first renewal after a cut starts within a loop and waits
+        retry_timeout, so a leader cut off from the store and its peers stops signing about
+        loop_wait + retry_timeout after its last renewal, not ttl - fence_margin; a store that
+        refuses at once (restarting) gets the next loops' renewals first."""
+        return self.retry_timeout
+
+    @property
     def record_max_age(self) -> float:
         """A member record older than this is not a candidate's (its agent stopped publishing)."""
         return 3 * self.loop_wait + self.retry_timeout
@@ -437,6 +447,8 @@ RULES: tuple[tuple[str, str], ...] = (
     ("leader-healthy", "healthy leader: renew"),
     ("renewal-lost", "after a renewal: the store no longer holds the lease for this node: self-fence"),
     ("renewal-unanswered", "after an unanswered renewal (or none tried), less than fence_margin left: self-fence"),
+    ("renewal-isolated", ("after an unanswered renewal that no member confirmed when asked (the failsafe), the lease "
+                          "unrenewed for isolation_bound (retry_timeout): self-fence")),
     ("leader-gone", "leader whose neard process is gone: self-fence at once (a crash, not a flap)"),
     ("leader-unhealthy-long", "leader unhealthy for unhealthy_loops checks: self-fence"),
     ("leader-unhealthy-ending", "leader unhealthy for fewer checks, with less than fence_margin of its lease left: self-fence"),
@@ -630,13 +642,22 @@ def _why_not_claim(store_ok: bool, view: ClusterView | None, o: Observation) -> 
     return "this node holds it from an earlier start"
 
 
-def after_renewal(renewed: bool, remaining: float, phase: Phase, rules: Rules, renew_error: str | None) -> tuple[str, str] | None:
+def after_renewal(renewed: bool, remaining: float, phase: Phase, rules: Rules, renew_error: str | None,
+                  unconfirmed: bool = False) -> tuple[str, str] | None:
     """What a leader does once its renewal answered: (rule, reason) of a self-fence, or None.
-    A switchover's source skips the margin check, as it skips the loop's first rules."""
+    ``unconfirmed``: the renewal went unanswered and the failsafe, asked of every other member,
+    got no confirmation from any (each unreachable, or able to read the store itself).
+    A switchover's source skips the margin checks, as it skips the loop's first rules."""
     if not renewed:
         return "renewal-lost", "the lease was lost to another member"
-    if phase is not Phase.HANDING_OVER and remaining < rules.fence_margin:
+    if phase is Phase.HANDING_OVER:
+        return None
+    if remaining < rules.fence_margin:
         return "renewal-unanswered", lease_ending_reason(remaining, renew_error)
+    unrenewed = rules.ttl - remaining
+    if unconfirmed and renew_error is not None and unrenewed >= rules.isolation_bound:
+        return "renewal-isolated", (f"cut off: the lease store has not renewed the lease for {unrenewed:.1f}s ({renew_error}) "
+                                    "and no member confirmed this leader")
     return None
 
 
