@@ -12,8 +12,8 @@ from near_failover.procedures.move import TargetReady
 
 TTL = 10.0
 BOUND = READINESS_REUSE_TTLS * TTL
-ENDED_AT = 100.0
-READY = TargetReady(checks={"target_synced": True}, public_key="ed25519:staged", baseline=None, block_time=0.6, at=ENDED_AT)
+BEGAN_AT = 100.0
+READY = TargetReady(checks={"target_synced": True}, public_key="ed25519:staged", baseline=None, block_time=0.6, at=BEGAN_AT)
 REFUSED = ["not ready to promote: target val-b is syncing (head 12); wait until it is synced"]
 
 
@@ -27,10 +27,10 @@ REFUSED = ["not ready to promote: target val-b is syncing (head 12); wait until 
         pytest.param(READY, [], 3 * TTL, False, id="stale: checks timed out since, the last pass kept its time"),
         pytest.param(READY, REFUSED, 0.0, False, id="failed: the last verdict found a problem"),
         pytest.param(None, [], 0.0, False, id="failed: no check ever passed"),
-        pytest.param(READY, [], -1.0, False, id="ended after now: not a check of this clock"),
+        pytest.param(READY, [], -1.0, False, id="begun after now: not a check of this clock"),
     ],
 )
 def test_reuse_rule(ready: TargetReady | None, problems: list[str], age: float, reused: bool) -> None:
-    got = reusable_readiness(ready, problems, ENDED_AT + age, BOUND)
+    got = reusable_readiness(ready, problems, BEGAN_AT + age, BOUND)
     assert (got is ready) if reused else (got is None)
 

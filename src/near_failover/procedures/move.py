@@ -154,7 +154,7 @@ class TargetReady:
     """The target's checks (``Move.target_readiness``) as they passed, with what the later steps
     take from them: the staged key's public key (equal to the on-chain key then; the secret is
     read again when it is needed), the pool's counters for the settle step's missed duties, and
-    seconds per block. ``at`` is time.monotonic() when the checks ended."""
+    seconds per block. ``at`` is time.monotonic() when the checks began: their oldest read."""
 
     checks: dict[str, Any]
     public_key: str
@@ -496,6 +496,7 @@ class Move:
 
     async def _check_target(self) -> tuple[TargetReady, KeyFile]:
         t = self.target
+        began = time.monotonic()
         checks: dict[str, Any] = {}
         status = await self._target_status()
         if await t.key_in_home():
@@ -547,7 +548,7 @@ class Move:
         block_time = self.block_time_of(status)
         checks["block_time"] = round(block_time, 3)
         baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
-        return TargetReady(checks, key.public_key, baseline, block_time, time.monotonic()), key
+        return TargetReady(checks, key.public_key, baseline, block_time, began), key
 
     async def _check_memtries(self, t: NodeAccess, cfg: dict[str, Any]) -> dict[str, Any]:
         """Memtries as the running process holds them (its /metrics), beside config.json's flag,
