@@ -124,6 +124,7 @@ def combined(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "missed": {k: max(m[k] for m in missed) for k in missed[0]} if missed else None,
         "double_signs": max(r["double_signs"] for r in runs),
         "each": [r["seconds"] for r in runs],
+        "readiness_reused": [r.get("readiness_reused", False) for r in runs],
     }
 
 

@@ -236,9 +236,11 @@ async def crash_and_measure(inventory_path: Path, standby: str, timeout: float, 
         "from": "val-a",
         "to": standby,
         "ok": bool(runs) and runs[0].outcome == "ok",
-        "seconds": {"fence": seconds("fence"), "activate": seconds("activate"), "verify": seconds("verify"),
+        "seconds": {"preflight": seconds("preflight"), "fence": seconds("fence"), "activate": seconds("activate"), "verify": seconds("verify"),
                     "key_loaded": round(key_loaded, 3), "total": round(first_duty, 3)},
         "missed": after.minus(before) if after and before and after.epoch_start_height == before.epoch_start_height else None,
+        # The promotion's preflight took its standby's recent readiness checks (issue 13, part 4).
+        "readiness_reused": "readiness_reused" in (steps["preflight"].evidence if "preflight" in steps else {}),
     }
 
 

@@ -34,6 +34,7 @@ from near_failover.ha.decide import (
     FENCED_PROBLEM,
     LEASE_GENERATION,
     PROMOTION_SILENCE_BLOCKS,
+    READINESS_REUSE_TTLS,
     UNKEYED_SINCE,
     Decision,
     Health,
@@ -56,6 +57,7 @@ from near_failover.ha.decide import (
     proof_from_observation,
     proof_from_record,
     quiet_since,
+    reusable_readiness,
     worth_logging,
 )
 from near_failover.ha.early_silence import proof_for_lost_leader
@@ -104,7 +106,7 @@ from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import FenceProof, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal, JournalError, Run
-from near_failover.procedures.move import AutomaticMove, Move, MoveRequest
+from near_failover.procedures.move import AutomaticMove, Move, MoveRequest, TargetReady
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
 from near_failover.procedures.observe import (
     SETTLE_SECONDS,
@@ -219,6 +221,7 @@ class Agent:
         self.unkeyed_since: int | None = None
         self.readiness: list[str] = []  # the last readiness check's problems (_readiness), and when it ran
         self.readiness_at = float("-inf")
+        self.ready: TargetReady | None = None  # the last readiness checks that passed, for a promotion to reuse
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
         # Automatic rejoin (ha/rejoin_policy.py): this agent's self-fences (monotonic), the rejoin
@@ -930,10 +933,10 @@ class Agent:
             return list(self.readiness)
         move = Move(self.inventory, self.nodes, self.journal, MoveRequest(MoveKind.FAILOVER, MoveOptions(self.node)))
         try:
-            await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
+            self.ready = await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
             self.readiness = []
         except Refused as exc:
-            self.readiness = [f"not ready to promote: {exc}"]
+            self.readiness, self.ready = [f"not ready to promote: {exc}"], None
         except (TimeoutError, RpcError, HostError, ControlError) as exc:
             # No verdict (a slow or silent neard is the health checks' to judge): the last one stands.
             log.info("standby readiness not checked", node=self.node, error=f"{type(exc).__name__}: {exc}")
@@ -1022,10 +1025,11 @@ class Agent:
                 settings = self._automatic_settings(old)
                 old, proof = await self._take_over_interrupted(lease, members, old, proof, settings)
                 seek = functools.partial(self._seek_fence_proof, old) if proof is None and old is not None else None
+                ready = reusable_readiness(self.ready, self.readiness, time.monotonic(), READINESS_REUSE_TTLS * self.settings.ttl)
                 move = Move(self.inventory, self.nodes, self.journal, MoveRequest(
                     MoveKind.FAILOVER, MoveOptions(self.node), settings=settings, source=old,
                     automatic=AutomaticMove(proven_fence=proof, seek_proof=seek, before_activate=self._lease_still_ours,
-                                            journal_kind=AUTO_FAILOVER, target_lost=self._own_neard_lost),
+                                            journal_kind=AUTO_FAILOVER, target_lost=self._own_neard_lost, ready=ready),
                     on_start=self._noting_lease(lease),
                 ))
             result = await move.run()

@@ -28,6 +28,7 @@ from near_failover.ha.operator import failover_start_refusal, handover_to_anothe
 from near_failover.procedures.chain_view import Production, SilenceWatch
 from near_failover.procedures.fence import FenceProof, ProofKind
 from near_failover.procedures.journal import INTERRUPTED, Run
+from near_failover.procedures.move import TargetReady
 from near_failover.procedures.observe import SignerObservation, SignerVerdict
 
 NOT_SIGNING = frozenset({SignerVerdict.NO_KEY.value, SignerVerdict.GONE.value})
@@ -246,6 +247,20 @@ def interrupted_to_take_over(runs: list[Run], generation: int) -> list[Run]:
 
 
 # --- the agent's phase and its transitions --------------------------------------------------
+
+
+READINESS_REUSE_TTLS = 0.5  # a promotion reuses its standby's readiness checks begun within this many ttls
+
+
+def reusable_readiness(ready: TargetReady | None, problems: list[str], now: float, bound: float) -> TargetReady | None:
+    """The standby's last readiness checks, for its automatic promotion's preflight to take
+    instead of running them again after the lease: only checks that passed, with no problem
+    found since (``problems``: the last verdict), begun at most ``bound`` seconds before ``now``.
+    What the lease changes or what may have moved since (the old leader, the other nodes'
+    signing, the target's status and head, the staged key) the preflight reads again anyway."""
+    if ready is None or problems:
+        return None
+    return ready if 0.0 <= now - ready.at <= bound else None
 
 
 class Phase(enum.StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -150,6 +150,20 @@ class MoveResult(BaseModel):
 
 
 @dataclass(frozen=True)
+class TargetReady:
+    """The target's checks (``Move.target_readiness``) as they passed, with what the later steps
+    take from them: the staged key's public key (equal to the on-chain key then; the secret is
+    read again when it is needed), the pool's counters for the settle step's missed duties, and
+    seconds per block. ``at`` is time.monotonic() when the checks began: their oldest read."""
+
+    checks: dict[str, Any]
+    public_key: str
+    baseline: Production | None
+    block_time: float
+    at: float
+
+
+@dataclass(frozen=True)
 class AutomaticMove:
     """What the automatic mode adds to a failover it runs under the lease."""
 
@@ -166,6 +180,10 @@ class AutomaticMove:
     # Returns, saying why, once the target's neard is gone or fenced: the verify step then gives
     # up at once instead of waiting out its deadline (the agent observes its own neard).
     target_lost: Callable[[], Awaitable[str]] | None = None
+    # The agent's own readiness checks of the target, passed recently (the agent judges how
+    # recently): preflight then re-reads after the lease only what may have changed (the
+    # target's status and head, the staged key, the source, the other nodes' no-signer check).
+    ready: TargetReady | None = None
 
 
 @dataclass(frozen=True)
@@ -208,6 +226,7 @@ class Move:
         self.sought: asyncio.Future[FenceProof | None] | None = None
         self.before_activate = automatic.before_activate
         self.target_lost = automatic.target_lost
+        self.ready = automatic.ready
         self.journal_kind = automatic.journal_kind or self.kind.value
         self.on_start = request.on_start
         progress = request.progress
@@ -394,7 +413,7 @@ class Move:
 
     async def _preflight_checks(self, source_status: asyncio.Future[Any]) -> dict[str, Any]:
         t = self.target
-        checks, status = await self.target_readiness()
+        checks = await (self._reuse_readiness(self.ready) if self.ready is not None else self._check_and_load_target())
 
         src = self.source
         if self.proven_fence is not None or self.seek_proof is not None:
@@ -429,12 +448,40 @@ class Move:
             checks["window"] = await self._wait_for_window(t)
         return checks
 
-    async def target_readiness(self) -> tuple[dict[str, Any], StatusResponse]:
+    async def target_readiness(self) -> TargetReady:
         """The target's own checks (synced, config neard accepts, tracking and memtries in use,
         staged key equal to the on-chain key): preflight's, and the agents' standby readiness
-        (Refused names the first that fails). With the target's status as they read it."""
+        (Refused names the first that fails). Checks only: the move's state is left as it was."""
+        return (await self._check_target())[0]
+
+    async def _check_and_load_target(self) -> dict[str, Any]:
+        """Preflight without a reusable readiness: the target's checks, then their state loaded."""
+        ready, key = await self._check_target()
+        self._load(ready, key)
+        return ready.checks
+
+    async def _reuse_readiness(self, ready: TargetReady) -> dict[str, Any]:
+        """Preflight after a recent passed readiness: what may have changed since is read again,
+        the target's status (answers, synced, no key loaded, its head and block time) and the
+        staged key (still the one checked against the chain); the rest is the readiness's."""
+        status, key = await asyncio.gather(self._target_status(), self._staged_key(self.target))
+        self._load(replace(ready, block_time=self.block_time_of(status)), key)
+        head = status.sync_info.latest_block_height
+        return {**ready.checks, "target_head": head, "block_time": round(self.block_time, 3),
+                "readiness_reused": {"age_s": round(time.monotonic() - ready.at, 3)}}
+
+    def _load(self, ready: TargetReady, key: KeyFile) -> None:
+        """What the later steps take from the target's checks: the staged key (stage, activate,
+        verify), the pool's counters (settle) and seconds per block (fence, window)."""
+        if key.public_key != ready.public_key:
+            raise Refused(f"the staged key on {self.target.name} changed since its checks ({ready.public_key} then, "
+                          f"{key.public_key} now): check it with `near-failover check` and try again")
+        self.key, self.baseline, self.block_time = key, ready.baseline, ready.block_time
+
+    async def _target_status(self) -> StatusResponse:
+        """The target's status, refused unless it answers on the inventory's chain, synced, with
+        no validator key loaded."""
         t = self.target
-        checks: dict[str, Any] = {}
         try:
             status = await t.rpc.status()
         except RpcError as exc:
@@ -445,6 +492,13 @@ class Move:
             raise Refused(f"target {t.name} is syncing (head {status.sync_info.latest_block_height}); wait until it is synced")
         if status.validator_account_id:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
+        return status
+
+    async def _check_target(self) -> tuple[TargetReady, KeyFile]:
+        t = self.target
+        began = time.monotonic()
+        checks: dict[str, Any] = {}
+        status = await self._target_status()
         if await t.key_in_home():
             raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         await refuse_layout_problems(self.nodes, t)
@@ -483,19 +537,18 @@ class Move:
             checks["restart_pending"] = pending
             self.say(f"{t.name}: config.json and the running neard disagree, a restart is pending: {'; '.join(pending)}")
 
-        self.key = await self._staged_key(t)
+        key = await self._staged_key(t)
         validators = await t.rpc.validators()
         on_chain = on_chain_public_key(validators, self.pool)
         if on_chain is None:
             raise Refused(f"{self.pool} is not in the current or next validator set in {t.name}'s view")
-        if on_chain != self.key.public_key:
-            raise Refused(f"the staged key {self.key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
-        checks["staged_key"] = {"public_key": self.key.public_key, "matches_on_chain": True}
-        self.baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
-        self.block_time = self.block_time_of(status)
-        checks["block_time"] = round(self.block_time, 3)
-
-        return checks, status
+        if on_chain != key.public_key:
+            raise Refused(f"the staged key {key.public_key} on {t.name} is not the pool's on-chain key {on_chain}")
+        checks["staged_key"] = {"public_key": key.public_key, "matches_on_chain": True}
+        block_time = self.block_time_of(status)
+        checks["block_time"] = round(block_time, 3)
+        baseline = production_of(validators, self.pool, status.sync_info.latest_block_height)
+        return TargetReady(checks, key.public_key, baseline, block_time, began), key
 
     async def _check_memtries(self, t: NodeAccess, cfg: dict[str, Any]) -> dict[str, Any]:
         """Memtries as the running process holds them (its /metrics), beside config.json's flag,
