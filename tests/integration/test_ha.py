@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -90,12 +91,31 @@ def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> N
 FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
 
 
+POWER_OFF = """
+import json, os, signal, sys
+for pid in json.loads(open(sys.argv[1]).read()):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+print("powered off val-a")
+"""
+
+
 def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence(cluster: HaCluster) -> None:
+    """With a fence_command (a STONITH that powers val-a's machine off: here it SIGKILLs the
+    frozen processes) the silence counts from before the lease ended; without one it would count
+    after it (the window that catches a neard woken before its guard)."""
+    pids_file = cluster.net.directory / "val-a-host.pids"
+    script = cluster.net.directory / "power-off.py"
+    script.write_text(POWER_OFF)
+    cluster.net.edit_inventory("val-a", fence_command=[sys.executable, str(script), str(pids_file)])
     cluster.configure_lease()
     cluster.start_agents_with_val_a_unreachable()
     old = cluster.wait_ready()
     before = cluster.ledger()
     frozen = cluster.freeze("val-a")
+    pids_file.write_text(json.dumps(list(frozen)))
     try:
         freeze_height = cluster.height()
         # Watch the lease: the last moment val-a's generation was still the leader key.
@@ -114,6 +134,7 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
         # Counted from the standby's own loops while the lease still ran, and reaching past its end.
         assert fence["counted_from"] == "before the old lease ended", fence
         assert fence["to"]["height"] >= fence["head_after_expiry"] + 2 > freeze_height, fence
+        assert fence["fence_command"]["exit_code"] == 0 and "powered off val-a" in fence["fence_command"]["output"], fence
         started = datetime.fromisoformat(run["started"]).timestamp()
         assert started > last_seen_old, "the standby promoted while the old leader's lease was alive"
         assert cluster.key_loaded("val-b") == POOL and cluster.key_loaded("val-c") is None
@@ -124,7 +145,8 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
         assert_missed_within(before, after, FREEZE_BOUND)
     finally:
         # val-a's neard still holds the key in memory: it must never wake up.
-        os.kill(frozen[2], signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(frozen[2], signal.SIGKILL)
 
 
 def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
