@@ -20,6 +20,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -65,6 +66,24 @@ class ClusterOptions:
     lease: dict[str, float] = field(default_factory=dict)  # [lease] timings over ha_harness's LEASE_TIMINGS
     own_lease: dict[str, dict[str, float]] = field(default_factory=dict)  # one agent's own [lease] timings
     standby_mode: dict[str, str] = field(default_factory=dict)  # a node's standby mode ("rpc", "hot-swap")
+    stonith: bool = False  # every node has a fence_command that powers its "machine" off (POWER_OFF)
+
+
+# A fence_command as a hypervisor's API would run it: every process of the node's machine, as the
+# harness wrote them down when it froze or cut that machine off, SIGKILLed; exit 1 when none is known.
+POWER_OFF = """
+import json, os, signal, sys
+try:
+    pids = json.loads(open(sys.argv[1]).read())
+except FileNotFoundError:
+    sys.exit(f"no machine known for {sys.argv[2]}")
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+print(f"powered off {sys.argv[2]}: SIGKILL to {len(pids)} processes")
+"""
 
 
 @dataclass(frozen=True)
@@ -234,6 +253,11 @@ class ChaosRun:
                     net.edit_inventory(name, lease_source_address=self.sources[name])
             for name, mode in self.options.standby_mode.items():
                 net.edit_inventory(name, standby=mode)
+            if self.options.stonith:
+                script = self.directory / "power-off.py"
+                script.write_text(POWER_OFF)
+                for name in NODES:
+                    net.edit_inventory(name, fence_command=[sys.executable, str(script), str(self.machine_pids(name)), name])
             cluster.enable_api()
             self.inventories = {name: self.isolated_inventory(cluster, name, self.options.own_lease.get(name, {})) for name in NODES}
             # val-a's agent first, the others once it holds the lease: started together on a loaded
@@ -323,6 +347,7 @@ class ChaosRun:
         elif name is FaultName.PARTITION_NODE:
             assert self.space is not None
             space, address = self.space, self.sources[node]
+            self.note_machine(node, [*cluster.watchdog_pids(node), cluster.agent_pid(node), cluster.neard_pid(node)])
             space.cut_off(address)
             healed = threading.Event()
 
@@ -409,6 +434,14 @@ class ChaosRun:
         else:  # pragma: no cover - every FaultName is handled above
             raise AssertionError(f"no injector for {name}")
 
+    def machine_pids(self, node: str) -> Path:
+        """Where the processes of ``node``'s machine are written down for its fence_command."""
+        return self.directory / f"{node}-machine.pids"
+
+    def note_machine(self, node: str, pids: list[int]) -> None:
+        if self.options.stonith:
+            self.machine_pids(node).write_text(json.dumps(pids))
+
     def freeze_node(self, node: str) -> list[int]:
         """SIGSTOP the node's watchdog(s), agent and neard at once; returns their pids, neard last.
         On sqlite, never while the agent holds the store's write lock: the store is a file on
@@ -420,6 +453,7 @@ class ChaosRun:
             for pid in pids:
                 _signal(pid, signal.SIGSTOP)
             if self.schedule.store != "sqlite" or not holds_write_lock(pids[-2]):
+                self.note_machine(node, pids)
                 return pids
             self.cluster.thaw(*reversed(pids))
             time.sleep(0.01)
