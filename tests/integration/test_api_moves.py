@@ -232,7 +232,8 @@ def test_failsafe_with_a_wrong_ca_gets_no_confirmation_and_the_leader_fences_its
         wait_for(lambda: cluster.status("val-c")["role"] == "fenced", 15, "val-c to fence itself")
     assert "failsafe: no confirmation" in agent_log(cluster, "val-c") and "CERTIFICATE_VERIFY_FAILED" in agent_log(cluster, "val-c")
     fences = [r for r in cluster.get("val-a", "/history").json()["runs"] if r["kind"] == "self-fence" and r["from"] == "val-c"]
-    assert fences and "lease about to expire" in step(fences[0], "self-fence")["evidence"]["reason"], fences
+    # Nobody confirmed it (renewal-isolated): it fenced itself at its first unanswered renewal.
+    assert fences and "no member confirmed" in step(fences[0], "self-fence")["evidence"]["reason"], fences
     wait_for(lambda: cluster.cluster("val-a")["leader"] is None, 15, "the lease to be free")
     assert all(cluster.get(n, "/leader").status_code == 503 for n in NODES)
     cluster.net.assert_no_double_sign()
