@@ -39,6 +39,7 @@ from tests.integration.ha_harness import (
     BLOCK_TIME,
     NODES,
     POOL,
+    POWER_OFF,
     EtcdNamespace,
     HaCluster,
     etcd_in_namespace,
@@ -66,24 +67,9 @@ class ClusterOptions:
     lease: dict[str, float] = field(default_factory=dict)  # [lease] timings over ha_harness's LEASE_TIMINGS
     own_lease: dict[str, dict[str, float]] = field(default_factory=dict)  # one agent's own [lease] timings
     standby_mode: dict[str, str] = field(default_factory=dict)  # a node's standby mode ("rpc", "hot-swap")
-    stonith: bool = False  # every node has a fence_command that powers its "machine" off (POWER_OFF)
+    stonith: bool = False  # every node has a fence_command that powers its "machine" off (ha_harness.POWER_OFF)
 
 
-# A fence_command as a hypervisor's API would run it: every process of the node's machine, as the
-# harness wrote them down when it froze or cut that machine off, SIGKILLed; exit 1 when none is known.
-POWER_OFF = """
-import json, os, signal, sys
-try:
-    pids = json.loads(open(sys.argv[1]).read())
-except FileNotFoundError:
-    sys.exit(f"no machine known for {sys.argv[2]}")
-for pid in pids:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-print(f"powered off {sys.argv[2]}: SIGKILL to {len(pids)} processes")
-"""
 
 
 @dataclass(frozen=True)

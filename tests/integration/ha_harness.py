@@ -43,6 +43,23 @@ NODES = ("val-a", "val-b", "val-c")
 KINDS = ("blocks", "chunks", "endorsements")
 
 
+# A fence_command as a hypervisor's API would run it: every process of the node's machine, as a
+# test wrote them down (JSON, the file named first), SIGKILLed; exit 1 when none is known.
+POWER_OFF = """
+import json, os, signal, sys
+try:
+    pids = json.loads(open(sys.argv[1]).read())
+except FileNotFoundError:
+    sys.exit(f"no machine known for {sys.argv[2]}")
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+print(f"powered off {sys.argv[2]}: SIGKILL to {len(pids)} processes")
+"""
+
+
 def missed(book: dict[str, Any]) -> dict[str, int]:
     """The pool's missed duties so far this epoch, from the chain's own ledger."""
     account = book["accounts"][POOL]

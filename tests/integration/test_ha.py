@@ -29,6 +29,7 @@ from tests.integration.ha_harness import (
     BLOCK_TIME,
     LEASE_TIMINGS,
     POOL,
+    POWER_OFF,
     HaCluster,
     alive,
     assert_missed_within,
@@ -91,17 +92,6 @@ def test_leader_neard_crash_standby_promotes_on_its_own(cluster: HaCluster) -> N
 FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
 
 
-POWER_OFF = """
-import json, os, signal, sys
-for pid in json.loads(open(sys.argv[1]).read()):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-print("powered off val-a")
-"""
-
-
 def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence(cluster: HaCluster) -> None:
     """With a fence_command (a STONITH that powers val-a's machine off: here it SIGKILLs the
     frozen processes) the silence counts from before the lease ended; without one it would count
@@ -109,7 +99,7 @@ def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence
     pids_file = cluster.net.directory / "val-a-host.pids"
     script = cluster.net.directory / "power-off.py"
     script.write_text(POWER_OFF)
-    cluster.net.edit_inventory("val-a", fence_command=[sys.executable, str(script), str(pids_file)])
+    cluster.net.edit_inventory("val-a", fence_command=[sys.executable, str(script), str(pids_file), "val-a"])
     cluster.configure_lease()
     cluster.start_agents_with_val_a_unreachable()
     old = cluster.wait_ready()

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from tests.integration.etcd_server import running_etcd
-from tests.integration.ha_harness import BLOCK_TIME, POOL, HaCluster, alive, step, wait_for
+from tests.integration.ha_harness import BLOCK_TIME, POOL, POWER_OFF, HaCluster, alive, step, wait_for
 from tests.integration.localnet_harness import start_localnet, stop_localnet
 
 pytestmark = pytest.mark.integration
@@ -42,18 +42,6 @@ ORDERS = ("neard-first", "together", "agent-first", "watchdog-first")
 EARLY = 1.0  # how long the first woken process runs alone (the issue's runs: 0.76-0.84 s)
 
 # "Powers off" the machine: SIGKILL to every process of the frozen host (pids in the file).
-POWER_OFF = """
-import json, os, signal, sys
-pids = json.loads(open(sys.argv[1]).read())
-for pid in pids:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-print(f"powered off val-a: SIGKILL to {len(pids)} processes")
-"""
-
-
 def cases(store: str, orders: tuple[str, ...]) -> list[Any]:
     """`make test`: one case on ``store``; `make wake`: REPEAT on each store, ``orders`` in turn."""
     if not REPEAT:
@@ -105,7 +93,7 @@ def freeze_promote_wake(cluster: HaCluster, store: str, order: str, stonith: boo
     if stonith:
         script = cluster.net.directory / "power-off.py"
         script.write_text(POWER_OFF)
-        cluster.net.edit_inventory("val-a", fence_command=[sys.executable, str(script), str(pids_file)])
+        cluster.net.edit_inventory("val-a", fence_command=[sys.executable, str(script), str(pids_file), "val-a"])
     cluster.start_agents_with_val_a_unreachable()
     cluster.wait_ready()
     wait_for(lambda: "holding val-a's neard" in cluster.watchdog_log("val-a") and "holding neard for the wake guard" in cluster.agent_log("val-a"),
