@@ -13,7 +13,7 @@ import pytest
 
 from near_failover.ha.agent import Agent
 from near_failover.ha.decide import Phase
-from near_failover.ha.lease import ClusterView, LeaderInfo
+from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.stores import open_lease_store
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.journal import Journal
@@ -79,7 +79,7 @@ async def test_a_node_that_keeps_fencing_itself_stays_out_and_says_why(tmp_path:
         async with open_nodes(inv) as nodes:
             agent.nodes = nodes
             agent._move(Phase.FENCED)
-            agent.view = ClusterView(LeaderInfo("b", 7))
+            agent.view = ClusterView(LeaderInfo("b", 7), (MemberRecord(name="b", role=MemberRole.LEADER, generation=7),))
             agent.self_fences = [time.monotonic() - 60, time.monotonic() - 5]
             await agent._rejoin_if_due()
             assert agent.rejoining is None

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.rejoin_policy import (
     FencedNode,
     LeaseSeen,
     RejoinSettings,
     StopAction,
     healthy_since,
+    leads_elsewhere,
     may_resume,
     plan_agent_stop,
     recent,
@@ -19,6 +21,29 @@ from near_failover.ha.rejoin_policy import (
 
 SETTINGS = RejoinSettings(settle=30.0, max_self_fences=2, window=600.0)
 FENCED = FencedNode(key_in_home=False, another_leads=True, self_fences=(900.0,))
+
+
+def _view(role: MemberRole, generation: int | None = 7, leader: str = "b") -> ClusterView:
+    return ClusterView(LeaderInfo(leader, 7), (MemberRecord(name=leader, role=role, generation=generation),))
+
+
+@pytest.mark.parametrize(
+    ("view", "leads"),
+    [
+        (_view(MemberRole.LEADER), True),
+        (_view(MemberRole.STANDBY), False),  # promoting: its record still says standby
+        (_view(MemberRole.LEADER, generation=6), False),  # the record of an older lease
+        (ClusterView(LeaderInfo("b", 7)), False),  # no record yet
+        (_view(MemberRole.LEADER, leader="a"), False),  # the lease is its own
+        (ClusterView(None), False),
+        (None, False),
+    ],
+    ids=["leads", "promoting", "older-record", "no-record", "own-lease", "no-leader", "never-read"],
+)
+def test_another_node_leads_only_once_its_own_record_says_so(view: ClusterView | None, leads: bool) -> None:
+    """A rejoin waits until the new leader's promotion is over: its run would hold the journal the
+    promotion needs on a shared host, and the fenced record is the promotion's fence proof."""
+    assert leads_elsewhere(view, "a") is leads
 
 
 def test_a_fenced_node_with_its_key_out_rejoins_once_another_leads() -> None:
@@ -33,7 +58,7 @@ def test_a_fenced_node_with_its_key_out_rejoins_once_another_leads() -> None:
         (FENCED, SETTINGS, True, "paused"),
         (FencedNode(False, True, (), refused='set standby = "hot-swap"'), SETTINGS, False, "hot-swap"),
         (FencedNode(False, True, (500.0, 900.0)), SETTINGS, False, "fenced itself 2 times"),
-        (FencedNode(False, False, (900.0,)), SETTINGS, False, "no other node holds the lease"),
+        (FencedNode(False, False, (900.0,)), SETTINGS, False, "no other node leads yet"),
         (FencedNode(True, True, ()), SETTINGS, False, "key is still in its home"),
         (FencedNode(False, True, (), last_try=980.0), SETTINGS, False, "next try in 10s"),
     ],

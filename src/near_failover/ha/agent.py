@@ -88,6 +88,7 @@ from near_failover.ha.rejoin_policy import (
     RejoinSettings,
     StopAction,
     healthy_since,
+    leads_elsewhere,
     may_resume,
     plan_agent_stop,
     settling,
@@ -1280,10 +1281,9 @@ class Agent:
         problems say why it stays out."""
         if self.rejoining is not None:
             return
-        leader = self.store_leader
         node = FencedNode(
             key_in_home=await on_doubt(self.me.key_in_home(), True),
-            another_leads=leader is not None and leader.member != self.node,
+            another_leads=leads_elsewhere(self.view, self.node),
             self_fences=tuple(self.self_fences), handed_over=self.handed_over, refused=self.rejoin_refused,
             last_try=self.rejoin_failed_at,
         )

@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from near_failover.ha.lease import ClusterView, MemberRole
 from near_failover.inventory import LeaseSettings
 
 
@@ -54,11 +55,21 @@ class FencedNode:
     """What the agent knows of its own node while it is fenced."""
 
     key_in_home: bool
-    another_leads: bool  # another node holds the lease
+    another_leads: bool  # another node holds the lease and its record says it leads (`leads_elsewhere`)
     self_fences: tuple[float, ...]  # when this node fenced itself (same clock as `now`)
     handed_over: bool = False  # fenced as a switchover's source
     refused: str | None = None  # why the last rejoin was refused (until the agent restarts)
     last_try: float | None = None  # when the last rejoin that did not make it a standby began
+
+
+def leads_elsewhere(view: ClusterView | None, node: str) -> bool:
+    """Whether a node other than ``node`` holds the lease and its own record says it leads at that
+    generation: its promotion is over (a promoting node publishes itself a standby)."""
+    leader = view.leader if view else None
+    if view is None or leader is None or leader.member == node:
+        return False
+    record = view.member(leader.member)
+    return record is not None and record.role == MemberRole.LEADER and record.generation == leader.generation
 
 
 def recent(times: Iterable[float], now: float, window: float) -> int:
@@ -82,7 +93,7 @@ def stay_out(node: FencedNode, settings: RejoinSettings, paused: bool, now: floa
         return (f"it fenced itself {fences} times in the last {settings.window:g}s: it stays out until an operator "
                 f"runs `near-failover rejoin` (no ping-pong)")
     if not node.another_leads:
-        return "no other node holds the lease yet: a rejoin waits for the new leader"
+        return "no other node leads yet: a rejoin waits until the new leader's promotion is over"
     if node.key_in_home:
         return "the pool key is still in its home: an operator parks it (`near-failover rejoin`)"
     if node.last_try is not None and now - node.last_try < settings.settle:
