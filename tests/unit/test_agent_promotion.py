@@ -24,7 +24,7 @@ from tests.unit.test_sqlite_lease import inventory
 async def test_no_key_on_a_lease_taken_since_the_keepers_last_renewal(tmp_path: Path) -> None:
     """The keeper renews once a loop; a lease revoked and taken by another member in between,
     while the holder's own estimate still shows most of its ttl, must stop the promotion."""
-    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\n')
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\npath = "lease.sqlite"\n')
     store, other = open_lease_store(inv), open_lease_store(inv)
     with Journal(tmp_path / "journal.sqlite") as journal:
         agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
@@ -47,7 +47,7 @@ async def test_no_key_on_a_lease_taken_since_the_keepers_last_renewal(tmp_path: 
 async def test_a_leader_wakes_when_its_neard_exits(tmp_path: Path) -> None:
     """The loop's pause ends as soon as the process held for the wake guard exits, not at
     loop_wait: a crash is noticed when it happens."""
-    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\nloop_wait = 30\nttl = 100\nretry_timeout = 20\n')
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\npath = "lease.sqlite"\nloop_wait = 30\nttl = 100\nretry_timeout = 20\n')
     store = open_lease_store(inv)
     process = await asyncio.create_subprocess_exec(sys.executable, "-c", "import time; time.sleep(60)")
     pidfd = os.pidfd_open(process.pid)
@@ -72,7 +72,7 @@ async def test_a_leader_wakes_when_its_neard_exits(tmp_path: Path) -> None:
 async def test_a_node_that_keeps_fencing_itself_stays_out_and_says_why(tmp_path: Path) -> None:
     """Automatic rejoin's no-ping-pong rule, as the agent acts on it: fenced twice within the
     window, it starts no rejoin, and its record (what `status` shows) and /status say why."""
-    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\n')
+    inv = inventory(tmp_path, lease='[lease]\nstore = "sqlite"\npath = "lease.sqlite"\n')
     store = open_lease_store(inv)
     with Journal(tmp_path / "journal.sqlite") as journal:
         agent = Agent(inv, "a", store, journal, state_dir=tmp_path / "state")
@@ -80,7 +80,7 @@ async def test_a_node_that_keeps_fencing_itself_stays_out_and_says_why(tmp_path:
             agent.nodes = nodes
             agent._move(Phase.FENCED)
             agent.view = ClusterView(LeaderInfo("b", 7), (MemberRecord(name="b", role=MemberRole.LEADER, generation=7),))
-            agent.self_fences = [time.monotonic() - 60, time.monotonic() - 5]
+            agent.self_fences = [time.time() - 60, time.time() - 5]
             await agent._rejoin_if_due()
             assert agent.rejoining is None
             why = "stays out: it fenced itself 2 times in the last 3600s"
