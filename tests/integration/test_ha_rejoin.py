@@ -158,3 +158,33 @@ def test_a_leaders_agent_restarted_keeps_its_lease_and_a_planned_stop_hands_over
     wait_for(lambda: cluster.signs_after("val-b", mark), 20, "val-b to sign")
     assert cluster.key_loaded("val-a") is None and cluster.runs("self-fence") == []
     cluster.assert_no_double_sign()
+
+
+def test_a_node_that_fenced_itself_too_often_stays_out_across_an_agent_restart(cluster: HaCluster) -> None:
+    """No ping-pong, even after `systemctl restart` of the agent: with one self-fence allowed, the
+    crashed val-a stays fenced and says why; its restarted agent finds neard masked and the
+    self-fence in the journal, so it stays fenced and out. On the old code the restarted agent
+    took the masked node for a standby whose neard was down, and forgot the count."""
+    cluster.configure_lease(auto_rejoin=True, rejoin_settle=SETTLE, max_self_fences=1)
+    cluster.start_agents()
+    cluster.wait_ready()
+    before = cluster.ledger()
+    crash_signer(cluster, ("val-b", "val-c"))
+
+    def stays_out() -> bool:
+        record = cluster.members().get("val-a")
+        return (record is not None and record.role == "fenced"
+                and any("stays out: it fenced itself 1 times" in p for p in record.problems))
+
+    wait_or_logs(cluster, stays_out, 30, "val-a to say it stays out")
+    agent = cluster.agents["val-a"]
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(30) == 0, cluster.agent_log("val-a")[-3000:]
+    restarted = cluster.members()["val-a"].updated_at
+    cluster.start_agent("val-a")
+    wait_or_logs(cluster, lambda: stays_out() and cluster.members()["val-a"].updated_at > restarted, 30,
+                 "val-a's restarted agent to say it stays out")
+    cluster.wait_blocks(int(SETTLE / 0.6) + 4)  # past the settling time a rejoin would have waited
+    assert stays_out() and cluster.runs("rejoin") == [] and cluster.key_loaded("val-a") is None
+    assert "starting: neard is masked" in cluster.agent_log("val-a")
+    assert_missed_within(before, cluster.assert_no_double_sign(), THREE_CRASHES_BOUND)

@@ -120,6 +120,7 @@ CASES = [
          reason="key loaded while the lease is handed over to val-c"),
     Case("signing-wait", Kind.WAIT, observed(SIGNING, store_ok=False), None, reason="the store does not answer"),
     Case("fenced-masked", Kind.WAIT, observed(masked=True), NOBODY, memory(Phase.FENCED), reason="fenced"),
+    Case("starting-masked", Kind.WAIT, observed(masked=True), A_LEADS, memory(Phase.STARTING), reason="fenced before this agent started"),
     Case("standby-leader", Kind.WAIT, observed(), A_LEADS, reason="val-a leads (generation 7)"),
     Case("standby-store-down", Kind.WAIT, observed(store_ok=False), None, reason="does not answer"),
     Case("standby-paused", Kind.WAIT, observed(), cluster(None, paused=True), reason="paused"),
@@ -218,6 +219,15 @@ def test_a_node_fenced_while_its_loop_gathered_stays_fenced() -> None:
     """A switchover's source becomes fenced while its loop awaits the store: that loop did not ask
     whether neard is masked, and must not take the fenced node for a standby."""
     assert decide(observed(masked=None), NOBODY, memory(Phase.FENCED), NOW).rule == "fenced-masked"
+
+
+def test_an_agent_restarted_on_a_masked_neard_is_fenced_not_a_standby() -> None:
+    """Only what was seen: masked, fenced (its automatic rejoin decides as before the restart);
+    not asked, or not masked, the start goes on as any start does."""
+    fenced = decide(observed(masked=True), A_LEADS, memory(Phase.STARTING), NOW)
+    assert fenced.next_memory.phase is Phase.FENCED and fenced.next_memory.problems == (FENCED_PROBLEM,)
+    for masked in (None, False):
+        assert decide(observed(masked=masked), A_LEADS, memory(Phase.STARTING), NOW).next_memory.phase is Phase.STANDBY
 
 
 def test_a_fenced_node_shows_the_fenced_problem() -> None:

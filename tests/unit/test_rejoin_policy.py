@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from near_failover.ha.lease import ClusterView, LeaderInfo, MemberRecord, MemberRole
 from near_failover.ha.rejoin_policy import (
     FencedNode,
+    FenceHistory,
     LeaseSeen,
     RejoinSettings,
     StopAction,
+    fence_history,
     healthy_since,
     leads_elsewhere,
     may_resume,
@@ -18,6 +22,7 @@ from near_failover.ha.rejoin_policy import (
     settling,
     stay_out,
 )
+from near_failover.procedures.journal import Journal
 
 SETTINGS = RejoinSettings(settle=30.0, max_self_fences=2, window=600.0)
 FENCED = FencedNode(key_in_home=False, another_leads=True, self_fences=(900.0,))
@@ -61,8 +66,9 @@ def test_a_fenced_node_with_its_key_out_rejoins_once_another_leads() -> None:
         (FencedNode(False, False, (900.0,)), SETTINGS, False, "no other node leads yet"),
         (FencedNode(True, True, ()), SETTINGS, False, "key is still in its home"),
         (FencedNode(False, True, (), last_try=980.0), SETTINGS, False, "next try in 10s"),
+        (FencedNode(False, True, (), masked_unexplained=True), SETTINGS, False, "an operator's mask"),
     ],
-    ids=["off", "switchover", "paused", "refused", "ping-pong", "no-leader", "key-in-home", "failed-lately"],
+    ids=["off", "switchover", "paused", "refused", "ping-pong", "no-leader", "key-in-home", "failed-lately", "operator-mask"],
 )
 def test_a_fenced_node_stays_out_and_says_why(node: FencedNode, settings: RejoinSettings, paused: bool, why: str) -> None:
     reason = stay_out(node, settings, paused, now=1000.0)
@@ -116,3 +122,26 @@ def test_agent_start_table(recorded: int | None, leader: LeaseSeen | None, expec
 
 def test_settings_come_from_the_inventorys_lease_table() -> None:
     assert RejoinSettings.from_lease(None) == RejoinSettings()
+
+
+def test_a_restarted_agent_takes_up_its_nodes_fences_from_the_journal(tmp_path: Path) -> None:
+    """The no-ping-pong count and a switchover's source staying out survive an agent restart:
+    both are read back from the node's journal, other nodes' runs left out."""
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        journal.record_event("pool", "self-fence", "a", {})
+        journal.record_event("pool", "self-fence", "b", {})
+        journal.record_event("pool", "self-fence", "a", {})
+        assert fence_history(journal.runs("pool"), "c") == FenceHistory()  # nothing of its own: a mask would be an operator's
+        history = fence_history(journal.runs("pool"), "a")
+        assert len(history.self_fences) == 2 and not history.handed_over and history.fenced_here
+        assert stay_out(FencedNode(False, True, history.self_fences), SETTINGS, False, history.self_fences[-1] + 1) is not None
+
+        moved = journal.start_run("pool", "switchover", "hot-swap", "a", "b")
+        journal.finish_run(moved, "ok")
+        assert fence_history(journal.runs("pool"), "a").handed_over
+        assert not fence_history(journal.runs("pool"), "b").handed_over
+        journal.finish_run(journal.start_run("pool", "rejoin", "hot-swap", "a"), "ok")
+        rejoined = fence_history(journal.runs("pool"), "a")  # a mask since then is not near-failover's
+        assert not rejoined.handed_over and not rejoined.fenced_here and len(rejoined.self_fences) == 2
+        journal.finish_run(journal.start_run("pool", "auto-failover", "hot-swap", "a", "c"), "ok")
+        assert fence_history(journal.runs("pool"), "a").fenced_here  # fenced by c's promotion

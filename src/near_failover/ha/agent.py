@@ -83,10 +83,12 @@ from near_failover.ha.operator import (
 )
 from near_failover.ha.publish import record_due
 from near_failover.ha.rejoin_policy import (
+    SELF_FENCE_KIND,
     FencedNode,
     LeaseSeen,
     RejoinSettings,
     StopAction,
+    fence_history,
     healthy_since,
     leads_elsewhere,
     may_resume,
@@ -233,6 +235,7 @@ class Agent:
         self.rejoin_refused: str | None = None
         self.rejoin_failed_at: float | None = None
         self.handed_over = False  # fenced as a switchover's source: it stays out
+        self.unexplained_mask = False  # masked at start, with no fence of it in the journal: it stays out
         self.settling = False  # rejoined: no candidacy until neard has been healthy for the settling time
         self.healthy_since: float | None = None
         self.published: MemberRecord | None = None  # the record the store last took from the loop
@@ -296,6 +299,7 @@ class Agent:
             self.heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
             recorded = self._recorded_generation()
             self.inherited = self._inherit_lease()
+            self._take_up_fence_history()
             self._disarm()
             self.wake.start(realtime_thread=True)
             self._start_watchdog()
@@ -319,6 +323,18 @@ class Agent:
             finally:
                 self._watch_exit(None)
                 await self._shutdown()
+
+    def _take_up_fence_history(self) -> None:
+        """The rejoin rules' memory (self-fences, a switchover away) from the journal: a restarted
+        agent, or one restarted by systemd after it fenced itself, must not start counting afresh."""
+        try:
+            history = fence_history(self.journal.runs(self.pool, limit=200), self.node)
+        except (JournalError, sqlite3.Error) as exc:
+            log.error("could not read the journal's fence history", node=self.node, error=str(exc))
+            return
+        self.self_fences, self.handed_over = list(history.self_fences), history.handed_over
+        # Counts only if this start finds neard masked (starting-masked); a fence of this agent's own clears it.
+        self.unexplained_mask = not (history.fenced_here or history.handed_over)
 
     async def _pause(self, stop: asyncio.Event, seconds: float) -> None:
         """Sleep between checks until ``seconds`` pass, the agent stops, or our neard exits."""
@@ -531,7 +547,8 @@ class Agent:
         else:
             health = await self._health(as_leader=False)
             view = await self._read_view()
-            masked = await on_doubt(self.me.control.is_masked(), True) if self.phase is Phase.FENCED else None
+            asks = self.phase in (Phase.FENCED, Phase.STARTING)  # a start on a fenced node stays fenced
+            masked = await on_doubt(self.me.control.is_masked(), True) if asks else None
             await self._act(self._decide(self._observation(watchdog_problem, health, masked), view))
             if self.phase is Phase.FENCED:
                 await self._rejoin_if_due()
@@ -783,15 +800,16 @@ class Agent:
         self.lease = None
         self._move(Phase.FENCED)
         self._remember(problems=(reason,))
-        self.self_fences.append(time.monotonic())
-        self.handed_over, self.rejoin_failed_at = False, None  # a new fence: the automatic rejoin decides afresh
+        self.self_fences.append(time.time())
+        # A new fence: the automatic rejoin decides afresh.
+        self.handed_over, self.unexplained_mask, self.rejoin_failed_at = False, False, None
         self.failsafe_note = None
         self.inherited = None  # our neard is fenced and seen not signing: no earlier lease to guard either
         self._end_run(FENCE_FAILED)
         self._disarm()
         self.fenced_generation = lease.generation if lease else (self.last_leader.generation if self.last_leader else None)
         # The journal first: it is local, the store calls below may time out (a partition).
-        self._journal_event("self-fence", {"reason": reason, **evidence})
+        self._journal_event(SELF_FENCE_KIND, {"reason": reason, **evidence})
         await self._publish()
         if lease is not None:
             # Our fence is proven by observation (above) and published: the lease goes to the best
@@ -1285,9 +1303,9 @@ class Agent:
             key_in_home=await on_doubt(self.me.key_in_home(), True),
             another_leads=leads_elsewhere(self.view, self.node),
             self_fences=tuple(self.self_fences), handed_over=self.handed_over, refused=self.rejoin_refused,
-            last_try=self.rejoin_failed_at,
+            last_try=self.rejoin_failed_at, masked_unexplained=self.unexplained_mask,
         )
-        why = stay_out(node, self.rejoin_settings, self.paused, time.monotonic())
+        why = stay_out(node, self.rejoin_settings, self.paused, time.time())
         if why is not None:
             self._remember(problems=(*self.problems, f"stays out: {why}"))
             return
@@ -1295,7 +1313,7 @@ class Agent:
 
     async def _rejoin(self) -> None:
         """procedures/rejoin.py's run, as `near-failover rejoin` does it; settling starts with it."""
-        began = time.monotonic()
+        began = time.time()
         self.settling, self.healthy_since = True, None
         log.info("fenced, key out of its home, another node leads: rejoining as a standby", node=self.node)
         try:
@@ -1420,7 +1438,7 @@ class Agent:
                 self._remember(handover_until=time.monotonic() + 2 * self.settings.ttl)
                 lease, self.lease = self.lease, None
                 self._move(Phase.FENCED)
-                self.handed_over = True
+                self.handed_over, self.unexplained_mask = True, False
                 self._noted(Kind.HAND_OVER, "switchover-done", f"the switchover gave the key to {target.name}: the lease goes to it")
                 self.fenced_generation = lease.generation
                 self._remember(problems=(FENCED_PROBLEM,))

@@ -287,7 +287,7 @@ TRANSITIONS: dict[tuple[Phase, Phase], str] = {
     (Phase.STARTING, Phase.STANDBY): "first check: neard does not sign",
     (Phase.STARTING, Phase.LEADER): "its neard signs and no one holds the lease: claimed it (or its node still holds the lease its last agent recorded: resumed it)",
     (Phase.STARTING, Phase.PROMOTING): "an operator's failover taken up at the first check",
-    (Phase.STARTING, Phase.FENCED): "its neard signs while another member holds the lease",
+    (Phase.STARTING, Phase.FENCED): "its neard signs while another member holds the lease, or is masked (fenced before this agent started)",
     (Phase.STANDBY, Phase.PROMOTING): "no leader and the best candidate: took the lease",
     (Phase.STANDBY, Phase.LEADER): "its neard signs and no one holds the lease (a switchover's target)",
     (Phase.STANDBY, Phase.FENCED): "its neard signs while another member holds the lease",
@@ -478,6 +478,7 @@ RULES: tuple[tuple[str, str], ...] = (
     ("signing-reserved", "neard signs while the lease is handed over to another member: self-fence"),
     ("signing-wait", "neard signs but the lease cannot be claimed now (store down, paused, no watchdog): wait"),
     ("fenced-masked", "fenced and neard still masked: stay fenced"),
+    ("starting-masked", "starting with neard masked (fenced before this agent started): fenced, as its last agent left it"),
     ("standby-leader", "another member leads: wait"),
     ("standby-store-down", "the store does not answer: no promotion"),
     ("standby-paused", "the cluster is paused: no promotion"),
@@ -589,6 +590,11 @@ def _as_follower(o: Observation, health: Health, view: ClusterView | None, memor
     # while this loop gathered its observation: a switchover's source).
     if mem.phase is Phase.FENCED and o.masked is not False:
         return Decision(Kind.WAIT, "fenced: neard is masked", replace(mem, problems=(FENCED_PROBLEM,)), "fenced-masked")
+    if mem.phase is Phase.STARTING and o.masked is True:
+        # An agent restarted on a fenced node: fenced still (status, automatic rejoin), not a
+        # standby whose neard happens to be down.
+        return Decision(Kind.WAIT, "starting: neard is masked, fenced before this agent started",
+                        replace(mem.moved(Phase.FENCED), problems=(FENCED_PROBLEM,)), "starting-masked")
     if mem.phase is not Phase.STANDBY:
         mem = mem.moved(Phase.STANDBY)
     problems = health.as_standby

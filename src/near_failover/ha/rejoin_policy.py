@@ -28,12 +28,17 @@ than its fence margin left, resumes that lease (same generation) instead of fenc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from near_failover.ha.lease import ClusterView, MemberRole
 from near_failover.inventory import LeaseSettings
+from near_failover.procedures.journal import Run
+from near_failover.procedures.rejoin import JOURNAL_KIND as REJOIN_JOURNAL_KIND
+
+SELF_FENCE_KIND = "self-fence"  # the journal's kind of an agent's self-fence event
+MOVE_KINDS = ("switchover", "failover", "auto-failover")  # the journal's moves (from_node: the node moved away from)
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,11 @@ class FencedNode:
 
     key_in_home: bool
     another_leads: bool  # another node holds the lease and its record says it leads (`leads_elsewhere`)
-    self_fences: tuple[float, ...]  # when this node fenced itself (same clock as `now`)
+    self_fences: tuple[float, ...]  # when this node fenced itself (unix time, as `now`)
     handed_over: bool = False  # fenced as a switchover's source
     refused: str | None = None  # why the last rejoin was refused (until the agent restarts)
     last_try: float | None = None  # when the last rejoin that did not make it a standby began
+    masked_unexplained: bool = False  # found masked at its agent's start, with no fence of it in the journal
 
 
 def leads_elsewhere(view: ClusterView | None, node: str) -> bool:
@@ -70,6 +76,28 @@ def leads_elsewhere(view: ClusterView | None, node: str) -> bool:
         return False
     record = view.member(leader.member)
     return record is not None and record.role == MemberRole.LEADER and record.generation == leader.generation
+
+
+@dataclass(frozen=True)
+class FenceHistory:
+    """What a starting agent takes up from its node's journal, so that a restart forgets nothing
+    the rejoin rules count: when the node fenced itself (unix times) and whether it was last moved
+    away by a switchover."""
+
+    self_fences: tuple[float, ...] = ()
+    handed_over: bool = False
+    fenced_here: bool = False  # the last run of this node fenced it: a self-fence, or a move away from it
+
+
+def fence_history(runs: Sequence[Run], node: str) -> FenceHistory:
+    """From journal runs, latest first: ``node``'s self-fences, and what its last run did to it (a
+    switchover away; a self-fence or another move away; anything else, such as a rejoin)."""
+    last = next((run for run in runs if node in (run.from_node, run.to_node)), None)
+    away = last is not None and last.from_node == node and last.kind != REJOIN_JOURNAL_KIND
+    handed_over = away and last is not None and last.kind == "switchover" and last.outcome == "ok"
+    fenced_here = away and last is not None and (last.kind == SELF_FENCE_KIND or last.kind in MOVE_KINDS)
+    fences = tuple(sorted(run.started.timestamp() for run in runs if run.kind == SELF_FENCE_KIND and run.from_node == node))
+    return FenceHistory(fences, handed_over, fenced_here)
 
 
 def recent(times: Iterable[float], now: float, window: float) -> int:
@@ -84,6 +112,8 @@ def stay_out(node: FencedNode, settings: RejoinSettings, paused: bool, now: floa
         return f"auto_rejoin is off: {manual}"
     if node.handed_over:
         return f"handed over by a switchover (an operator's move): {manual}"
+    if node.masked_unexplained:
+        return f"neard was masked when this agent started, and the journal shows no fence of it (an operator's mask?): {manual}"
     if paused:
         return "the cluster is paused: no automatic rejoin until resume"
     if node.refused:
