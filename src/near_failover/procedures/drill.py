@@ -3,7 +3,7 @@
 Every deadline (a fence's stop, an Option 1 restart through its memtrie load, SIGHUP to the
 first duty) comes from the emulator or from nearcore's defaults until someone measures it. The
 drill does, with a safe sequence: every check, a dry run, a switchover to the best standby, the
-old signer made a standby again (config, unmask, start without the key: its restart and memtrie
+old signer made a standby again (`near-failover rejoin`'s journaled run: its restart and memtrie
 load timed), the switch back, and the other node made a standby again. Each move is a normal
 journaled `Move`, each asked for first unless the operator said yes to all. The report says per
 node what the network showed and the timeouts that would fit it (``suggest_timeouts``, pure).
@@ -11,29 +11,24 @@ node what the network showed and the timeouts that would fit it (``suggest_timeo
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from near_failover.inventory import Inventory, StandbyMode
+from near_failover.inventory import Inventory
 from near_failover.neard.check import Finding, Severity
-from near_failover.neard.config import as_hot_swap_standby, as_rpc_standby
-from near_failover.neard.rpc import RpcError
-from near_failover.procedures.activate import edit_home_config
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import fence_command_findings
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.move import Move, MoveRequest, MoveResult
 from near_failover.procedures.nodes import NodeAccess, layout_problems_on
 from near_failover.procedures.plan import MoveKind, MoveOptions
+from near_failover.procedures.rejoin import Rejoin
 from near_failover.procedures.rights import rights_findings
 
 DUTY_KINDS = ("blocks", "chunks", "endorsements")
-POLL = 0.2
 
 
 @dataclass
@@ -115,29 +110,6 @@ async def signer_and_target(inventory: Inventory, nodes: dict[str, NodeAccess]) 
     return signers[0], others[0]
 
 
-async def rejoin_as_standby(node: NodeAccess, pool: str, deadline: float) -> tuple[float, float]:
-    """A fenced old signer made its standby again: config for its `standby` mode (with a backup),
-    unmask, start without the key. Returns (memtrie load, restart) seconds as it showed them."""
-    if await node.key_in_home():
-        raise Refused(f"{node.name} has the key in its home: it is not a fenced old signer")
-    await edit_home_config(node, (lambda c: as_hot_swap_standby(c, pool)) if node.spec.standby == StandbyMode.HOT_SWAP else as_rpc_standby, always=True)
-    await node.control.unmask()
-    began = time.monotonic()
-    await node.control.start()
-    answered = None
-    while time.monotonic() - began < deadline:
-        try:
-            status = await node.rpc.status()
-        except RpcError:
-            await asyncio.sleep(POLL)
-            continue
-        answered = answered or time.monotonic()
-        if not status.sync_info.syncing:
-            return answered - began, time.monotonic() - began
-        await asyncio.sleep(POLL)
-    raise Refused(f"{node.name} was not up and synced within {deadline:.0f}s after its start")
-
-
 def record_move(report: DrillReport, move: Move, result: MoveResult) -> None:
     """The figures a switchover showed: the old signer's stop, the new one's SIGHUP (or restart)
     to first duty, and the duties missed meanwhile."""
@@ -179,9 +151,12 @@ async def run_drill(
         if not confirm(f"make {name} a standby again (config for its standby mode, unmask, start without the key)?"):
             report.stopped_at = f"declined: rejoin {name}"
             return False
-        say(f"{name}: standby config, unmask, start; timing its restart")
-        memtrie, restart = await rejoin_as_standby(nodes[name], pool, restart_deadline)
-        report.nodes[name].memtrie_load_seconds, report.nodes[name].restart_seconds = round(memtrie, 3), round(restart, 3)
+        say(f"{name}: `near-failover rejoin`, timing its restart")
+        result = await Rejoin(inventory, nodes, name, journal, timeout=restart_deadline, progress=say).run()
+        if not result.ready or result.answered_after is None:
+            report.stopped_at = f"rejoin {name}: {result.message or 'neard was not restarted'}"
+            return False
+        report.nodes[name].memtrie_load_seconds, report.nodes[name].restart_seconds = result.answered_after, result.ready_after
         return True
 
     async def move(source: str, target: str) -> bool:

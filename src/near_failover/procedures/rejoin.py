@@ -43,6 +43,7 @@ from near_failover.procedures.fence import fence_reachable, park_key
 from near_failover.procedures.journal import Journal
 from near_failover.procedures.nodes import NodeAccess
 from near_failover.procedures.plan import MoveSettings
+from near_failover.procedures.startup import Phase as StartPhase
 from near_failover.procedures.startup import running_memtries, wait_ready_after_restart
 
 JOURNAL_KIND = "rejoin"
@@ -117,6 +118,10 @@ class RejoinResult:
     findings: list[Finding] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # neard's (re)start, when there was one: until its RPC answered (store open, memtries
+    # loaded), and until it was synced as well (the drill's figures).
+    answered_after: float | None = None
+    ready_after: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +134,8 @@ class RejoinResult:
             "findings": [f.to_json() for f in self.findings],
             "seconds": self.seconds,
             "notes": self.notes,
+            "answered_after": self.answered_after,
+            "ready_after": self.ready_after,
         }
 
 
@@ -161,7 +168,10 @@ class Rejoin:
             if plan.refusal:
                 raise Refused(plan.refusal)
             await self._step(result, "config", self._config)
-            await self._step(result, "start", self._start)
+            started = await self._step(result, "start", self._start)
+            if started["action"] != "none":
+                result.ready_after = started["ready_after"]
+                result.answered_after = round(started["ready_after"] - started["phases"].get(StartPhase.SYNCING.value, 0.0), 3)
             result.findings = await self._step(result, "readiness", self._readiness)
             errors = [f for f in result.findings if f.severity is Severity.ERROR]
             result.ready = not errors
