@@ -65,6 +65,8 @@ def test_unit_watchdog_fences_after_its_agent_is_killed(cluster: HaCluster, tmp_
     unit = _spawn([*CLI, "watchdog", "-c", str(cluster.inventory), "--node", "val-a"], unit_log, unit_notify.env())
     try:
         wait_for(lambda: "READY=1" in unit_notify.received(), 30, "the unit watchdog's READY=1")
+        # The CLI became the light watchdog (same pid, as systemd's NotifyAccess=main needs).
+        assert "near_failover.ha.watchdog_unit" in Path(f"/proc/{unit.pid}/cmdline").read_bytes().decode()
         agent = _spawn([*CLI, "agent", "-c", str(cluster.inventory), "--node", "val-a"], cluster.agent_log_path("val-a"), agent_notify.env())
         cluster.agents["val-a"] = agent
         wait_for(lambda: (cluster.heartbeat("val-a") or {}).get("armed"), 40, "val-a's agent to lead")
@@ -73,7 +75,7 @@ def test_unit_watchdog_fences_after_its_agent_is_killed(cluster: HaCluster, tmp_
         before = cluster.ledger()
 
         # systemd's control-group kill: the agent and its own child watchdog, all at once.
-        children = pids_with_argv("near_failover.ha.watchdog", str(cluster.heartbeat_path("val-a")))
+        children = set(pids_with_argv("near_failover.ha.watchdog", str(cluster.heartbeat_path("val-a")))) - {unit.pid}
         for pid in [agent.pid, *children]:
             os.kill(pid, signal.SIGKILL)
         agent.wait(10)

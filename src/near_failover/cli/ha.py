@@ -112,9 +112,10 @@ def watchdog(
     crashed, killed or restarted agent does not take it along: it fences neard at the lease's end
     if the agent stops renewing, and waits for the next agent. The agent uses it, instead of a
     child of its own, when its environment has NEAR_FAILOVER_WATCHDOG=unit."""
-    from near_failover.ha.locks import Flock, LockHeld, watchdog_lock_path
-    from near_failover.ha.wake import raise_priority
-    from near_failover.ha.watchdog_unit import heartbeat_path, watch_forever
+    import sys
+
+    from near_failover.ha.watchdog import FenceTarget, target_path, watchdog_argv
+    from near_failover.ha.watchdog_unit import heartbeat_path, watchdog_reserve
     from near_failover.inventory import InventoryError
 
     inv = load_inventory_or_fail(inventory)
@@ -124,15 +125,13 @@ def watchdog(
         fail(str(exc))
     beats = heartbeat_path(inv, spec.name)
     beats.parent.mkdir(parents=True, exist_ok=True)
-    try:  # one watchdog per node: held until this process ends
-        Flock.take(watchdog_lock_path(beats), {"pid": os.getpid()})
-    except LockHeld as held:
-        fail(f"watchdog: another watchdog watches {spec.name} ({held}): stop it first", EXIT_REFUSED)
-    print(f"watchdog: {raise_priority()}", flush=True)  # before any thread starts: all inherit it
-    try:
-        asyncio.run(watch_forever(inventory, inv, spec.name))
-    except InventoryError as exc:
-        fail(f"watchdog: cannot start: {exc}")
+    target = target_path(beats)
+    FenceTarget.of(inventory, spec).write(target)
+    # The watchdog runs as long as neard: this process, which loaded the CLI and the inventory,
+    # becomes the light one (same pid: systemd's NotifyAccess=main still knows it).
+    argv = watchdog_argv("near_failover.ha.watchdog_unit", target, inventory, spec.name, beats, watchdog_reserve(inv))
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
 
 
 def log_agent_settings(inventory: Any, node: str, fmt: LogFormat, level: LogLevel) -> None:

@@ -37,7 +37,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -246,11 +246,8 @@ def spawn_watchdog(inventory: Path, node: str, heartbeat: Path, reserve: float) 
     except InventoryError:
         pass
     log = open(heartbeat.with_name(heartbeat.name + ".log"), "ab")  # noqa: SIM115 - owned by the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "near_failover.ha.watchdog", "--target", str(target), "--inventory", str(inventory),
-         "--node", node, "--heartbeat", str(heartbeat), "--reserve", str(reserve)],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
+    return subprocess.Popen(watchdog_argv("near_failover.ha.watchdog", target, inventory, node, heartbeat, reserve),
+                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 async def watch(target: FenceTarget, heartbeat: Heartbeat, reserve: float) -> int:
@@ -370,15 +367,23 @@ def read_target(path: Path, inventory: Path, node: str) -> FenceTarget:
     return FenceTarget.of(inventory, load_inventory(inventory).node(node))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="near-failover agent watchdog")
+def watchdog_argv(module: str, target: Path, inventory: Path, node: str, heartbeat: Path, reserve: float) -> list[str]:
+    """The light process's command line (``module``: this one, or watchdog_unit's)."""
+    return [sys.executable, "-m", module, "--target", str(target), "--inventory", str(inventory), "--node", node,
+            "--heartbeat", str(heartbeat), "--reserve", str(reserve)]
+
+
+def run_main(description: str, run: Callable[[FenceTarget, Heartbeat, float], Coroutine[Any, Any, int]]) -> None:
+    """The entry of both watchdog processes (the agent's child, the unit's): one watchdog per
+    heartbeat (its lock kept until this process ends), real-time priority, then ``run``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--target", type=Path, required=True, help="the node to fence (written by the agent)")
     parser.add_argument("--inventory", type=Path, required=True, help="read only when the target file is absent")
     parser.add_argument("--node", required=True)
     parser.add_argument("--heartbeat", type=Path, required=True)
     parser.add_argument("--reserve", type=float, required=True, help="fence this many seconds before the lease's end")
     args = parser.parse_args()
-    try:  # one watchdog per heartbeat: kept until this process ends
+    try:
         lock = Flock.take(watchdog_lock_path(args.heartbeat), {"pid": os.getpid()})
     except LockHeld as held:
         say(f"another watchdog watches {args.heartbeat} ({held}): not starting a second")
@@ -390,9 +395,13 @@ def main() -> None:
         say(f"cannot start: {exc}")
         sys.exit(2)
     try:
-        sys.exit(asyncio.run(watch(target, Heartbeat(args.heartbeat), args.reserve)))
+        sys.exit(asyncio.run(run(target, Heartbeat(args.heartbeat), args.reserve)))
     finally:
         lock.release()
+
+
+def main() -> None:
+    run_main("near-failover agent watchdog", watch)
 
 
 if __name__ == "__main__":

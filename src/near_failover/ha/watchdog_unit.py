@@ -7,6 +7,10 @@ leader's agent gone with neard still signing). Run by `near-failover-watchdog.se
 the agent's does not bind (no BindsTo/PartOf), it stays, fences at the lease's end as ever
 (watchdog.py), and waits for the next agent instead of exiting.
 
+Light as the agent's child is: `near-failover watchdog` (the unit's command) reads the inventory,
+writes the node's `FenceTarget` beside the heartbeat, and replaces itself (exec, same pid for
+systemd) with this module's `main`, which loads no inventory, pydantic, HTTP or SSH library.
+
 The agent then must not spawn its own: with NEAR_FAILOVER_WATCHDOG=unit in its environment
 (deploy/systemd's agent unit sets it) watchdog.start_watchdog returns an `ExternalWatchdog`,
 which the agent polls like the child process, and whose liveness it reads from the watching
@@ -18,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from near_failover.ha.lease import lease_clock
+from near_failover.ha.clock import lease_clock
 from near_failover.ha.sdnotify import notify, supervise
-from near_failover.ha.watchdog import POLL, WATCHING_EVERY, FenceTarget, Heartbeat, _read_json, watch
+from near_failover.ha.watchdog import POLL, WATCHING_EVERY, FenceTarget, Heartbeat, _read_json, run_main, watch
 from near_failover.hosts.local import process_alive
-from near_failover.inventory import Inventory
+
+if TYPE_CHECKING:
+    from near_failover.inventory import Inventory
 
 
 def heartbeat_path(inventory: Inventory, node: str) -> Path:
@@ -50,17 +57,11 @@ def nothing_to_guard(beat: dict | None, fenced: dict | None, agent_alive: bool) 
     return fenced is not None and (fenced.get("generation"), fenced.get("valid_until")) == (beat.get("generation"), beat.get("valid_until"))
 
 
-def _read_fenced(heartbeat: Heartbeat) -> dict | None:
-    return _read_json(heartbeat.fenced_marker)
-
-
-async def watch_forever(inventory_path: Path, inventory: Inventory, node: str) -> None:
-    """Watch every agent of ``node`` in turn: watchdog.watch while one lives or left a lease
+async def watch_forever(target: FenceTarget, heartbeat: Heartbeat, reserve: float) -> int:
+    """Watch every agent of the node in turn: watchdog.watch while one lives or left a lease
     armed (it fences then returns), and between agents keep the watching marker fresh, so the
-    next agent finds its watchdog already there."""
-    heartbeat = Heartbeat(heartbeat_path(inventory, node))
+    next agent finds its watchdog already there. Returns only when cancelled."""
     heartbeat.path.parent.mkdir(parents=True, exist_ok=True)
-    reserve = watchdog_reserve(inventory)
     ready = asyncio.Event()
 
     def marker_at() -> float | None:
@@ -73,15 +74,23 @@ async def watch_forever(inventory_path: Path, inventory: Inventory, node: str) -
         while True:
             beat = heartbeat.read()
             alive = beat is not None and process_alive(int(beat.get("agent_pid") or 0))
-            if nothing_to_guard(beat, _read_fenced(heartbeat), alive):
+            if nothing_to_guard(beat, _read_json(heartbeat.fenced_marker), alive):
                 heartbeat.mark_watching(reserve)
                 ready.set()
                 await asyncio.sleep(min(POLL * 4, WATCHING_EVERY))
                 continue
-            print(f"watchdog: watching {node}'s agent (heartbeat {heartbeat.path})", flush=True)
+            print(f"watchdog: watching {target.name}'s agent (heartbeat {heartbeat.path})", flush=True)
             ready.set()
-            await watch(FenceTarget.of(inventory_path, inventory.node(node)), heartbeat, reserve)
-            print(f"watchdog: {node}'s agent is gone and left nothing signing; waiting for the next one", flush=True)
+            await watch(target, heartbeat, reserve)
+            print(f"watchdog: {target.name}'s agent is gone and left nothing signing; waiting for the next one", flush=True)
     finally:
         notify("STOPPING=1")
         pings.cancel()
+
+
+def main() -> None:
+    run_main("near-failover watchdog (its own systemd unit)", watch_forever)
+
+
+if __name__ == "__main__":
+    main()
