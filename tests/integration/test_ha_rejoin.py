@@ -122,7 +122,9 @@ def test_a_leaders_agent_restarted_keeps_its_lease_and_a_planned_stop_hands_over
     cluster.start_agent("val-a")
     resumed(cluster, 1)
     mark = cluster.height()
-    wait_for(lambda: lease_clock() > last["valid_until"] + 1, 20, "the killed agent's lease to pass its end")
+    # Up to a whole ttl (20 s) after the kill: a wait bounded by the time left, not by a guess.
+    wait_for(lambda: lease_clock() > last["valid_until"] + 1, last["valid_until"] + 5 - lease_clock(),
+             "the killed agent's lease to pass its end")
     leader = cluster.leader()
     assert leader is not None and (leader.member, leader.generation) == ("val-a", old.generation), leader
     wait_for(lambda: cluster.signs_after("val-a", mark), 10, "val-a to sign on")
