@@ -52,8 +52,9 @@ from tests.integration.localnet_support import wait_for
 
 # After the last fault ends, someone signs within this bound, or `status` says why nobody will.
 # The slowest path the harness expects: a frozen leader's lease (4 s) runs out, 10 silent blocks
-# (2.5 s) after it prove it signs nothing (no fence_command here), then a hot swap: under 10 s
-# (test_ha's freeze test). Three times that for a machine shared with others.
+# (2.5 s) after it prove it signs nothing (without a fence_command; with one, 2 heights and the
+# power-off), then a hot swap: under 10 s (test_ha's freeze test). Three times that for a machine
+# shared with others.
 LIVENESS_BOUND = 30.0
 TRACEBACK = "Traceback (most recent call last)"
 NEARD_FIRST_LEAD = 1.0  # how long a node's neard runs alone when it wakes first
