@@ -35,9 +35,13 @@ def summary(figures: list[dict[str, Any]]) -> str:
     missed = {k: sum(f["missed"].get(k, 0) for f in figures) for k in ("blocks", "chunks", "endorsements")}
     kinds = {kind: sum(any(v.startswith(kind) for v in f["violations"]) for f in figures) for kind in ("safety", "liveness", "traceback", "harness")}
     reasons = [f["status_reason"] for f in figures if f["signed_again_after"] is None]
+    fenced = [f for f in figures if f.get("fence_command")]
     lines = [
         f"{len(figures)} schedules ({stores['sqlite']} sqlite, {stores['etcd']} etcd); faults: "
         + ", ".join(f"{k} {v}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1])),
+        (f"with a fence_command: {len(fenced)} schedules, {sum(f.get('neard_first_wakes', 0) for f in figures)} neard-first wakes "
+         f"(drawn only with one), {sum(len(f.get('powered_off', [])) for f in figures)} machines powered off in "
+         f"{sum(bool(f.get('powered_off')) for f in figures)} schedules"),
         f"double signs: {sum(f['double_signs'] for f in figures)} in {kinds['safety']} schedule(s)",
         (f"liveness violations (nobody signed within {LIVENESS_BOUND:g}s of the last fault, no matching reason): "
          f"{kinds['liveness']}; nobody signed in {len(reasons)}, status saying: {sorted(set(map(str, reasons)))}"),

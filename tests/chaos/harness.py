@@ -34,7 +34,8 @@ from typing import Any
 import tomli_w
 
 from near_failover.localnet.homes import free_port
-from tests.chaos.schedule import LEADER, STANDBY, Fault, FaultName, Schedule
+from near_failover.localnet.util import process_cmdline
+from tests.chaos.schedule import LEADER, NEARD_FIRST, STANDBY, Fault, FaultName, Schedule
 from tests.integration.ha_harness import (
     BLOCK_TIME,
     NODES,
@@ -51,8 +52,9 @@ from tests.integration.localnet_support import wait_for
 
 # After the last fault ends, someone signs within this bound, or `status` says why nobody will.
 # The slowest path the harness expects: a frozen leader's lease (4 s) runs out, 10 silent blocks
-# (2.5 s) after it prove it signs nothing (no fence_command here), then a hot swap: under 10 s
-# (test_ha's freeze test). Three times that for a machine shared with others.
+# (2.5 s) after it prove it signs nothing (without a fence_command; with one, 2 heights and the
+# power-off), then a hot swap: under 10 s (test_ha's freeze test). Three times that for a machine
+# shared with others.
 LIVENESS_BOUND = 30.0
 TRACEBACK = "Traceback (most recent call last)"
 NEARD_FIRST_LEAD = 1.0  # how long a node's neard runs alone when it wakes first
@@ -98,6 +100,7 @@ class Outcome:
     tracebacks: list[str] = field(default_factory=list)  # "file: last line" per log with a traceback
     notes: list[str] = field(default_factory=list)  # faults that found nothing to act on, and the like
     violations: list[str] = field(default_factory=list)
+    powered_off: list[str] = field(default_factory=list)  # nodes whose machine a fence_command powered off
     seconds: float = 0.0
 
     @property
@@ -114,7 +117,8 @@ class Outcome:
             "schedule": self.schedule.describe(), "ok": self.ok, "violations": self.violations, "double_signs": self.double_signs,
             "signed_again_after": self.signed_again_after, "status_reason": self.status_reason, "worst_gap": round(self.worst_gap, 2),
             "missed": self.missed, "tracebacks": self.tracebacks, "notes": self.notes, "seconds": round(self.seconds, 1),
-            "replay": self.schedule.replay,
+            "replay": self.schedule.replay, "fence_command": self.schedule.fence_command,
+            "neard_first_wakes": self.schedule.neard_first_wakes, "powered_off": self.powered_off,
         }
 
     def report(self) -> str:
@@ -123,6 +127,7 @@ class Outcome:
             else f"nobody signed; status says: {self.status_reason or 'no reason'}"
         lines = [head, f"     {after}; worst no-signer gap {self.worst_gap:.1f}s; missed {self.missed}; double signs {self.double_signs}"]
         lines += [f"     note: {n}" for n in self.notes]
+        lines += [f"     {n}'s machine powered off by its fence_command" for n in self.powered_off]
         lines += [f"     VIOLATION {v}" for v in self.violations]
         if not self.ok:
             lines.append(f"     logs kept in {self.directory}")
@@ -195,6 +200,86 @@ class Monitor(threading.Thread):
         return self.samples[-1] if self.samples else None
 
 
+@dataclass(frozen=True)
+class NodeProcesses:
+    """The processes of one node's machine at one moment."""
+
+    watchdogs: tuple[int, ...]
+    agent: int | None
+    neards: tuple[int, ...]
+
+    @property
+    def all(self) -> list[int]:
+        """Watchdogs, agent, then neards: the order a freeze stops them in."""
+        return [*self.watchdogs, *([self.agent] if self.agent is not None else []), *self.neards]
+
+
+def node_processes(cluster: HaCluster, node: str) -> NodeProcesses:
+    """Every process of ``node``'s machine now. neards are found by their --home, never through
+    neard.pid, which a fault may make name another node's neard; watchdogs by their --heartbeat
+    (each exactly, not as a prefix)."""
+    home, heartbeat = str(cluster.home(node)), str(cluster.heartbeat_path(node))
+    watchdogs, neards = [], []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        argv = process_cmdline(int(entry.name))
+        if not argv:
+            continue
+        if "near_failover.ha.watchdog" in argv and _follows(argv, "--heartbeat", heartbeat):
+            watchdogs.append(int(entry.name))
+        elif "near_failover.localnet" in argv and "node" in argv and _follows(argv, "--home", home):
+            neards.append(int(entry.name))
+    agent = cluster.agents.get(node)
+    return NodeProcesses(tuple(watchdogs), agent.pid if agent is not None and agent.poll() is None else None, tuple(neards))
+
+
+def _follows(argv: list[str], flag: str, value: str) -> bool:
+    return any(a == flag and b == value for a, b in zip(argv, argv[1:], strict=False))
+
+
+class Machines(threading.Thread):
+    """Each node's processes written down for its fence_command (ha_harness.POWER_OFF), as a
+    hypervisor knows which processes are a VM's: looked at every few blocks and whenever a fault
+    acts on a node, so that neards, agents and watchdogs started since (a restarted agent, a
+    leader's new watchdog) are in the record, and no other node's. A powered-off machine stays off:
+    its record is not written again."""
+
+    def __init__(self, cluster: HaCluster, files: dict[str, Path], interval: float = 2 * BLOCK_TIME) -> None:
+        super().__init__(daemon=True)
+        self.cluster = cluster
+        self.files = files
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    def off(self, node: str) -> bool:
+        return Path(f"{self.files[node]}.off").exists()
+
+    def record(self, node: str) -> None:
+        with self.lock:
+            if self.off(node):
+                return
+            path = self.files[node]
+            fresh = path.with_name(path.name + ".new")
+            fresh.write_text(json.dumps(node_processes(self.cluster, node).all))
+            fresh.replace(path)  # the fence_command never reads half a record
+
+    def run(self) -> None:
+        while True:
+            for node in self.files:
+                try:
+                    self.record(node)
+                except (OSError, StopIteration, KeyError):  # a node's manifest or home in flux at teardown
+                    pass
+            if self.stopping.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(5)
+
+
 class ChaosRun:
     """One schedule on a fresh localnet and store; `run()` returns its Outcome."""
 
@@ -213,6 +298,15 @@ class ChaosRun:
         self.dead: set[str] = set()  # nodes whose neard the schedule killed
         self.unready: set[str] = set()  # nodes whose config.json neard refuses
         self.monitor: Monitor | None = None
+        self.machines: Machines | None = None  # with a fence_command: every node's processes, for its POWER_OFF
+
+    @property
+    def stonith(self) -> bool:
+        return self.options.stonith or self.schedule.fence_command
+
+    def powered_off(self) -> set[str]:
+        """Nodes whose machine a fence_command powered off (they stay off, as a real one would)."""
+        return {n for n in NODES if self.machines is not None and self.machines.off(n)}
 
     # --- the cluster ------------------------------------------------------------------------------
 
@@ -239,11 +333,14 @@ class ChaosRun:
                     net.edit_inventory(name, lease_source_address=self.sources[name])
             for name, mode in self.options.standby_mode.items():
                 net.edit_inventory(name, standby=mode)
-            if self.options.stonith:
+            if self.stonith:
                 script = self.directory / "power-off.py"
                 script.write_text(POWER_OFF)
                 for name in NODES:
                     net.edit_inventory(name, fence_command=[sys.executable, str(script), str(self.machine_pids(name)), name])
+                self.machines = Machines(cluster, {name: self.machine_pids(name) for name in NODES})
+                self.machines.start()
+                stack.callback(self.machines.stop)
             cluster.enable_api()
             self.inventories = {name: self.isolated_inventory(cluster, name, self.options.own_lease.get(name, {})) for name in NODES}
             # val-a's agent first, the others once it holds the lease: started together on a loaded
@@ -317,11 +414,13 @@ class ChaosRun:
         node = self.resolve(fault, index)
         name = fault.name
         if name is FaultName.KILL_NEARD:
-            _signal(cluster.neard_pid(node), signal.SIGKILL)
+            for pid in node_processes(cluster, node).neards:
+                _signal(pid, signal.SIGKILL)
             self.dead.add(node)
         elif name is FaultName.FREEZE_NODE:
-            pids = self.freeze_node(node)
-            woken_first = [pids[-1]] if fault.option == "neard-first" else pids
+            frozen = self.freeze_node(node)
+            pids = frozen.all
+            woken_first = list(frozen.neards) if fault.option == NEARD_FIRST else pids
             self.cleanups.append(lambda: cluster.thaw(*pids))
 
             def wake() -> None:
@@ -333,7 +432,7 @@ class ChaosRun:
         elif name is FaultName.PARTITION_NODE:
             assert self.space is not None
             space, address = self.space, self.sources[node]
-            self.note_machine(node, [*cluster.watchdog_pids(node), cluster.agent_pid(node), cluster.neard_pid(node)])
+            self.note_machine(node)
             space.cut_off(address)
             healed = threading.Event()
 
@@ -359,7 +458,7 @@ class ChaosRun:
         elif name is FaultName.KILL_AGENT:
             cluster.agents[node].kill()
             cluster.agents[node].wait(10)
-            self.undo[index] = lambda: cluster.start_agent(node, self.inventories[node])
+            self.undo[index] = functools.partial(self.restart_agent, node)
         elif name is FaultName.FREEZE_AGENT:
             pid = cluster.agent_pid(node)
             _signal(pid, signal.SIGSTOP)
@@ -408,7 +507,7 @@ class ChaosRun:
             pid_file = cluster.home(node) / "neard.pid"
             original = pid_file.read_text()
             other = next(n for n in NODES if n != node and n not in self.dead)
-            pid_file.write_text(str(cluster.neard_pid(other)) + "\n")
+            pid_file.write_text(str(node_processes(cluster, other).neards[0]) + "\n")
             self.cleanups.append(lambda: pid_file.write_text(original))
             self.undo[index] = lambda: pid_file.write_text(original)
         elif name is FaultName.SECOND_SIGNER:
@@ -424,24 +523,35 @@ class ChaosRun:
         """Where the processes of ``node``'s machine are written down for its fence_command."""
         return self.directory / f"{node}-machine.pids"
 
-    def note_machine(self, node: str, pids: list[int]) -> None:
-        if self.options.stonith:
-            self.machine_pids(node).write_text(json.dumps(pids))
+    def note_machine(self, node: str) -> None:
+        """Write ``node``'s processes down now (a fault is about to act on them), not at the
+        tracker's next look."""
+        if self.machines is not None:
+            self.machines.record(node)
 
-    def freeze_node(self, node: str) -> list[int]:
-        """SIGSTOP the node's watchdog(s), agent and neard at once; returns their pids, neard last.
+    def restart_agent(self, node: str) -> None:
+        """systemd starting a killed agent again; not on a machine a fence_command powered off."""
+        assert self.cluster is not None
+        if node in self.powered_off():
+            self.outcome.notes.append(f"{node}'s agent not started again: its machine is powered off")
+            return
+        self.cluster.start_agent(node, self.inventories[node])
+        self.note_machine(node)
+
+    def freeze_node(self, node: str) -> NodeProcesses:
+        """SIGSTOP the node's watchdog(s), agent and neard(s) at once; returns them.
         On sqlite, never while the agent holds the store's write lock: the store is a file on
         this one machine, and a frozen lock holder would stop every other node's agent too,
         which a real paused host of its own cannot do."""
         assert self.cluster is not None
         for _ in range(100):
-            pids = [*self.cluster.watchdog_pids(node), self.cluster.agent_pid(node), self.cluster.neard_pid(node)]
-            for pid in pids:
+            frozen = node_processes(self.cluster, node)
+            for pid in frozen.all:
                 _signal(pid, signal.SIGSTOP)
-            if self.schedule.store != "sqlite" or not holds_write_lock(pids[-2]):
-                self.note_machine(node, pids)
-                return pids
-            self.cluster.thaw(*reversed(pids))
+            if self.schedule.store != "sqlite" or frozen.agent is None or not holds_write_lock(frozen.agent):
+                self.note_machine(node)
+                return frozen
+            self.cluster.thaw(*reversed(frozen.all))
             time.sleep(0.01)
         raise AssertionError(f"{node}'s agent always held the store's write lock")
 
@@ -479,6 +589,7 @@ class ChaosRun:
         finally:
             self.outcome.seconds = time.monotonic() - began
         self.outcome.tracebacks = tracebacks_in(self.directory)
+        self.outcome.powered_off = sorted(self.powered_off())
         self.judge()
         return self.outcome
 
@@ -510,8 +621,11 @@ class ChaosRun:
             time.sleep(BLOCK_TIME / 2)
         if self.outcome.signed_again_after is None:
             self.outcome.expected_reason = "paused" if self.paused else (
-                "no ready standby" if set(NODES) <= self.dead | self.unready else None)
+                "no ready standby" if set(NODES) <= self.dead | self.unready | self.powered_off() else None)
             self.outcome.status_reason = reason_from_status(self.status_lease(cluster))
+        for node in sorted(self.powered_off()):  # a power switch leaves nothing of its machine running
+            if left := node_processes(cluster, node).all:
+                self.outcome.violations.append(f"harness: {node}'s machine was powered off, yet its processes {left} run")
         cluster.wait_blocks(4)  # what any node sent around the end has reached the chain
         after = cluster.ledger()
         self.outcome.double_signs = int(after["double_signs"])

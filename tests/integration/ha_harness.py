@@ -44,13 +44,15 @@ KINDS = ("blocks", "chunks", "endorsements")
 
 
 # A fence_command as a hypervisor's API would run it: every process of the node's machine, as a
-# test wrote them down (JSON, the file named first), SIGKILLed; exit 1 when none is known.
+# test wrote them down (JSON, the file named first), SIGKILLed; exit 1 when none is known. It
+# leaves "<file>.off" behind: the machine is off, and a harness starts nothing on it again.
 POWER_OFF = """
 import json, os, signal, sys
 try:
     pids = json.loads(open(sys.argv[1]).read())
 except FileNotFoundError:
     sys.exit(f"no machine known for {sys.argv[2]}")
+open(sys.argv[1] + ".off", "w").write(json.dumps(pids))
 for pid in pids:
     try:
         os.kill(pid, signal.SIGKILL)
