@@ -506,8 +506,8 @@ class ChaosRun:
         elif name is FaultName.WRONG_PID_FILE:
             pid_file = cluster.home(node) / "neard.pid"
             original = pid_file.read_text()
-            other = next(n for n in NODES if n != node and n not in self.dead)
-            pid_file.write_text(str(node_processes(cluster, other).neards[0]) + "\n")
+            others = [neard for n in NODES if n != node and n not in self.dead for neard in node_processes(cluster, n).neards]
+            pid_file.write_text(f"{others[0] if others else exited_pid()}\n")  # no other neard runs: a dead process
             self.cleanups.append(lambda: pid_file.write_text(original))
             self.undo[index] = lambda: pid_file.write_text(original)
         elif name is FaultName.SECOND_SIGNER:
@@ -657,6 +657,13 @@ class ChaosRun:
                                     f"but the schedule left {o.expected_reason or 'a ready standby, unpaused'}")
         if o.tracebacks:
             o.violations.append("traceback in " + "; ".join(o.tracebacks))
+
+
+def exited_pid() -> int:
+    """The pid of a process that has exited (a pid file naming nothing that runs)."""
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
