@@ -22,6 +22,7 @@ from near_failover.ha.rejoin_policy import (
     settling,
     stay_out,
 )
+from near_failover.inventory import LeaseSettings
 from near_failover.procedures.journal import Journal
 
 SETTINGS = RejoinSettings(settle=30.0, max_self_fences=2, window=600.0)
@@ -53,6 +54,22 @@ def test_another_node_leads_only_once_its_own_record_says_so(view: ClusterView |
 
 def test_a_fenced_node_with_its_key_out_rejoins_once_another_leads() -> None:
     assert stay_out(FENCED, SETTINGS, paused=False, now=1000.0) is None
+
+
+def test_with_nobody_leading_for_two_ttls_a_fenced_node_rejoins_all_the_same() -> None:
+    """Every node fenced or down (two crashes in quick succession): waiting for a leader would
+    wait for ever, and no promotion can be running without a lease."""
+    settings = RejoinSettings.from_lease(LeaseSettings(store="sqlite", ttl=4.0, loop_wait=0.5, retry_timeout=1.0))
+    assert settings.leaderless_wait == 8.0
+    for leaderless_for, rejoins in ((None, False), (0.5, False), (7.9, False), (8.0, True), (60.0, True)):
+        node = FencedNode(key_in_home=False, another_leads=False, self_fences=(900.0,), leaderless_for=leaderless_for)
+        why = stay_out(node, settings, paused=False, now=1000.0)
+        assert (why is None) is rejoins, (leaderless_for, why)
+    # The ping-pong limit and a pause still keep it out.
+    twice = FencedNode(key_in_home=False, another_leads=False, self_fences=(950.0, 990.0), leaderless_for=60.0)
+    assert "fenced itself 2 times" in (stay_out(twice, settings, paused=False, now=1000.0) or "")
+    alone = FencedNode(key_in_home=False, another_leads=False, self_fences=(), leaderless_for=60.0)
+    assert "paused" in (stay_out(alone, settings, paused=True, now=1000.0) or "")
 
 
 @pytest.mark.parametrize(

@@ -237,6 +237,7 @@ class Agent:
         self.handed_over = False  # fenced as a switchover's source: it stays out
         self.unexplained_mask = False  # masked at start, with no fence of it in the journal: it stays out
         self.settling = False  # rejoined: no candidacy until neard has been healthy for the settling time
+        self.leaderless_since: float | None = None  # since when every store read showed no lease (monotonic)
         self.healthy_since: float | None = None
         self.published: MemberRecord | None = None  # the record the store last took from the loop
         self.staged_key: tuple[bytes, list[str]] | None = None  # the staged key file's digest, its problems
@@ -574,10 +575,12 @@ class Agent:
         try:
             view = await asyncio.wait_for(self.store.view(with_ttl=self.ask_ttl and self.lease is None), self._budget())
         except (TimeoutError, LeaseStoreError):  # down, or refusing us: either way no decision on it
-            self.store_ok = False
+            self.store_ok, self.leaderless_since = False, None
             return None
         self.ask_ttl = leader_record_unchanged(self.view, view)
         self.store_ok, self.view, self.paused = True, view, view.paused
+        leaderless = view.leader is None and view.handover is None
+        self.leaderless_since = (self.leaderless_since or time.monotonic()) if leaderless else None
         return view
 
     def _observation(self, watchdog_problem: str | None, health: Health | None = None, masked: bool | None = None) -> Observation:
@@ -1299,22 +1302,25 @@ class Agent:
         problems say why it stays out."""
         if self.rejoining is not None:
             return
+        now = time.monotonic()
         node = FencedNode(
             key_in_home=await on_doubt(self.me.key_in_home(), True),
             another_leads=leads_elsewhere(self.view, self.node),
             self_fences=tuple(self.self_fences), handed_over=self.handed_over, refused=self.rejoin_refused,
             last_try=self.rejoin_failed_at, masked_unexplained=self.unexplained_mask,
+            leaderless_for=now - self.leaderless_since if self.leaderless_since is not None else None,
         )
         why = stay_out(node, self.rejoin_settings, self.paused, time.time())
         if why is not None:
             self._remember(problems=(*self.problems, f"stays out: {why}"))
             return
-        self.rejoining = asyncio.create_task(self._rejoin())
+        self.rejoining = asyncio.create_task(self._rejoin(settle=node.another_leads))
 
-    async def _rejoin(self) -> None:
-        """procedures/rejoin.py's run, as `near-failover rejoin` does it; settling starts with it."""
+    async def _rejoin(self, settle: bool) -> None:
+        """procedures/rejoin.py's run, as `near-failover rejoin` does it; settling starts with it,
+        unless nobody leads (``settle`` False: nobody to hand back to, its health decides)."""
         began = time.time()
-        self.settling, self.healthy_since = True, None
+        self.settling, self.healthy_since = settle, None
         log.info("fenced, key out of its home, another node leads: rejoining as a standby", node=self.node)
         try:
             result = await Rejoin(self.inventory, self.nodes, self.node, self.journal).run()

@@ -5,8 +5,13 @@ tested without processes (tests/unit/test_rejoin_policy.py).
 
 Automatic rejoin (`[lease] auto_rejoin`, on by default): a node that fenced itself, or was fenced
 by another's promotion, comes back as a standby on its own (procedures/rejoin.py, the steps of
-`near-failover rejoin`) only while another node holds the lease (a promotion in progress keeps the
-fenced node's record, its fence proof), when its key is out of its home, it has not fenced itself
+`near-failover rejoin`) once another node leads: it holds the lease and its own record says it
+leads at that generation. Not while that node's promotion runs: it may need the fenced node's
+record (a fence proof), and on a host whose agents share a journal the rejoin's run would refuse
+the promotion's. Or once nobody has held the lease for two ttls (every node fenced or down, as
+after two crashes in quick succession): no promotion runs then, and waiting for a leader would
+wait for ever; such a rejoin skips the settling time, as there is nobody to hand back to. And only
+when its key is out of its home, it has not fenced itself
 `max_self_fences` times within `self_fence_window` (no ping-pong: a node that keeps failing stays
 out and says why), and a rejoin was not refused (an Option 1 node that validated with
 `standby = "rpc"`: the operator must choose). A switchover's source stays out: an operator moved
@@ -47,12 +52,13 @@ class RejoinSettings:
     settle: float = 60.0  # seconds neard must stay healthy before the node may lead again
     max_self_fences: int = 2  # this many self-fences within `window` keep a node out
     window: float = 3600.0
+    leaderless_wait: float = 20.0  # nobody held the lease this long: rejoin without a leader (two ttls)
 
     @classmethod
     def from_lease(cls, lease: LeaseSettings | None) -> RejoinSettings:
         if lease is None:
             return cls()
-        return cls(lease.auto_rejoin, lease.rejoin_settle, lease.max_self_fences, lease.self_fence_window)
+        return cls(lease.auto_rejoin, lease.rejoin_settle, lease.max_self_fences, lease.self_fence_window, 2 * lease.ttl)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class FencedNode:
     refused: str | None = None  # why the last rejoin was refused (until the agent restarts)
     last_try: float | None = None  # when the last rejoin that did not make it a standby began
     masked_unexplained: bool = False  # found masked at its agent's start, with no fence of it in the journal
+    leaderless_for: float | None = None  # seconds the store has shown no lease and no handover (None: it has one, or no answer)
 
 
 def leads_elsewhere(view: ClusterView | None, node: str) -> bool:
@@ -122,8 +129,9 @@ def stay_out(node: FencedNode, settings: RejoinSettings, paused: bool, now: floa
     if fences >= settings.max_self_fences:
         return (f"it fenced itself {fences} times in the last {settings.window:g}s: it stays out until an operator "
                 f"runs `near-failover rejoin` (no ping-pong)")
-    if not node.another_leads:
-        return "no other node leads yet: a rejoin waits until the new leader's promotion is over"
+    if not node.another_leads and (node.leaderless_for is None or node.leaderless_for < settings.leaderless_wait):
+        return ("no other node leads yet: a rejoin waits until the new leader's promotion is over, or until nobody has "
+                f"held the lease for {settings.leaderless_wait:g}s")
     if node.key_in_home:
         return "the pool key is still in its home: an operator parks it (`near-failover rejoin`)"
     if node.last_try is not None and now - node.last_try < settings.settle:
