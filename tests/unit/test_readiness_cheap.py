@@ -55,15 +55,15 @@ async def test_an_edit_between_two_reads_is_seen_by_the_next_even_with_the_same_
     config = tmp_path / "config.json"
     _write(config, 3030)
     host = LocalHost()
-    assert await home_rpc_ports(host, tmp_path, "http://127.0.0.1:1") == (3030,)
+    assert await home_rpc_ports(host, str(tmp_path), "http://127.0.0.1:1") == (3030,)
     before = os.stat(config)
     with open(config, "r+") as f:  # in place: same inode, same size
         f.write(config.read_text().replace("3030", "3031"))
     os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the mtime put back
     after = os.stat(config)
     assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
-    assert await home_rpc_ports(host, tmp_path, "http://127.0.0.1:1") == (3031,)
-    assert await home_rpc_ports(host, tmp_path, "http://127.0.0.1:1") == (3031,)
+    assert await home_rpc_ports(host, str(tmp_path), "http://127.0.0.1:1") == (3031,)
+    assert await home_rpc_ports(host, str(tmp_path), "http://127.0.0.1:1") == (3031,)
     assert len(parses) == 2  # one parse per distinct text, not per read
 
 
@@ -71,13 +71,13 @@ async def test_a_file_replaced_by_rename_with_the_old_mtime_is_seen(tmp_path: Pa
     config = tmp_path / "config.json"
     _write(config, 3030)
     host = LocalHost()
-    assert (await home_config(host, tmp_path))["rpc"]["addr"] == "0.0.0.0:3030"
+    assert (await home_config(host, str(tmp_path)))["rpc"]["addr"] == "0.0.0.0:3030"
     before = os.stat(config)
     other = tmp_path / "config.json.new"
     _write(other, 3032)
     os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
     os.replace(other, config)
-    assert (await home_config(host, tmp_path))["rpc"]["addr"] == "0.0.0.0:3032"
+    assert (await home_config(host, str(tmp_path)))["rpc"]["addr"] == "0.0.0.0:3032"
 
 
 async def test_a_config_made_unparsable_is_refused_every_time_and_its_fix_seen(tmp_path: Path) -> None:
@@ -90,9 +90,9 @@ async def test_a_config_made_unparsable_is_refused_every_time_and_its_fix_seen(t
         with pytest.raises(ConfigError, match="invalid JSON"):
             parse_config_memo(bad, "n:config.json")
     config.write_text(bad)
-    assert await home_config(LocalHost(), tmp_path) == {}  # as before: neard's defaults
+    assert await home_config(LocalHost(), str(tmp_path)) == {}  # as before: neard's defaults
     config.write_text(good)
-    assert (await home_config(LocalHost(), tmp_path))["rpc"]["addr"] == "0.0.0.0:3030"
+    assert (await home_config(LocalHost(), str(tmp_path)))["rpc"]["addr"] == "0.0.0.0:3030"
 
 
 def test_a_bounded_number_of_texts_is_kept(parses: list[str]) -> None:
