@@ -423,6 +423,13 @@ class HaCluster:
             return all(n in members and members[n].role == "standby" and members[n].healthy for n in ("val-b", "val-c"))
 
         wait_for(standbys_ready, timeout, "val-b and val-c to publish healthy standby records")
+        # The leader decides on the view its loop last read (a neard exit at once, on that view):
+        # its beat changes with each renewal, so two new beats mean a loop of it began, and read
+        # the store, after those records were seen.
+        seen = self.heartbeat(leader.member)
+        for _ in range(2):
+            seen = wait_for(lambda last=seen: (beat := self.heartbeat(leader.member)) != last and beat, timeout,
+                            f"{leader.member}'s next beat", interval=0.05)
         assert self.key_loaded("val-a") == POOL
         return leader
 

@@ -16,7 +16,7 @@ from near_failover.ha.clock import lease_clock
 from near_failover.ha.watchdog import FenceTarget, Heartbeat, check_every
 from near_failover.hosts.local import LocalHost
 
-HEAVY = ("asyncssh", "httpx", "pydantic", "rich", "structlog", "cryptography")
+HEAVY = ("asyncssh", "httpx", "pydantic", "rich", "structlog", "cryptography", "_hashlib")  # _hashlib: OpenSSL, a MB
 
 
 def loaded_by(code: str) -> set[str]:

@@ -109,7 +109,7 @@ from near_failover.procedures.chain_view import Production, production_of
 from near_failover.procedures.errors import Refused
 from near_failover.procedures.fence import FenceProof, fence_reachable, prove_chain_silence
 from near_failover.procedures.journal import Journal, JournalError, Run
-from near_failover.procedures.move import AutomaticMove, Move, MoveRequest, TargetReady
+from near_failover.procedures.move import AutomaticMove, Move, MoveRequest, NeardAnswers, TargetReady
 from near_failover.procedures.nodes import STATUS_TIMEOUT, NodeAccess, open_nodes
 from near_failover.procedures.observe import (
     SETTLE_SECONDS,
@@ -225,6 +225,7 @@ class Agent:
         self.readiness: list[str] = []  # the last readiness check's problems (_readiness), and when it ran
         self.readiness_at = float("-inf")
         self.ready: TargetReady | None = None  # the last readiness checks that passed, for a promotion to reuse
+        self.answers: NeardAnswers | None = None  # this loop's status and validators from our neard, for _readiness
         # Journal and alert records said once per run of equal ones, with a count (no storms).
         self.repeats: dict[str, Repeats] = {PROMOTION_REFUSED: Repeats(), FENCE_FAILED: Repeats()}
         # Automatic rejoin (ha/rejoin_policy.py): this agent's self-fences (monotonic), the rejoin
@@ -562,7 +563,7 @@ class Agent:
         try:
             sample = await asyncio.wait_for(self._observe(), self._budget())
         except TimeoutError:
-            sample = Sample(time.monotonic(), rpc_ok=False)
+            sample, self.answers = Sample(time.monotonic(), rpc_ok=False), None
         self.tracker.add(sample)
         readiness = [] if as_leader else await self._readiness()
         if self.settling and not as_leader:
@@ -683,13 +684,16 @@ class Agent:
 
     async def _observe(self) -> Sample:
         now = time.monotonic()
+        self.answers = None
         status = await self.me.status_or_none()
         if status is None:
             # None when the control cannot tell: health then decides with its usual patience.
             return Sample(now, rpc_ok=False, running=await on_doubt(self.me.control.is_active(), None))
         produced = expected = epoch_start = None
         try:
-            snap = production_of(await self.me.rpc.validators(), self.pool, status.sync_info.latest_block_height)
+            validators = await self.me.rpc.validators()
+            self.answers = NeardAnswers(status, validators, now)
+            snap = production_of(validators, self.pool, status.sync_info.latest_block_height)
             self.quiet_since = quiet_since(self.quiet_since, snap)
             if snap:
                 produced, expected, epoch_start = snap.produced, snap.expected, snap.epoch_start_height
@@ -955,7 +959,7 @@ class Agent:
             return list(self.readiness)
         move = Move(self.inventory, self.nodes, self.journal, MoveRequest(MoveKind.FAILOVER, MoveOptions(self.node)))
         try:
-            self.ready = await asyncio.wait_for(move.target_readiness(), 2 * self.settings.retry_timeout)
+            self.ready = await asyncio.wait_for(move.target_readiness(self.answers), 2 * self.settings.retry_timeout)
             self.readiness = []
         except Refused as exc:
             self.readiness, self.ready = [f"not ready to promote: {exc}"], None

@@ -10,7 +10,8 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 from near_failover.hosts.base import Host, HostFileNotFound, PathLike
-from near_failover.neard.config import ConfigError, parse_config_text, rpc_port, validator_key_file
+from near_failover.neard.config import ConfigError, rpc_port, validator_key_file
+from near_failover.neard.config_memo import parse_config_memo
 
 
 async def home_config(host: Host, home: PathLike) -> dict:
@@ -18,7 +19,7 @@ async def home_config(host: Host, home: PathLike) -> dict:
     its defaults or not at all, so the defaults are what it would use)."""
     path = PurePosixPath(home) / "config.json"
     try:
-        return parse_config_text(await host.read_text(path), source=str(path))
+        return parse_config_memo(await host.read_text(path), source=str(path))
     except (HostFileNotFound, ConfigError):
         return {}
 

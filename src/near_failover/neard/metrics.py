@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-__all__ = ["AmbiguousMetric", "Metrics", "MetricsParseError", "Sample", "memtrie_shards", "parse_metrics"]
+__all__ = ["AmbiguousMetric", "Metrics", "MetricsParseError", "Sample", "family_lines", "memtrie_shards", "parse_metrics"]
 
 
 class MetricsParseError(ValueError):
@@ -70,8 +70,15 @@ class Metrics:
         return isinstance(name, str) and bool(self.samples(name))
 
 
-def parse_metrics(text: str) -> Metrics:
-    """Parse Prometheus text exposition; raises MetricsParseError on anything else."""
+def parse_metrics(text: str, only: Iterable[str] | None = None) -> Metrics:
+    """Parse Prometheus text exposition; raises MetricsParseError on anything else. With ``only``,
+    just those families are parsed (neard exports thousands of samples; a check polled every few
+    seconds wants one family): their lines are picked out first, see `family_lines`."""
+    if only is not None:
+        picked = family_lines(text, frozenset(only))
+        if not picked and text.strip() and "# TYPE " not in text:
+            raise MetricsParseError("no metric found in the text")
+        text = picked
     by_name: dict[str, list[Sample]] = {}
     types: dict[str, str] = {}
     try:
@@ -85,6 +92,21 @@ def parse_metrics(text: str) -> Metrics:
     if text.strip() and not by_name and not types:
         raise MetricsParseError("no metric found in the text")
     return Metrics(by_sample_name={k: tuple(v) for k, v in by_name.items()}, types=types)
+
+
+def family_lines(text: str, names: frozenset[str]) -> str:
+    """The lines of ``text`` that belong to the families ``names`` (their HELP, TYPE and sample
+    lines, sample names exactly the family's, as a gauge's are), still Prometheus text."""
+    kept = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            words = line.split(None, 3)
+            name = words[2] if len(words) > 2 and words[1] in ("HELP", "TYPE") else ""
+        else:
+            name = line.split("{", 1)[0].split(None, 1)[0] if line.strip() else ""
+        if name in names:
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
 
 
 # The memory of each loaded memtrie's arena, labelled by shard_uid: a sample with bytes > 0 is a

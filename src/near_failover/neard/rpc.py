@@ -17,6 +17,7 @@ import copy
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -875,8 +876,9 @@ class NeardRpc:
         target, body = await self._get("/network_info", "neard could not answer; retry")
         return _validate(target, NetworkInfo, _decode_json(target, body))
 
-    async def metrics(self) -> Metrics:
-        """`GET /metrics`, parsed with prometheus_client's parser."""
+    async def metrics(self, only: Iterable[str] | None = None) -> Metrics:
+        """`GET /metrics`, parsed with prometheus_client's parser (only the families ``only``
+        names, when given)."""
         target, body = await self._get("/metrics", "neard could not export metrics; retry")
         try:
             text = body.decode("utf-8")
@@ -884,7 +886,7 @@ class NeardRpc:
             raise MalformedResponse(target, "the metrics are not UTF-8 text",
                                     _HINT_NOT_NEARD) from None
         try:
-            return parse_metrics(text)
+            return parse_metrics(text, only)
         except MetricsParseError as exc:
             raise MalformedResponse(target, f"{exc}: {_excerpt(body)}", _HINT_NOT_NEARD) from None
 

@@ -26,11 +26,11 @@ from near_failover.neard.config import (
     ConfigError,
     effective_tracking,
     memtries_enabled,
-    parse_config_text,
     semantic_errors,
 )
+from near_failover.neard.config_memo import parse_config_memo
 from near_failover.neard.keys import KeyFile, KeyFileError, parse_key_file
-from near_failover.neard.rpc import RpcError, StatusResponse, parse_rfc3339_ns
+from near_failover.neard.rpc import RpcError, StatusResponse, ValidatorsResponse, parse_rfc3339_ns
 from near_failover.procedures import recovery
 from near_failover.procedures.activate import (
     Activation,
@@ -161,6 +161,16 @@ class TargetReady:
     baseline: Production | None
     block_time: float
     at: float
+
+
+@dataclass(frozen=True)
+class NeardAnswers:
+    """The target's own answers its agent's loop has just fetched (status, validators), for that
+    loop's readiness checks to judge instead of asking neard again; a move's preflight asks anew."""
+
+    status: StatusResponse
+    validators: ValidatorsResponse
+    at: float  # time.monotonic() before status was asked: the checks count as begun then
 
 
 @dataclass(frozen=True)
@@ -448,11 +458,12 @@ class Move:
             checks["window"] = await self._wait_for_window(t)
         return checks
 
-    async def target_readiness(self) -> TargetReady:
+    async def target_readiness(self, seen: NeardAnswers | None = None) -> TargetReady:
         """The target's own checks (synced, config neard accepts, tracking and memtries in use,
         staged key equal to the on-chain key): preflight's, and the agents' standby readiness
-        (Refused names the first that fails). Checks only: the move's state is left as it was."""
-        return (await self._check_target())[0]
+        (Refused names the first that fails), judging ``seen`` when given. Checks only: the
+        move's state is left as it was."""
+        return (await self._check_target(seen))[0]
 
     async def _check_and_load_target(self) -> dict[str, Any]:
         """Preflight without a reusable readiness: the target's checks, then their state loaded."""
@@ -478,12 +489,12 @@ class Move:
                           f"{key.public_key} now): check it with `near-failover check` and try again")
         self.key, self.baseline, self.block_time = key, ready.baseline, ready.block_time
 
-    async def _target_status(self) -> StatusResponse:
-        """The target's status, refused unless it answers on the inventory's chain, synced, with
-        no validator key loaded."""
+    async def _target_status(self, seen: StatusResponse | None = None) -> StatusResponse:
+        """The target's status (``seen``, or asked now), refused unless it answers on the
+        inventory's chain, synced, with no validator key loaded."""
         t = self.target
         try:
-            status = await t.rpc.status()
+            status = seen or await t.rpc.status()
         except RpcError as exc:
             raise Refused(f"target {t.name} does not answer: {exc}") from exc
         if status.chain_id != self.inv.validator.chain_id:
@@ -494,11 +505,11 @@ class Move:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         return status
 
-    async def _check_target(self) -> tuple[TargetReady, KeyFile]:
+    async def _check_target(self, seen: NeardAnswers | None = None) -> tuple[TargetReady, KeyFile]:
         t = self.target
-        began = time.monotonic()
+        began = min(time.monotonic(), seen.at) if seen else time.monotonic()
         checks: dict[str, Any] = {}
-        status = await self._target_status()
+        status = await self._target_status(seen.status if seen else None)
         if await t.key_in_home():
             raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         await refuse_layout_problems(self.nodes, t)
@@ -507,7 +518,7 @@ class Move:
 
         cfg_text = await t.host.read_text(t.spec.config_path, CONFIG_JSON)
         try:
-            cfg = parse_config_text(cfg_text, source=f"{t.name}:{t.spec.config_path}")
+            cfg = parse_config_memo(cfg_text, source=f"{t.name}:{t.spec.config_path}")
         except ConfigError as exc:
             raise Refused(str(exc)) from exc
         if errors := semantic_errors(cfg):
@@ -538,7 +549,7 @@ class Move:
             self.say(f"{t.name}: config.json and the running neard disagree, a restart is pending: {'; '.join(pending)}")
 
         key = await self._staged_key(t)
-        validators = await t.rpc.validators()
+        validators = seen.validators if seen else await t.rpc.validators()
         on_chain = on_chain_public_key(validators, self.pool)
         if on_chain is None:
             raise Refused(f"{self.pool} is not in the current or next validator set in {t.name}'s view")

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from near_failover.control.base import ControlError
 from near_failover.hosts import HostError
-from near_failover.neard.metrics import memtrie_shards
+from near_failover.neard.metrics import MEMTRIE_ARENA_METRICS, memtrie_shards
 from near_failover.neard.rpc import RpcError
 from near_failover.procedures.errors import StepFailed
 from near_failover.procedures.nodes import NodeAccess
@@ -153,6 +153,6 @@ async def wait_ready_after_restart(node: NodeAccess, budget: float, say: Say) ->
 async def running_memtries(node: NodeAccess) -> list[str] | None:
     """The shards whose memtries the running neard holds (its /metrics); None if unreadable."""
     try:
-        return memtrie_shards(await node.rpc.metrics())
+        return memtrie_shards(await node.rpc.metrics(only=MEMTRIE_ARENA_METRICS))
     except RpcError:
         return None
