@@ -324,10 +324,12 @@ class ChaosRun:
             self.cluster = cluster
             stack.callback(cluster.close)
             stack.callback(self._cleanup)
+            # The product's default automatic rejoin (ha_harness turns it off for its own tests).
+            lease: dict[str, Any] = {"auto_rejoin": True, **self.options.lease}
             if self.space is None:
-                cluster.configure_lease(store="sqlite", path=str(self.directory / "lease.sqlite"), **self.options.lease)
+                cluster.configure_lease(store="sqlite", path=str(self.directory / "lease.sqlite"), **lease)
             else:
-                cluster.configure_lease(**self.options.lease)
+                cluster.configure_lease(**lease)
                 for index, name in enumerate(NODES):
                     self.sources[name] = self.space.source_address(index)
                     net.edit_inventory(name, lease_source_address=self.sources[name])

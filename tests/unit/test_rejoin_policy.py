@@ -101,6 +101,9 @@ def test_old_self_fences_leave_the_window() -> None:
 def test_no_lease_before_the_settling_time() -> None:
     assert "10s of 30s" in (settling(990.0, SETTINGS, 1000.0) or "")
     assert settling(990.0, SETTINGS, 1020.0) is None
+    # Nobody has held the lease for two ttls: no leader to leave in place, its health decides.
+    assert settling(None, SETTINGS, 1000.0, leaderless_for=SETTINGS.leaderless_wait) is None
+    assert settling(None, SETTINGS, 1000.0, leaderless_for=SETTINGS.leaderless_wait - 1) is not None
     assert "not healthy" in (settling(None, SETTINGS, 5000.0) or "")
 
 

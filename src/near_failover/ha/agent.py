@@ -1295,7 +1295,8 @@ class Agent:
         """After an automatic rejoin: why this standby is no candidate yet (empty once settled)."""
         now = time.monotonic()
         self.healthy_since = healthy_since(self.healthy_since, not problems, now)
-        why = settling(self.healthy_since, self.rejoin_settings, now)
+        leaderless_for = now - self.leaderless_since if self.leaderless_since is not None else None
+        why = settling(self.healthy_since, self.rejoin_settings, now, leaderless_for)
         if why is None:
             self.settling = False
             log.info("rejoined and settled: a ready standby again", node=self.node)

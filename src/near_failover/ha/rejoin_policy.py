@@ -139,8 +139,11 @@ def stay_out(node: FencedNode, settings: RejoinSettings, paused: bool, now: floa
     return None
 
 
-def settling(since: float | None, settings: RejoinSettings, now: float) -> str | None:
-    """Why a rejoined node is no candidate yet (None once neard has been healthy for the settling time)."""
+def settling(since: float | None, settings: RejoinSettings, now: float, leaderless_for: float | None = None) -> str | None:
+    """Why a rejoined node is no candidate yet (None once neard has been healthy for the settling
+    time, or once nobody has held the lease for two ttls: there is no leader to leave in place)."""
+    if leaderless_for is not None and leaderless_for >= settings.leaderless_wait:
+        return None
     if since is None:
         return f"rejoined: neard not healthy yet, no lease until it has been for {settings.settle:g}s"
     healthy_for = now - since
