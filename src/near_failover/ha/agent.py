@@ -1295,8 +1295,7 @@ class Agent:
         """After an automatic rejoin: why this standby is no candidate yet (empty once settled)."""
         now = time.monotonic()
         self.healthy_since = healthy_since(self.healthy_since, not problems, now)
-        leaderless_for = now - self.leaderless_since if self.leaderless_since is not None else None
-        why = settling(self.healthy_since, self.rejoin_settings, now, leaderless_for)
+        why = settling(self.healthy_since, self.rejoin_settings, now, self._leaderless_for(now))
         if why is None:
             self.settling = False
             log.info("rejoined and settled: a ready standby again", node=self.node)
@@ -1307,13 +1306,12 @@ class Agent:
         problems say why it stays out."""
         if self.rejoining is not None:
             return
-        now = time.monotonic()
         node = FencedNode(
             key_in_home=await on_doubt(self.me.key_in_home(), True),
             another_leads=leads_elsewhere(self.view, self.node),
             self_fences=tuple(self.self_fences), handed_over=self.handed_over, refused=self.rejoin_refused,
             last_try=self.rejoin_failed_at, masked_unexplained=self.unexplained_mask,
-            leaderless_for=now - self.leaderless_since if self.leaderless_since is not None else None,
+            leaderless_for=self._leaderless_for(time.monotonic()),
         )
         why = stay_out(node, self.rejoin_settings, self.paused, time.time())
         if why is not None:
@@ -1321,12 +1319,17 @@ class Agent:
             return
         self.rejoining = asyncio.create_task(self._rejoin(settle=node.another_leads))
 
+    def _leaderless_for(self, now: float) -> float | None:
+        """Seconds every store read has shown no lease and no handover (None: one did, or no answer)."""
+        return now - self.leaderless_since if self.leaderless_since is not None else None
+
     async def _rejoin(self, settle: bool) -> None:
         """procedures/rejoin.py's run, as `near-failover rejoin` does it; settling starts with it,
         unless nobody leads (``settle`` False: nobody to hand back to, its health decides)."""
         began = time.time()
         self.settling, self.healthy_since = settle, None
-        log.info("fenced, key out of its home, another node leads: rejoining as a standby", node=self.node)
+        log.info("fenced, key out of its home: rejoining as a standby", node=self.node,
+                 why="another node leads" if settle else "nobody has held the lease for two ttls")
         try:
             result = await Rejoin(self.inventory, self.nodes, self.node, self.journal).run()
             outcome, message = result.outcome, result.message

@@ -37,13 +37,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from near_failover.ha.decide import AUTO_FAILOVER, Kind
 from near_failover.ha.lease import ClusterView, MemberRole
 from near_failover.inventory import LeaseSettings
 from near_failover.procedures.journal import Run
-from near_failover.procedures.rejoin import JOURNAL_KIND as REJOIN_JOURNAL_KIND
+from near_failover.procedures.plan import MoveKind
 
-SELF_FENCE_KIND = "self-fence"  # the journal's kind of an agent's self-fence event
-MOVE_KINDS = ("switchover", "failover", "auto-failover")  # the journal's moves (from_node: the node moved away from)
+SELF_FENCE_KIND = Kind.SELF_FENCE.value  # the journal's kind of an agent's self-fence event
+# The journal's moves; from_node is the node moved away from.
+MOVE_KINDS = (MoveKind.SWITCHOVER.value, MoveKind.FAILOVER.value, AUTO_FAILOVER)
 
 
 @dataclass(frozen=True)
@@ -99,12 +101,12 @@ class FenceHistory:
 def fence_history(runs: Sequence[Run], node: str) -> FenceHistory:
     """From journal runs, latest first: ``node``'s self-fences, and what its last run did to it (a
     switchover away; a self-fence or another move away; anything else, such as a rejoin)."""
-    last = next((run for run in runs if node in (run.from_node, run.to_node)), None)
-    away = last is not None and last.from_node == node and last.kind != REJOIN_JOURNAL_KIND
-    handed_over = away and last is not None and last.kind == "switchover" and last.outcome == "ok"
-    fenced_here = away and last is not None and (last.kind == SELF_FENCE_KIND or last.kind in MOVE_KINDS)
     fences = tuple(sorted(run.started.timestamp() for run in runs if run.kind == SELF_FENCE_KIND and run.from_node == node))
-    return FenceHistory(fences, handed_over, fenced_here)
+    last = next((run for run in runs if node in (run.from_node, run.to_node)), None)
+    if last is None or last.from_node != node or last.kind not in (SELF_FENCE_KIND, *MOVE_KINDS):
+        return FenceHistory(fences)  # nothing of its own, moved to it, or rejoined since
+    handed_over = last.kind == MoveKind.SWITCHOVER.value and last.outcome == "ok"
+    return FenceHistory(fences, handed_over, fenced_here=True)
 
 
 def recent(times: Iterable[float], now: float, window: float) -> int:
