@@ -10,10 +10,12 @@ import os
 import signal
 import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from near_failover.ha.lease import lease_clock
 from tests.integration.ha_harness import HaCluster, alive, pids_with_argv
@@ -102,3 +104,18 @@ def test_unit_watchdog_fences_after_its_agent_is_killed(cluster: HaCluster, tmp_
     finally:
         unit.kill()
         unit.wait(10)
+
+
+def test_a_watchdog_unit_that_cannot_write_its_state_exits_2_naming_the_file(tmp_path: Path) -> None:
+    """Bad input, not a traceback: the journal's folder (where the heartbeat and the node to fence
+    live) is under a regular file, so nothing can be written there."""
+    inventory = tmp_path / "inventory.toml"
+    subprocess.run([*CLI, "init", "-c", str(inventory), "--account-id", "pool.poolv1.near", "--chain-id", "testnet",
+                    "--node", "val-a=local"], check=True, capture_output=True)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    text = tomllib.loads(inventory.read_text())
+    text["journal"] = {"path": str(tmp_path / "blocker" / "journal.sqlite")}
+    inventory.write_text(tomli_w.dumps(text))
+    done = subprocess.run([*CLI, "watchdog", "-c", str(inventory), "--node", "val-a"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "blocker" in done.stderr and "must be writable" in done.stderr, done.stderr

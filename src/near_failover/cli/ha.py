@@ -124,9 +124,12 @@ def watchdog(
     except InventoryError as exc:
         fail(str(exc))
     beats = heartbeat_path(inv, spec.name)
-    beats.parent.mkdir(parents=True, exist_ok=True)
     target = target_path(beats)
-    FenceTarget.of(inventory, spec).write(target)
+    try:
+        beats.parent.mkdir(parents=True, exist_ok=True)
+        FenceTarget.of(inventory, spec).write(target)
+    except OSError as exc:
+        fail(f"watchdog: cannot write the node to fence to {target} ({exc.strerror}): the [journal] path's folder must be writable")
     # The watchdog runs as long as neard: this process, which loaded the CLI and the inventory,
     # becomes the light one (same pid: systemd's NotifyAccess=main still knows it).
     argv = watchdog_argv("near_failover.ha.watchdog_unit", target, inventory, spec.name, beats, watchdog_reserve(inv))
