@@ -5,7 +5,7 @@ network namespace of its own, every agent seeing the other nodes' hosts as unrea
 control channel between machines: a standby cannot SIGKILL a lost host's neard through a pid
 file, it must prove the fence by the chain's silence or the old leader's own record):
 - freeze: SIGSTOP of the signer's neard, agent and watchdog at once (a paused VM);
-- partition: the signer's agent cut off from etcd (a blackhole route in etcd's namespace; the
+- partition: the signer's agent cut off from etcd (blackhole rules in etcd's namespace, both ways; the
   emulated neard still reaches the chain, so the old leader must fence itself in time).
 Measured from the fault to the new signer's first duty on the chain's ledger; then the old node
 is resumed (all its processes at once) or reconnected, and the ledger must show it never signs

@@ -16,7 +16,7 @@ class FaultName(StrEnum):
 
     KILL_NEARD = "kill-neard"  # SIGKILL of a node's neard (a crash)
     FREEZE_NODE = "freeze-node"  # SIGSTOP of the node's neard, agent and watchdog at once (a paused VM)
-    PARTITION_NODE = "partition-node"  # the node's agent cut off from etcd (a blackhole route in etcd's namespace)
+    PARTITION_NODE = "partition-node"  # the node's agent cut off from etcd (blackhole rules in etcd's namespace, both ways)
     ETCD_STOP = "etcd-stop"  # etcd stopped for the duration, then started on its data
     ETCD_FREEZE = "etcd-freeze"  # SIGSTOP of etcd for the duration
     ETCD_RESTART = "etcd-restart"  # etcd stopped and started at once

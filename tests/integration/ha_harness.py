@@ -495,13 +495,17 @@ def require_ip_command() -> str:
 # --- a network partition: etcd in its own network namespace --------------------------------------
 
 
+CUT_RULE_PREF = 10  # a partition's blackhole rules, before the local table's
+LOCAL_RULE_PREF = 100
+
+
 @dataclass
 class EtcdNamespace:
     """etcd inside network namespace `name`, reached over a veth pair created for the test.
 
     The root side of the link has 10.231.<n>.1 and one more address per agent (each agent's
-    etcd client binds its own, through the inventory's lease_source_address), so a blackhole
-    route inside the namespace can cut one agent off while every other one still reaches etcd.
+    etcd client binds its own, through the inventory's lease_source_address), so blackhole rules
+    inside the namespace can cut one agent off while every other one still reaches etcd.
     """
 
     name: str
@@ -522,11 +526,19 @@ class EtcdNamespace:
         return f"10.231.{self.subnet}.{11 + index}"
 
     def cut_off(self, address: str) -> None:
-        """Inside the namespace, drop everything addressed to `address`: etcd's answers to it vanish."""
-        _ip("netns", "exec", self.name, "ip", "route", "add", "blackhole", f"{address}/32")
+        """Inside the namespace, drop what `address` sends and what is sent to it.
+
+        Both ways, as a real partition: with only etcd's answers dropped, a renewal the agent
+        believes lost still reaches etcd and extends the lease it is about to give up."""
+        for direction in ("from", "to"):
+            self._netns_ip("rule", "add", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
 
     def heal(self, address: str) -> None:
-        _ip("netns", "exec", self.name, "ip", "route", "del", "blackhole", f"{address}/32")
+        for direction in ("from", "to"):
+            self._netns_ip("rule", "del", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
+
+    def _netns_ip(self, *args: str) -> None:
+        _ip("netns", "exec", self.name, "ip", *args)
 
 
 def _ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -567,6 +579,10 @@ def etcd_in_namespace(directory: Path, sources: int) -> Iterator[EtcdNamespace]:
             _ip("addr", "add", f"{space.source_address(index)}/24", "dev", host_end)
         _ip("link", "set", host_end, "up")
         _ip("netns", "exec", space.name, "ip", "link", "set", "lo", "up")
+        # The local table's rule goes after the cut rules, so packets from a cut address are
+        # dropped on their way in as well as on their way out.
+        _ip("netns", "exec", space.name, "ip", "rule", "add", "pref", str(LOCAL_RULE_PREF), "lookup", "local")
+        _ip("netns", "exec", space.name, "ip", "rule", "del", "pref", "0")
         _ip("netns", "exec", space.name, "ip", "addr", "add", f"{space.etcd_address}/24", "dev", ns_end)
         _ip("netns", "exec", space.name, "ip", "link", "set", ns_end, "up")
 

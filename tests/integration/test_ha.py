@@ -10,6 +10,7 @@ endorsements per 0.25 s height for the pool with seed 7) and leave room for a lo
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from near_failover.ha.lease import MemberRecord, MemberRole, lease_clock
@@ -598,6 +600,27 @@ def test_a_store_that_refuses_the_leader_makes_it_fence_itself_in_time(tmp_path:
             stop_localnet(net)
 
 
+def test_a_partition_cuts_both_ways(tmp_path: Path) -> None:
+    """A request sent from a cut-off address never reaches etcd, even on a connection opened before
+    the cut: with only etcd's answers dropped, a renewal the leader believes lost would still
+    extend its lease, and every partition figure would be a renewal too long."""
+    def encoded(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    with etcd_in_namespace(tmp_path / "etcd-ns", sources=2) as space:
+        cut, other = space.source_address(0), space.source_address(1)
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=cut), timeout=2) as client, \
+                httpx.Client(transport=httpx.HTTPTransport(local_address=other), timeout=5) as witness:
+            client.post(f"{space.url}/v3/kv/range", json={"key": encoded("probe")}).raise_for_status()  # opens the connection
+            space.cut_off(cut)
+            with pytest.raises(httpx.TransportError):
+                client.post(f"{space.url}/v3/kv/put", json={"key": encoded("probe"), "value": encoded("sent while cut off")})
+            assert "kvs" not in witness.post(f"{space.url}/v3/kv/range", json={"key": encoded("probe")}).json()
+            space.heal(cut)
+            client.post(f"{space.url}/v3/kv/put", json={"key": encoded("probe"), "value": encoded("healed")}).raise_for_status()
+            assert "kvs" in witness.post(f"{space.url}/v3/kv/range", json={"key": encoded("probe")}).json()
+
+
 # From the leader's own fence (at its first unanswered renewal, loop_wait + retry_timeout after
 # its last renewal: about 2.6 s before its lease's end, where it was 1.4 s before renewal-isolated)
 # to the standby's hot swap after the lease expired and 2 more heights of silence: about 4 s, 16
@@ -608,8 +631,8 @@ PARTITION_BOUND = {"blocks": 9, "chunks": 14, "endorsements": 56}
 
 def test_leader_cut_off_from_etcd_fences_itself_and_standby_promotes(tmp_path: Path) -> None:
     """etcd runs in a network namespace of its own behind a veth link; every agent's etcd client
-    leaves from its own address (lease_source_address), and a blackhole route inside the
-    namespace cuts off only the leader's. Needs root (CAP_NET_ADMIN): fails, never skips."""
+    leaves from its own address (lease_source_address), and blackhole rules inside the
+    namespace cut off only the leader's, both ways. Needs root (CAP_NET_ADMIN): fails, never skips."""
     with etcd_in_namespace(tmp_path / "etcd-ns", sources=3) as space:
         net = start_localnet(tmp_path / "net", block_time=BLOCK_TIME)
         cluster = HaCluster(net, [space.url])
