@@ -43,11 +43,11 @@ def net(shared_net: Localnet) -> Iterator[Localnet]:
         shared_net.inventory.write_text(original)
 
 
-def assert_refused_and_primary_untouched(net: Localnet, report: dict, *needles: str) -> None:
+def assert_refused_and_primary_untouched(net: Localnet, report: dict, *needles: str, misreporting: str = "val-a") -> None:
     assert report["_exit"] != 0 and report["outcome"] == "refused", report
     for needle in needles:
         assert needle in report["message"], report["message"]
-    assert "fix `control` for val-a" in report["message"]
+    assert f"fix `control` for {misreporting}" in report["message"]
     urls = {n["name"]: n["rpc"] for n in net.status()["nodes"]}
     time.sleep(WATCH_BLOCKS * BLOCK_TIME)  # a second signer would double-sign within a few blocks
     assert httpx.get(f"{urls['val-a']}/status", timeout=5).json()["validator_account_id"] == net.pool()
@@ -66,6 +66,19 @@ def test_wrong_pid_file_is_a_contradiction_not_a_fence(net: Localnet, mode: str)
     assert_refused_and_primary_untouched(net, report, f"pid file {wrong} names no running neard", "val-a still signs")
     # The control it could not trust was not left masked: the operator's fix is the pid file.
     assert not wrong.with_name("WRONG.pid.masked").exists()
+
+
+@pytest.mark.parametrize("mode", ["hot-swap", "rpc"])
+def test_target_whose_pid_file_names_another_nodes_neard_is_refused_before_the_fence(net: Localnet, mode: str):
+    """The target's control would SIGHUP or restart the wrong process (chaos seed 6093: an Option 1
+    "restart" found val-b's old neard answering at once, without the key, and verify waited two
+    minutes while nobody signed). Its readiness refuses it before the primary is touched."""
+    pidfile = net.directory / "val-b" / "WRONG.pid"
+    pidfile.write_text((net.directory / "val-c" / "neard.pid").read_text())
+    net.edit_inventory("val-b", control=f"pidfile:{pidfile}")
+    report = move(net, "switchover", "val-b", "--mode", mode, check=False)
+    action = "SIGHUP" if mode == "hot-swap" else "restart"
+    assert_refused_and_primary_untouched(net, report, f"pid file {pidfile}", f"the {action} would miss it", misreporting="val-b")
 
 
 def test_pid_file_naming_an_unrelated_process_never_signals_it(net: Localnet, tmp_path: Path):

@@ -505,11 +505,27 @@ class Move:
             raise Refused(f"target {t.name} already has a validator key loaded ({status.validator_account_id})")
         return status
 
+    async def _refuse_blind_control(self, t: NodeAccess) -> None:
+        """Refused when the target's neard answers but its control does not find it running: the
+        activation's SIGHUP or restart would go through that control and miss the neard that
+        answers (a restart would start a second one beside it and wait on the old one's RPC)."""
+        try:
+            running = await t.control.is_active()
+        except (ControlError, HostError) as exc:
+            raise Refused(f"target {t.name}'s control cannot tell whether neard runs: {exc}") from exc
+        if not running:
+            action = "SIGHUP" if self.mode == StandbyMode.HOT_SWAP else "restart"
+            raise Refused(
+                f"target {t.name}'s neard answers on {t.spec.rpc}, but its control ({t.control.describe()}) does not find "
+                f"it running, so the {action} would miss it; fix `control` for {t.name}"
+            )
+
     async def _check_target(self, seen: NeardAnswers | None = None) -> tuple[TargetReady, KeyFile]:
         t = self.target
         began = min(time.monotonic(), seen.at) if seen else time.monotonic()
         checks: dict[str, Any] = {}
         status = await self._target_status(seen.status if seen else None)
+        await self._refuse_blind_control(t)
         if await t.key_in_home():
             raise Refused(f"target {t.name} has {await t.validator_key_path()} in its home: neard would load it; remove it first")
         await refuse_layout_problems(self.nodes, t)
