@@ -7,9 +7,10 @@ file, it must prove the fence by the chain's silence or the old leader's own rec
 - freeze: SIGSTOP of the signer's neard, agent and watchdog at once (a paused VM);
 - partition: the signer's agent cut off from etcd (blackhole rules in etcd's namespace, both ways; the
   emulated neard still reaches the chain, so the old leader must fence itself in time).
-Measured from the fault to the new signer's first duty on the chain's ledger; then the old node
-is resumed (all its processes at once) or reconnected, and the ledger must show it never signs
-again (it finds its lease gone and is fenced before its neard signs) and no double sign.
+Measured from the fault (once in effect: the processes stopped, both cut rules in) to the new
+signer's first duty on the chain's ledger; then the old node is resumed (all its processes at
+once) or reconnected, and the ledger must show it never signs again (it finds its lease gone and
+is fenced before its neard signs) and no double sign.
 
 Policies, as in bench/auto_failover.py (whose timings this shares):
 - ours: the inventory's default timings (ttl 10 s, loop 1 s, retry 2 s), hot-swap standbys,
@@ -84,6 +85,7 @@ class Loss:
     old_signed_again: bool
     proof: str | None  # the promotion's fence proof, from the journal
     notes: list[str] = field(default_factory=list)
+    inject_seconds: float = 0.0  # finding the node's processes and stopping them, or cutting it off
 
 
 def first_duty_of_another(monitor: Monitor, old: str, height: int, since: float, timeout: float) -> float | None:
@@ -110,8 +112,9 @@ def lose_host(policy: Policy, fault: str, directory: Path) -> Loss:
             before = cluster.ledger()
             old = run.signer()
             neard = cluster.neard_pid(old)
-            started = time.monotonic()
+            injecting = time.monotonic()
             run.inject(Fault(0.0, FAULTS[fault], LEADER, option="together"), 0)
+            started = time.monotonic()  # the fault is in effect: every process stopped, or both cut rules in
             seconds = first_duty_of_another(monitor, old, int(before["height"]), started, TIMEOUT)
             run.end(0)  # wake the frozen host (all at once) or heal the partition
             woke = int(cluster.ledger()["height"])
@@ -130,7 +133,8 @@ def lose_host(policy: Policy, fault: str, directory: Path) -> Loss:
             monitor.stopping.set()
             monitor.join(5)
     return Loss(seconds, missed_between(before, after), int(after["double_signs"]),
-                row is not None and row["last_height"] is not None and row["last_height"] >= woke, proof, notes)
+                row is not None and row["last_height"] is not None and row["last_height"] >= woke, proof, notes,
+                round(started - injecting, 3))
 
 
 def summarise(losses: list[Loss]) -> dict[str, Any]:
@@ -143,6 +147,7 @@ def summarise(losses: list[Loss]) -> dict[str, Any]:
         "double_signs": sum(loss.double_signs for loss in losses),
         "old_signed_again": sum(loss.old_signed_again for loss in losses),
         "proofs": [loss.proof for loss in losses],
+        "inject_seconds_all": [loss.inject_seconds for loss in losses],
         "notes": [n for loss in losses for n in loss.notes],
     }
 
