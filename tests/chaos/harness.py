@@ -14,6 +14,7 @@ lease, ledger and etcd namespace) instead of starting anything its own way.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -297,6 +298,7 @@ class ChaosRun:
         self.paused = False
         self.dead: set[str] = set()  # nodes whose neard the schedule killed
         self.unready: set[str] = set()  # nodes whose config.json neard refuses
+        self.cuts: collections.Counter[str] = collections.Counter()  # partitions in force per node, overlapping ones counted
         self.monitor: Monitor | None = None
         self.machines: Machines | None = None  # with a fence_command: every node's processes, for its POWER_OFF
 
@@ -435,13 +437,17 @@ class ChaosRun:
             assert self.space is not None
             space, address = self.space, self.sources[node]
             self.note_machine(node)
-            space.cut_off(address)
+            if not self.cuts[node]:
+                space.cut_off(address)
+            self.cuts[node] += 1
             healed = threading.Event()
 
             def heal() -> None:
                 if not healed.is_set():
                     healed.set()
-                    space.heal(address)
+                    self.cuts[node] -= 1
+                    if not self.cuts[node]:  # the node stays cut while an overlapping partition lasts
+                        space.heal(address)
             self.cleanups.append(heal)
             self.undo[index] = heal
         elif name in (FaultName.ETCD_STOP, FaultName.ETCD_RESTART):
