@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import base58
 import pytest
@@ -284,3 +285,30 @@ def test_an_interrupted_run_taken_over_is_closed_as_taken_over_and_no_longer_blo
     assert journal.run(journal.start_run("pool.near", "auto-failover")).state == "in-progress"
     with pytest.raises(JournalError, match="is taken-over, not interrupted"):
         journal.take_over(run_id, {"taken_over_by": "val-c"})
+
+
+def _open_when_released(path: str, release: Any, errors: Any) -> None:
+    release.wait()
+    try:
+        Journal(path).close()
+    except JournalError as exc:
+        errors.put(str(exc))
+
+
+def test_agents_opening_a_new_journal_together_all_open_it(tmp_path: Path) -> None:
+    """Agents started together on one machine create the shared journal at once. SQLite refuses
+    a switch to WAL it cannot make at once ("database is locked") without waiting; about one
+    round in six failed an agent's start before the switch was retried."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for round_ in range(40):
+        path = str(tmp_path / f"journal-{round_}.sqlite")
+        release, errors = context.Event(), context.Queue()
+        openers = [context.Process(target=_open_when_released, args=(path, release, errors)) for _ in range(6)]
+        for opener in openers:
+            opener.start()
+        release.set()
+        for opener in openers:
+            opener.join(30)
+        assert errors.empty(), errors.get()

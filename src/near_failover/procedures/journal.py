@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -235,6 +236,21 @@ class StepRecorder:
         self.__exit__(exc_type, exc, tb)
 
 
+def _wal_mode(db: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch to WAL, waiting as long as any other lock: SQLite answers a switch it cannot make
+    at once with "database is locked" without calling the busy handler, which is what happens
+    when agents open a new journal together."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 class Journal:
     """A SQLite file shared by every near-failover process on this machine."""
 
@@ -247,7 +263,7 @@ class Journal:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
             if created:
                 os.chmod(self.path, 0o600)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _wal_mode(self._db, busy_timeout)
             self._db.execute("PRAGMA foreign_keys=ON")
             with self._transaction():
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
