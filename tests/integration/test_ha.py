@@ -175,7 +175,9 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
         assert not (cluster.home("val-a") / "validator_key.json").exists()
 
         run = cluster.wait_auto_failover()
-        assert (run["state"], run["from"], run["to"]) == ("ok", "val-a", "val-b"), run
+        # val-b by priority, or val-c: once its neard is seen gone, val-a hands its lease to the best
+        # standby whose record is fresh in its last view, and on a loaded machine val-b's may not be.
+        assert (run["state"], run["from"]) == ("ok", "val-a") and run["to"] in ("val-b", "val-c"), run
         assert "before anything else" in cluster.watchdog_log("val-a") + cluster.agent_log("val-a"), cluster.logs()
         # The proof is val-a seen gone: by the standby itself, or by val-a's agent in a record it
         # wrote only once its next fence found neard dead (never the failed fence's word).
@@ -184,7 +186,7 @@ def test_a_fence_that_fails_is_never_taken_as_proof(cluster: HaCluster) -> None:
         for record in cluster.runs("self-fence"):
             assert step(record, "self-fence")["evidence"]["observed"]["verdict"] == "gone", record
         assert not alive(neard)
-        wait_for(lambda: cluster.signs_after("val-b", freeze_height), 15, "val-b to sign for the pool")
+        wait_for(lambda: cluster.signs_after(run["to"], freeze_height), 15, f"{run['to']} to sign for the pool")
         after = cluster.assert_no_double_sign()
         assert cluster.signer_row("val-a", after)["last_height"] <= freeze_height + 1  # type: ignore[index]
     finally:
