@@ -531,13 +531,14 @@ class EtcdNamespace:
         Both ways, as a real partition: with only etcd's answers dropped, a renewal the agent
         believes lost still reaches etcd and extends the lease it is about to give up."""
         for direction in ("from", "to"):
-            self._netns_ip("rule", "add", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
+            self.netns_ip("rule", "add", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
 
     def heal(self, address: str) -> None:
         for direction in ("from", "to"):
-            self._netns_ip("rule", "del", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
+            self.netns_ip("rule", "del", "pref", str(CUT_RULE_PREF), direction, f"{address}/32", "blackhole")
 
-    def _netns_ip(self, *args: str) -> None:
+    def netns_ip(self, *args: str) -> None:
+        """`ip` run inside the namespace."""
         _ip("netns", "exec", self.name, "ip", *args)
 
 
@@ -581,8 +582,8 @@ def etcd_in_namespace(directory: Path, sources: int) -> Iterator[EtcdNamespace]:
         _ip("netns", "exec", space.name, "ip", "link", "set", "lo", "up")
         # The local table's rule goes after the cut rules, so packets from a cut address are
         # dropped on their way in as well as on their way out.
-        _ip("netns", "exec", space.name, "ip", "rule", "add", "pref", str(LOCAL_RULE_PREF), "lookup", "local")
-        _ip("netns", "exec", space.name, "ip", "rule", "del", "pref", "0")
+        space.netns_ip("rule", "add", "pref", str(LOCAL_RULE_PREF), "lookup", "local")
+        space.netns_ip("rule", "del", "pref", "0")
         _ip("netns", "exec", space.name, "ip", "addr", "add", f"{space.etcd_address}/24", "dev", ns_end)
         _ip("netns", "exec", space.name, "ip", "link", "set", ns_end, "up")
 

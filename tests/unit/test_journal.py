@@ -312,3 +312,4 @@ def test_agents_opening_a_new_journal_together_all_open_it(tmp_path: Path) -> No
         for opener in openers:
             opener.join(30)
         assert errors.empty(), errors.get()
+        assert [opener.exitcode for opener in openers] == [0] * len(openers), "an opener hung or died"
