@@ -71,6 +71,7 @@ class ClusterOptions:
     own_lease: dict[str, dict[str, float]] = field(default_factory=dict)  # one agent's own [lease] timings
     standby_mode: dict[str, str] = field(default_factory=dict)  # a node's standby mode ("rpc", "hot-swap")
     stonith: bool = False  # every node has a fence_command that powers its "machine" off (ha_harness.POWER_OFF)
+    chain_seed: str = "7"  # the localnet's seed: who produces what at each height
 
 
 
@@ -320,7 +321,7 @@ class ChaosRun:
             if self.schedule.store == "etcd":
                 self.space = stack.enter_context(etcd_in_namespace(self.directory / "etcd-ns", sources=len(NODES)))
                 endpoints = [self.space.url]
-            net = start_localnet(self.directory / "net", block_time=self.options.block_time)
+            net = start_localnet(self.directory / "net", seed=self.options.chain_seed, block_time=self.options.block_time)
             stack.callback(stop_localnet, net)
             cluster = HaCluster(net, endpoints, self.space.etcd if self.space else None)
             self.cluster = cluster
