@@ -95,9 +95,9 @@ FREEZE_BOUND = {"blocks": 20, "chunks": 30, "endorsements": 110}
 
 
 def test_leader_host_freezes_promotion_only_after_lease_expiry_and_chain_silence(cluster: HaCluster) -> None:
-    """With a fence_command (a STONITH that powers val-a's machine off: here it SIGKILLs the
-    frozen processes) the silence counts from before the lease ended; without one it would count
-    after it (the window that catches a neard woken before its guard)."""
+    """The silence counts from before the lease ended; with a fence_command (a STONITH that
+    powers val-a's machine off: here it SIGKILLs the frozen processes) that machine is off before
+    the key is given."""
     pids_file = cluster.net.directory / "val-a-host.pids"
     script = cluster.net.directory / "power-off.py"
     script.write_text(POWER_OFF)

@@ -106,6 +106,8 @@ def freeze_promote_wake(cluster: HaCluster, store: str, order: str, stonith: boo
     assert run["state"] == "ok" and run["from"] == "val-a" and run["to"] == "val-b", run
     fence = step(run, "fence")["evidence"]
     assert fence["proof"] == "chain-silence", fence
+    # Counted by the standby's own loops while the lease ran, with or without a fence_command.
+    assert fence.get("counted_from") == "before the old lease ended", fence
     if stonith:
         assert fence["fence_command"]["exit_code"] == 0 and "powered off val-a" in fence["fence_command"]["output"], fence
     else:

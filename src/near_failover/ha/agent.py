@@ -1107,16 +1107,11 @@ class Agent:
 
     async def _seek_fence_proof(self, old: str) -> FenceProof | None:
         """No record proves the old leader fenced: its silence, counted while its lease still ran,
-        if its host is lost and has a fence_command; else our own look at it (the Move then counts
-        the silence after the lease). Sought while the move's preflight runs.
-
-        Without a fence_command, the silence counted after the lease ended is what catches a
-        frozen host whose neard wakes before its guard (README, residual risk): it signs, the
-        silence breaks, no key is given. Counted early, that window is two heights, and a neard
-        waking later double signs (chaos schedules with a node woken neard first did). With a
-        fence_command the machine is powered off before the key is given, so nothing wakes."""
+        if its host is lost; else our own look at it (the Move then counts the silence after the
+        lease). Sought while the move's preflight runs. The Move runs the old leader's
+        fence_command, if it has one, once this proof holds."""
         node = self.nodes.get(old)
-        if node is not None and node.spec.fence_command:
+        if node is not None:
             lost = await proof_for_lost_leader(self.me, node, self.pool, self.quiet_since, self.settings.retry_timeout, self.settings.ttl)
             if lost is not None:
                 return lost
