@@ -14,10 +14,10 @@ is fenced before its neard signs) and no double sign.
 
 Policies, as in bench/auto_failover.py (whose timings this shares):
 - ours: the inventory's default timings (ttl 10 s, loop 1 s, retry 2 s), hot-swap standbys,
-  no fence_command: the silence is counted after the old lease ended;
+  no fence_command: the silence counts from before the old lease ended (ha/early_silence.py);
 - ours + fence_command: the same with a STONITH fence_command on every node (here it SIGKILLs the
-  lost machine's processes, as a hypervisor's power-off would): the silence counts from before
-  the old lease ended, and the old machine is off before the key is given;
+  lost machine's processes, as a hypervisor's power-off would), run once the silence is proven:
+  the old machine is off before the key is given;
 - kuutamod-like: a 30 s lease renewed every 10 s, standbys checking every second and promoting
   by restart (Option 1).
 Target (issue 15): ours at most ttl + 2 s, at least 2.5x faster than kuutamod-like, zero double
@@ -64,8 +64,8 @@ class Policy:
 
 POLICIES = (
     Policy("ours", ClusterOptions(BLOCK_TIME, dict(OURS)), OURS["ttl"]),
-    # With a STONITH fence_command on every node (the README's advice): the silence then counts
-    # from before the old lease ended (ha/early_silence.py), the old machine powered off first.
+    # With a STONITH fence_command on every node (the README's advice): the old machine powered
+    # off before the key is given.
     Policy("ours + fence_command", ClusterOptions(BLOCK_TIME, dict(OURS), stonith=True), OURS["ttl"]),
     Policy("kuutamod-like", ClusterOptions(BLOCK_TIME, dict(KUUTAMOD_LEADER),
                                            {"val-b": dict(KUUTAMOD_STANDBY), "val-c": dict(KUUTAMOD_STANDBY)},
