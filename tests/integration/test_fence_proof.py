@@ -5,6 +5,7 @@ contradiction, and leave the ledger without a double sign."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from tests.integration.fake_systemd import define_unit, install_fake_systemctl
-from tests.integration.localnet_harness import BLOCK_TIME, Localnet, start_localnet, stop_localnet
+from tests.integration.localnet_harness import BLOCK_TIME, Localnet, cli, start_localnet, stop_localnet
 from tests.integration.test_procedures import move
 
 WATCH_BLOCKS = 10
@@ -79,6 +80,24 @@ def test_target_whose_pid_file_names_another_nodes_neard_is_refused_before_the_f
     report = move(net, "switchover", "val-b", "--mode", mode, check=False)
     action = "SIGHUP" if mode == "hot-swap" else "restart"
     assert_refused_and_primary_untouched(net, report, f"pid file {pidfile}", f"the {action} would miss it", misreporting="val-b")
+
+
+def test_check_control_finds_a_control_that_misses_the_running_neard(net: Localnet):
+    """What a move's readiness refuses above, `check --control` tells before any move; with the
+    control `localnet up` wrote, it finds the neard that answers."""
+    def errors() -> list[dict]:
+        checked = cli("check", "-c", net.inventory, "--node", "val-b", "--control", "--json", check=False)
+        found = [f for f in json.loads(checked.stdout)["findings"] if f["severity"] == "error"]
+        assert checked.returncode == (1 if found else 0), checked.stdout
+        return found
+
+    assert errors() == []
+    pidfile = net.directory / "val-b" / "WRONG.pid"
+    pidfile.write_text((net.directory / "val-c" / "neard.pid").read_text())
+    net.edit_inventory("val-b", control=f"pidfile:{pidfile}")
+    [error] = errors()
+    assert f"pid file {pidfile}" in error["what"] and "does not find it running" in error["what"], error
+    assert "fix `control` for val-b" in error["fix"], error
 
 
 def test_pid_file_naming_an_unrelated_process_never_signals_it(net: Localnet, tmp_path: Path):

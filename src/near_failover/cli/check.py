@@ -33,7 +33,7 @@ def check(
     validator_id: Optional[str] = typer.Option(None, "--validator-id", help="The pool id this node serves."),
     rpc: Optional[str] = typer.Option(None, "--rpc", help="Also check the running node at this RPC URL."),
     chain_id: Optional[str] = typer.Option(None, "--chain-id", help="Expected chain id (default: genesis.json in the home)."),
-    control: bool = typer.Option(False, "--control", help="Prove, changing nothing, that --node's login may run every command a fence and an activation need (sudo rules, writable home), and its fence_command (with -c and --node)."),
+    control: bool = typer.Option(False, "--control", help="Prove, changing nothing, that --node's login may run every command a fence and an activation need (sudo rules, writable home), that its control finds the neard answering on its rpc, and its fence_command (with -c and --node)."),
     inventory: Optional[Path] = typer.Option(
         None, "-c", "--inventory", dir_okay=False,
         help="Alone: check every node's home and key_store by real path on its machine. With --control and --node: what fencing that node needs.",
@@ -43,7 +43,8 @@ def check(
 ) -> None:
     """Lint a neard home (and its running process) against a role and the failover guide; with -c,
     the inventory's homes and key stores by the real paths each machine resolves; with --control,
-    what fencing an inventory node needs (its fence_command), changing nothing."""
+    what fencing an inventory node needs (its fence_command, its login's rights, a control that
+    finds its running neard), changing nothing."""
     if control:
         _check_control(inventory, node, as_json)
         return
@@ -122,10 +123,11 @@ def _check_control(inventory_path: Path | None, name: str | None, as_json: bool)
         node = inventory.node(name)
     except Exception as exc:  # UnknownNode names the known nodes
         fail(str(exc))
-    findings = fence_command_findings(node) + asyncio.run(_rights(node, inventory))
+    findings = fence_command_findings(node) + asyncio.run(_rights(node, inventory)) + asyncio.run(_control_finds_neard(node.name, inventory))
     ok_line = (
-        f"{node.name}'s fence_command ({(node.fence_command or ['?'])[0]}) is set and runnable here, and every "
-        f"command a fence and an activation run on {node.name} is allowed for its login (privilege = {node.privilege})."
+        f"{node.name}'s fence_command ({(node.fence_command or ['?'])[0]}) is set and runnable here, every "
+        f"command a fence and an activation run on {node.name} is allowed for its login (privilege = {node.privilege}), "
+        f"and its control finds the neard that answers on {node.rpc}."
     )
     _report_findings(findings, {"node": node.name}, ok_line, as_json)
 
@@ -136,6 +138,20 @@ async def _rights(node: Any, inventory: Any) -> list[Finding]:
 
     async with host_for(node, inventory.ssh) as host:
         return await rights_findings(node, host)
+
+
+async def _control_finds_neard(name: str, inventory: Any) -> list[Finding]:
+    """The neard that answers on the node's RPC is the one its control stops, SIGHUPs and restarts."""
+    from near_failover.procedures.nodes import control_misses_neard, open_nodes
+
+    why = "a fence, a SIGHUP or a restart goes through the control: one that does not find the running neard misses it"
+    async with open_nodes(inventory) as nodes:
+        node = nodes[name]
+        if await node.status_or_none() is None:
+            return [Finding(Severity.WARNING, f"{name}'s neard does not answer on {node.spec.rpc}: its control was not checked against it", why,
+                            "start neard and run this check again")]
+        problem = await control_misses_neard(node)
+    return [] if problem is None else [Finding(Severity.ERROR, problem, why, f"fix `control` for {name}: the pid file or unit of the neard serving {node.spec.home}")]
 
 
 def _report_findings(findings: list[Finding], head: dict[str, Any], ok_line: str, as_json: bool) -> None:

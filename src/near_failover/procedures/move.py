@@ -51,7 +51,7 @@ from near_failover.procedures.fence import (
     run_fence_command,
 )
 from near_failover.procedures.journal import Journal
-from near_failover.procedures.nodes import NodeAccess, refuse_layout_problems
+from near_failover.procedures.nodes import NodeAccess, control_misses_neard, refuse_layout_problems
 from near_failover.procedures.plan import (
     TIMEOUT_KEYS,
     Deadline,
@@ -506,19 +506,11 @@ class Move:
         return status
 
     async def _refuse_blind_control(self, t: NodeAccess) -> None:
-        """Refused when the target's neard answers but its control does not find it running: the
-        activation's SIGHUP or restart would go through that control and miss the neard that
-        answers (a restart would start a second one beside it and wait on the old one's RPC)."""
-        try:
-            running = await t.control.is_active()
-        except (ControlError, HostError) as exc:
-            raise Refused(f"target {t.name}'s control cannot tell whether neard runs: {exc}") from exc
-        if not running:
+        """Refused when the target's neard answers but its control would miss it: the
+        activation's SIGHUP or restart goes through that control."""
+        if problem := await control_misses_neard(t):
             action = "SIGHUP" if self.mode == StandbyMode.HOT_SWAP else "restart"
-            raise Refused(
-                f"target {t.name}'s neard answers on {t.spec.rpc}, but its control ({t.control.describe()}) does not find "
-                f"it running, so the {action} would miss it; fix `control` for {t.name}"
-            )
+            raise Refused(f"target {problem}, so the {action} would miss it; fix `control` for {t.name}")
 
     async def _check_target(self, seen: NeardAnswers | None = None) -> tuple[TargetReady, KeyFile]:
         t = self.target

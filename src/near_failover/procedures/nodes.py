@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, AsyncIterator, Protocol
 
 from near_failover.control import control_for
-from near_failover.control.base import NeardControl
+from near_failover.control.base import ControlError, NeardControl
 from near_failover.hosts import Host, HostError, host_for
 from near_failover.hosts.home import home_config, home_rpc_ports, home_validator_key_path
 from near_failover.procedures.errors import Refused
@@ -79,6 +79,18 @@ class NodeAccess(NodeOnHost):
             return await asyncio.wait_for(self.rpc.status(), STATUS_TIMEOUT + 0.5)
         except (RpcError, asyncio.TimeoutError):
             return None
+
+
+async def control_misses_neard(node: NodeAccess) -> str | None:
+    """Why ``node``'s control would miss the neard that answers on its RPC, or None when it finds
+    it running: a stop, a SIGHUP or a restart goes through that control, and a restart would start
+    a second neard beside the one that answers. Asked once the RPC has answered."""
+    try:
+        if await node.control.is_active():
+            return None
+    except (ControlError, HostError) as exc:
+        return f"{node.name}'s control cannot tell whether neard runs: {exc}"
+    return f"{node.name}'s neard answers on {node.spec.rpc}, but its control ({node.control.describe()}) does not find it running"
 
 
 async def layout_problems_on(nodes: dict[str, NodeAccess], node: NodeAccess) -> list[str]:
