@@ -819,16 +819,11 @@ class Agent:
         self._journal_event(SELF_FENCE_KIND, {"reason": reason, **evidence})
         await self._publish()
         if lease is not None:
-            await self._hand_over_to_best_standby(lease)
+            # Our fence is proven by observation (above) and published: the lease goes to the best
+            # ready standby only, which promotes on our record at once (ha/decide.py).
+            members = list(self.view.members) if self.view is not None else []
+            await self._hand_over_or_release(lease, handover_target(self.node, members, self.settings, time.time()))
         await self.alerts.notify(AlertEvent.self_fence(self.pool, self.node, reason=reason, generation=lease.generation if lease else None))
-
-    async def _hand_over_to_best_standby(self, lease: LeaderLease) -> None:
-        """Our fence is proven by observation and published: the lease goes to the best ready
-        standby only, which promotes on our record at once (ha/decide.py). The records are read
-        again: the fence took seconds, and a record from the loop's read would be judged stale."""
-        view = await self._read_view()
-        members = list(view.members) if view is not None else []
-        await self._hand_over_or_release(lease, handover_target(self.node, members, self.settings, time.time()))
 
     async def _hand_over_or_release(self, lease: LeaderLease, to: str | None) -> None:
         """Drop our lease: handed over to ``to`` in one store transaction (no other member may
