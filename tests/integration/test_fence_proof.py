@@ -79,7 +79,7 @@ def test_target_whose_pid_file_names_another_nodes_neard_is_refused_before_the_f
     net.edit_inventory("val-b", control=f"pidfile:{pidfile}")
     report = move(net, "switchover", "val-b", "--mode", mode, check=False)
     action = "SIGHUP" if mode == "hot-swap" else "restart"
-    assert_refused_and_primary_untouched(net, report, f"pid file {pidfile}", f"the {action} would miss it", misreporting="val-b")
+    assert_refused_and_primary_untouched(net, report, f"pid file {pidfile}", "does not find it running", f"the {action} goes through that control", misreporting="val-b")
 
 
 def test_check_control_finds_a_control_that_misses_the_running_neard(net: Localnet):

@@ -510,7 +510,7 @@ class Move:
         activation's SIGHUP or restart goes through that control."""
         if problem := await control_misses_neard(t):
             action = "SIGHUP" if self.mode == StandbyMode.HOT_SWAP else "restart"
-            raise Refused(f"target {problem}, so the {action} would miss it; fix `control` for {t.name}")
+            raise Refused(f"target {problem}: the {action} goes through that control; fix `control` for {t.name}")
 
     async def _check_target(self, seen: NeardAnswers | None = None) -> tuple[TargetReady, KeyFile]:
         t = self.target
